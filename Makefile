@@ -1,0 +1,37 @@
+# Daylight: `make run` serves the demo, `make test` runs the whole suite.
+# Both bootstrap .venv on a fresh machine with Python 3.11+ and the package registries.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA_DIR ?= var
+
+.PHONY: run test lint bootstrap clean-demo
+
+bootstrap: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@test -d $(DATA_DIR) || $(BIN)/daylight demo --data-dir $(DATA_DIR)
+	@echo
+	@echo "Demo logins: $(DATA_DIR)/demo-credentials.json"
+	@echo "Current one-time codes:  $(BIN)/daylight demo-code --data-dir $(DATA_DIR) [--username demo-caseworker]"
+	@$(BIN)/daylight demo-code --data-dir $(DATA_DIR)
+	@echo
+	$(BIN)/daylight serve --data-dir $(DATA_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check app tests migrations
+	$(BIN)/mypy
+
+clean-demo:
+	rm -rf $(DATA_DIR)

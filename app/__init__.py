@@ -1,0 +1,1 @@
+"""Daylight: secure tip intake and case management for reports of transnational repression."""

@@ -1,0 +1,1 @@
+"""Staff identity: accounts, roles and permissions, two-factor login and sessions."""

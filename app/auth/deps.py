@@ -1,0 +1,78 @@
+"""Who is calling the staff app, and may they: the dependencies every staff route uses."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from app.auth.permissions import Permission
+from app.auth.service import Principal, resume_session
+from app.config import Settings
+from app.errors import Forbidden, Unauthenticated
+from app.web.context import Context, DbSession
+
+SECURE_COOKIE_NAME = "__Host-daylight_session"
+# Only for development on loopback over plain http, where browsers and HTTP
+# clients would drop a Secure cookie; a __Host- cookie must be Secure.
+LOOPBACK_COOKIE_NAME = "daylight_session"
+
+
+def _served_on_loopback(request: Request) -> bool:
+    server = request.scope.get("server")
+    if not server:
+        return False
+    try:
+        return ipaddress.ip_address(server[0]).is_loopback
+    except ValueError:
+        return server[0] == "localhost"
+
+
+def session_cookie(request: Request, settings: Settings) -> tuple[str, bool]:
+    """The cookie name and Secure flag for this request.
+
+    Plain http is allowed only in development, only on a socket bound to a
+    loopback address (decided from the listening socket, never from a
+    proxy header), and only under a name without the __Host- prefix.
+    """
+    if settings.is_development and request.url.scheme == "http" and _served_on_loopback(request):
+        return LOOPBACK_COOKIE_NAME, False
+    return SECURE_COOKIE_NAME, True
+
+
+def set_session_cookie(request: Request, response: Response, settings: Settings, value: str) -> None:
+    name, secure = session_cookie(request, settings)
+    response.set_cookie(name, value, max_age=settings.session_absolute_hours * 3600, path="/",
+                        secure=secure, httponly=True, samesite="strict")
+
+
+def clear_session_cookie(request: Request, response: Response, settings: Settings) -> None:
+    name, secure = session_cookie(request, settings)
+    response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
+
+
+def current_principal(request: Request, session: DbSession, context: Context) -> Principal:
+    """The authenticated member, or 401. Every guarded staff route depends on this."""
+    name, _ = session_cookie(request, context.settings)
+    cookie_value = request.cookies.get(name)
+    principal = resume_session(session, cookie_value, context.settings) if cookie_value else None
+    if principal is None:
+        raise Unauthenticated
+    return principal
+
+
+CurrentStaff = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """A dependency that lets through only members whose role holds ``permission``."""
+
+    def guard(principal: CurrentStaff) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden
+        return principal
+
+    guard.__name__ = f"require_{permission.value}"
+    return guard

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.crypto.contracts import EnvelopeColumn
+from app.db import Base, enum_column_type
+
+# The member's personal private key, under the key-encryption key derived from
+# their password: a database copy alone cannot unwrap it.
+PERSONAL_PRIVATE_KEY = EnvelopeColumn("staff_accounts", "wrapped_private_key")
+# TOTP secrets under a server-side key kept outside the database (secrets dir),
+# so a database copy alone cannot mint one-time codes.
+TOTP_SECRET = EnvelopeColumn("staff_accounts", "totp_secret_encrypted")
+# The keys unlocked at login, under a key that only the session cookie carries.
+SESSION_KEYS = EnvelopeColumn("staff_sessions", "unlocked_keys_encrypted")
+
+
+class Role(StrEnum):
+    CASEWORKER = "caseworker"
+    LEAD = "lead"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class StaffAccount(Base):
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(enum_column_type(Role, "role"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    password_salt: Mapped[bytes] = mapped_column(LargeBinary)
+    argon2_time_cost: Mapped[int] = mapped_column(Integer)
+    argon2_memory_cost_kib: Mapped[int] = mapped_column(Integer)
+    argon2_parallelism: Mapped[int] = mapped_column(Integer)
+    login_verifier: Mapped[bytes] = mapped_column(LargeBinary)
+
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+    totp_secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # The last accepted TOTP time step: a code is never accepted twice.
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+
+    created_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class StaffSession(Base):
+    """A server-side session. The row alone unlocks nothing: the key is in the cookie."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    unlocked_keys_encrypted: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,33 @@
+"""Roles and what they may do, in one table (DESIGN 2).
+
+Admins manage accounts but cannot read tip content; auditors never see tip
+content. Anything not listed here is denied.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from app.auth.models import Role
+
+
+class Permission(StrEnum):
+    VIEW_QUEUE = "view_queue"
+    READ_TIP_CONTENT = "read_tip_content"
+    MANAGE_ACCOUNTS = "manage_accounts"
+    READ_AUDIT_LOG = "read_audit_log"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT}),
+    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT}),
+    Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
+    Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
+}
+
+# Roles that may ever hold the intake key: a grant to anyone else is refused.
+KEY_HOLDING_ROLES = frozenset({Role.CASEWORKER, Role.LEAD})
+
+
+def role_has(role: Role, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS.get(role, frozenset())

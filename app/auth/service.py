@@ -1,0 +1,270 @@
+"""Staff accounts, two-factor login and server-side sessions.
+
+Login derives the password keys once (Argon2id, split by HKDF): the verifier
+proves the password, the key-encryption key unwraps the personal private key,
+which opens the member's intake key grants. Those unlocked keys are stored in
+the session row under a key derived from the session token, which only the
+cookie carries: the app process keeps no state, and a database copy holds no
+usable key.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyotp
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import PERSONAL_PRIVATE_KEY, SESSION_KEYS, TOTP_SECRET, Role, StaffAccount, StaffSession
+from app.auth.permissions import Permission, role_has
+from app.config import Settings
+from app.crypto import kdf, sealing
+from app.crypto.binding import bind
+from app.crypto.errors import DecryptionError
+from app.keys.service import unlock_granted_keys
+
+TOTP_STEP_SECONDS = 30
+TOTP_DIGITS = 6
+# Verified for unknown usernames so that they cost one Argon2id run too.
+_DUMMY_SALT = b"daylight-dummy-salt"[:kdf.SALT_BYTES]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes; every time Daylight stores is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def argon2_parameters(settings: Settings) -> kdf.Argon2Parameters:
+    return kdf.Argon2Parameters(
+        time_cost=settings.argon2.time_cost,
+        memory_cost_kib=settings.argon2.memory_cost_kib,
+        parallelism=settings.argon2.parallelism,
+    )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class UnlockedKeys:
+    """The private keys a login unlocked: the personal key and granted intake key versions."""
+
+    personal: sealing.PrivateKey
+    intake: Mapping[int, sealing.PrivateKey] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"UnlockedKeys(intake_versions={sorted(self.intake)})"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({
+            "personal": base64.b64encode(self.personal.raw).decode(),
+            "intake": {str(v): base64.b64encode(k.raw).decode() for v, k in self.intake.items()},
+        }).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> UnlockedKeys:
+        data = json.loads(raw)
+        return cls(
+            personal=sealing.PrivateKey(base64.b64decode(data["personal"])),
+            intake={int(v): sealing.PrivateKey(base64.b64decode(k)) for v, k in data["intake"].items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated staff member behind a request."""
+
+    account_id: uuid.UUID
+    username: str
+    role: Role
+    session_id: uuid.UUID
+    keys: UnlockedKeys
+
+    def can(self, permission: Permission) -> bool:
+        return role_has(self.role, permission)
+
+    def intake_private_key(self, version: int) -> sealing.PrivateKey | None:
+        return self.keys.intake.get(version)
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def create_account(
+    session: Session,
+    *,
+    username: str,
+    role: Role,
+    password: str,
+    totp_secret: str,
+    settings: Settings,
+    totp_key: bytes,
+) -> tuple[StaffAccount, sealing.PrivateKey]:
+    """Create an account with its personal key pair; returns the unwrapped private key too."""
+    account_id = uuid.uuid4()
+    salt = kdf.new_salt()
+    params = argon2_parameters(settings)
+    login_keys = kdf.derive_login_keys(password, salt, params)
+    personal_private = sealing.generate_private_key()
+    account = StaffAccount(
+        id=account_id,
+        username=username,
+        role=role,
+        is_active=True,
+        password_salt=salt,
+        argon2_time_cost=params.time_cost,
+        argon2_memory_cost_kib=params.memory_cost_kib,
+        argon2_parallelism=params.parallelism,
+        login_verifier=login_keys.verifier,
+        public_key=personal_private.public_key().raw,
+        wrapped_private_key=PERSONAL_PRIVATE_KEY.seal(
+            login_keys.key_encryption_key, personal_private.raw, row_id=str(account_id)
+        ),
+        totp_secret_encrypted=TOTP_SECRET.seal(totp_key, totp_secret.encode(), row_id=str(account_id)),
+        totp_last_step=0,
+        failed_logins=0,
+        created_on=utc_now().date(),
+    )
+    session.add(account)
+    session.flush()
+    return account, personal_private
+
+
+def _accept_totp(account: StaffAccount, otp: str, totp_key: bytes, now: dt.datetime) -> bool:
+    """Accept a code of the current step or one step either side, never a step already used."""
+    secret = TOTP_SECRET.open(totp_key, account.totp_secret_encrypted, row_id=str(account.id)).decode()
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
+    current_step = int(now.timestamp()) // TOTP_STEP_SECONDS
+    accepted_step = None
+    for step in (current_step - 1, current_step, current_step + 1):
+        if hmac.compare_digest(totp.generate_otp(step), otp.strip()) and step > account.totp_last_step:
+            accepted_step = step
+    if accepted_step is None:
+        return False
+    account.totp_last_step = accepted_step
+    return True
+
+
+def authenticate(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    otp: str,
+    settings: Settings,
+    totp_key: bytes,
+    now: dt.datetime | None = None,
+) -> tuple[StaffAccount, UnlockedKeys] | None:
+    """The account and its unlocked keys, or None: the same answer for every kind of failure."""
+    now = now or utc_now()
+    account = session.scalars(select(StaffAccount).where(StaffAccount.username == username)).first()
+    if account is None or not account.is_active:
+        # Same Argon2id cost as a real account, so timing does not reveal which usernames exist.
+        kdf.derive_login_keys(password, _DUMMY_SALT, argon2_parameters(settings))
+        return None
+    params = kdf.Argon2Parameters(account.argon2_time_cost, account.argon2_memory_cost_kib,
+                                  account.argon2_parallelism)
+    login_keys = kdf.derive_login_keys(password, account.password_salt, params)
+    if not hmac.compare_digest(login_keys.verifier, account.login_verifier) or not _accept_totp(
+        account, otp, totp_key, now
+    ):
+        account.failed_logins += 1
+        session.flush()
+        return None
+    account.failed_logins = 0
+    personal = sealing.PrivateKey(PERSONAL_PRIVATE_KEY.open(
+        login_keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)
+    ))
+    keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account, personal))
+    session.flush()
+    return account, keys
+
+
+def _token_lookup_hash(token: bytes) -> bytes:
+    return hashlib.sha256(bind("daylight/session-lookup/v1", token)).digest()
+
+
+def _token_session_key(token: bytes) -> bytes:
+    return HKDFExpand(algorithm=hashes.SHA256(), length=32,
+                      info=bind("daylight/session-key/v1")).derive(token)
+
+
+def encode_token(token: bytes) -> str:
+    return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
+
+
+def decode_token(value: str) -> bytes | None:
+    try:
+        token = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, TypeError):
+        return None
+    return token if len(token) == 32 else None
+
+
+def start_session(session: Session, account: StaffAccount, keys: UnlockedKeys,
+                  now: dt.datetime | None = None) -> str:
+    """A new session (always a new id, never a reused one); returns the cookie value."""
+    now = now or utc_now()
+    token = secrets.token_bytes(32)
+    session_id = uuid.uuid4()
+    session.add(StaffSession(
+        id=session_id,
+        token_hash=_token_lookup_hash(token),
+        account_id=account.id,
+        created_at=now,
+        last_seen_at=now,
+        unlocked_keys_encrypted=SESSION_KEYS.seal(_token_session_key(token), keys.to_bytes(),
+                                                  row_id=str(session_id)),
+    ))
+    session.flush()
+    return encode_token(token)
+
+
+def resume_session(session: Session, cookie_value: str, settings: Settings,
+                   now: dt.datetime | None = None) -> Principal | None:
+    """The principal for a session cookie, or None when it is unknown, expired or revoked."""
+    now = now or utc_now()
+    token = decode_token(cookie_value)
+    if token is None:
+        return None
+    row = session.execute(
+        select(StaffSession, StaffAccount)
+        .join(StaffAccount, StaffAccount.id == StaffSession.account_id)
+        .where(StaffSession.token_hash == _token_lookup_hash(token))
+    ).first()
+    if row is None:
+        return None
+    staff_session, account = row.tuple()
+    idle_deadline = as_utc(staff_session.last_seen_at) + dt.timedelta(minutes=settings.session_idle_minutes)
+    absolute_deadline = as_utc(staff_session.created_at) + dt.timedelta(hours=settings.session_absolute_hours)
+    if not account.is_active or now >= idle_deadline or now >= absolute_deadline:
+        session.delete(staff_session)  # destroys the unlocked keys with the row
+        session.flush()
+        return None
+    try:
+        keys = UnlockedKeys.from_bytes(SESSION_KEYS.open(
+            _token_session_key(token), staff_session.unlocked_keys_encrypted, row_id=str(staff_session.id)
+        ))
+    except DecryptionError:
+        return None
+    staff_session.last_seen_at = now
+    session.flush()
+    return Principal(account_id=account.id, username=account.username, role=Role(account.role),
+                     session_id=staff_session.id, keys=keys)
+
+
+def end_session(session: Session, session_id: uuid.UUID) -> None:
+    session.execute(delete(StaffSession).where(StaffSession.id == session_id))

@@ -1,0 +1,92 @@
+"""Settings: one immutable object built once per process and handed to the app factories.
+
+Nothing is read at import time, so tests build their own ``Settings`` and two
+apps with different settings can live in one process.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+# The data dir may carry a small env file written by `daylight init`/`demo`
+# (environment, nothing secret), so `daylight serve --data-dir DIR` needs no flags.
+DATA_DIR_ENV_FILE = "daylight.env"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Argon2Cost(BaseSettings):
+    """Argon2id cost for staff password derivation (RFC 9106 second recommended option)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    time_cost: int = Field(default=3, ge=1)
+    memory_cost_kib: int = Field(default=64 * 1024, ge=8)
+    parallelism: int = Field(default=1, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DAYLIGHT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("var")
+    # Overrides the embedded SQLite file in the data dir, e.g.
+    # postgresql+psycopg://user@host/db. SecretStr: it may carry a password.
+    database_url: SecretStr | None = None
+    environment: Environment = Environment.PRODUCTION
+
+    argon2: Argon2Cost = Argon2Cost()
+
+    # Request bounds: a JSON body over max_json_bytes is refused with 413 before parsing.
+    max_json_bytes: int = Field(default=1 * MiB, ge=1024)
+    max_request_bytes: int = Field(default=110 * MiB, ge=1024)
+    max_files_per_tip: int = Field(default=10, ge=0)
+    max_file_bytes: int = Field(default=100 * MiB, ge=1)
+
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=8, ge=1)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "daylight.sqlite3"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+pysqlite:///{self.database_path}"
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+
+def load_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a data dir: environment variables win over the data dir's env file."""
+    env_file = data_dir / DATA_DIR_ENV_FILE
+    return Settings(
+        _env_file=env_file if env_file.exists() else None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        **overrides,  # type: ignore[arg-type]
+    )

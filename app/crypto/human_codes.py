@@ -1,0 +1,36 @@
+"""Secrets a person writes down: Crockford base32 in groups of four.
+
+Crockford's alphabet has no I, L, O or U, so a code read aloud or copied by
+hand survives the usual confusions; input is normalised generously
+(full-width characters, case, spaces, dashes, I/L for 1, O for 0), so a
+frightened submitter on a phone keyboard in any language can type it back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_VALUES = {char: index for index, char in enumerate(ALPHABET)}
+_CONFUSABLES = str.maketrans({"I": "1", "L": "1", "O": "0"})
+GROUP = 4
+
+
+def random_code(bits: int) -> str:
+    """A code carrying at least ``bits`` of entropy from the OS CSPRNG, grouped for reading."""
+    chars = -(-bits // 5)  # each character carries 5 bits
+    return group("".join(secrets.choice(ALPHABET) for _ in range(chars)))
+
+
+def group(digits: str) -> str:
+    return "-".join(digits[i : i + GROUP] for i in range(0, len(digits), GROUP))
+
+
+def normalize(code: str, *, length: int) -> str | None:
+    """The canonical digits of a typed code, or None when it cannot be one."""
+    folded = unicodedata.normalize("NFKC", code).upper().translate(_CONFUSABLES)
+    digits = "".join(ch for ch in folded if not (ch.isspace() or unicodedata.category(ch) == "Pd"))
+    if len(digits) != length or any(ch not in _VALUES for ch in digits):
+        return None
+    return digits

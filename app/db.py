@@ -1,0 +1,98 @@
+"""Engine and session factories, the declarative base, and the request transaction.
+
+The request owns the transaction: `request_session` commits once the handler
+has returned and before the response is sent, and rolls back on any error.
+Services only ``flush()``. A client that saw a 2xx knows its data committed;
+one that saw an error knows nothing was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.config import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Crypto-shredding deletes wrapped data keys; without secure_delete SQLite
+    # leaves the deleted bytes in free pages, where a seized file still has them.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_database_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+@dataclass
+class Database:
+    """What the apps need of the database: a session factory, plus post-rollback cleanups."""
+
+    engine: Engine
+    session_factory: Callable[[], Session] = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        engine = create_database_engine(settings.sqlalchemy_url)
+        return cls(engine=engine, session_factory=sessionmaker(engine, expire_on_commit=False))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back (and run cleanups) on any error."""
+        session = self.session_factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            run_rollback_cleanups(session)
+            raise
+        finally:
+            session.close()
+
+
+def on_rollback(session: Session, cleanup: Callable[[], None]) -> None:
+    """Register work that undoes a side effect outside the database (a blob written to disk).
+
+    Runs only when the transaction is rolled back, so no orphan file outlives
+    a failed request.
+    """
+    session.info.setdefault("rollback_cleanups", []).append(cleanup)
+
+
+def run_rollback_cleanups(session: Session) -> None:
+    for cleanup in reversed(session.info.pop("rollback_cleanups", [])):
+        cleanup()
+
+
+def enum_column_type(enum_class: type[StrEnum], name: str) -> SAEnum:
+    """A portable enum column: VARCHAR plus a CHECK constraint listing the values."""
+    return SAEnum(enum_class, name=name, native_enum=False, create_constraint=True, length=32,
+                  values_callable=lambda members: [member.value for member in members])

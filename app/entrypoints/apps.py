@@ -1,0 +1,54 @@
+"""The two ASGI applications, built from one settings object.
+
+Staff routes are never mounted on the intake app: a bug in the public app's
+routing cannot expose them, and the two can be published on different
+networks (the intake app as a public onion service, the staff app behind
+client authorisation).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.auth.routes_api import router as auth_router
+from app.blobs import BlobStore
+from app.config import Settings
+from app.db import Database
+from app.intake.routes_api import router as intake_api_router
+from app.intake.routes_web import FormRejected, form_rejected_handler
+from app.intake.routes_web import router as intake_web_router
+from app.keys.server_secrets import load_server_secrets
+from app.triage.routes_api import router as triage_router
+from app.web.app_factory import build_app
+from app.web.context import AppContext
+from app.web.health import router as health_router
+
+# Routes reachable without a staff session. Everything on the intake app is
+# public by design; on the staff app only these two (test_route_guards.py).
+STAFF_PUBLIC_ROUTES = frozenset({("GET", "/healthz"), ("POST", "/api/v1/auth/login")})
+
+
+def build_context(settings: Settings, database: Database | None = None) -> AppContext:
+    return AppContext(
+        settings=settings,
+        database=database or Database.from_settings(settings),
+        secrets=load_server_secrets(settings.secrets_dir),
+        blobs=BlobStore(settings.blobs_dir),
+    )
+
+
+def create_intake_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+    app = build_app(build_context(settings, database), title="Daylight intake")
+    app.include_router(health_router)
+    app.include_router(intake_web_router)
+    app.include_router(intake_api_router)
+    app.add_exception_handler(FormRejected, form_rejected_handler)
+    return app
+
+
+def create_staff_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
+    app = build_app(build_context(settings, database), title="Daylight staff")
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(triage_router)
+    return app

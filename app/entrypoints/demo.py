@@ -1,0 +1,96 @@
+"""`daylight demo`: an organisation with one account per role and a few demo tips."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.auth.models import Role
+from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.service import create_account, new_totp_secret
+from app.config import Environment, Settings
+from app.db import Database
+from app.intake import service as intake_service
+from app.intake.models import MessageAuthor, Tip
+from app.intake.schemas import TipSubmission
+from app.intake.taxonomy import Tactic
+from app.keys.organisation import NewOrganisation, init_organisation
+from app.keys.server_secrets import load_server_secrets
+from app.keys.service import grant_intake_key
+
+CREDENTIALS_FILE = "demo-credentials.json"
+
+DEMO_TIPS = (
+    TipSubmission(
+        narrative="(Demo) A man who said he worked for the 'service station' in our city phoned "
+                  "my father in Fuzhou and told him I should come home to 'sort out my papers'.",
+        tactics=[Tactic.FAMILY_PRESSURE, Tactic.PERSUADE_TO_RETURN, Tactic.STATION_CONTACT],
+        host_country="IE", host_city="Dublin", urgent=False,
+    ),
+    TipSubmission(
+        narrative="(Demo) After I posted about the camps, I received messages saying my sister "
+                  "would lose her job unless I delete my account.",
+        tactics=[Tactic.DIGITAL_THREATS, Tactic.FAMILY_PRESSURE],
+        host_country="NL", host_city="Amsterdam", urgent=True,
+    ),
+    TipSubmission(
+        narrative="(Demo) The consulate refused to renew my passport and said I must apply in person "
+                  "in China.",
+        tactics=[Tactic.DOCUMENT_DENIAL], host_country="CA", host_city=None, urgent=False,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccount:
+    role: str
+    username: str
+    password: str
+    totp_secret: str
+
+
+def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation, list[DemoAccount]]:
+    organisation = init_organisation(settings, database, environment=Environment.DEVELOPMENT)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    accounts: list[DemoAccount] = []
+    with database.transaction() as session:
+        for role in Role:
+            demo = DemoAccount(role=role.value, username=f"demo-{role.value}",
+                               password=secrets.token_urlsafe(18), totp_secret=new_totp_secret())
+            account, _ = create_account(session, username=demo.username, role=role,
+                                        password=demo.password, totp_secret=demo.totp_secret,
+                                        settings=settings, totp_key=server_secrets.totp_key)
+            if role in KEY_HOLDING_ROLES:
+                grant_intake_key(session, intake_key=organisation.intake_key,
+                                 intake_private=organisation.intake_private, grantee=account,
+                                 granted_by_id=None)
+            accounts.append(demo)
+        drafts = []
+        for submission in DEMO_TIPS:
+            drafts.append(intake_service.start_tip(session))
+            intake_service.finish_tip(session, drafts[-1], submission,
+                                      receipt_pepper=server_secrets.receipt_pepper)
+        first_tip = session.get_one(Tip, drafts[0].id)
+        intake_service.add_message(session, first_tip, "(Demo) Thank you. Which city did the "
+                                   "caller say the station was in?", author=MessageAuthor.STAFF)
+    write_credentials(settings.data_dir / CREDENTIALS_FILE, accounts)
+    return organisation, accounts
+
+
+def write_credentials(path: Path, accounts: list[DemoAccount]) -> None:
+    document = {"users": [
+        {"role": a.role, "username": a.username, "password": a.password, "totp_secret": a.totp_secret}
+        for a in accounts
+    ]}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+def read_credentials(data_dir: Path) -> list[DemoAccount]:
+    document = json.loads((data_dir / CREDENTIALS_FILE).read_text())
+    return [DemoAccount(**user) for user in document["users"]]

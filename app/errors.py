@@ -1,0 +1,129 @@
+"""One error model: `AppError(code, public_message, status)`.
+
+Rendered as ``{"error": code, "detail": ...}`` for the API. Anything else that
+escapes a handler becomes a generic 500 carrying a random request id; the
+exception text never reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("daylight")
+
+
+class AppError(Exception):
+    status = 400
+    code = "bad_request"
+    public_message = "The request could not be processed."
+
+    def __init__(self, public_message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(public_message or self.public_message)
+        if public_message is not None:
+            self.public_message = public_message
+        if code is not None:
+            self.code = code
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    public_message = "Not found."
+
+
+class Unauthenticated(AppError):
+    status = 401
+    code = "unauthenticated"
+    public_message = "Authentication required."
+
+
+class Forbidden(AppError):
+    status = 403
+    code = "forbidden"
+    public_message = "Not allowed."
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    public_message = "The request conflicts with the current state."
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+    public_message = "The request is too large."
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    public_message = "Send application/json or multipart/form-data."
+
+
+class InvalidInput(AppError):
+    status = 422
+    code = "invalid_input"
+    public_message = "The request is invalid."
+
+    def __init__(self, public_message: str | None = None, *, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(public_message)
+        self.fields = fields or []
+
+
+def error_body(code: str, detail: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail}
+
+
+def safe_error_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Validation errors as location and message only.
+
+    Pydantic's "input" and "ctx" would echo the submitted value (possibly a
+    narrative) back to the client, into proxies and into logs.
+    """
+    return [
+        {"field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
+         "message": str(err.get("msg", "invalid"))}
+        for err in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+        detail: Any = exc.public_message
+        if isinstance(exc, InvalidInput) and exc.fields:
+            detail = {"message": exc.public_message, "fields": exc.fields}
+        return JSONResponse(error_body(exc.code, detail), status_code=exc.status)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        body = error_body("invalid_input", {"message": "The request is invalid.",
+                                            "fields": safe_error_fields(exc.errors())})
+        return JSONResponse(body, status_code=422)
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        return JSONResponse(error_body(code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        request_id = secrets.token_hex(8)
+        logger.error("unhandled error, request id %s", request_id, exc_info=exc)
+        return JSONResponse(error_body("internal_error", f"Internal error (request {request_id})."),
+                            status_code=500)
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

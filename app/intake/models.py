@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
+from app.db import Base, enum_column_type
+
+# Each tip has its own random data key, sealed to the intake public key.
+TIP_DATA_KEY = SealedColumn("tips", "sealed_data_key")
+TIP_NARRATIVE = EnvelopeColumn("tips", "narrative_encrypted")
+# Everything else the submitter answered (tactics, place, station, language):
+# submitter-derived, so encrypted; only the urgency flag is plaintext (DESIGN 4).
+TIP_ANSWERS = EnvelopeColumn("tips", "answers_encrypted")
+ATTACHMENT_BLOB = StreamColumn("tip_attachments", "blob")
+ATTACHMENT_DETAILS = EnvelopeColumn("tip_attachments", "details_encrypted")
+# Each message has its own data key: a submitter's follow-up is sealed to the
+# intake key without the tip's data key, which the intake app never holds.
+MESSAGE_DATA_KEY = SealedColumn("tip_messages", "sealed_data_key")
+MESSAGE_BODY = EnvelopeColumn("tip_messages", "body_encrypted")
+# A staff reply, also sealed to the receipt-derived key: only the receipt holder reads it.
+MESSAGE_FOR_SUBMITTER = SealedColumn("tip_messages", "body_for_submitter")
+
+
+class TipStatus(StrEnum):
+    NEW = "new"
+    IN_REVIEW = "in_review"
+    NEEDS_INFO = "needs_info"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class MessageAuthor(StrEnum):
+    SUBMITTER = "submitter"
+    STAFF = "staff"
+
+
+class Tip(Base):
+    __tablename__ = "tips"
+
+    # Random ids and refs: a sequence would leak how many tips arrive and in which order.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    ref: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[TipStatus] = mapped_column(
+        enum_column_type(TipStatus, "status"), default=TipStatus.NEW, index=True
+    )
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Day precision only: a finer time could be matched against network logs.
+    received_on: Mapped[dt.date] = mapped_column(Date)
+    last_activity_on: Mapped[dt.date] = mapped_column(Date)
+
+    intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    narrative_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    answers_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+
+    # HMAC-SHA256 of the receipt under a pepper kept outside the database.
+    receipt_lookup_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    receipt_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+
+    attachments: Mapped[list[TipAttachment]] = relationship(
+        back_populates="tip", cascade="all, delete-orphan", passive_deletes=True
+    )
+    messages: Mapped[list[TipMessage]] = relationship(
+        back_populates="tip", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="TipMessage.position",
+    )
+
+
+class TipAttachment(Base):
+    """An encrypted blob in the data dir, named by this row's random id; no file name kept."""
+
+    __tablename__ = "tip_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    details_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    added_on: Mapped[dt.date] = mapped_column(Date)
+
+    tip: Mapped[Tip] = relationship(back_populates="attachments")
+
+
+class TipMessage(Base):
+    __tablename__ = "tip_messages"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
+    # Order within the tip; times are kept to the day only.
+    position: Mapped[int] = mapped_column(Integer)
+    author: Mapped[MessageAuthor] = mapped_column(enum_column_type(MessageAuthor, "author"))
+    author_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
+    sent_on: Mapped[dt.date] = mapped_column(Date)
+    intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    body_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    body_for_submitter: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    tip: Mapped[Tip] = relationship(back_populates="messages")

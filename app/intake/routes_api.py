@@ -1,0 +1,121 @@
+"""The submitter's JSON API (DESIGN 8). Every route here is public by design."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, UnsupportedMediaType, error_body
+from app.intake import service
+from app.intake.models import MessageAuthor
+from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
+from app.web.context import AppContext, Context, DbSession
+from app.web.multipart import StreamingFormReader
+from app.web.request_body import bounded_stream, media_type, read_json, validate_model
+
+router = APIRouter(prefix="/api/v1")
+
+# One answer for every receipt that opens nothing, malformed or not.
+UNKNOWN_RECEIPT = error_body("unknown_receipt", "No report matches this receipt.")
+SINGLE_VALUE_FIELDS = ("narrative", "language", "host_country", "host_city", "urgent", "station_id")
+
+
+class InvalidSubmission(InvalidInput):
+    """A form submission that failed validation; carries what was typed, to show it again."""
+
+    def __init__(self, fields: list[dict[str, str]], typed: dict[str, Any]) -> None:
+        super().__init__(fields=fields)
+        self.typed = typed
+
+
+def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
+    data: dict[str, Any] = {}
+    for name, values in fields.items():
+        if name == "tactics":
+            data["tactics"] = [value for value in values if value]
+        elif name in SINGLE_VALUE_FIELDS and len(values) == 1:
+            # An empty optional answer means "prefer not to say"; an empty
+            # narrative stays empty, so that it is refused as empty.
+            data[name] = values[0] if values[0] != "" or name == "narrative" else None
+        else:
+            data[name] = values  # unknown or repeated: refused by validation below
+    if data.get("urgent") is None:
+        data.pop("urgent", None)
+    try:
+        return validate_model(TipSubmission, data)
+    except InvalidInput as exc:
+        typed = {name: values[0] for name, values in fields.items() if len(values) == 1}
+        typed["tactics"] = fields.get("tactics", [])
+        raise InvalidSubmission(exc.fields, typed) from None
+
+
+async def receive_multipart_tip(request: Request, session: Session, context: AppContext) -> str:
+    """Stream a multipart submission: files are encrypted to disk as they arrive."""
+    settings = context.settings
+    draft = await run_in_threadpool(service.start_tip, session)
+    reader = StreamingFormReader(
+        request.headers["content-type"],
+        file_field="files",
+        open_file=lambda content_type: draft.open_attachment(
+            session, context.blobs, max_bytes=settings.max_file_bytes, content_type=content_type),
+        max_field_bytes=settings.max_json_bytes,
+        max_files=settings.max_files_per_tip,
+    )
+    try:
+        async for chunk in bounded_stream(request, settings.max_request_bytes):
+            await run_in_threadpool(reader.feed, chunk)
+        reader.finish()
+    finally:
+        for writer in draft.attachments:
+            writer.abort()
+    submission = _form_to_submission(reader.fields)
+    return await run_in_threadpool(service.finish_tip, session, draft, submission,
+                                   receipt_pepper=context.secrets.receipt_pepper)
+
+
+@router.post("/tips", status_code=201, response_model=TipReceipt)
+async def submit_tip(request: Request, session: DbSession, context: Context) -> TipReceipt:
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        receipt = await receive_multipart_tip(request, session, context)
+    elif kind == "application/json":
+        submission = await read_json(request, TipSubmission, context.settings.max_json_bytes)
+        draft = await run_in_threadpool(service.start_tip, session)
+        receipt = await run_in_threadpool(service.finish_tip, session, draft, submission,
+                                          receipt_pepper=context.secrets.receipt_pepper)
+    else:
+        raise UnsupportedMediaType
+    return TipReceipt(receipt=receipt)
+
+
+@router.post("/followup")
+async def followup(request: Request, session: DbSession, context: Context) -> JSONResponse:
+    body = await read_json(request, ReceiptRequest, context.settings.max_json_bytes)
+
+    def view() -> JSONResponse:
+        holder = service.tip_for_receipt(session, body.receipt,
+                                         receipt_pepper=context.secrets.receipt_pepper)
+        if holder is None:
+            return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
+        return JSONResponse(service.followup_view(holder).model_dump(mode="json"))
+
+    return await run_in_threadpool(view)
+
+
+@router.post("/followup/messages", status_code=201)
+async def followup_message(request: Request, session: DbSession, context: Context) -> JSONResponse:
+    body = await read_json(request, FollowupMessageRequest, context.settings.max_json_bytes)
+
+    def send() -> JSONResponse:
+        holder = service.tip_for_receipt(session, body.receipt,
+                                         receipt_pepper=context.secrets.receipt_pepper)
+        if holder is None:
+            return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
+        service.add_message(session, holder.tip, body.body, author=MessageAuthor.SUBMITTER)
+        return JSONResponse({"status": holder.tip.status}, status_code=201)
+
+    return await run_in_threadpool(send)

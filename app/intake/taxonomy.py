@@ -1,0 +1,37 @@
+"""The closed vocabularies of a report: tactic codes (DESIGN 8), languages, ISO 3166 countries."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from babel import Locale
+
+
+class Tactic(StrEnum):
+    FAMILY_PRESSURE = "family_pressure"
+    PERSUADE_TO_RETURN = "persuade_to_return"
+    STATION_CONTACT = "station_contact"
+    SURVEILLANCE = "surveillance"
+    DIGITAL_THREATS = "digital_threats"
+    DOCUMENT_DENIAL = "document_denial"
+    LEGAL_COERCION = "legal_coercion"
+    PHYSICAL = "physical"
+    OTHER = "other"
+
+
+class Language(StrEnum):
+    ENGLISH = "en"
+    SIMPLIFIED_CHINESE = "zh-Hans"
+    TRADITIONAL_CHINESE = "zh-Hant"
+    UYGHUR = "ug"
+
+
+# CLDR (through Babel) lists every ISO 3166-1 alpha-2 code plus some that are
+# not countries in ISO 3166-1: exceptional reservations, groupings and
+# private-use codes. Those are removed, leaving the 249 assigned codes.
+_NOT_ISO_3166_1 = frozenset({"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN",
+                             "XA", "XB", "XK", "ZZ"})
+COUNTRY_CODES: frozenset[str] = frozenset(
+    code for code in Locale("en").territories
+    if len(code) == 2 and code.isalpha() and code.isupper() and code not in _NOT_ISO_3166_1
+)

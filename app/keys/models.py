@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import Date, ForeignKey, LargeBinary, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.crypto.contracts import SealedColumn
+from app.db import Base
+
+# The intake private key sealed to the recovery key pair (derived from the
+# recovery key printed once by `daylight init`), and to each cleared member.
+INTAKE_KEY_RECOVERY_WRAP = SealedColumn("intake_keys", "recovery_wrapped_private_key")
+INTAKE_KEY_GRANT = SealedColumn("intake_key_grants", "sealed_private_key")
+
+
+class IntakeKey(Base):
+    """One version of the organisation's intake key pair; only its public half is in clear."""
+
+    __tablename__ = "intake_keys"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    recovery_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    recovery_wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class IntakeKeyGrant(Base):
+    """The intake private key of one version, sealed to one member's personal public key."""
+
+    __tablename__ = "intake_key_grants"
+    __table_args__ = (UniqueConstraint("account_id", "key_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    granted_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
+    granted_on: Mapped[dt.date] = mapped_column(Date)

@@ -1,0 +1,95 @@
+"""Key custody (DESIGN 4): create the intake key, grant it, unlock it, recover it.
+
+The intake private key is never stored in clear: only sealed to the recovery
+key pair and to the personal public key of each cleared member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.models import StaffAccount
+from app.crypto import human_codes, sealing
+from app.keys.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
+
+RECOVERY_KEY_BITS = 160
+RECOVERY_KEY_CHARS = 32
+
+
+def _recovery_private_key(recovery_key: str) -> sealing.PrivateKey:
+    digits = human_codes.normalize(recovery_key, length=RECOVERY_KEY_CHARS)
+    if digits is None:
+        raise ValueError("not a recovery key")
+    return sealing.derive_private_key(digits.encode(), "recovery-key")
+
+
+def create_intake_key(session: Session, *, version: int = 1) -> tuple[IntakeKey, sealing.PrivateKey, str]:
+    """Create an intake key version; returns it, its private half and the recovery key to print once."""
+    intake_private = sealing.generate_private_key()
+    recovery_key = human_codes.random_code(RECOVERY_KEY_BITS)
+    recovery_public = _recovery_private_key(recovery_key).public_key()
+    intake_key = IntakeKey(
+        version=version,
+        public_key=intake_private.public_key().raw,
+        recovery_public_key=recovery_public.raw,
+        recovery_wrapped_private_key=INTAKE_KEY_RECOVERY_WRAP.seal(
+            recovery_public, intake_private.raw, row_id=str(version), key_version=version
+        ),
+        created_on=dt.datetime.now(dt.UTC).date(),
+    )
+    session.add(intake_key)
+    session.flush()
+    return intake_key, intake_private, recovery_key
+
+
+def current_intake_key(session: Session) -> IntakeKey | None:
+    return session.scalars(select(IntakeKey).order_by(IntakeKey.version.desc()).limit(1)).first()
+
+
+def grant_intake_key(
+    session: Session,
+    *,
+    intake_key: IntakeKey,
+    intake_private: sealing.PrivateKey,
+    grantee: StaffAccount,
+    granted_by_id: uuid.UUID | None,
+) -> IntakeKeyGrant:
+    grant = IntakeKeyGrant(
+        account_id=grantee.id,
+        key_version=intake_key.version,
+        sealed_private_key=INTAKE_KEY_GRANT.seal(
+            sealing.PublicKey(grantee.public_key), intake_private.raw,
+            row_id=str(grantee.id), key_version=intake_key.version,
+        ),
+        granted_by_id=granted_by_id,
+        granted_on=dt.datetime.now(dt.UTC).date(),
+    )
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def unlock_granted_keys(
+    session: Session, account: StaffAccount, personal_private: sealing.PrivateKey
+) -> dict[int, sealing.PrivateKey]:
+    """Every intake key version granted to ``account``, opened with its personal key."""
+    grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
+    return {
+        grant.key_version: sealing.PrivateKey(INTAKE_KEY_GRANT.open(
+            personal_private, grant.sealed_private_key,
+            row_id=str(account.id), key_version=grant.key_version,
+        ))
+        for grant in grants
+    }
+
+
+def recover_intake_key(intake_key: IntakeKey, recovery_key: str) -> sealing.PrivateKey:
+    """Open the recovery wrap; raises ValueError or DecryptionError for a wrong recovery key."""
+    return sealing.PrivateKey(INTAKE_KEY_RECOVERY_WRAP.open(
+        _recovery_private_key(recovery_key), intake_key.recovery_wrapped_private_key,
+        row_id=str(intake_key.version), key_version=intake_key.version,
+    ))

@@ -1,0 +1,1 @@
+"""The caseworkers' queue: listing tips by their workflow metadata and reading them."""

@@ -1,0 +1,54 @@
+"""The queue and tip reading. Scoped queries decide what exists for the caller."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+
+from app.auth.deps import require
+from app.auth.permissions import Permission
+from app.auth.service import Principal
+from app.errors import NotFound
+from app.intake.models import ATTACHMENT_BLOB
+from app.triage import service
+from app.triage.schemas import QueuePage, TipDetail
+from app.web.context import Context, DbSession
+
+router = APIRouter(prefix="/api/v1/tips")
+
+QueueReader = Annotated[Principal, Depends(require(Permission.VIEW_QUEUE))]
+ContentReader = Annotated[Principal, Depends(require(Permission.READ_TIP_CONTENT))]
+
+
+@router.get("", response_model=QueuePage)
+def list_tips(principal: QueueReader, session: DbSession) -> QueuePage:
+    return service.list_queue(session, principal)
+
+
+@router.get("/{tip_id}", response_model=TipDetail)
+def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> TipDetail:
+    return service.read_tip(session, principal, tip_id)
+
+
+@router.get("/{tip_id}/attachments/{attachment_id}")
+def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: ContentReader,
+                        session: DbSession, context: Context) -> StreamingResponse:
+    tip, data_key = service.open_tip(session, principal, tip_id)
+    if not any(attachment.id == attachment_id for attachment in tip.attachments):
+        raise NotFound
+    source = context.blobs.open(attachment_id)
+
+    def plaintext() -> Iterator[bytes]:
+        # A tampered or truncated blob raises mid-stream and the connection is
+        # cut: the reader never receives a complete-looking file.
+        with source:
+            yield from ATTACHMENT_BLOB.decrypt_chunks(source, data_key, row_id=str(attachment_id),
+                                                      key_version=tip.intake_key_version)
+
+    return StreamingResponse(plaintext(), media_type="application/octet-stream",
+                             headers={"content-disposition": "attachment"})
+

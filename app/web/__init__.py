@@ -1,0 +1,1 @@
+"""Shared web plumbing for both apps: security headers, bounded body reading, pages."""

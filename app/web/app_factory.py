@@ -1,0 +1,37 @@
+"""The common shape of both ASGI apps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from app.errors import install_error_handlers
+from app.web.context import AppContext
+from app.web.security_headers import SecurityHeadersMiddleware
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def build_app(context: AppContext, *, title: str) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        # No interactive docs or schema on either app: the intake app must not
+        # describe the staff API, and neither needs to advertise itself.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # FastAPI's OpenTelemetry hooks would record client addresses in spans
+        # (and log validation failures with their input) if an operator's
+        # environment configured an exporter.
+        telemetry={"tracing": False, "metrics": False, "logs": False,
+                   "operation_spans": False, "auto_configure": False},
+        # An outer bound on any body; each route applies its own, tighter one.
+        max_body_size=context.settings.max_request_bytes,
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
