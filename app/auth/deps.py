@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from app.auth.permissions import Permission
-from app.auth.service import Principal, resume_session
+from app.auth.service import ExpiredSession, Principal, end_session, resume_session
 from app.config import Settings
 from app.errors import Forbidden, Unauthenticated
 from app.web.context import Context, DbSession
@@ -57,10 +57,15 @@ def current_principal(request: Request, session: DbSession, context: Context) ->
     """The authenticated member, or 401. Every guarded staff route depends on this."""
     name, _ = session_cookie(request, context.settings)
     cookie_value = request.cookies.get(name)
-    principal = resume_session(session, cookie_value, context.settings) if cookie_value else None
-    if principal is None:
+    outcome = resume_session(session, cookie_value, context.settings) if cookie_value else None
+    if isinstance(outcome, ExpiredSession):
+        # Destroyed in a transaction of its own: the 401 below rolls the
+        # request's back, and the unlocked keys must not outlive the session.
+        with context.database.transaction() as cleanup:
+            end_session(cleanup, outcome.session_id)
+    if not isinstance(outcome, Principal):
         raise Unauthenticated
-    return principal
+    return outcome
 
 
 CurrentStaff = Annotated[Principal, Depends(current_principal)]

@@ -149,8 +149,9 @@ def _accept_totp(account: StaffAccount, otp: str, totp_key: bytes, now: dt.datet
     totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
     current_step = int(now.timestamp()) // TOTP_STEP_SECONDS
     accepted_step = None
+    typed = otp.strip().encode("utf-8")
     for step in (current_step - 1, current_step, current_step + 1):
-        if hmac.compare_digest(totp.generate_otp(step), otp.strip()) and step > account.totp_last_step:
+        if hmac.compare_digest(totp.generate_otp(step).encode(), typed) and step > account.totp_last_step:
             accepted_step = step
     if accepted_step is None:
         return False
@@ -233,9 +234,16 @@ def start_session(session: Session, account: StaffAccount, keys: UnlockedKeys,
     return encode_token(token)
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiredSession:
+    """A session past its idle or absolute timeout, or of a deactivated account."""
+
+    session_id: uuid.UUID
+
+
 def resume_session(session: Session, cookie_value: str, settings: Settings,
-                   now: dt.datetime | None = None) -> Principal | None:
-    """The principal for a session cookie, or None when it is unknown, expired or revoked."""
+                   now: dt.datetime | None = None) -> Principal | ExpiredSession | None:
+    """The principal for a session cookie; ExpiredSession to destroy; None when unknown."""
     now = now or utc_now()
     token = decode_token(cookie_value)
     if token is None:
@@ -247,13 +255,11 @@ def resume_session(session: Session, cookie_value: str, settings: Settings,
     ).first()
     if row is None:
         return None
-    staff_session, account = row.tuple()
+    staff_session, account = row
     idle_deadline = as_utc(staff_session.last_seen_at) + dt.timedelta(minutes=settings.session_idle_minutes)
     absolute_deadline = as_utc(staff_session.created_at) + dt.timedelta(hours=settings.session_absolute_hours)
     if not account.is_active or now >= idle_deadline or now >= absolute_deadline:
-        session.delete(staff_session)  # destroys the unlocked keys with the row
-        session.flush()
-        return None
+        return ExpiredSession(staff_session.id)
     try:
         keys = UnlockedKeys.from_bytes(SESSION_KEYS.open(
             _token_session_key(token), staff_session.unlocked_keys_encrypted, row_id=str(staff_session.id)

@@ -34,5 +34,12 @@ def receipt_lookup_hash(pepper: bytes, typed: str) -> bytes:
     return hmac.new(pepper, message, hashlib.sha256).digest()
 
 
-def receipt_private_key(digits: str) -> sealing.PrivateKey:
-    return sealing.derive_private_key(digits.encode(), "receipt")
+def receipt_private_key(pepper: bytes, digits: str) -> sealing.PrivateKey:
+    """The key pair replies are sealed to.
+
+    Derived from the receipt *and* the pepper: the public half is stored, and
+    an unkeyed derivation would let someone holding a database copy and a
+    seized receipt find the report without the server's secrets.
+    """
+    keyed_secret = hmac.new(pepper, bind("daylight/receipt-keypair/v1", digits), hashlib.sha256).digest()
+    return sealing.derive_private_key(keyed_secret, "receipt")

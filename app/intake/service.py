@@ -141,7 +141,7 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission, *,
         answers_encrypted=TIP_ANSWERS.seal(draft.data_key, json.dumps(submission.answers()).encode(),
                                            row_id=row_id, key_version=version),
         receipt_lookup_hash=receipt_lookup_hash(receipt_pepper, digits),
-        receipt_public_key=receipt_private_key(digits).public_key().raw,
+        receipt_public_key=receipt_private_key(receipt_pepper, digits).public_key().raw,
     )
     session.add(tip)
     for writer in draft.attachments:
@@ -169,7 +169,7 @@ def tip_for_receipt(session: Session, typed_receipt: str, *, receipt_pepper: byt
     lookup = receipt_lookup_hash(receipt_pepper, typed_receipt)
     tip = session.scalars(select(Tip).where(Tip.receipt_lookup_hash == lookup)).first()
     digits = normalize_receipt(typed_receipt)
-    private_key = receipt_private_key(digits or _UNMATCHABLE_RECEIPT)
+    private_key = receipt_private_key(receipt_pepper, digits or _UNMATCHABLE_RECEIPT)
     if tip is None or digits is None:
         return None
     return ReceiptHolder(tip=tip, private_key=private_key)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES
 from app.crypto import human_codes, sealing
 from app.keys.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
 
@@ -58,6 +59,9 @@ def grant_intake_key(
     grantee: StaffAccount,
     granted_by_id: uuid.UUID | None,
 ) -> IntakeKeyGrant:
+    if grantee.role not in KEY_HOLDING_ROLES:
+        # Admins and auditors never hold the key that opens tip content.
+        raise ValueError(f"a {grantee.role} cannot hold the intake key")
     grant = IntakeKeyGrant(
         account_id=grantee.id,
         key_version=intake_key.version,

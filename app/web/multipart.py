@@ -62,6 +62,7 @@ class StreamingFormReader:
         self._current_name: str | None = None
         self._current_value = bytearray()
         self._current_sink: FileSink | None = None
+        self._complete = False
         self._parser = MultipartParser(boundary, {
             "on_part_begin": self._on_part_begin,
             "on_header_field": self._on_header_field,
@@ -70,6 +71,7 @@ class StreamingFormReader:
             "on_headers_finished": self._on_headers_finished,
             "on_part_data": self._on_part_data,
             "on_part_end": self._on_part_end,
+            "on_end": self._on_end,
         })
 
     def feed(self, chunk: bytes) -> None:
@@ -83,8 +85,11 @@ class StreamingFormReader:
             self._parser.finalize()
         except MultipartParseError as exc:
             raise MalformedMultipart from exc
-        if self._current_sink is not None or self._current_name is not None:
-            raise MalformedMultipart  # the body ended inside a part
+        if not self._complete:
+            raise MalformedMultipart  # the body ended before the closing boundary
+
+    def _on_end(self) -> None:
+        self._complete = True
 
     def _on_part_begin(self) -> None:
         self._headers = {}

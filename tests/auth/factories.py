@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import pyotp
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy.orm import Session
+
+from app.auth.models import Role, StaffAccount
+from app.auth.service import create_account, new_totp_secret
+from app.config import Settings
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import grant_intake_key
+from tests.keys.factories import IntakeKeyFixture
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    account: StaffAccount
+    username: str
+    password: str
+    totp_secret: str
+
+    def otp(self, steps_ahead: int = 0) -> str:
+        return pyotp.TOTP(self.totp_secret).at(time.time() + 30 * steps_ahead)
+
+
+def make_member(session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role, *,
+                grant: IntakeKeyFixture | None = None, username: str | None = None) -> StaffMember:
+    username = username or f"{role.value}-{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(16)
+    totp_secret = new_totp_secret()
+    account, _ = create_account(session, username=username, role=role, password=password,
+                                totp_secret=totp_secret, settings=settings,
+                                totp_key=server_secrets.totp_key)
+    if grant is not None:
+        grant_intake_key(session, intake_key=grant.key, intake_private=grant.private,
+                         grantee=account, granted_by_id=None)
+    return StaffMember(account=account, username=username, password=password, totp_secret=totp_secret)
+
+
+def login(client: TestClient, member: StaffMember, *, otp: str | None = None,
+          password: str | None = None) -> Response:
+    return client.post("/api/v1/auth/login", json={
+        "username": member.username,
+        "password": member.password if password is None else password,
+        "otp": member.otp() if otp is None else otp,
+    })

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.crypto import sealing
+from app.keys.models import IntakeKey
+from app.keys.service import create_intake_key
+
+
+@dataclass(frozen=True)
+class IntakeKeyFixture:
+    key: IntakeKey
+    private: sealing.PrivateKey
+    recovery_key: str
+
+
+def make_intake_key(session: Session, version: int = 1) -> IntakeKeyFixture:
+    key, private, recovery_key = create_intake_key(session, version=version)
+    return IntakeKeyFixture(key=key, private=private, recovery_key=recovery_key)

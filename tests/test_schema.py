@@ -1,0 +1,69 @@
+"""Migrations are the schema: one head, date-prefixed files, and models that agree with them."""
+
+from __future__ import annotations
+
+import re
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import LargeBinary, inspect
+
+import app.models  # noqa: F401 - every table on the metadata
+from app.crypto.contracts import ENCRYPTED_COLUMNS
+from app.db import Base
+from app.schema import MIGRATIONS_DIR, migration_heads
+from tests.conftest import Backend
+
+# Binary columns that hold no secret: public keys, salts, one-way hashes.
+# Every other binary column must be declared as an encrypted-column contract.
+NON_SECRET_BINARY_COLUMNS = frozenset({
+    ("intake_keys", "public_key"),
+    ("intake_keys", "recovery_public_key"),
+    ("staff_accounts", "password_salt"),
+    ("staff_accounts", "login_verifier"),
+    ("staff_accounts", "public_key"),
+    ("staff_sessions", "token_hash"),
+    ("tips", "receipt_lookup_hash"),
+    ("tips", "receipt_public_key"),
+})
+
+
+def test_one_head() -> None:
+    assert len(migration_heads()) == 1
+
+
+def test_revision_files_are_date_prefixed() -> None:
+    names = [path.name for path in (MIGRATIONS_DIR / "versions").glob("*.py")]
+    assert names
+    assert all(re.match(r"^\d{8}_[0-9a-f]+_\w+\.py$", name) for name in names), names
+
+
+def test_models_and_migrations_agree(backend: Backend) -> None:
+    with backend.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_every_binary_column_is_a_declared_contract_or_known_public() -> None:
+    binary_columns = {
+        (table.name, column.name)
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, LargeBinary)
+    }
+    contract_columns = {key for key in ENCRYPTED_COLUMNS if key[1] != "blob"}
+    assert binary_columns - NON_SECRET_BINARY_COLUMNS == contract_columns
+    assert not contract_columns & NON_SECRET_BINARY_COLUMNS
+
+
+def test_no_column_stores_an_address_an_agent_or_a_submission_time(backend: Backend) -> None:
+    """DESIGN 4/5: never an IP address, a User-Agent, or a submitter time finer than the day."""
+    inspector = inspect(backend.engine)
+    forbidden = re.compile(r"ip|addr|agent|user_agent|forwarded|remote|host_header", re.IGNORECASE)
+    for table in ("tips", "tip_attachments", "tip_messages"):
+        for column in inspector.get_columns(table):
+            assert not forbidden.fullmatch(column["name"]) and not re.search(
+                r"(^|_)(ip|address|agent)($|_)", column["name"]), (table, column["name"])
+            type_name = str(column["type"]).upper()
+            assert "TIME" not in type_name or type_name == "DATE", (table, column["name"], type_name)
