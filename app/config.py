@@ -86,7 +86,7 @@ def load_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings for a data dir: environment variables win over the data dir's env file."""
     env_file = data_dir / DATA_DIR_ENV_FILE
     return Settings(
-        _env_file=env_file if env_file.exists() else None,  # type: ignore[call-arg]
+        _env_file=env_file if env_file.exists() else None,
         data_dir=data_dir,
         **overrides,  # type: ignore[arg-type]
     )

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.web.security_headers import SECURITY_HEADERS
+
 logger = logging.getLogger("daylight")
 
 
@@ -74,7 +76,8 @@ class InvalidInput(AppError):
     code = "invalid_input"
     public_message = "The request is invalid."
 
-    def __init__(self, public_message: str | None = None, *, fields: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, public_message: str | None = None, *,
+                 fields: list[dict[str, str]] | None = None) -> None:
         super().__init__(public_message)
         self.fields = fields or []
 
@@ -120,8 +123,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
         request_id = secrets.token_hex(8)
         logger.error("unhandled error, request id %s", request_id, exc_info=exc)
+        # Rendered by Starlette's outermost middleware, outside our header
+        # middleware: the security headers are added here instead.
         return JSONResponse(error_body("internal_error", f"Internal error (request {request_id})."),
-                            status_code=500)
+                            status_code=500,
+                            headers={name.decode(): value.decode() for name, value in SECURITY_HEADERS})
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -65,7 +65,7 @@ def create_postgres_schema(prefix: str) -> tuple[str, str]:
     try:
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it is the same verdict
+    except Exception as exc:
         pytest.fail(
             f"PostgreSQL at {postgres_admin_url()} is unreachable ({type(exc).__name__}). "
             "Start it, or set DAYLIGHT_SKIP_POSTGRES=1 by hand to run the SQLite half only.",

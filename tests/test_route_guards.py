@@ -48,7 +48,8 @@ def route_table(app: FastAPI) -> dict[tuple[str, str], Dependant]:
             assert route.path == STATIC_MOUNT, f"unexpected mount {route.path}"
             continue
         assert isinstance(route, APIRoute), f"unexpected route type {route!r}"
-        assert context.path is not None and context.methods
+        assert context.path is not None
+        assert context.methods
         for method in context.methods:
             table[(method, context.path)] = context.dependant
     return table
@@ -111,7 +112,7 @@ def test_authorization_matrix(staff_client: TestClient, organisation: Organisati
     "Through" means the guard let the request reach the handler: for routes
     on a random id that is a 404 from the scoped query, never a 401 or 403.
     """
-    for (method, path), allowed in EXPECTED_ACCESS.items():
+    for method, path in EXPECTED_ACCESS:
         staff_client.cookies.clear()
         if path.endswith("/logout"):
             continue  # checked last, as it ends the session

@@ -63,7 +63,7 @@ def test_no_column_stores_an_address_an_agent_or_a_submission_time(backend: Back
     forbidden = re.compile(r"ip|addr|agent|user_agent|forwarded|remote|host_header", re.IGNORECASE)
     for table in ("tips", "tip_attachments", "tip_messages"):
         for column in inspector.get_columns(table):
-            assert not forbidden.fullmatch(column["name"]) and not re.search(
-                r"(^|_)(ip|address|agent)($|_)", column["name"]), (table, column["name"])
+            assert not forbidden.fullmatch(column["name"]), (table, column["name"])
+            assert not re.search(r"(^|_)(ip|address|agent)($|_)", column["name"]), (table, column["name"])
             type_name = str(column["type"]).upper()
             assert "TIME" not in type_name or type_name == "DATE", (table, column["name"], type_name)

@@ -24,10 +24,11 @@ def _served_on_loopback(request: Request) -> bool:
     server = request.scope.get("server")
     if not server:
         return False
+    host = str(server[0])
     try:
-        return ipaddress.ip_address(server[0]).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return server[0] == "localhost"
+        return host == "localhost"
 
 
 def session_cookie(request: Request, settings: Settings) -> tuple[str, bool]:

@@ -10,8 +10,8 @@ every binary column of the schema is declared here, so no column can hold
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from app.crypto import envelope, sealing, streaming

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidInput, UnsupportedMediaType, error_body
 from app.intake import service
@@ -48,7 +48,7 @@ def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
     try:
         return validate_model(TipSubmission, data)
     except InvalidInput as exc:
-        typed = {name: values[0] for name, values in fields.items() if len(values) == 1}
+        typed: dict[str, Any] = {name: values[0] for name, values in fields.items() if len(values) == 1}
         typed["tactics"] = fields.get("tactics", [])
         raise InvalidSubmission(exc.fields, typed) from None
 

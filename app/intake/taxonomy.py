@@ -32,6 +32,6 @@ class Language(StrEnum):
 _NOT_ISO_3166_1 = frozenset({"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN",
                              "XA", "XB", "XK", "ZZ"})
 COUNTRY_CODES: frozenset[str] = frozenset(
-    code for code in Locale("en").territories
+    code for code in map(str, Locale("en").territories)
     if len(code) == 2 and code.isalpha() and code.isupper() and code not in _NOT_ISO_3166_1
 )

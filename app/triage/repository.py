@@ -11,7 +11,7 @@ from app.auth.service import Principal
 from app.intake.models import Tip
 
 
-def tips_visible_to(principal: Principal) -> Select[tuple[Tip]]:
+def tips_visible_to(principal: Principal) -> Select[Tip]:
     """Tips the caller may see in the queue; an empty query for roles without the queue."""
     statement = select(Tip)
     if not principal.can(Permission.VIEW_QUEUE):
@@ -19,7 +19,7 @@ def tips_visible_to(principal: Principal) -> Select[tuple[Tip]]:
     return statement
 
 
-def tips_readable_by(principal: Principal) -> Select[tuple[Tip]]:
+def tips_readable_by(principal: Principal) -> Select[Tip]:
     """Tips whose content the caller may read: the role permits it and the key is unlocked."""
     statement = tips_visible_to(principal)
     if not principal.can(Permission.READ_TIP_CONTENT):
@@ -28,5 +28,5 @@ def tips_readable_by(principal: Principal) -> Select[tuple[Tip]]:
     return statement.where(Tip.intake_key_version.in_(unlocked_versions))
 
 
-def tip_readable_by(principal: Principal, tip_id: uuid.UUID) -> Select[tuple[Tip]]:
+def tip_readable_by(principal: Principal, tip_id: uuid.UUID) -> Select[Tip]:
     return tips_readable_by(principal).where(Tip.id == tip_id)

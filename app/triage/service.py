@@ -34,7 +34,7 @@ def _count_by_tip(session: Session, model: type[TipAttachment] | type[TipMessage
     rows = session.execute(
         select(model.tip_id, func.count()).where(model.tip_id.in_(tip_ids)).group_by(model.tip_id)
     )
-    return {tip_id: count for tip_id, count in rows}
+    return {tip_id: int(count) for tip_id, count in rows}
 
 
 def _queue_item(tip: Tip, attachments: int, messages: int) -> QueueItem:

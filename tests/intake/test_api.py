@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.intake.models import MessageAuthor, Tip, TipAttachment, TipMessage, TipStatus
+from app.intake.receipts import normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.service import add_message
+from app.keys.server_secrets import ServerSecrets
 from tests.conftest import Organisation
 
 RECEIPT_FORMAT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){5}$")
@@ -261,3 +263,18 @@ def test_followup_message_bounds(intake_client: TestClient, organisation: Organi
 
 def test_healthz(intake_client: TestClient) -> None:
     assert intake_client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_stored_receipt_key_cannot_be_found_without_the_pepper(
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        server_secrets: ServerSecrets) -> None:
+    """A database copy plus a seized receipt, without the server's secrets, links to nothing."""
+    receipt = submit(intake_client)
+    tip = db_session.scalars(select(Tip)).one()
+    digits = normalize_receipt(receipt)
+    assert digits is not None
+    derived = receipt_private_key(server_secrets.receipt_pepper, digits).public_key().raw
+    assert derived == tip.receipt_public_key
+    guessed_pepper = bytes(32)
+    assert receipt_private_key(guessed_pepper, digits).public_key().raw != tip.receipt_public_key
+    assert receipt_lookup_hash(guessed_pepper, receipt) != tip.receipt_lookup_hash

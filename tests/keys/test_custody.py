@@ -1,0 +1,88 @@
+"""Key custody (DESIGN 4): who can unwrap the intake key, and with what."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.auth.models import PERSONAL_PRIVATE_KEY, Role, StaffAccount
+from app.auth.service import argon2_parameters
+from app.config import Settings
+from app.crypto import DecryptionError, human_codes, kdf, sealing
+from app.db import Database
+from app.keys.models import IntakeKey
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import grant_intake_key, recover_intake_key, unlock_granted_keys
+from tests.auth.factories import make_member
+from tests.keys.factories import make_intake_key
+
+
+def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(db_session: Session) -> None:
+    intake = make_intake_key(db_session)
+    assert recover_intake_key(intake.key, intake.recovery_key).raw == intake.private.raw
+    typed_carelessly = intake.recovery_key.lower().replace("-", " ")
+    assert recover_intake_key(intake.key, typed_carelessly).raw == intake.private.raw
+    with pytest.raises(DecryptionError):
+        recover_intake_key(intake.key, human_codes.random_code(160))
+    with pytest.raises(ValueError, match="not a recovery key"):
+        recover_intake_key(intake.key, "too short")
+
+
+def test_a_grant_opens_only_with_its_members_personal_key(
+        db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
+    intake = make_intake_key(db_session)
+    holder = make_member(db_session, settings, server_secrets, Role.LEAD, grant=intake)
+    other = make_member(db_session, settings, server_secrets, Role.LEAD)
+
+    def personal_key(account: StaffAccount, password: str) -> sealing.PrivateKey:
+        keys = kdf.derive_login_keys(password, account.password_salt, argon2_parameters(settings))
+        return sealing.PrivateKey(PERSONAL_PRIVATE_KEY.open(
+            keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)))
+
+    unlocked = unlock_granted_keys(db_session, holder.account, personal_key(holder.account, holder.password))
+    assert unlocked[intake.key.version].raw == intake.private.raw
+    assert unlock_granted_keys(db_session, other.account,
+                               personal_key(other.account, other.password)) == {}
+    with pytest.raises(DecryptionError):
+        unlock_granted_keys(db_session, holder.account, personal_key(other.account, other.password))
+    with pytest.raises(DecryptionError):
+        personal_key(holder.account, "not the password")
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
+def test_admins_and_auditors_can_never_be_granted_the_intake_key(
+        db_session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role) -> None:
+    intake = make_intake_key(db_session)
+    member = make_member(db_session, settings, server_secrets, role)
+    with pytest.raises(ValueError, match="cannot hold the intake key"):
+        grant_intake_key(db_session, intake_key=intake.key, intake_private=intake.private,
+                         grantee=member.account, granted_by_id=None)
+
+
+def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "org"
+    result = subprocess.run([sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    [recovery_key] = re.findall(r"(?:[0-9A-Z]{4}-){7}[0-9A-Z]{4}", result.stdout)
+    assert oct((data_dir / "daylight.sqlite3").stat().st_mode & 0o777) == "0o600"
+    for secret_file in (data_dir / "secrets").iterdir():
+        assert secret_file.stat().st_mode & 0o077 == 0
+    assert recovery_key.encode() not in b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+
+    database = Database.from_settings(Settings(data_dir=data_dir))
+    with database.transaction() as session:
+        intake_key = session.get_one(IntakeKey, 1)
+        assert recover_intake_key(intake_key, recovery_key).public_key().raw == intake_key.public_key
+    database.engine.dispose()
+
+    again = subprocess.run([sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
