@@ -157,7 +157,7 @@ class Organisation:
 
 @pytest.fixture
 def organisation(db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> Organisation:
-    intake = make_intake_key(db_session)
+    intake = make_intake_key(db_session, server_secrets)
     members = {
         role: make_member(db_session, settings, server_secrets, role,
                           grant=intake if role in KEY_HOLDING_ROLES else None)

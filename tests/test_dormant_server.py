@@ -75,9 +75,10 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     with database.transaction() as session:
         account, personal_private = create_account(
             session, username="caseworker", role=Role.CASEWORKER, password=password,
-            totp_secret=totp_secret, settings=settings, totp_key=server_secrets.totp_key)
+            totp_secret=totp_secret, settings=settings, server_secrets=server_secrets)
         grant_intake_key(session, intake_key=organisation.intake_key,
-                         intake_private=organisation.intake_private, grantee=account, granted_by_id=None)
+                         intake_private=organisation.intake_private, grantee=account, granted_by_id=None,
+                         key_integrity_key=server_secrets.key_integrity_key)
 
     submitter_headers = {"x-forwarded-for": spoofed_ip, "x-real-ip": spoofed_ip, "user-agent": user_agent,
                          "forwarded": f"for={spoofed_ip}"}
@@ -99,7 +100,7 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
         assert staff.get(f"/api/v1/tips/{item['id']}").json()["narrative"] == narrative
         with database.transaction() as session:
             tip = session.get_one(Tip, uuid.UUID(item["id"]))
-            add_message(session, tip, reply, author=MessageAuthor.STAFF)
+            add_message(session, tip, reply, author=MessageAuthor.STAFF, server_secrets=server_secrets)
             data_key = TIP_DATA_KEY.open(organisation.intake_private, tip.sealed_data_key,
                                          row_id=str(tip.id), key_version=tip.intake_key_version)
         assert staff.post("/api/v1/auth/logout").status_code == 204

@@ -14,17 +14,20 @@ from app.db import Base
 from app.schema import MIGRATIONS_DIR, migration_heads
 from tests.conftest import Backend
 
-# Binary columns that hold no secret: public keys, salts, one-way hashes.
+# Binary columns that hold no secret: public keys and their MACs, salts, one-way hashes.
 # Every other binary column must be declared as an encrypted-column contract.
 NON_SECRET_BINARY_COLUMNS = frozenset({
     ("intake_keys", "public_key"),
+    ("intake_keys", "public_key_mac"),
     ("intake_keys", "recovery_public_key"),
     ("staff_accounts", "password_salt"),
     ("staff_accounts", "login_verifier"),
     ("staff_accounts", "public_key"),
+    ("staff_accounts", "public_key_mac"),
     ("staff_sessions", "token_hash"),
     ("tips", "receipt_lookup_hash"),
     ("tips", "receipt_public_key"),
+    ("tips", "receipt_public_key_mac"),
 })
 
 

@@ -42,6 +42,7 @@ class StaffAccount(Base):
     login_verifier: Mapped[bytes] = mapped_column(LargeBinary)
 
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_mac: Mapped[bytes] = mapped_column(LargeBinary)
     wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
 
     totp_secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)

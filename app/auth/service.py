@@ -32,7 +32,9 @@ from app.config import Settings
 from app.crypto import kdf, sealing
 from app.crypto.binding import bind
 from app.crypto.errors import DecryptionError
-from app.keys.service import unlock_granted_keys
+from app.keys.integrity import public_key_mac
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import staff_key_context, unlock_granted_keys
 
 TOTP_STEP_SECONDS = 30
 TOTP_DIGITS = 6
@@ -111,7 +113,7 @@ def create_account(
     password: str,
     totp_secret: str,
     settings: Settings,
-    totp_key: bytes,
+    server_secrets: ServerSecrets,
 ) -> tuple[StaffAccount, sealing.PrivateKey]:
     """Create an account with its personal key pair; returns the unwrapped private key too."""
     account_id = uuid.uuid4()
@@ -119,6 +121,7 @@ def create_account(
     params = argon2_parameters(settings)
     login_keys = kdf.derive_login_keys(password, salt, params)
     personal_private = sealing.generate_private_key()
+    personal_public = personal_private.public_key()
     account = StaffAccount(
         id=account_id,
         username=username,
@@ -129,11 +132,14 @@ def create_account(
         argon2_memory_cost_kib=params.memory_cost_kib,
         argon2_parallelism=params.parallelism,
         login_verifier=login_keys.verifier,
-        public_key=personal_private.public_key().raw,
+        public_key=personal_public.raw,
+        public_key_mac=public_key_mac(server_secrets.key_integrity_key, personal_public,
+                                      *staff_key_context(account_id)),
         wrapped_private_key=PERSONAL_PRIVATE_KEY.seal(
             login_keys.key_encryption_key, personal_private.raw, row_id=str(account_id)
         ),
-        totp_secret_encrypted=TOTP_SECRET.seal(totp_key, totp_secret.encode(), row_id=str(account_id)),
+        totp_secret_encrypted=TOTP_SECRET.seal(server_secrets.totp_key, totp_secret.encode(),
+                                               row_id=str(account_id)),
         totp_last_step=0,
         failed_logins=0,
         created_on=utc_now().date(),

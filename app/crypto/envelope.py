@@ -74,6 +74,8 @@ def seal_envelope_with_salt(
     """`seal_envelope` with a caller-chosen salt: for known-answer tests only; never reuse a salt."""
     if len(salt) != SALT_BYTES:
         raise ValueError("salt must be 32 bytes")
+    if not 0 <= key_version < 2**32:
+        raise ValueError("key versions are unsigned 32-bit integers")
     enc_key, nonce, commitment = _derive(data_key, salt, aad)
     header = _HEADER.pack(MAGIC, FORMAT_V1, key_version) + salt + commitment
     return header + AESGCM(enc_key).encrypt(nonce, plaintext, header + aad)

@@ -15,6 +15,9 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _VALUES = {char: index for index, char in enumerate(ALPHABET)}
 _CONFUSABLES = str.maketrans({"I": "1", "L": "1", "O": "0"})
 GROUP = 4
+# Dash look-alikes outside Unicode's "Pd" category: minus sign, katakana
+# prolonged sound mark (typed as a dash on Japanese and Chinese keyboards), middle dots.
+_SEPARATORS = frozenset("\u2212\u30fc\uff70\u00b7\u30fb")
 
 
 def random_code(bits: int) -> str:
@@ -27,10 +30,20 @@ def group(digits: str) -> str:
     return "-".join(digits[i : i + GROUP] for i in range(0, len(digits), GROUP))
 
 
+def _fold(ch: str) -> str:
+    # Arabic-Indic, Persian and other script digits, as an Uyghur or Arabic
+    # keyboard may type them, become ASCII digits.
+    return str(unicodedata.decimal(ch)) if ch.isdecimal() else ch
+
+
+def _is_separator(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Pd" or ch in _SEPARATORS
+
+
 def normalize(code: str, *, length: int) -> str | None:
     """The canonical digits of a typed code, or None when it cannot be one."""
     folded = unicodedata.normalize("NFKC", code).upper().translate(_CONFUSABLES)
-    digits = "".join(ch for ch in folded if not (ch.isspace() or unicodedata.category(ch) == "Pd"))
+    digits = "".join(_fold(ch) for ch in folded if not _is_separator(ch))
     if len(digits) != length or any(ch not in _VALUES for ch in digits):
         return None
     return digits

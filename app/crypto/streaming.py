@@ -177,7 +177,14 @@ def encrypt_file(source: BinaryIO, sink: BinaryIO, data_key: bytes, aad: bytes) 
     encryptor = StreamEncryptor(data_key, aad)
     sink.write(encryptor.header)
     size = 0
-    while block := source.read(CHUNK_BYTES):
+    while True:
+        block = source.read(CHUNK_BYTES)
+        if block is None:
+            # A non-blocking stream with nothing ready is not the end of the
+            # file: sealing here would produce a valid-looking truncated blob.
+            raise BlockingIOError("encrypt_file needs a blocking source")
+        if not block:
+            break
         size += len(block)
         sink.write(encryptor.update(block))
     sink.write(encryptor.finalize())

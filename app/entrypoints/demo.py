@@ -62,20 +62,20 @@ def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation
                                password=secrets.token_urlsafe(18), totp_secret=new_totp_secret())
             account, _ = create_account(session, username=demo.username, role=role,
                                         password=demo.password, totp_secret=demo.totp_secret,
-                                        settings=settings, totp_key=server_secrets.totp_key)
+                                        settings=settings, server_secrets=server_secrets)
             if role in KEY_HOLDING_ROLES:
                 grant_intake_key(session, intake_key=organisation.intake_key,
                                  intake_private=organisation.intake_private, grantee=account,
-                                 granted_by_id=None)
+                                 granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
             accounts.append(demo)
         drafts = []
         for submission in DEMO_TIPS:
-            drafts.append(intake_service.start_tip(session))
-            intake_service.finish_tip(session, drafts[-1], submission,
-                                      receipt_pepper=server_secrets.receipt_pepper)
+            drafts.append(intake_service.start_tip(session, server_secrets))
+            intake_service.finish_tip(session, drafts[-1], submission)
         first_tip = session.get_one(Tip, drafts[0].id)
         intake_service.add_message(session, first_tip, "(Demo) Thank you. Which city did the "
-                                   "caller say the station was in?", author=MessageAuthor.STAFF)
+                                   "caller say the station was in?", author=MessageAuthor.STAFF,
+                                   server_secrets=server_secrets)
     write_credentials(settings.data_dir / CREDENTIALS_FILE, accounts)
     return organisation, accounts
 

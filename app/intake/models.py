@@ -61,6 +61,7 @@ class Tip(Base):
     # HMAC-SHA256 of the receipt under a pepper kept outside the database.
     receipt_lookup_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
     receipt_public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    receipt_public_key_mac: Mapped[bytes] = mapped_column(LargeBinary)
 
     attachments: Mapped[list[TipAttachment]] = relationship(
         back_populates="tip", cascade="all, delete-orphan", passive_deletes=True

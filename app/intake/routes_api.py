@@ -56,7 +56,7 @@ def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
 async def receive_multipart_tip(request: Request, session: Session, context: AppContext) -> str:
     """Stream a multipart submission: files are encrypted to disk as they arrive."""
     settings = context.settings
-    draft = await run_in_threadpool(service.start_tip, session)
+    draft = await run_in_threadpool(service.start_tip, session, context.secrets)
     reader = StreamingFormReader(
         request.headers["content-type"],
         file_field="files",
@@ -73,8 +73,7 @@ async def receive_multipart_tip(request: Request, session: Session, context: App
         for writer in draft.attachments:
             writer.abort()
     submission = _form_to_submission(reader.fields)
-    return await run_in_threadpool(service.finish_tip, session, draft, submission,
-                                   receipt_pepper=context.secrets.receipt_pepper)
+    return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
 
 @router.post("/tips", status_code=201, response_model=TipReceipt)
@@ -84,9 +83,8 @@ async def submit_tip(request: Request, session: DbSession, context: Context) -> 
         receipt = await receive_multipart_tip(request, session, context)
     elif kind == "application/json":
         submission = await read_json(request, TipSubmission, context.settings.max_json_bytes)
-        draft = await run_in_threadpool(service.start_tip, session)
-        receipt = await run_in_threadpool(service.finish_tip, session, draft, submission,
-                                          receipt_pepper=context.secrets.receipt_pepper)
+        draft = await run_in_threadpool(service.start_tip, session, context.secrets)
+        receipt = await run_in_threadpool(service.finish_tip, session, draft, submission)
     else:
         raise UnsupportedMediaType
     return TipReceipt(receipt=receipt)
@@ -115,7 +113,8 @@ async def followup_message(request: Request, session: DbSession, context: Contex
                                          receipt_pepper=context.secrets.receipt_pepper)
         if holder is None:
             return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
-        service.add_message(session, holder.tip, body.body, author=MessageAuthor.SUBMITTER)
+        service.add_message(session, holder.tip, body.body, author=MessageAuthor.SUBMITTER,
+                            server_secrets=context.secrets)
         return JSONResponse({"status": holder.tip.status}, status_code=201)
 
     return await run_in_threadpool(send)

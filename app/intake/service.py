@@ -37,8 +37,10 @@ from app.intake.models import (
 )
 from app.intake.receipts import new_receipt, normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.schemas import FollowupMessage, FollowupView, TipSubmission
+from app.keys.integrity import public_key_mac, trusted_public_key
 from app.keys.models import IntakeKey
-from app.keys.service import current_intake_key
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import current_intake_key, trusted_intake_public_key
 
 TIP_REF_BITS = 40
 # Stands in for a malformed receipt so that every lookup derives a key pair.
@@ -55,11 +57,12 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def _require_intake_key(session: Session) -> IntakeKey:
+def _trusted_intake_key(session: Session,
+                        server_secrets: ServerSecrets) -> tuple[IntakeKey, sealing.PublicKey]:
     intake_key = current_intake_key(session)
     if intake_key is None:
         raise NotInitialised
-    return intake_key
+    return intake_key, trusted_intake_public_key(intake_key, server_secrets.key_integrity_key)
 
 
 class AttachmentWriter:
@@ -95,6 +98,8 @@ class TipDraft:
     so attachments can be encrypted while they stream in."""
 
     intake_key: IntakeKey
+    intake_public: sealing.PublicKey
+    server_secrets: ServerSecrets = field(repr=False)
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     data_key: bytes = field(default_factory=envelope.new_data_key, repr=False)
     attachments: list[AttachmentWriter] = field(default_factory=list)
@@ -114,18 +119,20 @@ class TipDraft:
         return writer
 
 
-def start_tip(session: Session) -> TipDraft:
-    return TipDraft(intake_key=_require_intake_key(session))
+def start_tip(session: Session, server_secrets: ServerSecrets) -> TipDraft:
+    intake_key, intake_public = _trusted_intake_key(session, server_secrets)
+    return TipDraft(intake_key=intake_key, intake_public=intake_public, server_secrets=server_secrets)
 
 
-def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission, *,
-               receipt_pepper: bytes) -> str:
+def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
     """Write the tip and its attachments' rows; returns the receipt, shown once and never stored."""
     receipt = new_receipt()
     digits = normalize_receipt(receipt)
     assert digits is not None  # noqa: S101 - a fresh receipt always normalises
     version = draft.intake_key.version
     row_id = str(draft.id)
+    secrets = draft.server_secrets
+    receipt_public = receipt_private_key(secrets.receipt_pepper, digits).public_key()
     tip = Tip(
         id=draft.id,
         ref="T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
@@ -134,14 +141,16 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission, *,
         received_on=today(),
         last_activity_on=today(),
         intake_key_version=version,
-        sealed_data_key=TIP_DATA_KEY.seal(sealing.PublicKey(draft.intake_key.public_key),
-                                          draft.data_key, row_id=row_id, key_version=version),
+        sealed_data_key=TIP_DATA_KEY.seal(draft.intake_public, draft.data_key, row_id=row_id,
+                                          key_version=version),
         narrative_encrypted=TIP_NARRATIVE.seal(draft.data_key, submission.narrative.encode(),
                                                row_id=row_id, key_version=version),
         answers_encrypted=TIP_ANSWERS.seal(draft.data_key, json.dumps(submission.answers()).encode(),
                                            row_id=row_id, key_version=version),
-        receipt_lookup_hash=receipt_lookup_hash(receipt_pepper, digits),
-        receipt_public_key=receipt_private_key(receipt_pepper, digits).public_key().raw,
+        receipt_lookup_hash=receipt_lookup_hash(secrets.receipt_pepper, digits),
+        receipt_public_key=receipt_public.raw,
+        receipt_public_key_mac=public_key_mac(secrets.key_integrity_key, receipt_public,
+                                              *_receipt_key_context(draft.id)),
     )
     session.add(tip)
     for writer in draft.attachments:
@@ -154,6 +163,10 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission, *,
         ))
     session.flush()
     return receipt
+
+
+def _receipt_key_context(tip_id: uuid.UUID) -> tuple[str, str]:
+    return ("tips", str(tip_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +206,13 @@ def _next_position(session: Session, tip: Tip) -> int:
 
 
 def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
-                author_account_id: uuid.UUID | None = None) -> TipMessage:
+                server_secrets: ServerSecrets, author_account_id: uuid.UUID | None = None) -> TipMessage:
     """A message on a tip, under its own data key sealed to the intake key.
 
     Staff messages are also sealed to the receipt-derived public key, so the
     receipt holder can read them; submitter messages are not (see FollowupMessage).
     """
-    intake_key = _require_intake_key(session)
+    intake_key, intake_public = _trusted_intake_key(session, server_secrets)
     message_id = uuid.uuid4()
     data_key = envelope.new_data_key()
     row_id = str(message_id)
@@ -211,13 +224,15 @@ def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
         author_account_id=author_account_id,
         sent_on=today(),
         intake_key_version=intake_key.version,
-        sealed_data_key=MESSAGE_DATA_KEY.seal(sealing.PublicKey(intake_key.public_key), data_key,
-                                              row_id=row_id, key_version=intake_key.version),
+        sealed_data_key=MESSAGE_DATA_KEY.seal(intake_public, data_key, row_id=row_id,
+                                              key_version=intake_key.version),
         body_encrypted=MESSAGE_BODY.seal(data_key, body.encode(), row_id=row_id,
                                          key_version=intake_key.version),
         body_for_submitter=(
-            MESSAGE_FOR_SUBMITTER.seal(sealing.PublicKey(tip.receipt_public_key), body.encode(),
-                                       row_id=row_id)
+            MESSAGE_FOR_SUBMITTER.seal(
+                trusted_public_key(server_secrets.key_integrity_key, tip.receipt_public_key,
+                                   tip.receipt_public_key_mac, *_receipt_key_context(tip.id)),
+                body.encode(), row_id=row_id)
             if author is MessageAuthor.STAFF else None
         ),
     )

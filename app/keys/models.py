@@ -22,6 +22,7 @@ class IntakeKey(Base):
 
     version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key_mac: Mapped[bytes] = mapped_column(LargeBinary)
     recovery_public_key: Mapped[bytes] = mapped_column(LargeBinary)
     recovery_wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_on: Mapped[dt.date] = mapped_column(Date)

@@ -41,9 +41,10 @@ def init_organisation(settings: Settings, database: Database, *,
     env_file = settings.data_dir / DATA_DIR_ENV_FILE
     env_file.write_text(f"# Written by daylight init; environment variables override it.\n"
                         f"DAYLIGHT_ENVIRONMENT={environment.value}\n")
-    create_server_secrets(settings.secrets_dir)
+    server_secrets = create_server_secrets(settings.secrets_dir)
     upgrade_to_head(database.engine)
     with database.transaction() as session:
-        intake_key, intake_private, recovery_key = create_intake_key(session)
+        intake_key, intake_private, recovery_key = create_intake_key(
+            session, key_integrity_key=server_secrets.key_integrity_key)
     return NewOrganisation(intake_key=intake_key, intake_private=intake_private,
                            recovery_key=recovery_key)

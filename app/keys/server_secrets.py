@@ -2,6 +2,8 @@
 
 - the receipt pepper: without it a database copy cannot test receipts;
 - the TOTP at-rest key: without it a database copy cannot mint one-time codes;
+- the key-integrity key: without it a database writer cannot substitute a
+  public key that something is sealed to (`app.keys.integrity`);
 - the audit signing key (Ed25519) for signed checkpoints.
 
 Each lives in its own 0600 file in the secrets dir, created once by
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from app.errors import AppError
 
-_NAMES = ("receipt_pepper", "totp_key", "audit_signing_key")
+_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
 
 
 class SecretsUnavailable(AppError):
@@ -31,6 +33,7 @@ class SecretsUnavailable(AppError):
 class ServerSecrets:
     receipt_pepper: bytes
     totp_key: bytes
+    key_integrity_key: bytes
     audit_signing_key: bytes
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.crypto import human_codes, sealing
+from app.keys.integrity import public_key_mac, trusted_public_key
 from app.keys.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
 
 RECOVERY_KEY_BITS = 160
@@ -28,14 +29,17 @@ def _recovery_private_key(recovery_key: str) -> sealing.PrivateKey:
     return sealing.derive_private_key(digits.encode(), "recovery-key")
 
 
-def create_intake_key(session: Session, *, version: int = 1) -> tuple[IntakeKey, sealing.PrivateKey, str]:
+def create_intake_key(session: Session, *, key_integrity_key: bytes,
+                      version: int = 1) -> tuple[IntakeKey, sealing.PrivateKey, str]:
     """Create an intake key version; returns it, its private half and the recovery key to print once."""
     intake_private = sealing.generate_private_key()
+    intake_public = intake_private.public_key()
     recovery_key = human_codes.random_code(RECOVERY_KEY_BITS)
     recovery_public = _recovery_private_key(recovery_key).public_key()
     intake_key = IntakeKey(
         version=version,
-        public_key=intake_private.public_key().raw,
+        public_key=intake_public.raw,
+        public_key_mac=public_key_mac(key_integrity_key, intake_public, *_intake_key_context(version)),
         recovery_public_key=recovery_public.raw,
         recovery_wrapped_private_key=INTAKE_KEY_RECOVERY_WRAP.seal(
             recovery_public, intake_private.raw, row_id=str(version), key_version=version
@@ -47,8 +51,21 @@ def create_intake_key(session: Session, *, version: int = 1) -> tuple[IntakeKey,
     return intake_key, intake_private, recovery_key
 
 
+def _intake_key_context(version: int) -> tuple[str, int]:
+    return ("intake_keys", version)
+
+
+def staff_key_context(account_id: uuid.UUID) -> tuple[str, str]:
+    return ("staff_accounts", str(account_id))
+
+
 def current_intake_key(session: Session) -> IntakeKey | None:
     return session.scalars(select(IntakeKey).order_by(IntakeKey.version.desc()).limit(1)).first()
+
+
+def trusted_intake_public_key(intake_key: IntakeKey, key_integrity_key: bytes) -> sealing.PublicKey:
+    return trusted_public_key(key_integrity_key, intake_key.public_key, intake_key.public_key_mac,
+                              *_intake_key_context(intake_key.version))
 
 
 def grant_intake_key(
@@ -58,6 +75,7 @@ def grant_intake_key(
     intake_private: sealing.PrivateKey,
     grantee: StaffAccount,
     granted_by_id: uuid.UUID | None,
+    key_integrity_key: bytes,
 ) -> IntakeKeyGrant:
     if grantee.role not in KEY_HOLDING_ROLES:
         # Admins and auditors never hold the key that opens tip content.
@@ -66,7 +84,9 @@ def grant_intake_key(
         account_id=grantee.id,
         key_version=intake_key.version,
         sealed_private_key=INTAKE_KEY_GRANT.seal(
-            sealing.PublicKey(grantee.public_key), intake_private.raw,
+            trusted_public_key(key_integrity_key, grantee.public_key, grantee.public_key_mac,
+                               *staff_key_context(grantee.id)),
+            intake_private.raw,
             row_id=str(grantee.id), key_version=intake_key.version,
         ),
         granted_by_id=granted_by_id,

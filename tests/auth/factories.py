@@ -35,10 +35,11 @@ def make_member(session: Session, settings: Settings, server_secrets: ServerSecr
     totp_secret = new_totp_secret()
     account, _ = create_account(session, username=username, role=role, password=password,
                                 totp_secret=totp_secret, settings=settings,
-                                totp_key=server_secrets.totp_key)
+                                server_secrets=server_secrets)
     if grant is not None:
         grant_intake_key(session, intake_key=grant.key, intake_private=grant.private,
-                         grantee=account, granted_by_id=None)
+                         grantee=account, granted_by_id=None,
+                         key_integrity_key=server_secrets.key_integrity_key)
     return StaffMember(account=account, username=username, password=password, totp_secret=totp_secret)
 
 

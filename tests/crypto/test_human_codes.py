@@ -103,3 +103,11 @@ def test_normalize_output_is_canonical_or_none(text: str, length: int) -> None:
         assert len(result) == length
         assert set(result) <= set(ALPHABET)
         assert human_codes.normalize(result, length=length) == result
+
+
+def test_script_digits_and_dash_lookalikes_are_accepted() -> None:
+    """An Uyghur/Arabic keyboard types ٠-٩ or ۰-۹; CJK keyboards type ー or − as a dash."""
+    assert human_codes.normalize("١٢٣٤−ABCD", length=8) == "1234ABCD"
+    assert human_codes.normalize("۱۲۳۴ー۵۶۷۸", length=8) == "12345678"
+    assert human_codes.normalize("ABCD・EFGH", length=8) == "ABCDEFGH"
+    assert human_codes.normalize("ABCD\u2212EFG", length=8) is None

@@ -107,6 +107,26 @@ def test_bit_flip_in_each_region_is_rejected(hybrid_key: sealing.PrivateKey, reg
         sealing.open_sealed(hybrid_key, bytes(sealed), "ctx")
 
 
+@pytest.mark.parametrize(
+    "point",
+    [
+        bytes(32),  # 0
+        (1).to_bytes(32, "little"),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # p - 1
+        bytes.fromhex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # p
+    ],
+)
+def test_low_order_ephemeral_x25519_keys_are_rejected(hybrid_key: sealing.PrivateKey,
+                                                      point: bytes) -> None:
+    sealed = bytearray(sealing.seal_to(hybrid_key.public_key(), b"plaintext", "ctx"))
+    start = len(sealing.SEALED_MAGIC) + 1088
+    sealed[start : start + 32] = point
+    with pytest.raises(DecryptionError):
+        sealing.open_sealed(hybrid_key, bytes(sealed), "ctx")
+
+
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts, data=st.data())
 def test_truncation_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: bytes,

@@ -215,10 +215,12 @@ def test_unknown_and_malformed_receipts_get_the_same_401(
 
 
 def test_submitter_reads_staff_replies_and_answers(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        server_secrets: ServerSecrets) -> None:
     receipt = submit(intake_client)
     tip = db_session.scalars(select(Tip)).one()
     add_message(db_session, tip, "Which city was it?", author=MessageAuthor.STAFF,
+                server_secrets=server_secrets,
                 author_account_id=organisation.members[next(iter(organisation.members))].account.id)
     tip.status = TipStatus.NEEDS_INFO
     db_session.commit()
@@ -239,13 +241,15 @@ def test_submitter_reads_staff_replies_and_answers(
 
 
 def test_a_reply_cannot_be_read_with_another_tips_receipt(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        server_secrets: ServerSecrets) -> None:
     first = submit(intake_client)
     second = submit(intake_client)
     tip_ids = {t.id for t in db_session.scalars(select(Tip))}
     assert len(tip_ids) == 2
     for tip in db_session.scalars(select(Tip)):
-        add_message(db_session, tip, f"reply for {tip.id}", author=MessageAuthor.STAFF)
+        add_message(db_session, tip, f"reply for {tip.id}", author=MessageAuthor.STAFF,
+                    server_secrets=server_secrets)
     db_session.commit()
     bodies = [intake_client.post("/api/v1/followup", json={"receipt": r}).json()["messages"][0]["body"]
               for r in (first, second)]

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.crypto import sealing
 from app.keys.models import IntakeKey
+from app.keys.server_secrets import ServerSecrets
 from app.keys.service import create_intake_key
 
 
@@ -16,6 +17,7 @@ class IntakeKeyFixture:
     recovery_key: str
 
 
-def make_intake_key(session: Session, version: int = 1) -> IntakeKeyFixture:
-    key, private, recovery_key = create_intake_key(session, version=version)
+def make_intake_key(session: Session, server_secrets: ServerSecrets, version: int = 1) -> IntakeKeyFixture:
+    key, private, recovery_key = create_intake_key(
+        session, key_integrity_key=server_secrets.key_integrity_key, version=version)
     return IntakeKeyFixture(key=key, private=private, recovery_key=recovery_key)

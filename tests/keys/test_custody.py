@@ -22,8 +22,9 @@ from tests.auth.factories import make_member
 from tests.keys.factories import make_intake_key
 
 
-def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(db_session: Session) -> None:
-    intake = make_intake_key(db_session)
+def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(
+        db_session: Session, server_secrets: ServerSecrets) -> None:
+    intake = make_intake_key(db_session, server_secrets)
     assert recover_intake_key(intake.key, intake.recovery_key).raw == intake.private.raw
     typed_carelessly = intake.recovery_key.lower().replace("-", " ")
     assert recover_intake_key(intake.key, typed_carelessly).raw == intake.private.raw
@@ -35,7 +36,7 @@ def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(db_session:
 
 def test_a_grant_opens_only_with_its_members_personal_key(
         db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
-    intake = make_intake_key(db_session)
+    intake = make_intake_key(db_session, server_secrets)
     holder = make_member(db_session, settings, server_secrets, Role.LEAD, grant=intake)
     other = make_member(db_session, settings, server_secrets, Role.LEAD)
 
@@ -57,11 +58,12 @@ def test_a_grant_opens_only_with_its_members_personal_key(
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
 def test_admins_and_auditors_can_never_be_granted_the_intake_key(
         db_session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role) -> None:
-    intake = make_intake_key(db_session)
+    intake = make_intake_key(db_session, server_secrets)
     member = make_member(db_session, settings, server_secrets, role)
     with pytest.raises(ValueError, match="cannot hold the intake key"):
         grant_intake_key(db_session, intake_key=intake.key, intake_private=intake.private,
-                         grantee=member.account, granted_by_id=None)
+                         grantee=member.account, granted_by_id=None,
+                         key_integrity_key=server_secrets.key_integrity_key)
 
 
 def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: Path) -> None:

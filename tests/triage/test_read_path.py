@@ -120,7 +120,8 @@ def test_staff_see_both_sides_of_the_conversation(
         intake_client: TestClient, staff_client: TestClient, organisation: Organisation,
         db_session: Session, server_secrets: ServerSecrets) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
-    add_message(db_session, db_session.get_one(Tip, tip_id), "Where?", author=MessageAuthor.STAFF)
+    add_message(db_session, db_session.get_one(Tip, tip_id), "Where?", author=MessageAuthor.STAFF,
+                server_secrets=server_secrets)
     db_session.commit()
     assert intake_client.post("/api/v1/followup/messages",
                               json={"receipt": receipt, "body": "In Dublin."}).status_code == 201

@@ -1,8 +1,8 @@
 """foundation schema
 
-Revision ID: 15695bf001b0
+Revision ID: 82eb3325e295
 Revises: 
-Create Date: 2026-11-29 12:16:17.366575
+Create Date: 2026-11-29 12:35:53.667930
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision: str = '15695bf001b0'
+revision: str = '82eb3325e295'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -22,6 +22,7 @@ def upgrade() -> None:
     op.create_table('intake_keys',
     sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('public_key', sa.LargeBinary(), nullable=False),
+    sa.Column('public_key_mac', sa.LargeBinary(), nullable=False),
     sa.Column('recovery_public_key', sa.LargeBinary(), nullable=False),
     sa.Column('recovery_wrapped_private_key', sa.LargeBinary(), nullable=False),
     sa.Column('created_on', sa.Date(), nullable=False),
@@ -38,6 +39,7 @@ def upgrade() -> None:
     sa.Column('argon2_parallelism', sa.Integer(), nullable=False),
     sa.Column('login_verifier', sa.LargeBinary(), nullable=False),
     sa.Column('public_key', sa.LargeBinary(), nullable=False),
+    sa.Column('public_key_mac', sa.LargeBinary(), nullable=False),
     sa.Column('wrapped_private_key', sa.LargeBinary(), nullable=False),
     sa.Column('totp_secret_encrypted', sa.LargeBinary(), nullable=False),
     sa.Column('totp_last_step', sa.Integer(), nullable=False),
@@ -89,6 +91,7 @@ def upgrade() -> None:
     sa.Column('answers_encrypted', sa.LargeBinary(), nullable=False),
     sa.Column('receipt_lookup_hash', sa.LargeBinary(), nullable=False),
     sa.Column('receipt_public_key', sa.LargeBinary(), nullable=False),
+    sa.Column('receipt_public_key_mac', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['intake_key_version'], ['intake_keys.version'], name=op.f('fk_tips_intake_key_version_intake_keys')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tips')),
     sa.UniqueConstraint('receipt_lookup_hash', name=op.f('uq_tips_receipt_lookup_hash')),
