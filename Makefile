@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 
-.PHONY: run test lint bootstrap clean-demo
+.PHONY: run test lint bench bootstrap clean-demo
 
 bootstrap: $(STAMP)
 
@@ -30,8 +30,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff check app tests migrations bench
 	$(BIN)/mypy
 
 clean-demo:
 	rm -rf $(DATA_DIR)
+
+bench: $(STAMP)
+	$(BIN)/python bench/http_paths.py
