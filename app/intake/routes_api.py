@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -15,7 +17,7 @@ from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
 from app.web.context import AppContext, Context, DbSession
 from app.web.multipart import StreamingFormReader
-from app.web.request_body import bounded_stream, media_type, read_json, validate_model
+from app.web.request_body import MalformedBody, bounded_stream, media_type, read_json, validate_model
 
 router = APIRouter(prefix="/api/v1")
 
@@ -51,6 +53,27 @@ def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
         typed: dict[str, Any] = {name: values[0] for name, values in fields.items() if len(values) == 1}
         typed["tactics"] = fields.get("tactics", [])
         raise InvalidSubmission(exc.fields, typed) from None
+
+
+async def receive_urlencoded_tip(request: Request, session: Session, context: AppContext) -> str:
+    """A form posted without files (a browser may send these urlencoded)."""
+    body = b"".join([chunk async for chunk in bounded_stream(request, context.settings.max_json_bytes)])
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise MalformedBody("The form data could not be read.") from None
+    submission = _form_to_submission(fields)
+    draft = await run_in_threadpool(service.start_tip, session, context.secrets)
+    return await run_in_threadpool(service.finish_tip, session, draft, submission)
+
+
+async def receive_form_tip(request: Request, session: Session, context: AppContext) -> str:
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        return await receive_multipart_tip(request, session, context)
+    if kind == "application/x-www-form-urlencoded":
+        return await receive_urlencoded_tip(request, session, context)
+    raise UnsupportedMediaType("Send multipart/form-data.")
 
 
 async def receive_multipart_tip(request: Request, session: Session, context: AppContext) -> str:
@@ -90,31 +113,42 @@ async def submit_tip(request: Request, session: DbSession, context: Context) -> 
     return TipReceipt(receipt=receipt)
 
 
-@router.post("/followup")
-async def followup(request: Request, session: DbSession, context: Context) -> JSONResponse:
-    body = await read_json(request, ReceiptRequest, context.settings.max_json_bytes)
+ReceiptBody = TypeVar("ReceiptBody", bound=ReceiptRequest)
 
-    def view() -> JSONResponse:
+
+async def answer_receipt_holder(
+    request: Request, session: Session, context: AppContext, model: type[ReceiptBody],
+    answer: Callable[[service.ReceiptHolder, ReceiptBody], JSONResponse],
+) -> JSONResponse:
+    """Read a receipt-bearing body, open the tip it names and answer; the same 401 otherwise.
+
+    The 401 is returned, not raised, like every answer here: the request's
+    transaction ends the same way whether or not the receipt matched.
+    """
+    body = await read_json(request, model, context.settings.max_json_bytes)
+
+    def open_and_answer() -> JSONResponse:
         holder = service.tip_for_receipt(session, body.receipt,
                                          receipt_pepper=context.secrets.receipt_pepper)
         if holder is None:
             return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
-        return JSONResponse(service.followup_view(holder).model_dump(mode="json"))
+        return answer(holder, body)
 
-    return await run_in_threadpool(view)
+    return await run_in_threadpool(open_and_answer)
+
+
+@router.post("/followup")
+async def followup(request: Request, session: DbSession, context: Context) -> JSONResponse:
+    return await answer_receipt_holder(
+        request, session, context, ReceiptRequest,
+        lambda holder, _body: JSONResponse(service.followup_view(holder).model_dump(mode="json")))
 
 
 @router.post("/followup/messages", status_code=201)
 async def followup_message(request: Request, session: DbSession, context: Context) -> JSONResponse:
-    body = await read_json(request, FollowupMessageRequest, context.settings.max_json_bytes)
-
-    def send() -> JSONResponse:
-        holder = service.tip_for_receipt(session, body.receipt,
-                                         receipt_pepper=context.secrets.receipt_pepper)
-        if holder is None:
-            return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
+    def send(holder: service.ReceiptHolder, body: FollowupMessageRequest) -> JSONResponse:
         service.add_message(session, holder.tip, body.body, author=MessageAuthor.SUBMITTER,
                             server_secrets=context.secrets)
         return JSONResponse({"status": holder.tip.status}, status_code=201)
 
-    return await run_in_threadpool(send)
+    return await answer_receipt_holder(request, session, context, FollowupMessageRequest, send)

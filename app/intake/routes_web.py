@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from app.errors import AppError
-from app.intake.routes_api import InvalidSubmission, receive_multipart_tip
+from app.intake.routes_api import InvalidSubmission, receive_form_tip
 from app.intake.taxonomy import Tactic
 from app.web.context import Context, DbSession
 from app.web.pages import render_page
@@ -55,7 +55,7 @@ def show_report_form(request: Request) -> HTMLResponse:
 @router.post("/report", response_class=HTMLResponse)
 async def submit_report_form(request: Request, session: DbSession, context: Context) -> HTMLResponse:
     try:
-        receipt = await receive_multipart_tip(request, session, context)
+        receipt = await receive_form_tip(request, session, context)
     except InvalidSubmission as exc:
         raise FormRejected(exc.fields, exc.typed) from None
     return render_page(request, "intake/receipt.html", status_code=201, receipt=receipt)

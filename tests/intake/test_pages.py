@@ -1,0 +1,68 @@
+"""The submitter's pages: the form works as plain HTML, with no script and no third-party asset."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.intake.models import Tip
+from tests.conftest import Organisation
+
+
+def test_the_form_page_is_the_contract_page(intake_client: TestClient) -> None:
+    response = intake_client.get("/")
+    assert response.status_code == 200
+    html = response.text
+    assert "<script" not in html.lower()
+    assert '<form method="post"' in html
+    assert {"en", "zh-Hans", "zh-Hant", "ug"} <= set(re.findall(r'hreflang="([^"]+)"', html))
+    # Every URL the page loads is our own: no CDN, no font, no tracker.
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert url.startswith(("/", "?", "#")) or url.startswith("https://en.wikipedia.org/"), url
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "script-src" not in csp
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+    assert "set-cookie" not in response.headers
+
+
+def test_the_uyghur_page_is_right_to_left(intake_client: TestClient) -> None:
+    html = intake_client.get("/?lang=ug").text
+    assert '<html lang="ug" dir="rtl">' in html
+
+
+def test_the_form_posts_without_javascript_and_shows_the_receipt(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    response = intake_client.post("/report", data={"narrative": "Posted by a plain form.",
+                                                   "tactics": ["surveillance"], "host_country": "",
+                                                   "host_city": "", "language": "en"})
+    assert response.status_code == 201
+    assert re.search(r'<p class="receipt"[^>]*>([0-9A-Z]{4}-){5}[0-9A-Z]{4}</p>', response.text)
+    assert db_session.scalar(select(func.count()).select_from(Tip)) == 1
+
+
+def test_a_rejected_form_keeps_what_was_typed(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    response = intake_client.post("/report", data={"narrative": "Keep <these> words.",
+                                                   "host_country": "ZZ", "tactics": ["physical"]})
+    assert response.status_code == 422
+    assert "Keep &lt;these&gt; words." in response.text  # kept, and escaped
+    assert re.search(r'value="physical" checked', response.text)
+    assert db_session.scalar(select(func.count()).select_from(Tip)) == 0
+
+
+def test_the_form_also_posts_as_multipart_with_a_file(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    response = intake_client.post("/report", data={"narrative": "With a photo."},
+                                  files=[("files", ("p.jpg", b"\xff\xd8jpeg", "image/jpeg"))])
+    assert response.status_code == 201
+    assert db_session.scalar(select(func.count()).select_from(Tip)) == 1
+
+
+def test_the_form_refuses_json(intake_client: TestClient, organisation: Organisation) -> None:
+    assert intake_client.post("/report", json={"narrative": "x"}).status_code == 415
