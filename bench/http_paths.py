@@ -67,9 +67,17 @@ def main() -> int:
                    "host_country": "NL", "host_city": "Rotterdam", "urgent": False}
             login_series = "staff login (Argon2id t=3, 64 MiB)"
             series: dict[str, list[float]] = {"healthz": [], "submit tip (JSON)": [], login_series: []}
+            receipt = intake.post("/api/v1/tips", json=tip).json()["receipt"]
+            unknown = "0000-0000-0000-0000-0000-0000"
+            series["followup, valid receipt"] = []
+            series["followup, unknown receipt"] = []
             for _ in range(args.rounds):
                 series["healthz"].append(timed(lambda: intake.get("/healthz"), 200))
                 series["submit tip (JSON)"].append(timed(lambda: intake.post("/api/v1/tips", json=tip), 201))
+                series["followup, valid receipt"].append(
+                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": receipt}), 200))
+                series["followup, unknown receipt"].append(
+                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": unknown}), 401))
             # A one-time code is accepted once, and only for a later step than the last:
             # each account logs in with the codes of steps -1, 0 and +1, in that order.
             while time.time() % 30 > 20:
