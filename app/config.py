@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=110 * MiB, ge=1024)
     max_files_per_tip: int = Field(default=10, ge=0)
     max_file_bytes: int = Field(default=100 * MiB, ge=1)
+    max_form_parts: int = Field(default=64, ge=1)
+    # A client that stops sending mid-body is cut off after this many seconds
+    # of silence, and at most this many uploads stream at once: slow clients
+    # must not be able to hold the service's workers or connections.
+    request_idle_timeout_seconds: float = Field(default=60, gt=0)
+    max_concurrent_uploads: int = Field(default=16, ge=1)
 
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=8, ge=1)

@@ -49,11 +49,18 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
 
 
 def _begin_sqlite(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front. A deferred BEGIN that reads,
+    # then writes after another connection committed, fails at once with
+    # "database is locked" (busy_timeout cannot help it); IMMEDIATE waits
+    # its turn instead. SQLite serialises writers either way: requests are
+    # short, and nothing holds a transaction open across a slow client.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_database_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
+    # hide_parameters: a failing statement's error message would otherwise
+    # carry its bound values (usernames, row ids, dates) into the logs.
+    engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
         event.listen(engine, "begin", _begin_sqlite)

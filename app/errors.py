@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.web.security_headers import SECURITY_HEADERS
 
@@ -57,6 +58,14 @@ class Conflict(AppError):
     status = 409
     code = "conflict"
     public_message = "The request conflicts with the current state."
+
+
+class IntegrityFailure(AppError):
+    """Stored ciphertext failed authentication: the database or data dir was altered."""
+
+    status = 500
+    code = "integrity_failure"
+    public_message = "A stored record failed its integrity check and was not opened."
 
 
 class PayloadTooLarge(AppError):
@@ -120,6 +129,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, message), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    async def client_gone(_request: Request, _exc: Exception) -> Response:
+        # The client hung up mid-body: nobody to answer, nothing to log (a log
+        # line would timestamp an aborted submission).
+        return Response(status_code=400)
+
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
         request_id = secrets.token_hex(8)
         logger.error("unhandled error, request id %s", request_id, exc_info=exc)
@@ -132,4 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected_error)

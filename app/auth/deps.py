@@ -60,10 +60,12 @@ def current_principal(request: Request, session: DbSession, context: Context) ->
     cookie_value = request.cookies.get(name)
     outcome = resume_session(session, cookie_value, context.settings) if cookie_value else None
     if isinstance(outcome, ExpiredSession):
-        # Destroyed in a transaction of its own: the 401 below rolls the
-        # request's back, and the unlocked keys must not outlive the session.
-        with context.database.transaction() as cleanup:
-            end_session(cleanup, outcome.session_id)
+        # Committed here, the one place a dependency commits: the 401 below
+        # rolls the request's transaction back, and the unlocked keys must not
+        # outlive the session. (A second transaction would wait on this one's
+        # SQLite write lock.)
+        end_session(session, outcome.session_id)
+        session.commit()
     if not isinstance(outcome, Principal):
         raise Unauthenticated
     return outcome

@@ -18,7 +18,7 @@ INVALID_LOGIN = error_body("invalid_credentials", "Wrong username, password or o
 
 @router.post("/login", response_model=SessionInfo)
 async def login(request: Request, session: DbSession, context: Context) -> Response:
-    body = await read_json(request, LoginRequest, context.settings.max_json_bytes)
+    body = await read_json(request, LoginRequest, context.settings)
 
     def authenticate() -> Response:
         outcome = service.authenticate(

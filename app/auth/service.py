@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pyotp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import PERSONAL_PRIVATE_KEY, SESSION_KEYS, TOTP_SECRET, Role, StaffAccount, StaffSession
@@ -37,6 +37,9 @@ from app.keys.server_secrets import ServerSecrets
 from app.keys.service import staff_key_context, unlock_granted_keys
 
 TOTP_STEP_SECONDS = 30
+# last_seen_at is written at most this often: one write per request would
+# serialise every staff request on SQLite for no gain in idle-timeout accuracy.
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=30)
 TOTP_DIGITS = 6
 # Verified for unknown usernames so that they cost one Argon2id run too.
 _DUMMY_SALT = b"daylight-dummy-salt"[:kdf.SALT_BYTES]
@@ -149,7 +152,8 @@ def create_account(
     return account, personal_private
 
 
-def _accept_totp(account: StaffAccount, otp: str, totp_key: bytes, now: dt.datetime) -> bool:
+def _accept_totp(session: Session, account: StaffAccount, otp: str, totp_key: bytes,
+                 now: dt.datetime) -> bool:
     """Accept a code of the current step or one step either side, never a step already used."""
     secret = TOTP_SECRET.open(totp_key, account.totp_secret_encrypted, row_id=str(account.id)).decode()
     totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
@@ -161,8 +165,16 @@ def _accept_totp(account: StaffAccount, otp: str, totp_key: bytes, now: dt.datet
             accepted_step = step
     if accepted_step is None:
         return False
-    account.totp_last_step = accepted_step
-    return True
+    # A conditional UPDATE, not read-then-write: of two concurrent logins with
+    # the same code, the database lets exactly one advance the step.
+    advanced = session.execute(
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id, StaffAccount.totp_last_step < accepted_step)
+        .values(totp_last_step=accepted_step)
+        .returning(StaffAccount.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return advanced is not None
 
 
 def authenticate(
@@ -186,12 +198,15 @@ def authenticate(
                                   account.argon2_parallelism)
     login_keys = kdf.derive_login_keys(password, account.password_salt, params)
     if not hmac.compare_digest(login_keys.verifier, account.login_verifier) or not _accept_totp(
-        account, otp, totp_key, now
+        session, account, otp, totp_key, now
     ):
-        account.failed_logins += 1
-        session.flush()
+        # Incremented in the database, so concurrent failures are all counted.
+        session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
+                        .values(failed_logins=StaffAccount.failed_logins + 1)
+                        .execution_options(synchronize_session=False))
         return None
-    account.failed_logins = 0
+    session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
+                    .values(failed_logins=0).execution_options(synchronize_session=False))
     personal = sealing.PrivateKey(PERSONAL_PRIVATE_KEY.open(
         login_keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)
     ))
@@ -272,8 +287,9 @@ def resume_session(session: Session, cookie_value: str, settings: Settings,
         ))
     except DecryptionError:
         return None
-    staff_session.last_seen_at = now
-    session.flush()
+    if now - as_utc(staff_session.last_seen_at) >= LAST_SEEN_RESOLUTION:
+        staff_session.last_seen_at = now
+        session.flush()
     return Principal(account_id=account.id, username=account.username, role=Role(account.role),
                      session_id=staff_session.id, keys=keys)
 

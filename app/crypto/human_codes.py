@@ -42,6 +42,8 @@ def _is_separator(ch: str) -> bool:
 
 def normalize(code: str, *, length: int) -> str | None:
     """The canonical digits of a typed code, or None when it cannot be one."""
+    if len(code) > 8 * length:  # generous for separators; bounds the work on absurd input
+        return None
     folded = unicodedata.normalize("NFKC", code).upper().translate(_CONFUSABLES)
     digits = "".join(_fold(ch) for ch in folded if not _is_separator(ch))
     if len(digits) != length or any(ch not in _VALUES for ch in digits):

@@ -8,6 +8,8 @@ client authorisation).
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from app.auth.routes_api import router as auth_router
@@ -34,6 +36,7 @@ def build_context(settings: Settings, database: Database | None = None) -> AppCo
         database=database or Database.from_settings(settings),
         secrets=load_server_secrets(settings.secrets_dir),
         blobs=BlobStore(settings.blobs_dir),
+        upload_slots=asyncio.Semaphore(settings.max_concurrent_uploads),
     )
 
 

@@ -63,10 +63,11 @@ def cmd_demo_code(args: argparse.Namespace) -> int:
 
 async def _serve_both(args: argparse.Namespace) -> None:
     settings = load_settings(args.data_dir)
-    database = Database.from_settings(settings)
     servers = [
         uvicorn.Server(uvicorn.Config(
-            factory(settings, database=database), host=args.host, port=port,
+            # Each app its own connection pool: the public app's load cannot
+            # starve the staff app of connections.
+            factory(settings, database=Database.from_settings(settings)), host=args.host, port=port,
             # No access log: it would record client addresses and request times.
             access_log=False,
             # Never take a client address from X-Forwarded-For or similar.

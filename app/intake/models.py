@@ -26,6 +26,15 @@ MESSAGE_BODY = EnvelopeColumn("tip_messages", "body_encrypted")
 MESSAGE_FOR_SUBMITTER = SealedColumn("tip_messages", "body_for_submitter")
 
 
+def message_row_id(tip_id: uuid.UUID, message_id: uuid.UUID) -> str:
+    """The row id a message's ciphertexts are bound to: the message *and* its tip.
+
+    A message has its own data key, so binding its id alone would let a
+    database writer move it to another tip, where it would still open.
+    """
+    return f"{tip_id}/{message_id}"
+
+
 class TipStatus(StrEnum):
     NEW = "new"
     IN_REVIEW = "in_review"

@@ -11,19 +11,33 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidInput, UnsupportedMediaType, error_body
+from app.errors import AppError, InvalidInput, UnsupportedMediaType, error_body
 from app.intake import service
 from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
 from app.web.context import AppContext, Context, DbSession
 from app.web.multipart import StreamingFormReader
-from app.web.request_body import MalformedBody, bounded_stream, media_type, read_json, validate_model
+from app.web.request_body import (
+    MalformedBody,
+    bounded_stream,
+    media_type,
+    read_bounded_body,
+    read_json,
+    validate_model,
+)
 
 router = APIRouter(prefix="/api/v1")
 
 # One answer for every receipt that opens nothing, malformed or not.
 UNKNOWN_RECEIPT = error_body("unknown_receipt", "No report matches this receipt.")
 SINGLE_VALUE_FIELDS = ("narrative", "language", "host_country", "host_city", "urgent", "station_id")
+FORM_FIELDS = frozenset({*SINGLE_VALUE_FIELDS, "tactics"})
+
+
+class ServiceBusy(AppError):
+    status = 503
+    code = "busy"
+    public_message = "Too many reports are being sent right now. Please try again in a minute."
 
 
 class InvalidSubmission(InvalidInput):
@@ -57,7 +71,7 @@ def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
 
 async def receive_urlencoded_tip(request: Request, session: Session, context: AppContext) -> str:
     """A form posted without files (a browser may send these urlencoded)."""
-    body = b"".join([chunk async for chunk in bounded_stream(request, context.settings.max_json_bytes)])
+    body = await read_bounded_body(request, context.settings)
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -76,25 +90,43 @@ async def receive_form_tip(request: Request, session: Session, context: AppConte
     raise UnsupportedMediaType("Send multipart/form-data.")
 
 
+def _start_draft(context: AppContext) -> service.TipDraft:
+    # Its own short transaction: the request's transaction must not be open
+    # (holding a pooled connection, and SQLite's write lock) while a client
+    # takes minutes to upload, or a few slow clients would stall everyone.
+    with context.database.transaction() as lookup:
+        return service.start_tip(lookup, context.secrets)
+
+
 async def receive_multipart_tip(request: Request, session: Session, context: AppContext) -> str:
-    """Stream a multipart submission: files are encrypted to disk as they arrive."""
+    """Stream a multipart submission: files are encrypted to disk as they arrive.
+
+    The request's database session is first used after the last byte has
+    arrived; until then only the blob cleanup is registered on it.
+    """
     settings = context.settings
-    draft = await run_in_threadpool(service.start_tip, session, context.secrets)
-    reader = StreamingFormReader(
-        request.headers["content-type"],
-        file_field="files",
-        open_file=lambda content_type: draft.open_attachment(
-            session, context.blobs, max_bytes=settings.max_file_bytes, content_type=content_type),
-        max_field_bytes=settings.max_json_bytes,
-        max_files=settings.max_files_per_tip,
-    )
-    try:
-        async for chunk in bounded_stream(request, settings.max_request_bytes):
-            await run_in_threadpool(reader.feed, chunk)
-        reader.finish()
-    finally:
-        for writer in draft.attachments:
-            writer.abort()
+    if context.upload_slots.locked():
+        raise ServiceBusy
+    async with context.upload_slots:
+        draft = await run_in_threadpool(_start_draft, context)
+        reader = StreamingFormReader(
+            request.headers["content-type"],
+            file_field="files",
+            text_fields=FORM_FIELDS,
+            open_file=lambda content_type: draft.open_attachment(
+                session, context.blobs, max_bytes=settings.max_file_bytes, content_type=content_type),
+            max_field_bytes=settings.max_json_bytes,
+            max_files=settings.max_files_per_tip,
+            max_parts=settings.max_form_parts,
+        )
+        try:
+            async for chunk in bounded_stream(request, settings.max_request_bytes,
+                                              idle_timeout=settings.request_idle_timeout_seconds):
+                await run_in_threadpool(reader.feed, chunk)
+            reader.finish()
+        finally:
+            for writer in draft.attachments:
+                writer.abort()
     submission = _form_to_submission(reader.fields)
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
@@ -105,7 +137,7 @@ async def submit_tip(request: Request, session: DbSession, context: Context) -> 
     if kind == "multipart/form-data":
         receipt = await receive_multipart_tip(request, session, context)
     elif kind == "application/json":
-        submission = await read_json(request, TipSubmission, context.settings.max_json_bytes)
+        submission = await read_json(request, TipSubmission, context.settings)
         draft = await run_in_threadpool(service.start_tip, session, context.secrets)
         receipt = await run_in_threadpool(service.finish_tip, session, draft, submission)
     else:
@@ -125,7 +157,7 @@ async def answer_receipt_holder(
     The 401 is returned, not raised, like every answer here: the request's
     transaction ends the same way whether or not the receipt matched.
     """
-    body = await read_json(request, model, context.settings.max_json_bytes)
+    body = await read_json(request, model, context.settings)
 
     def open_and_answer() -> JSONResponse:
         holder = service.tip_for_receipt(session, body.receipt,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -29,22 +30,63 @@ TACTIC_LABELS = {
 
 
 class FormRejected(AppError):
-    """A form that failed validation, re-rendered with what was typed (the transaction rolls back)."""
+    """A refused form, shown again as a page (never as JSON to a no-JS browser), with what
+    was typed when it could be read. Raised, so the request's transaction rolls back."""
 
-    status = 422
-    code = "invalid_input"
-
-    def __init__(self, errors: list[dict[str, str]], form: dict[str, Any]) -> None:
+    def __init__(self, status: int, messages: list[str], form: dict[str, Any]) -> None:
         super().__init__()
-        self.errors = errors
+        self.status = status
+        self.messages = messages
         self.form = form
 
 
-def report_form(request: Request, *, status_code: int = 200, errors: list[dict[str, str]] | None = None,
+class CrossSiteForm(AppError):
+    status = 403
+    code = "cross_site"
+    public_message = "This form can only be sent from this site."
+
+
+def _posted_from_elsewhere(request: Request) -> bool:
+    """True when the browser says the form came from another site.
+
+    Without this, another site could post a crafted form here and have this
+    trusted page display its words back to a submitter (a phishing lure).
+    Browsers that send neither header (old ones) are let through, and so is
+    ``Origin: null``, which our own ``Referrer-Policy: no-referrer`` makes
+    some browsers send on a same-site post.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+def _field_message(error: dict[str, str]) -> str:
+    # Only field names we know are shown: a crafted form's field names are
+    # not echoed onto the page.
+    label = FIELD_LABELS.get(error["field"].split(".")[0])
+    return f"{label}: {error['message']}" if label else "The form had a field this site does not know."
+
+
+FIELD_LABELS = {
+    "narrative": "What happened",
+    "tactics": "What happened (choices)",
+    "host_country": "Country",
+    "host_city": "City",
+    "urgent": "Immediate danger",
+    "language": "Language",
+    "station_id": "Station",
+}
+
+
+def report_form(request: Request, *, status_code: int = 200, messages: list[str] | None = None,
                 form: dict[str, Any] | None = None) -> HTMLResponse:
     tactics = [{"code": tactic.value, "label": label} for tactic, label in TACTIC_LABELS.items()]
     return render_page(request, "intake/report_form.html", status_code=status_code,
-                       tactics=tactics, errors=errors or [], form=form or {"tactics": []})
+                       tactics=tactics, messages=messages or [], form=form or {"tactics": []})
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -54,13 +96,18 @@ def show_report_form(request: Request) -> HTMLResponse:
 
 @router.post("/report", response_class=HTMLResponse)
 async def submit_report_form(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    if _posted_from_elsewhere(request):
+        raise FormRejected(CrossSiteForm.status, [CrossSiteForm.public_message], {})
     try:
         receipt = await receive_form_tip(request, session, context)
     except InvalidSubmission as exc:
-        raise FormRejected(exc.fields, exc.typed) from None
+        raise FormRejected(exc.status, [_field_message(e) for e in exc.fields], exc.typed) from None
+    except AppError as exc:  # too large, unreadable, busy, not initialised: still a page
+        raise FormRejected(exc.status, [exc.public_message], {}) from None
     return render_page(request, "intake/receipt.html", status_code=201, receipt=receipt)
 
 
 async def form_rejected_handler(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, FormRejected)  # noqa: S101 - registered for FormRejected only
-    return report_form(request, status_code=422, errors=exc.errors, form=exc.form)
+    return report_form(request, status_code=exc.status, messages=exc.messages,
+                       form=exc.form or {"tactics": []})

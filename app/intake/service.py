@@ -34,6 +34,7 @@ from app.intake.models import (
     TipAttachment,
     TipMessage,
     TipStatus,
+    message_row_id,
 )
 from app.intake.receipts import new_receipt, normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.schemas import FollowupMessage, FollowupView, TipSubmission
@@ -177,8 +178,11 @@ class ReceiptHolder:
     private_key: sealing.PrivateKey = field(repr=False)
 
 
-def tip_for_receipt(session: Session, typed_receipt: str, *, receipt_pepper: bytes) -> ReceiptHolder | None:
+def tip_for_receipt(session: Session, typed_receipt: object, *,
+                    receipt_pepper: bytes) -> ReceiptHolder | None:
     """The tip a receipt opens, or None; valid and invalid receipts cost the same work."""
+    if not isinstance(typed_receipt, str):
+        typed_receipt = ""
     lookup = receipt_lookup_hash(receipt_pepper, typed_receipt)
     tip = session.scalars(select(Tip).where(Tip.receipt_lookup_hash == lookup)).first()
     digits = normalize_receipt(typed_receipt)
@@ -194,7 +198,7 @@ def followup_view(holder: ReceiptHolder) -> FollowupView:
         body = None
         if message.body_for_submitter is not None:
             body = MESSAGE_FOR_SUBMITTER.open(holder.private_key, message.body_for_submitter,
-                                              row_id=str(message.id)).decode()
+                                              row_id=message_row_id(holder.tip.id, message.id)).decode()
         messages.append(FollowupMessage(author=message.author, sent_on=message.sent_on.isoformat(),
                                         body=body))
     return FollowupView(status=holder.tip.status, messages=messages)
@@ -215,7 +219,7 @@ def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
     intake_key, intake_public = _trusted_intake_key(session, server_secrets)
     message_id = uuid.uuid4()
     data_key = envelope.new_data_key()
-    row_id = str(message_id)
+    row_id = message_row_id(tip.id, message_id)
     message = TipMessage(
         id=message_id,
         tip=tip,

@@ -12,7 +12,8 @@ from fastapi.responses import StreamingResponse
 from app.auth.deps import CurrentStaff, require
 from app.auth.permissions import Permission
 from app.auth.service import Principal
-from app.errors import NotFound
+from app.crypto.errors import DecryptionError
+from app.errors import IntegrityFailure, NotFound
 from app.intake.models import ATTACHMENT_BLOB
 from app.triage import service
 from app.triage.schemas import QueuePage, TipDetail
@@ -33,13 +34,19 @@ def list_tips(principal: QueueReader, session: DbSession) -> QueuePage:
 
 @router.get("/{tip_id}", response_model=TipDetail)
 def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> TipDetail:
-    return service.read_tip(session, principal, tip_id)
+    try:
+        return service.read_tip(session, principal, tip_id)
+    except DecryptionError:
+        raise IntegrityFailure from None
 
 
 @router.get("/{tip_id}/attachments/{attachment_id}")
 def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: ContentReader,
                         session: DbSession, context: Context) -> StreamingResponse:
-    tip, data_key = service.open_tip(session, principal, tip_id)
+    try:
+        tip, data_key = service.open_tip(session, principal, tip_id)
+    except DecryptionError:
+        raise IntegrityFailure from None
     if not any(attachment.id == attachment_id for attachment in tip.attachments):
         raise NotFound
     source = context.blobs.open(attachment_id)

@@ -20,6 +20,7 @@ from app.intake.models import (
     Tip,
     TipAttachment,
     TipMessage,
+    message_row_id,
 )
 from app.triage.repository import tip_readable_by, tips_visible_to
 from app.triage.schemas import AttachmentSummary, QueueItem, QueuePage, StaffMessage, TipDetail
@@ -96,7 +97,7 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
 
 
 def _open_message(principal: Principal, message: TipMessage) -> StaffMessage:
-    row_id = str(message.id)
+    row_id = message_row_id(message.tip_id, message.id)
     version = message.intake_key_version
     intake_private = principal.intake_private_key(version)
     if intake_private is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,7 +15,14 @@ from app.web.security_headers import SecurityHeadersMiddleware
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
+def quiet_third_party_loggers() -> None:
+    # python_multipart logs parse warnings that quote bytes of the request
+    # body; nothing a submitter sends may reach a log.
+    logging.getLogger("python_multipart").setLevel(logging.CRITICAL + 1)
+
+
 def build_app(context: AppContext, *, title: str) -> FastAPI:
+    quiet_third_party_loggers()
     app = FastAPI(
         title=title,
         # No interactive docs or schema on either app: the intake app must not

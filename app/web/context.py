@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -21,7 +22,8 @@ class AppContext:
     database: Database
     secrets: ServerSecrets
     blobs: BlobStore
-
+    # Uploads streaming at once in this app (settings.max_concurrent_uploads).
+    upload_slots: asyncio.Semaphore
 
 def app_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context

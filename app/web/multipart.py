@@ -34,6 +34,31 @@ class UnexpectedFilePart(AppError):
     public_message = "Files are accepted only in the 'files' field."
 
 
+class UnexpectedField(AppError):
+    status = 422
+    code = "invalid_input"
+    public_message = "The form has a field this service does not know."
+
+
+class _SinkOnFirstByte:
+    """Opens the real sink only when data arrives; an empty part opens nothing."""
+
+    def __init__(self, open_sink: Callable[[], FileSink]) -> None:
+        self._open_sink = open_sink
+        self._sink: FileSink | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._sink is None:
+            self._sink = self._open_sink()
+        self._sink.write(data)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
 class StreamingFormReader:
     """Feed body chunks; text fields end up in `fields`, file parts go to sinks from `open_file`."""
 
@@ -42,9 +67,11 @@ class StreamingFormReader:
         content_type_header: str,
         *,
         file_field: str,
+        text_fields: frozenset[str],
         open_file: Callable[[str | None], FileSink],
         max_field_bytes: int,
         max_files: int,
+        max_parts: int,
     ) -> None:
         _, options = parse_options_header(content_type_header)
         boundary = options.get(b"boundary")
@@ -52,6 +79,9 @@ class StreamingFormReader:
             raise MalformedMultipart
         self.fields: dict[str, list[str]] = {}
         self.file_count = 0
+        self._part_count = 0
+        self._max_parts = max_parts
+        self._text_fields = text_fields
         self._file_field = file_field
         self._open_file = open_file
         self._max_field_bytes = max_field_bytes
@@ -93,6 +123,9 @@ class StreamingFormReader:
         self._complete = True
 
     def _on_part_begin(self) -> None:
+        self._part_count += 1
+        if self._part_count > self._max_parts:
+            raise PayloadTooLarge("The form has more parts than this service accepts.")
         self._headers = {}
         self._current_value = bytearray()
 
@@ -116,13 +149,20 @@ class StreamingFormReader:
             # The client's file name is dropped here, before anything is stored.
             if name != self._file_field:
                 raise UnexpectedFilePart
-            self.file_count += 1
-            if self.file_count > self._max_files:
-                raise PayloadTooLarge("Too many files are attached to this report.")
             declared_type = self._headers.get("content-type", b"").decode("latin-1").strip() or None
-            self._current_sink = self._open_file(declared_type)
-        else:
+            # Browsers send an empty part with filename="" when no file was
+            # chosen: the sink opens on the first byte, so that part stores nothing.
+            self._current_sink = _SinkOnFirstByte(lambda: self._open_counted_file(declared_type))
+        elif name in self._text_fields:
             self._current_name = name
+        else:
+            raise UnexpectedField
+
+    def _open_counted_file(self, declared_type: str | None) -> FileSink:
+        self.file_count += 1
+        if self.file_count > self._max_files:
+            raise PayloadTooLarge("Too many files are attached to this report.")
+        return self._open_file(declared_type)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._current_sink is not None:

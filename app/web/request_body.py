@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -9,6 +10,7 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from app.config import Settings
 from app.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType, safe_error_fields
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -34,17 +36,38 @@ def _declared_length(request: Request) -> int | None:
         raise MalformedBody from exc
 
 
-async def bounded_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body in chunks; 413 as soon as it is known to exceed ``limit`` bytes."""
+class RequestTimeout(AppError):
+    status = 408
+    code = "request_timeout"
+    public_message = "The request body stopped arriving."
+
+
+async def bounded_stream(request: Request, limit: int, *, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body in chunks; 413 as soon as it is known to exceed ``limit`` bytes,
+    408 when the client goes silent for ``idle_timeout`` seconds."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge
     received = 0
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout from None
         received += len(chunk)
         if received > limit:
             raise PayloadTooLarge
         yield chunk
+
+
+async def read_bounded_body(request: Request, settings: Settings) -> bytes:
+    """A small body (JSON, a urlencoded form), whole, within ``max_json_bytes``."""
+    return b"".join([chunk async for chunk in bounded_stream(
+        request, settings.max_json_bytes, idle_timeout=settings.request_idle_timeout_seconds)])
 
 
 def validate_model(model: type[ModelT], data: object) -> ModelT:
@@ -54,14 +77,14 @@ def validate_model(model: type[ModelT], data: object) -> ModelT:
         raise InvalidInput(fields=safe_error_fields(exc.errors())) from None
 
 
-async def read_json(request: Request, model: type[ModelT], limit: int) -> ModelT:
+async def read_json(request: Request, model: type[ModelT], settings: Settings) -> ModelT:
     # Requiring application/json is also the API's CSRF defence: a cross-site
     # form cannot send it, and a cross-site script needs a CORS preflight we never grant.
     if media_type(request) != "application/json":
         raise UnsupportedMediaType("Send application/json.")
-    body = b"".join([chunk async for chunk in bounded_stream(request, limit)])
+    body = await read_bounded_body(request, settings)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise MalformedBody("The body is not valid JSON.") from None
     return validate_model(model, data)

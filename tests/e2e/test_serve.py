@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,15 @@ class Served:
     env: dict[str, str]
 
 
+IDLE_TIMEOUT_SECONDS = 2
+
+
 @pytest.fixture
 def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Served]:
     env = {**os.environ,
            "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib)}
+           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+           "DAYLIGHT_REQUEST_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT_SECONDS)}
     env.pop("DAYLIGHT_DATABASE_URL", None)
     if committed_database_url:
         env["DAYLIGHT_DATABASE_URL"] = committed_database_url
@@ -132,3 +137,86 @@ def test_init_refuses_to_overwrite_an_organisation(served: Served) -> None:
     again = daylight("init", "--data-dir", str(served.data_dir), env=served.env)
     assert again.returncode != 0
     assert "already exists" in again.stderr
+
+
+def demo_user(served: Served, role: str) -> dict[str, str]:
+    users = json.loads((served.data_dir / "demo-credentials.json").read_text())["users"]
+    user: dict[str, str] = next(u for u in users if u["role"] == role)
+    return user
+
+
+def staff_login(served: Served, role: str, client: httpx.Client) -> None:
+    user = demo_user(served, role)
+    response = client.post("/api/v1/auth/login", json={
+        "username": user["username"], "password": user["password"],
+        "otp": pyotp.TOTP(user["totp_secret"]).now()})
+    assert response.status_code == 200, response.text
+
+
+def test_concurrent_requests_all_succeed(served: Served) -> None:
+    """Overlapping writes and reads, on SQLite as on PostgreSQL: no "database is locked"."""
+    with httpx.Client(base_url=served.staff) as staff:
+        staff_login(served, "lead", staff)
+        tip_id = staff.get("/api/v1/tips").json()["items"][0]["id"]
+
+        def submit(i: int) -> int:
+            files = [("files", (f"{i}.bin", os.urandom(300_000), "application/octet-stream"))]
+            return httpx.post(f"{served.intake}/api/v1/tips", data={"narrative": f"tip {i}"},
+                              files=files, timeout=60).status_code
+
+        def read(_: int) -> int:
+            return staff.get(f"/api/v1/tips/{tip_id}", timeout=60).status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            submissions = list(pool.map(submit, range(12)))
+            reads = list(pool.map(read, range(12)))
+    assert submissions == [201] * 12
+    assert reads == [200] * 12
+
+
+def test_stalled_uploads_neither_block_others_nor_live_forever(served: Served) -> None:
+    stalled = []
+    port = int(served.intake.rsplit(":", 1)[1])
+    for _ in range(20):  # more than the connection pool and the upload slots
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /api/v1/tips HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: multipart/form-data; boundary=B\r\n"
+                     b"Content-Length: 100000000\r\n\r\n--B\r\n"
+                     b'Content-Disposition: form-data; name="files"; filename="a"\r\n\r\n' + b"x" * 1000)
+        stalled.append(sock)
+    try:
+        started = time.monotonic()
+        assert httpx.post(f"{served.intake}/api/v1/tips", json={"narrative": "still open"},
+                          timeout=10).status_code == 201
+        with httpx.Client(base_url=served.staff) as staff:
+            staff_login(served, "caseworker", staff)
+        assert time.monotonic() - started < IDLE_TIMEOUT_SECONDS * 3
+        stalled[0].settimeout(IDLE_TIMEOUT_SECONDS * 5)
+        answer = stalled[0].recv(4096)
+        status_line = answer.split(b"\r\n", 1)[0]
+        assert status_line in (b"HTTP/1.1 408 Request Timeout", b"HTTP/1.1 503 Service Unavailable")
+    finally:
+        for sock in stalled:
+            sock.close()
+    # Nothing of the stalled uploads is kept once their connections are gone.
+    blobs_dir = served.data_dir / "blobs"
+    with httpx.Client(base_url=served.staff) as staff:
+        staff_login(served, "lead", staff)
+        stored = sum(item["attachment_count"] for item in staff.get("/api/v1/tips").json()["items"])
+    deadline = time.monotonic() + IDLE_TIMEOUT_SECONDS * 5
+    while len(list(blobs_dir.iterdir())) != stored and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(list(blobs_dir.iterdir())) == stored
+
+
+def test_one_code_logs_in_once_even_when_sent_concurrently(served: Served) -> None:
+    user = demo_user(served, "caseworker")
+    code = pyotp.TOTP(user["totp_secret"]).now()
+
+    def attempt(_: int) -> int:
+        return httpx.post(f"{served.staff}/api/v1/auth/login", timeout=30, json={
+            "username": user["username"], "password": user["password"], "otp": code}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = sorted(pool.map(attempt, range(6)))
+    assert results == [200] + [401] * 5

@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.auth.models import Role
 from app.config import Settings
 from app.intake.models import MessageAuthor, Tip, TipAttachment, TipMessage, TipStatus
 from app.intake.receipts import normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.service import add_message
 from app.keys.server_secrets import ServerSecrets
 from tests.conftest import Organisation
+from tests.intake.factories import make_tip
 
 RECEIPT_FORMAT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){5}$")
 VALID = {"narrative": "Someone followed me home.", "language": "en", "tactics": ["surveillance"],
@@ -282,3 +284,67 @@ def test_the_stored_receipt_key_cannot_be_found_without_the_pepper(
     guessed_pepper = bytes(32)
     assert receipt_private_key(guessed_pepper, digits).public_key().raw != tip.receipt_public_key
     assert receipt_lookup_hash(guessed_pepper, receipt) != tip.receipt_lookup_hash
+
+
+@pytest.mark.parametrize("receipt", [None, 12345, "x" * 5000, ["a"], {"r": 1}, True])
+def test_a_receipt_of_any_shape_that_matches_nothing_gets_the_same_401(
+        intake_client: TestClient, organisation: Organisation, receipt: object) -> None:
+    response = intake_client.post("/api/v1/followup", json={"receipt": receipt})
+    assert response.status_code == 401
+    assert response.json() == {"error": "unknown_receipt", "detail": "No report matches this receipt."}
+
+
+def test_absurdly_nested_json_is_a_400_not_a_crash(
+        intake_client: TestClient, organisation: Organisation) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    for path in ("/api/v1/tips", "/api/v1/followup", "/api/v1/followup/messages"):
+        response = intake_client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, path
+
+
+def test_an_empty_file_part_stores_nothing(
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        settings: Settings) -> None:
+    """Browsers send filename="" with no bytes when no file was chosen."""
+    body = (b'--B\r\nContent-Disposition: form-data; name="narrative"\r\n\r\nno file chosen\r\n'
+            b'--B\r\nContent-Disposition: form-data; name="files"; filename=""\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n")
+    response = intake_client.post("/api/v1/tips", content=body,
+                                  headers={"content-type": "multipart/form-data; boundary=B"})
+    assert response.status_code == 201
+    assert count(db_session, TipAttachment) == 0
+    assert blobs(settings) == []
+
+
+def test_unknown_form_fields_and_too_many_parts_are_refused(
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        settings: Settings) -> None:
+    unknown = intake_client.post("/api/v1/tips", data={"narrative": "x", "favourite_colour": "red"},
+                                 files=[("files", ("a.txt", b"a", "text/plain"))])
+    assert unknown.status_code == 422
+    many = intake_client.post("/api/v1/tips", files=[("tactics", (None, "other"))] * (
+        settings.max_form_parts + 1) + [("narrative", (None, "x"))])
+    assert many.status_code == 413
+    assert count(db_session, Tip) == 0
+    assert blobs(settings) == []
+
+
+def test_a_message_moved_to_another_tip_no_longer_opens(
+        intake_client: TestClient, staff_client: TestClient, organisation: Organisation,
+        db_session: Session, server_secrets: ServerSecrets) -> None:
+    from app.intake.models import TipMessage
+    from tests.auth.factories import login
+
+    _, first_receipt = make_tip(db_session, server_secrets)
+    second, _ = make_tip(db_session, server_secrets)
+    db_session.commit()
+    assert intake_client.post("/api/v1/followup/messages",
+                              json={"receipt": first_receipt, "body": "about my uncle"}).status_code == 201
+    message = db_session.scalars(select(TipMessage)).one()
+    message.tip_id = second  # what a database writer might do
+    db_session.commit()
+    assert login(staff_client, organisation[Role.CASEWORKER]).status_code == 200
+    response = staff_client.get(f"/api/v1/tips/{second}")
+    assert response.status_code == 500
+    assert response.json()["error"] == "integrity_failure"
+    assert "about my uncle" not in response.text

@@ -66,3 +66,33 @@ def test_the_form_also_posts_as_multipart_with_a_file(
 
 def test_the_form_refuses_json(intake_client: TestClient, organisation: Organisation) -> None:
     assert intake_client.post("/report", json={"narrative": "x"}).status_code == 415
+
+
+def test_a_form_posted_from_another_site_is_refused_and_echoes_nothing(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    lure = "Email your receipt to evil@example.org"
+    for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+        response = intake_client.post("/report", headers=headers,
+                                      data={"narrative": lure, lure: "x", "host_country": "ZZ"})
+        assert response.status_code == 403
+        assert "text/html" in response.headers["content-type"]
+        assert "evil" not in response.text
+    assert db_session.scalar(select(func.count()).select_from(Tip)) == 0
+
+
+def test_unknown_field_names_are_not_echoed_onto_the_page(
+        intake_client: TestClient, organisation: Organisation) -> None:
+    response = intake_client.post("/report", headers={"sec-fetch-site": "same-origin"},
+                                  data={"narrative": "x", "Your report was flagged": "y"})
+    assert response.status_code == 422
+    assert "flagged" not in response.text
+    assert "does not know" in response.text
+
+
+def test_refusals_other_than_validation_are_pages_too(
+        intake_client: TestClient, organisation: Organisation) -> None:
+    huge = {"narrative": "x" * (1024 * 1024 + 1)}
+    response = intake_client.post("/report", data=huge)  # urlencoded, over the form bound
+    assert response.status_code == 413
+    assert "text/html" in response.headers["content-type"]
+    assert "larger than" in response.text.lower() or "too large" in response.text.lower()
