@@ -6,6 +6,7 @@ either a role guard or a conscious entry in a public allow-list.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -29,14 +30,34 @@ INTAKE_PUBLIC_ROUTES = frozenset({
 })
 STATIC_MOUNT = "/static"
 
-# Who may call each guarded staff route; every guarded route must be listed here.
-EXPECTED_ACCESS: dict[tuple[str, str], frozenset[Role]] = {
-    ("GET", "/api/v1/tips"): frozenset({Role.CASEWORKER, Role.LEAD}),
-    ("GET", "/api/v1/tips/{tip_id}"): frozenset({Role.CASEWORKER, Role.LEAD}),
-    ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): frozenset({Role.CASEWORKER, Role.LEAD}),
-    ("GET", "/api/v1/auth/session"): frozenset(Role),
-    ("POST", "/api/v1/auth/logout"): frozenset(Role),
+ALL_ROLES = frozenset(Role)
+KEY_HOLDERS = frozenset({Role.CASEWORKER, Role.LEAD})
+
+# Who may call each guarded staff route, and what everyone else gets: 403
+# from a role guard, or 404 where the scoped query makes the object not exist
+# for them. Every guarded route must have a row here.
+EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
+    ("GET", "/api/v1/tips"): (KEY_HOLDERS, 403),
+    ("GET", "/api/v1/tips/{tip_id}"): (KEY_HOLDERS, 404),
+    ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): (KEY_HOLDERS, 404),
+    ("GET", "/api/v1/auth/session"): (ALL_ROLES, 403),
+    ("POST", "/api/v1/auth/step-up"): (ALL_ROLES, 403),
+    ("POST", "/api/v1/auth/password"): (ALL_ROLES, 403),
+    ("GET", "/api/v1/auth/sessions"): (ALL_ROLES, 403),
+    ("POST", "/api/v1/auth/logout"): (ALL_ROLES, 403),
+    ("POST", "/api/v1/auth/logout-everywhere"): (ALL_ROLES, 403),
+    ("GET", "/api/v1/accounts"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/api/v1/accounts"): (frozenset({Role.ADMIN}), 403),
+    ("GET", "/api/v1/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
+    ("PATCH", "/api/v1/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/api/v1/accounts/{account_id}/reset-password"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/api/v1/accounts/{account_id}/reset-2fa"): (frozenset({Role.ADMIN}), 403),
+    ("GET", "/api/v1/key-grants"): (frozenset({Role.LEAD}), 403),
+    ("PUT", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
+    ("DELETE", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
 }
+# Routes that end the caller's session: exercised last for each role.
+SESSION_ENDING = frozenset({("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-everywhere")})
 
 
 def route_table(app: FastAPI) -> dict[tuple[str, str], Dependant]:
@@ -103,31 +124,43 @@ def test_staff_app_has_no_docs_or_schema(staff_client: TestClient, path: str) ->
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{tip_id}", str(uuid.uuid4())).replace("{attachment_id}", str(uuid.uuid4()))
+    return re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
+
+
+def _call(client: TestClient, method: str, path: str) -> int:
+    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    return client.request(method, _concrete(path), **body).status_code  # type: ignore[arg-type]
 
 
 def test_authorization_matrix(staff_client: TestClient, organisation: Organisation) -> None:
-    """Anonymous gets 401 everywhere guarded; each role gets through exactly where listed.
+    """Every guarded staff route, for anonymous and for each role: allowed or denied as listed.
 
-    "Through" means the guard let the request reach the handler: for routes
-    on a random id that is a 404 from the scoped query, never a 401 or 403.
+    Anonymous gets 401 everywhere. An allowed role gets past the guard: any
+    answer but 401 and 403 (a 404 for a random id, a 422 for an empty body).
+    A denied role gets exactly the route's denial status.
     """
+    staff_client.cookies.clear()
     for method, path in EXPECTED_ACCESS:
-        staff_client.cookies.clear()
-        if path.endswith("/logout"):
-            continue  # checked last, as it ends the session
-        assert staff_client.request(method, _concrete(path)).status_code == 401, path
+        assert _call(staff_client, method, path) == 401, (method, path)
     for role in Role:
-        staff_client.cookies.clear()
         member = organisation[role]
-        assert login(staff_client, member).status_code == 200
-        for (method, path), allowed in EXPECTED_ACCESS.items():
-            if path.endswith("/logout"):
-                continue
-            status = staff_client.request(method, _concrete(path)).status_code
-            if role in allowed:
-                assert status in (200, 404), (role, path, status)
-            else:
-                assert status in (403, 404), (role, path, status)
-        assert staff_client.post("/api/v1/auth/logout").status_code == 204
-        assert staff_client.post("/api/v1/auth/logout").status_code == 401
+        staff_client.cookies.clear()
+        # A code is accepted once per step: three logins use steps -1, 0 and +1.
+        assert login(staff_client, member, otp=member.otp(-1)).status_code == 200
+        for method, path in EXPECTED_ACCESS:
+            if (method, path) not in SESSION_ENDING:
+                _assert_access(staff_client, role, method, path)
+        for step, (method, path) in enumerate(sorted(SESSION_ENDING)):
+            _assert_access(staff_client, role, method, path)
+            assert staff_client.get("/api/v1/auth/session").status_code == 401
+            staff_client.cookies.clear()
+            assert login(staff_client, member, otp=member.otp(step)).status_code == 200
+
+
+def _assert_access(client: TestClient, role: Role, method: str, path: str) -> None:
+    allowed, denied_status = EXPECTED_ACCESS[(method, path)]
+    status = _call(client, method, path)
+    if role in allowed:
+        assert status not in (401, 403), (role, method, path, status)
+    else:
+        assert status == denied_status, (role, method, path, status)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from app.auth.permissions import Permission
-from app.auth.service import ExpiredSession, Principal, end_session, resume_session
+from app.auth.service import ExpiredSession, Principal, end_session, recently_reauthenticated, resume_session
 from app.config import Settings
 from app.errors import Forbidden, Unauthenticated
 from app.web.context import Context, DbSession
@@ -84,3 +84,18 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
     guard.__name__ = f"require_{permission.value}"
     return guard
+
+
+class StepUpRequired(Forbidden):
+    code = "step_up_required"
+    public_message = "Confirm your password first (it is asked again after five minutes)."
+
+
+def recently_reauthenticated_staff(principal: CurrentStaff) -> Principal:
+    """For key grants, exports and deletions: the password typed within the last five minutes."""
+    if not recently_reauthenticated(principal):
+        raise StepUpRequired
+    return principal
+
+
+SteppedUpStaff = Annotated[Principal, Depends(recently_reauthenticated_staff)]

@@ -35,22 +35,34 @@ class StaffAccount(Base):
     role: Mapped[Role] = mapped_column(enum_column_type(Role, "role"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    password_salt: Mapped[bytes] = mapped_column(LargeBinary)
-    argon2_time_cost: Mapped[int] = mapped_column(Integer)
-    argon2_memory_cost_kib: Mapped[int] = mapped_column(Integer)
-    argon2_parallelism: Mapped[int] = mapped_column(Integer)
-    login_verifier: Mapped[bytes] = mapped_column(LargeBinary)
+    # Password and key columns stay empty until the member activates the
+    # account through their one-time link: the admin who creates it never
+    # knows the password, and no key pair exists before the member does.
+    password_salt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    argon2_time_cost: Mapped[int | None] = mapped_column(Integer)
+    argon2_memory_cost_kib: Mapped[int | None] = mapped_column(Integer)
+    argon2_parallelism: Mapped[int | None] = mapped_column(Integer)
+    login_verifier: Mapped[bytes | None] = mapped_column(LargeBinary)
 
-    public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    public_key_mac: Mapped[bytes] = mapped_column(LargeBinary)
-    wrapped_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    public_key_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
+    wrapped_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
-    totp_secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # False between an enrolment link's creation (activation, 2FA reset) and
+    # the member proving the new secret with a code: no login meanwhile.
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     # The last accepted TOTP time step: a code is never accepted twice.
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    # Per-account lockout with exponential back-off; there is no per-IP state.
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     created_on: Mapped[dt.date] = mapped_column(Date)
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.is_active and self.login_verifier is not None and self.totp_confirmed
 
 
 class StaffSession(Base):
@@ -66,3 +78,32 @@ class StaffSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     unlocked_keys_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # When the member last typed their password in this session (login or
+    # step-up): key grants, exports and deletions need it to be recent.
+    reauthenticated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LinkPurpose(StrEnum):
+    ACTIVATION = "activation"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a link purpose, not a password
+    TOTP_RESET = "totp_reset"
+
+
+class AccountLink(Base):
+    """A one-time link an admin hands to a member: single use, valid 24 hours.
+
+    Only a hash of the link's token is stored; the admin sees the link once.
+    """
+
+    __tablename__ = "account_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[LinkPurpose] = mapped_column(enum_column_type(LinkPurpose, "purpose"))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

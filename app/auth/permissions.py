@@ -15,12 +15,14 @@ class Permission(StrEnum):
     VIEW_QUEUE = "view_queue"
     READ_TIP_CONTENT = "read_tip_content"
     MANAGE_ACCOUNTS = "manage_accounts"
+    MANAGE_KEY_GRANTS = "manage_key_grants"
     READ_AUDIT_LOG = "read_audit_log"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT}),
-    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT}),
+    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT,
+                          Permission.MANAGE_KEY_GRANTS}),
     Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
 }

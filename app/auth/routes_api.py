@@ -1,17 +1,41 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import service
-from app.auth.deps import CurrentStaff, clear_session_cookie, set_session_cookie
-from app.auth.schemas import LoginRequest, SessionInfo
+from app.auth import accounts, service
+from app.auth.deps import CurrentStaff, clear_session_cookie, require, set_session_cookie
+from app.auth.enrolment_qr import totp_provisioning_uri
+from app.auth.models import LinkPurpose, StaffAccount
+from app.auth.permissions import Permission
+from app.auth.schemas import (
+    AccountView,
+    ChangePasswordRequest,
+    CompleteLinkRequest,
+    CreateAccountRequest,
+    LinkIssued,
+    LinkView,
+    LoginRequest,
+    SessionInfo,
+    SessionView,
+    StepUpRequest,
+    UpdateAccountRequest,
+)
+from app.auth.service import Principal
 from app.errors import error_body
 from app.web.context import Context, DbSession
 from app.web.request_body import read_json
 
 router = APIRouter(prefix="/api/v1/auth")
+accounts_router = APIRouter(prefix="/api/v1/accounts")
+links_router = APIRouter(prefix="/api/v1/account-links")
+
+AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))]
+WRONG_PASSWORD = error_body("password_rejected", "Your password did not match.")
 
 INVALID_LOGIN = error_body("invalid_credentials", "Wrong username, password or one-time code.")
 
@@ -50,3 +74,126 @@ def logout(request: Request, principal: CurrentStaff, session: DbSession, contex
 def whoami(principal: CurrentStaff) -> SessionInfo:
     return SessionInfo(username=principal.username, role=principal.role,
                        holds_intake_key=bool(principal.keys.intake))
+
+
+@router.post("/step-up", status_code=204)
+async def step_up(request: Request, principal: CurrentStaff, session: DbSession,
+                  context: Context) -> Response:
+    body = await read_json(request, StepUpRequest, context.settings)
+    confirmed = await run_in_threadpool(service.step_up, session, principal, body.password)
+    # Returned, not raised: a wrong password counts towards the lockout.
+    return Response(status_code=204) if confirmed else JSONResponse(WRONG_PASSWORD, status_code=403)
+
+
+@router.post("/password", status_code=204)
+async def change_password(request: Request, principal: CurrentStaff, session: DbSession,
+                          context: Context) -> Response:
+    body = await read_json(request, ChangePasswordRequest, context.settings)
+    changed = await run_in_threadpool(service.change_password, session, principal, body.current_password,
+                                      body.new_password, settings=context.settings)
+    return Response(status_code=204) if changed else JSONResponse(WRONG_PASSWORD, status_code=403)
+
+
+@router.get("/sessions", response_model=list[SessionView])
+def list_sessions(principal: CurrentStaff, session: DbSession) -> list[SessionView]:
+    return [SessionView(id=row.id, created_at=row.created_at, last_seen_at=row.last_seen_at,
+                        current=row.id == principal.session_id)
+            for row in service.sessions_of(session, principal.account_id)]
+
+
+@router.post("/logout-everywhere", status_code=204)
+def logout_everywhere(request: Request, principal: CurrentStaff, session: DbSession,
+                      context: Context) -> Response:
+    service.revoke_sessions(session, principal.account_id)
+    response = Response(status_code=204)
+    clear_session_cookie(request, response, context.settings)
+    return response
+
+
+def account_view(account: StaffAccount, key_holders: set[uuid.UUID]) -> AccountView:
+    return AccountView(id=account.id, username=account.username, role=account.role,
+                       is_active=account.is_active, activated=account.login_verifier is not None,
+                       locked=service.is_locked(account, service.utc_now()),
+                       holds_intake_key=account.id in key_holders, created_on=account.created_on)
+
+
+def link_issued(account: StaffAccount, purpose: LinkPurpose, token: str) -> LinkIssued:
+    return LinkIssued(account_id=account.id, purpose=purpose, link_path=f"/link/{token}",
+                      expires_in_hours=int(accounts.LINK_LIFETIME.total_seconds() // 3600))
+
+
+@accounts_router.get("", response_model=list[AccountView])
+def list_accounts(_admin: AccountAdmin, session: DbSession) -> list[AccountView]:
+    key_holders = accounts.accounts_holding_keys(session)
+    return [account_view(account, key_holders) for account in accounts.list_accounts(session)]
+
+
+@accounts_router.post("", status_code=201, response_model=LinkIssued)
+async def create_account(request: Request, admin: AccountAdmin, session: DbSession,
+                         context: Context) -> LinkIssued:
+    body = await read_json(request, CreateAccountRequest, context.settings)
+    account, token = await run_in_threadpool(
+        accounts.invite_account, session, username=body.username, role=body.role,
+        created_by_id=admin.account_id, server_secrets=context.secrets)
+    return link_issued(account, LinkPurpose.ACTIVATION, token)
+
+
+@accounts_router.get("/{account_id}", response_model=AccountView)
+def get_account(account_id: uuid.UUID, _admin: AccountAdmin, session: DbSession) -> AccountView:
+    account = accounts.account_for_admin(session, account_id)
+    return account_view(account, accounts.accounts_holding_keys(session))
+
+
+@accounts_router.patch("/{account_id}", response_model=AccountView)
+async def update_account(account_id: uuid.UUID, request: Request, admin: AccountAdmin,
+                         session: DbSession, context: Context) -> AccountView:
+    body = await read_json(request, UpdateAccountRequest, context.settings)
+
+    def update() -> AccountView:
+        account = accounts.account_for_admin(session, account_id)
+        accounts.update_account(session, account, acting_admin_id=admin.account_id, role=body.role,
+                                is_active=body.is_active)
+        return account_view(account, accounts.accounts_holding_keys(session))
+
+    return await run_in_threadpool(update)
+
+
+def _reset(session: DbSession, context: Context, admin: Principal, account_id: uuid.UUID,
+           purpose: LinkPurpose) -> LinkIssued:
+    account = accounts.account_for_admin(session, account_id)
+    token = accounts.issue_link(session, account, purpose, created_by_id=admin.account_id,
+                                server_secrets=context.secrets)
+    return link_issued(account, purpose, token)
+
+
+@accounts_router.post("/{account_id}/reset-password", status_code=201, response_model=LinkIssued)
+def reset_password(account_id: uuid.UUID, admin: AccountAdmin, session: DbSession,
+                   context: Context) -> LinkIssued:
+    return _reset(session, context, admin, account_id, LinkPurpose.PASSWORD_RESET)
+
+
+@accounts_router.post("/{account_id}/reset-2fa", status_code=201, response_model=LinkIssued)
+def reset_two_factor(account_id: uuid.UUID, admin: AccountAdmin, session: DbSession,
+                     context: Context) -> LinkIssued:
+    return _reset(session, context, admin, account_id, LinkPurpose.TOTP_RESET)
+
+
+@links_router.get("/{token}", response_model=LinkView)
+def view_link(token: str, session: DbSession, context: Context) -> LinkView:
+    opened = accounts.open_link(session, token)
+    secret = accounts.enrolment_secret(opened, context.secrets)
+    return LinkView(purpose=opened.link.purpose, username=opened.account.username, totp_secret=secret,
+                    totp_uri=totp_provisioning_uri(secret, opened.account.username) if secret else None)
+
+
+@links_router.post("/{token}", status_code=204)
+async def complete_link(token: str, request: Request, session: DbSession, context: Context) -> Response:
+    body = await read_json(request, CompleteLinkRequest, context.settings)
+
+    def complete() -> None:
+        accounts.complete_link(session, accounts.open_link(session, token), otp=body.otp,
+                               new_password=body.new_password, current_password=body.current_password,
+                               settings=context.settings, server_secrets=context.secrets)
+
+    await run_in_threadpool(complete)
+    return Response(status_code=204)

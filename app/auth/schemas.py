@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
+import re
 import unicodedata
+import uuid
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from app.auth.models import Role
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}[a-z0-9]$")
 
 
 def _printable(value: str) -> str:
@@ -14,15 +21,86 @@ def _printable(value: str) -> str:
     return value
 
 
-class LoginRequest(BaseModel):
+def _new_username(value: str) -> str:
+    if not USERNAME_PATTERN.fullmatch(value):
+        raise ValueError("3 to 64 characters: lowercase letters, digits, '.', '_' or '-'")
+    return value
+
+
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+OneTimeCode = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class LoginRequest(StrictBody):
     username: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-    otp: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    password: Password
+    otp: OneTimeCode
 
 
 class SessionInfo(BaseModel):
     username: str
     role: str
     holds_intake_key: bool
+
+
+class StepUpRequest(StrictBody):
+    password: Password
+
+
+class ChangePasswordRequest(StrictBody):
+    current_password: Password
+    new_password: Password
+
+
+class SessionView(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    current: bool
+
+
+class CreateAccountRequest(StrictBody):
+    username: Annotated[str, AfterValidator(_new_username)]
+    role: Role
+
+
+class UpdateAccountRequest(StrictBody):
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class AccountView(BaseModel):
+    id: uuid.UUID
+    username: str
+    role: Role
+    is_active: bool
+    activated: bool
+    locked: bool
+    holds_intake_key: bool
+    created_on: dt.date
+
+
+class LinkIssued(BaseModel):
+    """A one-time link, shown once: the admin hands it to the member out of band."""
+
+    account_id: uuid.UUID
+    purpose: str
+    link_path: str
+    expires_in_hours: int
+
+
+class LinkView(BaseModel):
+    purpose: str
+    username: str
+    totp_secret: str | None
+    totp_uri: str | None
+
+
+class CompleteLinkRequest(StrictBody):
+    otp: OneTimeCode
+    new_password: Password | None = None
+    current_password: Password | None = None

@@ -12,6 +12,7 @@ import asyncio
 
 from fastapi import FastAPI
 
+from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
 from app.blobs import BlobStore
 from app.config import Settings
@@ -19,6 +20,7 @@ from app.db import Database
 from app.intake.routes_api import router as intake_api_router
 from app.intake.routes_web import FormRejected, form_rejected_handler
 from app.intake.routes_web import router as intake_web_router
+from app.keys.routes_api import router as key_grants_router
 from app.keys.server_secrets import load_server_secrets
 from app.triage.routes_api import router as triage_router
 from app.web.app_factory import build_app
@@ -27,7 +29,13 @@ from app.web.health import router as health_router
 
 # Routes reachable without a staff session. Everything on the intake app is
 # public by design; on the staff app only these two (test_route_guards.py).
-STAFF_PUBLIC_ROUTES = frozenset({("GET", "/healthz"), ("POST", "/api/v1/auth/login")})
+STAFF_PUBLIC_ROUTES = frozenset({
+    ("GET", "/healthz"),
+    ("POST", "/api/v1/auth/login"),
+    # One-time account links: the token in the path is the credential.
+    ("GET", "/api/v1/account-links/{token}"),
+    ("POST", "/api/v1/account-links/{token}"),
+})
 
 
 def build_context(settings: Settings, database: Database | None = None) -> AppContext:
@@ -53,5 +61,8 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app = build_app(build_context(settings, database), title="Daylight staff")
     app.include_router(health_router)
     app.include_router(auth_router)
+    app.include_router(accounts_router)
+    app.include_router(links_router)
+    app.include_router(key_grants_router)
     app.include_router(triage_router)
     return app

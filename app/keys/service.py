@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import StaffAccount
@@ -80,6 +80,10 @@ def grant_intake_key(
     if grantee.role not in KEY_HOLDING_ROLES:
         # Admins and auditors never hold the key that opens tip content.
         raise ValueError(f"a {grantee.role} cannot hold the intake key")
+    if grantee.public_key is None or grantee.public_key_mac is None or not grantee.is_active:
+        raise ValueError("the account is not active yet")
+    session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == grantee.id,
+                                                 IntakeKeyGrant.key_version == intake_key.version))
     grant = IntakeKeyGrant(
         account_id=grantee.id,
         key_version=intake_key.version,
@@ -109,6 +113,12 @@ def unlock_granted_keys(
         ))
         for grant in grants
     }
+
+
+def revoke_intake_key(session: Session, account_id: uuid.UUID) -> None:
+    """Delete every grant of the account. Its sessions must end too (they carry the
+    unlocked key): callers use `auth.service.revoke_sessions`."""
+    session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
 
 
 def recover_intake_key(intake_key: IntakeKey, recovery_key: str) -> sealing.PrivateKey:

@@ -1,0 +1,192 @@
+"""Account lifecycle: an admin invites, changes and resets; the member acts on one-time links.
+
+An admin never learns a member's password or second factor: invitation,
+password reset and 2FA reset each produce a single-use link, valid 24 hours,
+that only the member completes. Every change reaches existing sessions at
+once, by ending them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount
+from app.auth.passwords import check_new_password
+from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.service import (
+    accept_totp,
+    as_utc,
+    decode_token,
+    encode_token,
+    new_totp_secret,
+    password_matches,
+    revoke_sessions,
+    set_password_and_new_key_pair,
+    set_totp_secret,
+    totp_secret_of,
+    utc_now,
+)
+from app.config import Settings
+from app.crypto.binding import bind
+from app.errors import AppError, Conflict, NotFound
+from app.keys.models import IntakeKeyGrant
+from app.keys.server_secrets import ServerSecrets
+
+LINK_LIFETIME = dt.timedelta(hours=24)
+
+
+class LinkInvalid(AppError):
+    status = 404
+    code = "link_invalid"
+    public_message = "This link is not valid: it was used already, has expired, or was replaced."
+
+
+class CodeRejected(AppError):
+    status = 422
+    code = "code_rejected"
+    public_message = "The one-time code did not match. Check your authenticator app's clock and try again."
+
+
+class CurrentPasswordRejected(AppError):
+    status = 422
+    code = "password_rejected"
+    public_message = "Your current password did not match."
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+    public_message = "That username is taken."
+
+
+class OwnAccount(Conflict):
+    code = "own_account"
+    public_message = "Admins cannot change their own role or deactivate themselves."
+
+
+def _link_hash(token: bytes) -> bytes:
+    return hashlib.sha256(bind("daylight/account-link/v1", token)).digest()
+
+
+def issue_link(session: Session, account: StaffAccount, purpose: LinkPurpose, *,
+               created_by_id: uuid.UUID | None, server_secrets: ServerSecrets) -> str:
+    """A new one-time link token (replacing any earlier one of the same purpose)."""
+    session.execute(delete(AccountLink).where(AccountLink.account_id == account.id,
+                                              AccountLink.purpose == purpose))
+    if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.TOTP_RESET):
+        # A fresh secret the member will prove with a code; until then no login.
+        set_totp_secret(account, new_totp_secret(), server_secrets, confirmed=False)
+    token = secrets.token_bytes(32)
+    session.add(AccountLink(token_hash=_link_hash(token), account_id=account.id, purpose=purpose,
+                            created_by_id=created_by_id, expires_at=utc_now() + LINK_LIFETIME))
+    revoke_sessions(session, account.id)
+    session.flush()
+    return encode_token(token)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    link: AccountLink
+    account: StaffAccount
+
+
+def open_link(session: Session, token_value: str, now: dt.datetime | None = None) -> OpenLink:
+    token = decode_token(token_value)
+    row = None if token is None else session.execute(
+        select(AccountLink, StaffAccount).join(StaffAccount, StaffAccount.id == AccountLink.account_id)
+        .where(AccountLink.token_hash == _link_hash(token))
+    ).first()
+    if row is None:
+        raise LinkInvalid
+    link, account = row
+    if not account.is_active or (now or utc_now()) >= as_utc(link.expires_at):
+        raise LinkInvalid
+    return OpenLink(link=link, account=account)
+
+
+def enrolment_secret(opened: OpenLink, server_secrets: ServerSecrets) -> str | None:
+    """The TOTP secret to show on an activation or 2FA-reset page (None for a password reset)."""
+    if opened.link.purpose is LinkPurpose.PASSWORD_RESET:
+        return None
+    return totp_secret_of(opened.account, server_secrets.totp_key)
+
+
+def complete_link(session: Session, opened: OpenLink, *, otp: str, new_password: str | None,
+                  current_password: str | None, settings: Settings, server_secrets: ServerSecrets) -> None:
+    """Finish what the link is for. The link is used up only when everything succeeded."""
+    account, purpose = opened.account, opened.link.purpose
+    if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
+        check_new_password(new_password or "", username=account.username)
+    if purpose is LinkPurpose.TOTP_RESET and (
+            current_password is None or password_matches(account, current_password) is None):
+        raise CurrentPasswordRejected
+    if not accept_totp(session, account, otp, server_secrets.totp_key, utc_now()):
+        raise CodeRejected
+    if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
+        assert new_password is not None  # noqa: S101 - checked by check_new_password above
+        set_password_and_new_key_pair(account, new_password, settings=settings, server_secrets=server_secrets)
+        # Grants were sealed to the old key pair, which nobody can open now:
+        # the member needs a lead to grant the intake key again.
+        session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
+    account.totp_confirmed = True
+    account.failed_logins = 0
+    account.locked_until = None
+    session.delete(opened.link)
+    revoke_sessions(session, account.id)
+    session.flush()
+
+
+def invite_account(session: Session, *, username: str, role: Role, created_by_id: uuid.UUID,
+                   server_secrets: ServerSecrets) -> tuple[StaffAccount, str]:
+    """A new account with no password yet, and its activation link token."""
+    if session.scalars(select(StaffAccount.id).where(StaffAccount.username == username)).first():
+        raise UsernameTaken
+    account = StaffAccount(id=uuid.uuid4(), username=username, role=role, is_active=True,
+                           totp_confirmed=False, totp_last_step=0, failed_logins=0,
+                           created_on=utc_now().date())
+    session.add(account)
+    session.flush()
+    token = issue_link(session, account, LinkPurpose.ACTIVATION, created_by_id=created_by_id,
+                       server_secrets=server_secrets)
+    return account, token
+
+
+def account_for_admin(session: Session, account_id: uuid.UUID) -> StaffAccount:
+    account = session.get(StaffAccount, account_id)
+    if account is None:
+        raise NotFound
+    return account
+
+
+def update_account(session: Session, account: StaffAccount, *, acting_admin_id: uuid.UUID,
+                   role: Role | None, is_active: bool | None) -> None:
+    """Change role or activity; both end the member's sessions at once."""
+    if account.id == acting_admin_id and (
+            (role is not None and role != account.role) or is_active is False):
+        raise OwnAccount
+    changed = False
+    if role is not None and role != account.role:
+        account.role = role
+        if role not in KEY_HOLDING_ROLES:
+            session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
+        changed = True
+    if is_active is not None and is_active != account.is_active:
+        account.is_active = is_active
+        changed = True
+    if changed:
+        revoke_sessions(session, account.id)
+    session.flush()
+
+
+def list_accounts(session: Session) -> list[StaffAccount]:
+    return list(session.scalars(select(StaffAccount).order_by(StaffAccount.username)))
+
+
+def accounts_holding_keys(session: Session) -> set[uuid.UUID]:
+    return set(session.scalars(select(IntakeKeyGrant.account_id).distinct()))

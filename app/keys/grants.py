@@ -1,0 +1,58 @@
+"""Granting and revoking the intake key: a lead who holds it seals it to a member.
+
+Both need a recent step-up (password again within five minutes) and both
+reach the member's sessions at once: a grant is used from the next login, a
+revocation ends the sessions that carried the unlocked key.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.service import Principal, revoke_sessions
+from app.errors import Conflict, Forbidden, NotFound
+from app.keys.models import IntakeKeyGrant
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import current_intake_key, grant_intake_key, revoke_intake_key
+
+
+class NotAKeyHolder(Forbidden):
+    code = "not_key_holder"
+    public_message = "Only a member who holds the intake key can grant it."
+
+
+class CannotHoldKey(Conflict):
+    code = "cannot_hold_key"
+    public_message = "Only active caseworkers and leads can hold the intake key."
+
+
+def _grantee(session: Session, account_id: uuid.UUID) -> StaffAccount:
+    account = session.get(StaffAccount, account_id)
+    if account is None:
+        raise NotFound
+    return account
+
+
+def grant_to_member(session: Session, principal: Principal, account_id: uuid.UUID, *,
+                    server_secrets: ServerSecrets) -> IntakeKeyGrant:
+    intake_key = current_intake_key(session)
+    intake_private = principal.intake_private_key(intake_key.version) if intake_key else None
+    if intake_key is None or intake_private is None:
+        raise NotAKeyHolder
+    grantee = _grantee(session, account_id)
+    if grantee.role not in KEY_HOLDING_ROLES or not grantee.can_log_in:
+        raise CannotHoldKey
+    return grant_intake_key(session, intake_key=intake_key, intake_private=intake_private,
+                            grantee=grantee, granted_by_id=principal.account_id,
+                            key_integrity_key=server_secrets.key_integrity_key)
+
+
+def revoke_from_member(session: Session, account_id: uuid.UUID) -> None:
+    grantee = _grantee(session, account_id)
+    revoke_intake_key(session, grantee.id)
+    revoke_sessions(session, grantee.id)
+    session.flush()

@@ -1,0 +1,57 @@
+"""Key grants over the API: leads who hold the intake key grant it and revoke it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from app.auth.deps import SteppedUpStaff, require
+from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES, Permission
+from app.auth.service import Principal
+from app.keys import grants
+from app.keys.models import IntakeKeyGrant
+from app.web.context import Context, DbSession
+
+router = APIRouter(prefix="/api/v1/key-grants")
+
+GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
+
+
+class GrantCandidate(BaseModel):
+    account_id: uuid.UUID
+    username: str
+    role: str
+    holds_intake_key: bool
+
+
+def grant_candidates(session: DbSession) -> list[GrantCandidate]:
+    holders = set(session.scalars(select(IntakeKeyGrant.account_id)))
+    members = session.scalars(select(StaffAccount).where(StaffAccount.role.in_(KEY_HOLDING_ROLES),
+                                                         StaffAccount.is_active.is_(True))
+                              .order_by(StaffAccount.username))
+    return [GrantCandidate(account_id=m.id, username=m.username, role=m.role,
+                           holds_intake_key=m.id in holders) for m in members if m.can_log_in]
+
+
+@router.get("", response_model=list[GrantCandidate])
+def list_grants(_lead: GrantManager, session: DbSession) -> list[GrantCandidate]:
+    return grant_candidates(session)
+
+
+@router.put("/{account_id}", status_code=204)
+def grant(account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, session: DbSession,
+          context: Context) -> Response:
+    grants.grant_to_member(session, lead, account_id, server_secrets=context.secrets)
+    return Response(status_code=204)
+
+
+@router.delete("/{account_id}", status_code=204)
+def revoke(account_id: uuid.UUID, _lead: GrantManager, _recent: SteppedUpStaff,
+           session: DbSession) -> Response:
+    grants.revoke_from_member(session, account_id)
+    return Response(status_code=204)
