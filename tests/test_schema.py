@@ -25,6 +25,7 @@ NON_SECRET_BINARY_COLUMNS = frozenset({
     ("staff_accounts", "public_key"),
     ("staff_accounts", "public_key_mac"),
     ("staff_sessions", "token_hash"),
+    ("account_links", "token_hash"),
     ("tips", "receipt_lookup_hash"),
     ("tips", "receipt_public_key"),
     ("tips", "receipt_public_key_mac"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Sequence
@@ -11,12 +12,17 @@ from pathlib import Path
 
 import pyotp
 import uvicorn
+from sqlalchemy import select
 
+from app.auth.models import StaffAccount
 from app.config import load_settings
+from app.crypto.errors import DecryptionError
 from app.db import Database
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
+from app.keys.server_secrets import load_server_secrets
+from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
 
 
 def _data_dir(value: str) -> Path:
@@ -61,6 +67,37 @@ def cmd_demo_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_recovery_key() -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass("Recovery key: ")
+    return sys.stdin.readline()
+
+
+def cmd_keys_recover(args: argparse.Namespace) -> int:
+    """Grant the intake key to a named member with the recovery key, when no key holder is left."""
+    settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    recovery_key = _read_recovery_key()
+    try:
+        with database.transaction() as session:
+            intake_key = current_intake_key(session)
+            account = session.scalars(
+                select(StaffAccount).where(StaffAccount.username == args.username)).first()
+            if intake_key is None or account is None:
+                print("daylight: no such organisation or account; nothing changed.", file=sys.stderr)
+                return 1
+            intake_private = recover_intake_key(intake_key, recovery_key)
+            grant_intake_key(session, intake_key=intake_key, intake_private=intake_private, grantee=account,
+                             granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
+    except (ValueError, DecryptionError) as exc:
+        reason = "the recovery key did not open the intake key" if isinstance(exc, DecryptionError) else exc
+        print(f"daylight: {reason}; nothing changed.", file=sys.stderr)
+        return 1
+    print(f"Granted the intake key to {args.username}. It takes effect at their next login.")
+    return 0
+
+
 async def _serve_both(args: argparse.Namespace) -> None:
     settings = load_settings(args.data_dir)
     servers = [
@@ -100,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     code = command("demo-code", "print the current one-time code of demo accounts")
     code.add_argument("--username")
     code.set_defaults(run=cmd_demo_code)
+    keys = commands.add_parser("keys", help="intake key custody").add_subparsers(dest="keys_command",
+                                                                                 required=True)
+    recover = keys.add_parser("recover", help="grant the intake key with the recovery key (read from stdin)")
+    recover.add_argument("--data-dir", type=_data_dir, required=True)
+    recover.add_argument("--username", required=True)
+    recover.set_defaults(run=cmd_keys_recover)
     serve = command("serve", "serve the intake and staff apps")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)

@@ -38,7 +38,8 @@ def browser() -> Iterator[Browser]:
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium). "
                     "Never run `playwright install`.", pytrace=False)
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
