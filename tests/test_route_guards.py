@@ -55,6 +55,23 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("GET", "/api/v1/key-grants"): (frozenset({Role.LEAD}), 403),
     ("PUT", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
     ("DELETE", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
+    # Staff UI pages.
+    ("GET", "/"): (ALL_ROLES, 403),
+    ("POST", "/logout"): (ALL_ROLES, 403),
+    ("GET", "/account"): (ALL_ROLES, 403),
+    ("POST", "/account/password"): (ALL_ROLES, 403),
+    ("POST", "/account/step-up"): (ALL_ROLES, 403),
+    ("POST", "/account/logout-everywhere"): (ALL_ROLES, 403),
+    ("GET", "/tips"): (KEY_HOLDERS, 403),
+    ("GET", "/tips/{tip_id}"): (KEY_HOLDERS, 404),
+    ("GET", "/keys"): (frozenset({Role.LEAD}), 403),
+    ("POST", "/keys/{account_id}/{action}"): (frozenset({Role.LEAD}), 403),
+    ("GET", "/admin/accounts"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/accounts"): (frozenset({Role.ADMIN}), 403),
+    ("GET", "/admin/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/accounts/{account_id}/reset-password"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/accounts/{account_id}/reset-2fa"): (frozenset({Role.ADMIN}), 403),
 }
 # Routes that end the caller's session: exercised last for each role.
 SESSION_ENDING = frozenset({("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-everywhere")})
@@ -93,7 +110,8 @@ def test_intake_app_serves_only_its_public_routes(apps: tuple[FastAPI, FastAPI])
 
 def test_intake_app_mounts_no_staff_route(apps: tuple[FastAPI, FastAPI]) -> None:
     intake, staff = apps
-    staff_only = set(route_table(staff)) - {("GET", "/healthz")}
+    # Both apps answer GET /healthz, and GET / (the report form; the staff start page).
+    staff_only = set(route_table(staff)) - {("GET", "/healthz"), ("GET", "/")}
     assert not staff_only & set(route_table(intake))
     assert not any(path.startswith("/api/v1/auth") for _, path in route_table(intake))
 
@@ -124,12 +142,19 @@ def test_staff_app_has_no_docs_or_schema(staff_client: TestClient, path: str) ->
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[a-z_]+\}", lambda _: str(uuid.uuid4()), path)
+    return re.sub(r"\{[a-z_]+\}", lambda match: "grant" if match.group() == "{action}" else str(uuid.uuid4()),
+                  path)
 
 
 def _call(client: TestClient, method: str, path: str) -> int:
     body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
-    return client.request(method, _concrete(path), **body).status_code  # type: ignore[arg-type]
+    response = client.request(method, _concrete(path), follow_redirects=False, **body)  # type: ignore[arg-type]
+    return response.status_code
+
+
+def _anonymous_status(path: str) -> int:
+    # The API answers 401; a page sends the browser to the login page.
+    return 401 if path.startswith("/api/") else 303
 
 
 def test_authorization_matrix(staff_client: TestClient, organisation: Organisation) -> None:
@@ -141,7 +166,7 @@ def test_authorization_matrix(staff_client: TestClient, organisation: Organisati
     """
     staff_client.cookies.clear()
     for method, path in EXPECTED_ACCESS:
-        assert _call(staff_client, method, path) == 401, (method, path)
+        assert _call(staff_client, method, path) == _anonymous_status(path), (method, path)
     for role in Role:
         member = organisation[role]
         staff_client.cookies.clear()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
+from app.auth.routes_web import router as auth_web_router
 from app.blobs import BlobStore
 from app.config import Settings
 from app.db import Database
@@ -21,11 +22,14 @@ from app.intake.routes_api import router as intake_api_router
 from app.intake.routes_web import FormRejected, form_rejected_handler
 from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
+from app.keys.routes_web import router as key_grants_web_router
 from app.keys.server_secrets import load_server_secrets
 from app.triage.routes_api import router as triage_router
+from app.triage.routes_web import router as triage_web_router
 from app.web.app_factory import build_app
 from app.web.context import AppContext
 from app.web.health import router as health_router
+from app.web.staff_errors import install_staff_page_errors
 
 # Routes reachable without a staff session. Everything on the intake app is
 # public by design; on the staff app only these two (test_route_guards.py).
@@ -35,6 +39,10 @@ STAFF_PUBLIC_ROUTES = frozenset({
     # One-time account links: the token in the path is the credential.
     ("GET", "/api/v1/account-links/{token}"),
     ("POST", "/api/v1/account-links/{token}"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("GET", "/link/{token}"),
+    ("POST", "/link/{token}"),
 })
 
 
@@ -65,4 +73,8 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app.include_router(links_router)
     app.include_router(key_grants_router)
     app.include_router(triage_router)
+    app.include_router(auth_web_router)
+    app.include_router(key_grants_web_router)
+    app.include_router(triage_web_router)
+    install_staff_page_errors(app)
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -12,6 +11,7 @@ from app.errors import AppError
 from app.intake.routes_api import InvalidSubmission, receive_form_tip
 from app.intake.taxonomy import Tactic
 from app.web.context import Context, DbSession
+from app.web.forms import CrossSiteForm, posted_from_elsewhere
 from app.web.pages import render_page
 
 router = APIRouter()
@@ -38,30 +38,6 @@ class FormRejected(AppError):
         self.status = status
         self.messages = messages
         self.form = form
-
-
-class CrossSiteForm(AppError):
-    status = 403
-    code = "cross_site"
-    public_message = "This form can only be sent from this site."
-
-
-def _posted_from_elsewhere(request: Request) -> bool:
-    """True when the browser says the form came from another site.
-
-    Without this, another site could post a crafted form here and have this
-    trusted page display its words back to a submitter (a phishing lure).
-    Browsers that send neither header (old ones) are let through, and so is
-    ``Origin: null``, which our own ``Referrer-Policy: no-referrer`` makes
-    some browsers send on a same-site post.
-    """
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site not in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return False
-    return urlsplit(origin).netloc != request.headers.get("host", "")
 
 
 def _field_message(error: dict[str, str]) -> str:
@@ -96,7 +72,7 @@ def show_report_form(request: Request) -> HTMLResponse:
 
 @router.post("/report", response_class=HTMLResponse)
 async def submit_report_form(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    if _posted_from_elsewhere(request):
+    if posted_from_elsewhere(request):
         raise FormRejected(CrossSiteForm.status, [CrossSiteForm.public_message], {})
     try:
         receipt = await receive_form_tip(request, session, context)

@@ -48,3 +48,35 @@ def render_page(request: Request, template: str, status_code: int = 200, **conte
         language=language_for(request), languages=LANGUAGE_OPTIONS, **context
     )
     return HTMLResponse(html, status_code=status_code)
+
+
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    key: str
+    label: str
+    path: str
+    permission: str | None  # None: every signed-in member
+
+
+# What each role sees in the staff navigation: only the pages it may use.
+STAFF_NAVIGATION = (
+    NavItem("queue", "Queue", "/tips", "view_queue"),
+    NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
+    NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
+    NavItem("account", "My account", "/account", None),
+)
+
+
+def render_staff_page(request: Request, template: str, *, principal: Any = None, status_code: int = 200,
+                      **context: Any) -> HTMLResponse:
+    """A staff page; ``principal`` (when signed in) decides the navigation."""
+    navigation = []
+    if principal is not None:
+        navigation = [
+            {"key": item.key, "label": item.label, "path": item.path,
+             "current": request.url.path.startswith(item.path)}
+            for item in STAFF_NAVIGATION
+            if item.permission is None or principal.can(item.permission)
+        ]
+    html = _environment.get_template(template).render(principal=principal, navigation=navigation, **context)
+    return HTMLResponse(html, status_code=status_code)
