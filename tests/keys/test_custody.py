@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import PERSONAL_PRIVATE_KEY, Role, StaffAccount
@@ -15,7 +16,7 @@ from app.auth.service import argon2_parameters
 from app.config import Settings
 from app.crypto import DecryptionError, human_codes, kdf, sealing
 from app.db import Database
-from app.keys.models import IntakeKey
+from app.keys.models import IntakeKey, IntakeKeyGrant
 from app.keys.server_secrets import ServerSecrets
 from app.keys.service import grant_intake_key, recover_intake_key, unlock_granted_keys
 from tests.auth.factories import make_member
@@ -88,3 +89,40 @@ def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: P
                            capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 1
     assert "already exists" in again.stderr
+
+
+def test_keys_recover_grants_the_intake_key_to_a_named_member(tmp_path: Path) -> None:
+    """When no key holder is left, the recovery key grants the intake key again."""
+    data_dir = tmp_path / "org"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAYLIGHT_ARGON2__TIME_COST": "1",
+           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": "8"}
+    created = subprocess.run([sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
+                             capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert created.returncode == 0, created.stderr
+    [recovery_key] = re.findall(r"(?:[0-9A-Z]{4}-){7}[0-9A-Z]{4}", created.stdout)
+
+    settings = Settings(data_dir=data_dir)
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        lead = session.scalars(select(StaffAccount).where(StaffAccount.username == "demo-lead")).one()
+        session.execute(delete(IntakeKeyGrant))  # every key holder gone
+    database.engine.dispose()
+
+    def recover(key: str, username: str = "demo-lead") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "app", "keys", "recover", "--data-dir", str(data_dir),
+                               "--username", username], input=key + "\n", capture_output=True, text=True,
+                              timeout=120, check=False, env=env)
+
+    wrong = recover(human_codes.random_code(160))
+    assert wrong.returncode == 1
+    assert "did not open" in wrong.stderr
+    assert recover(recovery_key, "demo-admin").returncode == 1  # an admin never holds the key
+    assert recover(recovery_key, "nobody").returncode == 1
+    done = recover(recovery_key.lower().replace("-", " "))
+    assert done.returncode == 0, done.stderr
+
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        grants = session.scalars(select(IntakeKeyGrant)).all()
+        assert [grant.account_id for grant in grants] == [lead.id]
+    database.engine.dispose()
