@@ -142,7 +142,7 @@ def complete_link(session: Session, opened: OpenLink, *, otp: str, new_password:
     session.flush()
 
 
-def invite_account(session: Session, *, username: str, role: Role, created_by_id: uuid.UUID,
+def invite_account(session: Session, *, username: str, role: Role, created_by_id: uuid.UUID | None,
                    server_secrets: ServerSecrets) -> tuple[StaffAccount, str]:
     """A new account with no password yet, and its activation link token."""
     if session.scalars(select(StaffAccount.id).where(StaffAccount.username == username)).first():

@@ -14,7 +14,8 @@ import pyotp
 import uvicorn
 from sqlalchemy import select
 
-from app.auth.models import StaffAccount
+from app.auth.accounts import UsernameTaken, invite_account
+from app.auth.models import Role, StaffAccount
 from app.config import load_settings
 from app.crypto.errors import DecryptionError
 from app.db import Database
@@ -41,6 +42,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print("RECOVERY KEY (shown once; print it, store it offline, never on this server):\n")
     print(f"    {organisation.recovery_key}\n")
     print("It can grant the intake key again if no key holder is left.")
+    print(f"\nNext: daylight accounts invite --data-dir {args.data_dir} --username YOU  (the first admin)")
     return 0
 
 
@@ -98,6 +100,25 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accounts_invite(args: argparse.Namespace) -> int:
+    """Create an account and print its one-time activation link: how an organisation gets
+    its first admin, who then invites everyone else from the staff UI."""
+    settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    try:
+        with database.transaction() as session:
+            _, token = invite_account(session, username=args.username, role=Role(args.role),
+                                      created_by_id=None, server_secrets=server_secrets)
+    except UsernameTaken:
+        print(f"daylight: the username {args.username} is taken; nothing changed.", file=sys.stderr)
+        return 1
+    print(f"Created {args.username} ({args.role}). One-time activation link, valid 24 hours;")
+    print("open it on the staff app (http://HOST:8001 on loopback, or the staff onion service):\n")
+    print(f"    /link/{token}\n")
+    return 0
+
+
 async def _serve_both(args: argparse.Namespace) -> None:
     settings = load_settings(args.data_dir)
     servers = [
@@ -143,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--data-dir", type=_data_dir, required=True)
     recover.add_argument("--username", required=True)
     recover.set_defaults(run=cmd_keys_recover)
+    accounts = commands.add_parser("accounts", help="staff accounts").add_subparsers(
+        dest="accounts_command", required=True)
+    invite = accounts.add_parser("invite", help="create an account and print its activation link")
+    invite.add_argument("--data-dir", type=_data_dir, required=True)
+    invite.add_argument("--username", required=True)
+    invite.add_argument("--role", choices=[role.value for role in Role], default=Role.ADMIN.value)
+    invite.set_defaults(run=cmd_accounts_invite)
     serve = command("serve", "serve the intake and staff apps")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)

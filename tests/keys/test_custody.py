@@ -126,3 +126,18 @@ def test_keys_recover_grants_the_intake_key_to_a_named_member(tmp_path: Path) ->
         grants = session.scalars(select(IntakeKeyGrant)).all()
         assert [grant.account_id for grant in grants] == [lead.id]
     database.engine.dispose()
+
+
+def test_the_first_admin_is_invited_from_the_command_line(tmp_path: Path) -> None:
+    data_dir = tmp_path / "org"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    run = [sys.executable, "-m", "app"]
+    assert subprocess.run([*run, "init", "--data-dir", str(data_dir)], capture_output=True, check=False,
+                          timeout=120, env=env).returncode == 0
+    invite = [*run, "accounts", "invite", "--data-dir", str(data_dir), "--username", "first.admin"]
+    invited = subprocess.run(invite, capture_output=True, text=True, check=False, timeout=120, env=env)
+    assert invited.returncode == 0, invited.stderr
+    assert re.search(r"/link/[A-Za-z0-9_-]{43}\b", invited.stdout)
+    again = subprocess.run(invite, capture_output=True, text=True, check=False, timeout=120, env=env)
+    assert again.returncode == 1
+    assert "taken" in again.stderr
