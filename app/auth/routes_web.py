@@ -42,6 +42,12 @@ def see_other(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def signed_out(request: Request, context: Context) -> Response:
+    response = see_other("/login")
+    clear_session_cookie(request, response, context.settings)
+    return response
+
+
 def home_path(principal: Principal) -> str:
     if principal.can(Permission.VIEW_QUEUE):
         return "/tips"
@@ -96,9 +102,7 @@ async def logout_form(
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
     service.end_session(session, principal.session_id)
-    response = see_other("/login")
-    clear_session_cookie(request, response, context.settings)
-    return response
+    return signed_out(request, context)
 
 
 def _account_page(
@@ -179,9 +183,7 @@ async def logout_everywhere_form(
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
     service.revoke_sessions(session, principal.account_id)
-    response = see_other("/login")
-    clear_session_cookie(request, response, context.settings)
-    return response
+    return signed_out(request, context)
 
 
 def _link_page(
