@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 
-.PHONY: run test lint bench bootstrap clean-demo
+.PHONY: run test lint bench screenshots bootstrap clean-demo
 
 bootstrap: $(STAMP)
 
@@ -38,3 +38,6 @@ clean-demo:
 
 bench: $(STAMP)
 	$(BIN)/python bench/http_paths.py
+
+screenshots: $(STAMP)
+	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q

@@ -19,10 +19,11 @@ import pytest
 from playwright.sync_api import Browser, Page, Response
 
 from tests.browser.conftest import ServedDemo
+from tests.support.screenshots import screenshot_dir
 
 pytestmark = pytest.mark.serve
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = screenshot_dir()
 LOGIN_ERROR = "Wrong username, password or one-time code."
 NEW_PASSWORD = "tangerine harbour violin 42"
 TOTP_STEP_SECONDS = 30

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from playwright.sync_api import Page
 
 from tests.browser.conftest import ServedDemo
+from tests.support.screenshots import screenshot_dir
 
 pytestmark = pytest.mark.serve
 
 RECEIPT_PATTERN = re.compile(r"^([0-9A-Z]{4}-){5}[0-9A-Z]{4}$")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "intake-form.png"
+SCREENSHOT = screenshot_dir() / "intake-form.png"
 
 
 def stored_blob_count(served: ServedDemo) -> int:
