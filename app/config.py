@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     request_idle_timeout_seconds: float = Field(default=60, gt=0)
     max_concurrent_uploads: int = Field(default=16, ge=1)
 
+    # The audit log's name in its signed checkpoints (C2SP tlog-checkpoint
+    # "origin"): set it to something unique to the organisation.
+    audit_log_origin: str = Field(default="daylight.local/audit", pattern=r"^[^\s]+$", max_length=200)
+    audit_checkpoint_interval_seconds: int = Field(default=300, ge=1)
+
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=8, ge=1)
 

@@ -32,6 +32,7 @@ STATIC_MOUNT = "/static"
 
 ALL_ROLES = frozenset(Role)
 KEY_HOLDERS = frozenset({Role.CASEWORKER, Role.LEAD})
+AUDITORS = frozenset({Role.AUDITOR})
 
 # Who may call each guarded staff route, and what everyone else gets: 403
 # from a role guard, or 404 where the scoped query makes the object not exist
@@ -55,6 +56,12 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("GET", "/api/v1/key-grants"): (frozenset({Role.LEAD}), 403),
     ("PUT", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
     ("DELETE", "/api/v1/key-grants/{account_id}"): (frozenset({Role.LEAD}), 403),
+    ("GET", "/api/v1/audit/events"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/verify"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/checkpoint"): (AUDITORS, 403),
+    ("POST", "/api/v1/audit/checkpoints"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/events/{seq}/proof"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/export"): (AUDITORS, 403),
     # Staff UI pages.
     ("GET", "/"): (ALL_ROLES, 403),
     ("POST", "/logout"): (ALL_ROLES, 403),
@@ -72,6 +79,9 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("POST", "/admin/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
     ("POST", "/admin/accounts/{account_id}/reset-password"): (frozenset({Role.ADMIN}), 403),
     ("POST", "/admin/accounts/{account_id}/reset-2fa"): (frozenset({Role.ADMIN}), 403),
+    ("GET", "/audit"): (AUDITORS, 403),
+    ("POST", "/audit/verify"): (AUDITORS, 403),
+    ("POST", "/audit/checkpoint"): (AUDITORS, 403),
 }
 # Routes that end the caller's session: exercised last for each role.
 SESSION_ENDING = frozenset({("POST", "/api/v1/auth/logout"), ("POST", "/api/v1/auth/logout-everywhere")})

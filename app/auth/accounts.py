@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.audit import events as audit
 from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount
 from app.auth.passwords import check_new_password
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import (
     accept_totp,
+    account_actor,
     as_utc,
     decode_token,
     encode_token,
@@ -75,7 +77,7 @@ def _link_hash(token: bytes) -> bytes:
 
 
 def issue_link(session: Session, account: StaffAccount, purpose: LinkPurpose, *,
-               created_by_id: uuid.UUID | None, server_secrets: ServerSecrets) -> str:
+               actor: audit.Actor, server_secrets: ServerSecrets) -> str:
     """A new one-time link token (replacing any earlier one of the same purpose)."""
     session.execute(delete(AccountLink).where(AccountLink.account_id == account.id,
                                               AccountLink.purpose == purpose))
@@ -84,8 +86,10 @@ def issue_link(session: Session, account: StaffAccount, purpose: LinkPurpose, *,
         set_totp_secret(account, new_totp_secret(), server_secrets, confirmed=False)
     token = secrets.token_bytes(32)
     session.add(AccountLink(token_hash=_link_hash(token), account_id=account.id, purpose=purpose,
-                            created_by_id=created_by_id, expires_at=utc_now() + LINK_LIFETIME))
+                            created_by_id=actor.id, expires_at=utc_now() + LINK_LIFETIME))
     revoke_sessions(session, account.id)
+    audit.record(session, actor, "account.link_issued", object_type="account", object_id=account.id,
+                 details={"purpose": purpose.value})
     session.flush()
     return encode_token(token)
 
@@ -139,10 +143,12 @@ def complete_link(session: Session, opened: OpenLink, *, otp: str, new_password:
     account.locked_until = None
     session.delete(opened.link)
     revoke_sessions(session, account.id)
+    audit.record(session, account_actor(account), "account.link_completed", object_type="account",
+                 object_id=account.id, details={"purpose": purpose.value})
     session.flush()
 
 
-def invite_account(session: Session, *, username: str, role: Role, created_by_id: uuid.UUID | None,
+def invite_account(session: Session, *, username: str, role: Role, actor: audit.Actor,
                    server_secrets: ServerSecrets) -> tuple[StaffAccount, str]:
     """A new account with no password yet, and its activation link token."""
     if session.scalars(select(StaffAccount.id).where(StaffAccount.username == username)).first():
@@ -152,8 +158,9 @@ def invite_account(session: Session, *, username: str, role: Role, created_by_id
                            created_on=utc_now().date())
     session.add(account)
     session.flush()
-    token = issue_link(session, account, LinkPurpose.ACTIVATION, created_by_id=created_by_id,
-                       server_secrets=server_secrets)
+    audit.record(session, actor, "account.create", object_type="account", object_id=account.id,
+                 details={"role": role.value})
+    token = issue_link(session, account, LinkPurpose.ACTIVATION, actor=actor, server_secrets=server_secrets)
     return account, token
 
 
@@ -164,10 +171,10 @@ def account_for_admin(session: Session, account_id: uuid.UUID) -> StaffAccount:
     return account
 
 
-def update_account(session: Session, account: StaffAccount, *, acting_admin_id: uuid.UUID,
+def update_account(session: Session, account: StaffAccount, *, actor: audit.Actor,
                    role: Role | None, is_active: bool | None) -> None:
     """Change role or activity; both end the member's sessions at once."""
-    if account.id == acting_admin_id and (
+    if account.id == actor.id and (
             (role is not None and role != account.role) or is_active is False):
         raise OwnAccount
     changed = False
@@ -181,6 +188,8 @@ def update_account(session: Session, account: StaffAccount, *, acting_admin_id: 
         changed = True
     if changed:
         revoke_sessions(session, account.id)
+        audit.record(session, actor, "account.update", object_type="account", object_id=account.id,
+                     details={"role": Role(account.role).value, "is_active": account.is_active})
     session.flush()
 
 

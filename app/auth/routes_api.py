@@ -64,7 +64,7 @@ async def login(request: Request, session: DbSession, context: Context) -> Respo
 
 @router.post("/logout", status_code=204)
 def logout(request: Request, principal: CurrentStaff, session: DbSession, context: Context) -> Response:
-    service.end_session(session, principal.session_id)
+    service.log_out(session, principal)
     response = Response(status_code=204)
     clear_session_cookie(request, response, context.settings)
     return response
@@ -104,7 +104,7 @@ def list_sessions(principal: CurrentStaff, session: DbSession) -> list[SessionVi
 @router.post("/logout-everywhere", status_code=204)
 def logout_everywhere(request: Request, principal: CurrentStaff, session: DbSession,
                       context: Context) -> Response:
-    service.revoke_sessions(session, principal.account_id)
+    service.log_out_everywhere(session, principal)
     response = Response(status_code=204)
     clear_session_cookie(request, response, context.settings)
     return response
@@ -134,7 +134,7 @@ async def create_account(request: Request, admin: AccountAdmin, session: DbSessi
     body = await read_json(request, CreateAccountRequest, context.settings)
     account, token = await run_in_threadpool(
         accounts.invite_account, session, username=body.username, role=body.role,
-        created_by_id=admin.account_id, server_secrets=context.secrets)
+        actor=admin.actor, server_secrets=context.secrets)
     return link_issued(account, LinkPurpose.ACTIVATION, token)
 
 
@@ -151,7 +151,7 @@ async def update_account(account_id: uuid.UUID, request: Request, admin: Account
 
     def update() -> AccountView:
         account = accounts.account_for_admin(session, account_id)
-        accounts.update_account(session, account, acting_admin_id=admin.account_id, role=body.role,
+        accounts.update_account(session, account, actor=admin.actor, role=body.role,
                                 is_active=body.is_active)
         return account_view(account, accounts.accounts_holding_keys(session))
 
@@ -161,7 +161,7 @@ async def update_account(account_id: uuid.UUID, request: Request, admin: Account
 def _reset(session: DbSession, context: Context, admin: Principal, account_id: uuid.UUID,
            purpose: LinkPurpose) -> LinkIssued:
     account = accounts.account_for_admin(session, account_id)
-    token = accounts.issue_link(session, account, purpose, created_by_id=admin.account_id,
+    token = accounts.issue_link(session, account, purpose, actor=admin.actor,
                                 server_secrets=context.secrets)
     return link_issued(account, purpose, token)
 

@@ -53,6 +53,8 @@ def home_path(principal: Principal) -> str:
         return "/tips"
     if principal.can(Permission.MANAGE_ACCOUNTS):
         return "/admin/accounts"
+    if principal.can(Permission.READ_AUDIT_LOG):
+        return "/audit"
     return "/account"
 
 
@@ -101,7 +103,7 @@ async def logout_form(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
-    service.end_session(session, principal.session_id)
+    service.log_out(session, principal)
     return signed_out(request, context)
 
 
@@ -182,7 +184,7 @@ async def logout_everywhere_form(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
-    service.revoke_sessions(session, principal.account_id)
+    service.log_out_everywhere(session, principal)
     return signed_out(request, context)
 
 
@@ -289,7 +291,7 @@ async def create_account_form(
                 session,
                 username=body.username,
                 role=body.role,
-                created_by_id=admin.account_id,
+                actor=admin.actor,
                 server_secrets=context.secrets,
             )
         except AppError as exc:
@@ -330,7 +332,7 @@ async def update_account_form(
     is_active = {"true": True, "false": False}.get(fields.get("is_active", ""))
     account = accounts.account_for_admin(session, account_id)
     accounts.update_account(
-        session, account, acting_admin_id=admin.account_id, role=role, is_active=is_active
+        session, account, actor=admin.actor, role=role, is_active=is_active
     )
     return see_other(f"/admin/accounts/{account_id}")
 
@@ -342,7 +344,7 @@ def _reset_form(purpose: LinkPurpose) -> Callable[..., Awaitable[HTMLResponse]]:
         await read_form(request, context.settings, csrf_token=admin.csrf_token)
         account = accounts.account_for_admin(session, account_id)
         token = accounts.issue_link(
-            session, account, purpose, created_by_id=admin.account_id, server_secrets=context.secrets
+            session, account, purpose, actor=admin.actor, server_secrets=context.secrets
         )
         return _accounts_page(
             request, admin, session, status_code=201, issued=_issued(request, account.username, token)

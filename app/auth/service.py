@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from app.audit import events as audit
 from app.auth.models import PERSONAL_PRIVATE_KEY, SESSION_KEYS, TOTP_SECRET, Role, StaffAccount, StaffSession
 from app.auth.passwords import check_new_password
 from app.auth.permissions import Permission, role_has
@@ -106,6 +107,10 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return role_has(self.role, permission)
+
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(id=self.account_id, username=self.username, role=self.role.value)
 
     def intake_private_key(self, version: int) -> sealing.PrivateKey | None:
         return self.keys.intake.get(version)
@@ -226,20 +231,40 @@ def authenticate(
     account = session.scalars(select(StaffAccount).where(StaffAccount.username == username)).first()
     if account is None or not account.can_log_in or is_locked(account, now):
         kdf.derive_login_keys(password, _DUMMY_SALT, argon2_parameters(settings))
+        # The typed username is not recorded: people type passwords into it.
+        audit.record(session, account_actor(account) if account else audit.Actor(None, None, None),
+                     "auth.login", object_type="account", object_id=account.id if account else None,
+                     outcome=audit.Outcome.DENIED if account else audit.Outcome.FAILURE,
+                     details={"reason": _refusal_reason(account, now)})
         return None
     login_keys = derive_account_login_keys(account, password)
     if not hmac.compare_digest(login_keys.verifier, account.login_verifier or b"") or not accept_totp(
         session, account, otp, totp_key, now
     ):
         record_failed_login(session, account, now)
+        audit.record(session, account_actor(account), "auth.login", object_type="account",
+                     object_id=account.id, outcome=audit.Outcome.FAILURE, details={"reason": "credentials"})
         return None
     session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
                     .values(failed_logins=0, locked_until=None)
                     .execution_options(synchronize_session=False))
+    audit.record(session, account_actor(account), "auth.login", object_type="account", object_id=account.id)
     personal = unwrap_personal_key(account, login_keys)
     keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account, personal))
     session.flush()
     return account, keys
+
+
+def account_actor(account: StaffAccount) -> audit.Actor:
+    return audit.Actor(id=account.id, username=account.username, role=Role(account.role).value)
+
+
+def _refusal_reason(account: StaffAccount | None, now: dt.datetime) -> str:
+    if account is None:
+        return "unknown_account"
+    if is_locked(account, now):
+        return "locked"
+    return "inactive" if not account.is_active else "not_activated"
 
 
 def is_locked(account: StaffAccount, now: dt.datetime) -> bool:
@@ -266,6 +291,9 @@ def record_failed_login(session: Session, account: StaffAccount, now: dt.datetim
         session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
                         .values(locked_until=now + duration)
                         .execution_options(synchronize_session=False))
+        audit.record(session, account_actor(account), "auth.lockout", object_type="account",
+                     object_id=account.id, details={"failures": failures,
+                                                    "minutes": int(duration.total_seconds() // 60)})
 
 
 def derive_account_login_keys(account: StaffAccount, password: str) -> kdf.LoginKeys:
@@ -386,6 +414,16 @@ def end_session(session: Session, session_id: uuid.UUID) -> None:
     session.execute(delete(StaffSession).where(StaffSession.id == session_id))
 
 
+def log_out(session: Session, principal: Principal) -> None:
+    end_session(session, principal.session_id)
+    audit.record(session, principal.actor, "auth.logout")
+
+
+def log_out_everywhere(session: Session, principal: Principal) -> None:
+    revoke_sessions(session, principal.account_id)
+    audit.record(session, principal.actor, "auth.logout_everywhere")
+
+
 def revoke_sessions(session: Session, account_id: uuid.UUID, *,
                     keep_session_id: uuid.UUID | None = None) -> None:
     """End every session of an account (but ``keep_session_id``), with the keys sealed in them.
@@ -413,9 +451,11 @@ def step_up(session: Session, principal: Principal, password: str) -> bool:
     account = session.get_one(StaffAccount, principal.account_id)
     if password_matches(account, password) is None:
         record_failed_login(session, account, utc_now())
+        audit.record(session, principal.actor, "auth.step_up", outcome=audit.Outcome.FAILURE)
         return False
     session.execute(update(StaffSession).where(StaffSession.id == principal.session_id)
                     .values(reauthenticated_at=utc_now()))
+    audit.record(session, principal.actor, "auth.step_up")
     return True
 
 
@@ -430,8 +470,12 @@ def change_password(session: Session, principal: Principal, current_password: st
     check_new_password(new_password, username=account.username)
     if password_matches(account, current_password) is None:
         record_failed_login(session, account, utc_now())
+        audit.record(session, principal.actor, "auth.password_change", object_type="account",
+                     object_id=account.id, outcome=audit.Outcome.FAILURE)
         return False
     _wrap_under_password(account, new_password, principal.keys.personal, settings)
     revoke_sessions(session, account.id, keep_session_id=principal.session_id)
+    audit.record(session, principal.actor, "auth.password_change", object_type="account",
+                 object_id=account.id)
     session.flush()
     return True

@@ -12,6 +12,8 @@ import asyncio
 
 from fastapi import FastAPI
 
+from app.audit.routes_api import router as audit_router
+from app.audit.routes_web import router as audit_web_router
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
 from app.auth.routes_web import router as auth_web_router
@@ -76,5 +78,7 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app.include_router(auth_web_router)
     app.include_router(key_grants_web_router)
     app.include_router(triage_web_router)
+    app.include_router(audit_router)
+    app.include_router(audit_web_router)
     install_staff_page_errors(app)
     return app

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import getpass
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import pyotp
 import uvicorn
 from sqlalchemy import select
 
+from app.audit import events as audit
+from app.audit import service as audit_service
+from app.audit.checkpoint import parse_verifier_key, verifier_key
+from app.audit.offline import verify_export
 from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.crypto.errors import DecryptionError
 from app.db import Database
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
-from app.keys.server_secrets import load_server_secrets
+from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
 
 
@@ -92,6 +100,8 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
             intake_private = recover_intake_key(intake_key, recovery_key)
             grant_intake_key(session, intake_key=intake_key, intake_private=intake_private, grantee=account,
                              granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
+            audit.record(session, audit.SYSTEM, "key.recover", object_type="account", object_id=account.id,
+                         details={"key_version": intake_key.version})
     except (ValueError, DecryptionError) as exc:
         reason = "the recovery key did not open the intake key" if isinstance(exc, DecryptionError) else exc
         print(f"daylight: {reason}; nothing changed.", file=sys.stderr)
@@ -109,7 +119,7 @@ def cmd_accounts_invite(args: argparse.Namespace) -> int:
     try:
         with database.transaction() as session:
             _, token = invite_account(session, username=args.username, role=Role(args.role),
-                                      created_by_id=None, server_secrets=server_secrets)
+                                      actor=audit.SYSTEM, server_secrets=server_secrets)
     except UsernameTaken:
         print(f"daylight: the username {args.username} is taken; nothing changed.", file=sys.stderr)
         return 1
@@ -117,6 +127,99 @@ def cmd_accounts_invite(args: argparse.Namespace) -> int:
     print("open it on the staff app (http://HOST:8001 on loopback, or the staff onion service):\n")
     print(f"    /link/{token}\n")
     return 0
+
+
+def _audit_database(args: argparse.Namespace) -> tuple[Settings, Database, ServerSecrets]:
+    settings = load_settings(args.data_dir)
+    return settings, Database.from_settings(settings), load_server_secrets(settings.secrets_dir)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the log is intact; 1, naming the first bad event, otherwise."""
+    if args.export is not None:
+        if args.verifier_key is None and args.data_dir is None:
+            print("daylight: --export needs --verifier-key (or --data-dir for this server's key)",
+                  file=sys.stderr)
+            return 2
+        if args.verifier_key is not None:
+            name, public_key = parse_verifier_key(args.verifier_key)
+        else:
+            settings, _, server_secrets = _audit_database(args)
+            name = settings.audit_log_origin
+            public_key = audit_service.signing_key(server_secrets).public_key()
+        with args.export.open(encoding="utf-8") as lines:
+            report = verify_export(lines, public_key, name)
+    else:
+        if args.data_dir is None:
+            print("daylight: audit verify needs --data-dir or --export", file=sys.stderr)
+            return 2
+        settings, database, server_secrets = _audit_database(args)
+        with database.engine.connect() as connection:
+            report = audit_service.verify_database(
+                connection, audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin)
+    if report.ok:
+        print(f"ok: {report.size} events, root {report.root.hex()}, "
+              f"{report.checkpoints_checked} signed checkpoints verified")
+        return 0
+    first = f"first bad event: {report.first_bad_seq}" if report.first_bad_seq else "checkpoints are bad"
+    print(f"TAMPERED: {first}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    settings, database, server_secrets = _audit_database(args)
+    public_key_line = verifier_key(audit_service.signing_key(server_secrets).public_key(),
+                                   settings.audit_log_origin)
+    with database.transaction() as session:
+        audit.record(session, audit.SYSTEM, "audit.export")
+    with database.transaction() as session, _output(args.output) as sink:
+        for line in audit_service.export_lines(session, public_key_line):
+            sink.write(line + "\n")
+    return 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    settings, database, server_secrets = _audit_database(args)
+    with database.transaction() as session:
+        checkpoint = audit_service.write_checkpoint(session, audit_service.signing_key(server_secrets),
+                                                    settings.audit_log_origin)
+        latest = checkpoint or audit_service.latest_checkpoint(session)
+        print(latest.signed_note if latest else "no events yet: nothing to sign", end="" if latest else "\n")
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with path.open("w", encoding="utf-8") as handle:
+        yield handle
+
+
+async def _checkpoint_periodically(settings: Settings) -> None:
+    """Sign a checkpoint whenever events arrived and the last one is older than the interval.
+
+    Safe on several nodes: appends and checkpoints are serialised by a lock,
+    and a node that finds nothing new signs nothing.
+    """
+    database = Database.from_settings(settings)
+    signer = audit_service.signing_key(load_server_secrets(settings.secrets_dir))
+    interval = dt.timedelta(seconds=settings.audit_checkpoint_interval_seconds)
+
+    def run_once() -> None:
+        with database.transaction() as session:
+            if audit_service.checkpoint_due(session, interval):
+                audit_service.write_checkpoint(session, signer, settings.audit_log_origin)
+
+    while True:
+        await asyncio.sleep(min(60, settings.audit_checkpoint_interval_seconds))
+        try:
+            await asyncio.to_thread(run_once)
+        except Exception:
+            logging.getLogger("daylight").exception("audit checkpoint failed")
 
 
 async def _serve_both(args: argparse.Namespace) -> None:
@@ -136,7 +239,11 @@ async def _serve_both(args: argparse.Namespace) -> None:
     ]
     print(f"Intake app on http://{args.host}:{args.intake_port}/  "
           f"staff app on http://{args.host}:{args.staff_port}/", flush=True)
-    await asyncio.gather(*(server.serve() for server in servers))
+    checkpoints = asyncio.create_task(_checkpoint_periodically(settings))
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        checkpoints.cancel()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -171,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     invite.add_argument("--username", required=True)
     invite.add_argument("--role", choices=[role.value for role in Role], default=Role.ADMIN.value)
     invite.set_defaults(run=cmd_accounts_invite)
+    audit_commands = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
+        dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check the log; exit 1 naming the first bad event")
+    verify.add_argument("--data-dir", type=_data_dir)
+    verify.add_argument("--export", type=Path, help="check an export file offline instead")
+    verify.add_argument("--verifier-key", help="the log's verifier key (name+id+key), for --export")
+    verify.set_defaults(run=cmd_audit_verify)
+    export = audit_commands.add_parser("export", help="events, checkpoints and proofs as JSON Lines")
+    export.add_argument("--data-dir", type=_data_dir, required=True)
+    export.add_argument("--output", type=Path)
+    export.set_defaults(run=cmd_audit_export)
+    checkpoint = audit_commands.add_parser("checkpoint", help="sign a checkpoint now and print it")
+    checkpoint.add_argument("--data-dir", type=_data_dir, required=True)
+    checkpoint.set_defaults(run=cmd_audit_checkpoint)
     serve = command("serve", "serve the intake and staff apps")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)

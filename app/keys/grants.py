@@ -11,6 +11,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from app.audit import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import Principal, revoke_sessions
@@ -46,13 +47,17 @@ def grant_to_member(session: Session, principal: Principal, account_id: uuid.UUI
     grantee = _grantee(session, account_id)
     if grantee.role not in KEY_HOLDING_ROLES or not grantee.can_log_in:
         raise CannotHoldKey
-    return grant_intake_key(session, intake_key=intake_key, intake_private=intake_private,
-                            grantee=grantee, granted_by_id=principal.account_id,
-                            key_integrity_key=server_secrets.key_integrity_key)
+    grant = grant_intake_key(session, intake_key=intake_key, intake_private=intake_private,
+                             grantee=grantee, granted_by_id=principal.account_id,
+                             key_integrity_key=server_secrets.key_integrity_key)
+    audit.record(session, principal.actor, "key.grant", object_type="account", object_id=grantee.id,
+                 details={"key_version": intake_key.version})
+    return grant
 
 
-def revoke_from_member(session: Session, account_id: uuid.UUID) -> None:
+def revoke_from_member(session: Session, principal: Principal, account_id: uuid.UUID) -> None:
     grantee = _grantee(session, account_id)
     revoke_intake_key(session, grantee.id)
     revoke_sessions(session, grantee.id)
+    audit.record(session, principal.actor, "key.revoke", object_type="account", object_id=grantee.id)
     session.flush()

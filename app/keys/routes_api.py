@@ -51,7 +51,7 @@ def grant(account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, se
 
 
 @router.delete("/{account_id}", status_code=204)
-def revoke(account_id: uuid.UUID, _lead: GrantManager, _recent: SteppedUpStaff,
+def revoke(account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff,
            session: DbSession) -> Response:
-    grants.revoke_from_member(session, account_id)
+    grants.revoke_from_member(session, lead, account_id)
     return Response(status_code=204)

@@ -58,7 +58,7 @@ async def change_grant(
     if action == "grant":
         grants.grant_to_member(session, lead, account_id, server_secrets=context.secrets)
     elif action == "revoke":
-        grants.revoke_from_member(session, account_id)
+        grants.revoke_from_member(session, lead, account_id)
     else:
         return _keys_page(request, lead, session, status_code=404, error="Unknown action.")
     return RedirectResponse("/keys", status_code=303)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
+from app.audit import events as audit
 from app.auth.deps import CurrentStaff, require
 from app.auth.permissions import Permission
 from app.auth.service import Principal
@@ -49,6 +50,8 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
         raise IntegrityFailure from None
     if not any(attachment.id == attachment_id for attachment in tip.attachments):
         raise NotFound
+    audit.record(session, principal.actor, "tip.attachment_download", object_type="attachment",
+                 object_id=attachment_id, details={"tip": str(tip.id)})
     source = context.blobs.open(attachment_id)
 
     def plaintext() -> Iterator[bytes]:

@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit import events as audit
 from app.auth.service import Principal
 from app.errors import NotFound
 from app.intake.models import (
@@ -52,6 +53,7 @@ def list_queue(session: Session, principal: Principal) -> QueuePage:
         .limit(QUEUE_PAGE_LIMIT)
     ))
     tip_ids = [tip.id for tip in tips]
+    audit.record(session, principal.actor, "tips.list", details={"count": len(tips)})
     attachments = _count_by_tip(session, TipAttachment, tip_ids)
     messages = _count_by_tip(session, TipMessage, tip_ids)
     return QueuePage(items=[
@@ -71,6 +73,7 @@ def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple
 
 def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDetail:
     tip, data_key = open_tip(session, principal, tip_id)
+    audit.record(session, principal.actor, "tip.read", object_type="tip", object_id=tip.id)
     version = tip.intake_key_version
     row_id = str(tip.id)
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,

@@ -63,6 +63,7 @@ STAFF_NAVIGATION = (
     NavItem("queue", "Queue", "/tips", "view_queue"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
+    NavItem("audit", "Audit log", "/audit", "read_audit_log"),
     NavItem("account", "My account", "/account", None),
 )
 

@@ -1,0 +1,178 @@
+"""The auditor's API (DESIGN 8): events, verification, checkpoints, proofs and export.
+
+The auditor sees actions, never content: events carry none.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from app.audit import events as audit
+from app.audit import service
+from app.audit.checkpoint import verifier_key
+from app.audit.merkle import inclusion_proof
+from app.audit.models import AuditEvent
+from app.auth.deps import require
+from app.auth.permissions import Permission
+from app.auth.service import Principal
+from app.config import Settings
+from app.errors import NotFound
+from app.web.context import AppContext, Context, DbSession
+
+router = APIRouter(prefix="/api/v1/audit")
+
+Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
+MAX_PAGE = 1000
+
+
+def event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "occurred_at": audit.format_time(event.occurred_at),
+        "actor_id": None if event.actor_id is None else str(event.actor_id),
+        "actor": event.actor,
+        "role": event.role,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "outcome": event.outcome,
+        "details": event.details,
+    }
+
+
+def filtered_events(
+    *,
+    actor: str | None,
+    action: str | None,
+    object_id: str | None,
+    since: dt.date | None,
+    until: dt.date | None,
+) -> Select[AuditEvent]:
+    statement = select(AuditEvent).order_by(AuditEvent.seq.desc())
+    if actor:
+        statement = statement.where(AuditEvent.actor == actor)
+    if action:
+        statement = statement.where(AuditEvent.action == action)
+    if object_id:
+        statement = statement.where(AuditEvent.object_id == object_id)
+    if since:
+        statement = statement.where(AuditEvent.occurred_at >= dt.datetime.combine(since, dt.time(), dt.UTC))
+    if until:
+        statement = statement.where(
+            AuditEvent.occurred_at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
+        )
+    return statement
+
+
+@router.get("/events")
+def list_events(
+    _auditor: Auditor,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    object_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Newest first. Browsing is not itself audited: it reads actions, never content."""
+    statement = filtered_events(actor=actor, action=action, object_id=object_id, since=since, until=until)
+    return {"items": [event_view(event) for event in session.scalars(statement.limit(limit))]}
+
+
+def verify_now(session: Session, context: AppContext) -> service.VerifyReport:
+    return service.verify_database(
+        session.connection(),
+        service.signing_key(context.secrets).public_key(),
+        context.settings.audit_log_origin,
+    )
+
+
+@router.get("/verify")
+def verify(auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
+    report = verify_now(session, context)
+    audit.record(
+        session,
+        auditor.actor,
+        "audit.verify",
+        outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
+        details={"size": report.size},
+    )
+    return {
+        "ok": report.ok,
+        "size": report.size,
+        "root": report.root.hex(),
+        "checkpoints_checked": report.checkpoints_checked,
+        "problems": report.problems,
+        "first_bad_event": report.first_bad_seq,
+    }
+
+
+def checkpoint_view(session: Session, settings: Settings, context: AppContext) -> dict[str, Any]:
+    latest = service.latest_checkpoint(session)
+    if latest is None:
+        raise NotFound("No checkpoint has been signed yet.")
+    public_key = service.signing_key(context.secrets).public_key()
+    return {
+        "tree_size": latest.tree_size,
+        "root": latest.root_hash.hex(),
+        "signed_note": latest.signed_note,
+        "verifier_key": verifier_key(public_key, settings.audit_log_origin),
+    }
+
+
+@router.get("/checkpoint")
+def latest_checkpoint(_auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
+    return checkpoint_view(session, context.settings, context)
+
+
+@router.post("/checkpoints", status_code=201)
+def sign_checkpoint_now(auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
+    audit.record(session, auditor.actor, "audit.checkpoint")
+    service.write_checkpoint(session, service.signing_key(context.secrets), context.settings.audit_log_origin)
+    return checkpoint_view(session, context.settings, context)
+
+
+@router.get("/events/{seq}/proof")
+def event_proof(seq: int, _auditor: Auditor, session: DbSession) -> dict[str, Any]:
+    latest = service.latest_checkpoint(session)
+    if latest is None or not 1 <= seq <= latest.tree_size:
+        raise NotFound("That event is not covered by a checkpoint yet.")
+    proof = inclusion_proof(service.DatabaseNodeStore(session), seq - 1, latest.tree_size)
+    return {
+        "seq": seq,
+        "leaf_index": seq - 1,
+        "tree_size": latest.tree_size,
+        "proof": [base64.b64encode(node).decode() for node in proof],
+        "signed_note": latest.signed_note,
+    }
+
+
+@router.get("/export")
+def export(auditor: Auditor, session: DbSession, context: Context) -> StreamingResponse:
+    audit.record(session, auditor.actor, "audit.export")
+    public_key_line = verifier_key(
+        service.signing_key(context.secrets).public_key(), context.settings.audit_log_origin
+    )
+
+    def lines() -> Iterator[bytes]:
+        # Its own read transaction: the request's has committed before streaming starts.
+        with context.database.transaction() as reader:
+            for line in service.export_lines(reader, public_key_line):
+                yield (line + "\n").encode()
+
+    filename = f"daylight-audit-{dt.datetime.now(dt.UTC):%Y%m%d}-{uuid.uuid4().hex[:6]}.jsonl"
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,315 @@
+"""Checkpoints, verification, proofs and export of the audit log.
+
+Trust runs one way: events are the data; the Merkle tree is recomputed from
+them; signed checkpoints (Ed25519 key outside the database) commit to the
+tree at a size; the node table only speeds up proofs and locates damage, and
+is never trusted by the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.orm import Session
+
+from app.audit.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, sign_checkpoint
+from app.audit.events import canonical_entry, entry_of, format_time, lock_for_append
+from app.audit.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash, node_hash
+from app.audit.models import AuditCheckpoint, AuditEvent, AuditNode
+from app.keys.server_secrets import ServerSecrets
+
+EVENT_COLUMNS = (
+    AuditEvent.seq,
+    AuditEvent.occurred_at,
+    AuditEvent.actor_id,
+    AuditEvent.actor,
+    AuditEvent.role,
+    AuditEvent.action,
+    AuditEvent.object_type,
+    AuditEvent.object_id,
+    AuditEvent.outcome,
+    AuditEvent.details,
+)
+STREAM_BATCH = 10_000
+
+
+def signing_key(server_secrets: ServerSecrets) -> Ed25519PrivateKey:
+    """The checkpoint signing key: 32 bytes from the secrets dir, never in the database."""
+    return Ed25519PrivateKey.from_private_bytes(server_secrets.audit_signing_key)
+
+
+class DatabaseNodeStore:
+    """Perfect subtree hashes from `audit_nodes`, with the ones being added kept in memory."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._cache: dict[tuple[int, int], bytes] = {}
+        self.added: list[dict[str, object]] = []
+
+    def get(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        if key not in self._cache:
+            node = self._session.get(AuditNode, {"level": level, "index": index})
+            if node is None:
+                raise LookupError(f"no audit tree node at level {level}, index {index}")
+            self._cache[key] = node.hash
+        return self._cache[key]
+
+    def add(self, level: int, index: int, value: bytes) -> None:
+        self._cache[(level, index)] = value
+        self.added.append({"level": level, "index": index, "hash": value})
+
+
+def append_leaf(store: DatabaseNodeStore, compact: CompactRange, leaf: bytes) -> None:
+    """Append a leaf, recording it and every perfect subtree it completes."""
+    index = compact.size
+    compact.append(leaf)
+    store.add(0, index, leaf)
+    level = 0
+    while index % 2 == 1:
+        parent = node_hash(store.get(level, index - 1), store.get(level, index))
+        level, index = level + 1, index // 2
+        store.add(level, index, parent)
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    newest_first = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc())
+    return session.scalars(newest_first.limit(1)).first()
+
+
+def latest_event_seq(session: Session) -> int:
+    return session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
+
+
+def write_checkpoint(
+    session: Session, signing_key: Ed25519PrivateKey, origin: str, now: dt.datetime | None = None
+) -> AuditCheckpoint | None:
+    """Sign a checkpoint over every event so far; None when there is nothing new.
+
+    Only the events since the last checkpoint are hashed (its compact range
+    carries the rest), so the cost follows the new events, not the log size.
+    """
+    lock_for_append(session)
+    latest = latest_checkpoint(session)
+    compact = CompactRange.from_bytes(latest.compact_range) if latest else CompactRange()
+    store = DatabaseNodeStore(session)
+    for event in session.scalars(
+        select(AuditEvent).where(AuditEvent.seq > compact.size).order_by(AuditEvent.seq)
+    ):
+        if event.seq != compact.size + 1:
+            raise ValueError(f"audit event {compact.size + 1} is missing; refusing to checkpoint")
+        append_leaf(store, compact, leaf_hash(entry_of(event)))
+    if latest is not None and compact.size == latest.tree_size:
+        return None
+    if compact.size == 0:
+        return None
+    moment = now or dt.datetime.now(dt.UTC)
+    root = compact.root()
+    checkpoint = AuditCheckpoint(
+        tree_size=compact.size,
+        root_hash=root,
+        created_at=moment,
+        compact_range=compact.to_bytes(),
+        signed_note=sign_checkpoint(
+            Checkpoint(origin=origin, tree_size=compact.size, root_hash=root, time=int(moment.timestamp())),
+            signing_key,
+        ),
+    )
+    if store.added:
+        session.execute(insert(AuditNode), store.added)
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def checkpoint_due(session: Session, interval: dt.timedelta, now: dt.datetime | None = None) -> bool:
+    """New events and no checkpoint for ``interval``: time to sign one."""
+    latest = latest_checkpoint(session)
+    if latest_event_seq(session) <= (latest.tree_size if latest else 0):
+        return False
+    if latest is None:
+        return True
+    created = latest.created_at if latest.created_at.tzinfo else latest.created_at.replace(tzinfo=dt.UTC)
+    return (now or dt.datetime.now(dt.UTC)) - created >= interval
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    size: int
+    root: bytes
+    checkpoints_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    first_bad_seq: int | None = None
+
+    def fail(self, problem: str, seq: int | None = None) -> None:
+        self.ok = False
+        self.problems.append(problem)
+        if seq is not None and (self.first_bad_seq is None or seq < self.first_bad_seq):
+            self.first_bad_seq = seq
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    tree_size: int
+    signed_note: str
+
+
+def verify_entries(
+    entries: Iterable[tuple[int, bytes, bytes | None]],
+    checkpoints: list[SignedCheckpoint],
+    public_key: Ed25519PublicKey,
+    origin: str,
+) -> VerifyReport:
+    """Verify a log given as (seq, canonical entry, stored leaf hash or None), in seq order.
+
+    Detects edits (a checkpoint root or a stored leaf hash no longer matches),
+    deletions and insertions (sequence numbers must run 1, 2, 3 ...),
+    reordering (the seq is inside each entry), truncation (a checkpoint
+    larger than the log) and forged checkpoints (signature, origin, root).
+    """
+    ordered = sorted(checkpoints, key=lambda c: c.tree_size)
+    report = VerifyReport(ok=True, size=0, root=b"")
+    compact = CompactRange()
+    pending = iter(ordered)
+    next_checkpoint = next(pending, None)
+    last_good_size = 0
+    for seq, entry, stored_leaf in entries:
+        expected = compact.size + 1
+        if seq != expected:
+            report.fail(f"event {expected} is missing or out of order (found {seq} next)", expected)
+            break
+        leaf = leaf_hash(entry)
+        if stored_leaf is not None and stored_leaf != leaf:
+            report.fail(f"event {seq} was altered after it was checkpointed", seq)
+        compact.append(leaf)
+        while next_checkpoint is not None and next_checkpoint.tree_size == compact.size:
+            if _check_checkpoint(
+                report, next_checkpoint, compact.root(), public_key, origin, first_unproven=last_good_size + 1
+            ):
+                last_good_size = compact.size
+            next_checkpoint = next(pending, None)
+    report.size = compact.size
+    report.root = compact.root()
+    for checkpoint in ([next_checkpoint] if next_checkpoint else []) + list(pending):
+        report.checkpoints_checked += 1
+        report.fail(
+            f"the log has {compact.size} events but a checkpoint signed {checkpoint.tree_size}: "
+            f"events from {compact.size + 1} were removed (truncation)",
+            compact.size + 1,
+        )
+    return report
+
+
+def _check_checkpoint(
+    report: VerifyReport,
+    checkpoint: SignedCheckpoint,
+    root: bytes,
+    public_key: Ed25519PublicKey,
+    origin: str,
+    *,
+    first_unproven: int,
+) -> bool:
+    report.checkpoints_checked += 1
+    try:
+        opened = open_signed_checkpoint(checkpoint.signed_note, public_key, origin=origin)
+    except CheckpointError as exc:
+        report.fail(f"checkpoint at size {checkpoint.tree_size} is not validly signed: {exc}")
+        return False
+    if opened.tree_size != checkpoint.tree_size:
+        report.fail(f"checkpoint stored at size {checkpoint.tree_size} signs size {opened.tree_size}")
+        return False
+    if opened.root_hash != root:
+        report.fail(
+            f"events {first_unproven} to {checkpoint.tree_size} do not match the checkpoint "
+            f"signed at size {checkpoint.tree_size}: the first bad event is at or after "
+            f"{first_unproven}",
+            first_unproven,
+        )
+        return False
+    return True
+
+
+def iter_database_entries(connection: Connection) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """Every event's canonical entry and stored leaf hash, streamed in seq order."""
+    statement = (
+        select(*EVENT_COLUMNS, AuditNode.hash)
+        .outerjoin(AuditNode, (AuditNode.level == 0) & (AuditNode.index == AuditEvent.seq - 1))
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=STREAM_BATCH)
+    )
+    for row in connection.execute(statement):
+        yield row[0], canonical_entry(*row[:10]), row[10]
+
+
+def database_checkpoints(connection: Connection) -> list[SignedCheckpoint]:
+    return [
+        SignedCheckpoint(size, note)
+        for size, note in connection.execute(
+            select(AuditCheckpoint.tree_size, AuditCheckpoint.signed_note).order_by(AuditCheckpoint.tree_size)
+        )
+    ]
+
+
+def verify_database(connection: Connection, public_key: Ed25519PublicKey, origin: str) -> VerifyReport:
+    return verify_entries(
+        iter_database_entries(connection), database_checkpoints(connection), public_key, origin
+    )
+
+
+def export_lines(session: Session, public_key_line: str) -> Iterator[str]:
+    """JSON Lines: a header, every event with its entry and an inclusion proof to the latest
+    checkpoint that covers it, every checkpoint, and a consistency proof between each
+    consecutive pair."""
+    checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
+    latest = checkpoints[-1] if checkpoints else None
+    store = DatabaseNodeStore(session)
+    yield json.dumps(
+        {"type": "header", "format": "daylight-audit-export/v1", "verifier_key": public_key_line}
+    )
+    for row in session.execute(select(*EVENT_COLUMNS).order_by(AuditEvent.seq)).yield_per(STREAM_BATCH):
+        seq = row[0]
+        line: dict[str, object] = {
+            "type": "event",
+            "seq": seq,
+            "occurred_at": format_time(row[1]),
+            "actor_id": None if row[2] is None else str(row[2]),
+            "actor": row[3],
+            "role": row[4],
+            "action": row[5],
+            "object_type": row[6],
+            "object_id": row[7],
+            "outcome": row[8],
+            "details": row[9],
+        }
+        if latest is not None and seq <= latest.tree_size:
+            line["inclusion"] = {
+                "tree_size": latest.tree_size,
+                "proof": [_b64(h) for h in inclusion_proof(store, seq - 1, latest.tree_size)],
+            }
+        yield json.dumps(line, ensure_ascii=False)
+    for previous, checkpoint in zip([None, *checkpoints[:-1]], checkpoints, strict=True):
+        consistency = (
+            None
+            if previous is None
+            else [_b64(h) for h in consistency_proof(store, previous.tree_size, checkpoint.tree_size)]
+        )
+        yield json.dumps(
+            {
+                "type": "checkpoint",
+                "tree_size": checkpoint.tree_size,
+                "signed_note": checkpoint.signed_note,
+                "consistency_from": None if previous is None else previous.tree_size,
+                "consistency_proof": consistency,
+            }
+        )
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
