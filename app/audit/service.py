@@ -230,7 +230,8 @@ def _check_checkpoint(
             f"events {first_unproven} to {checkpoint.tree_size} do not match the checkpoint "
             f"signed at size {checkpoint.tree_size}: the first bad event is at or after "
             f"{first_unproven}",
-            first_unproven,
+            # A stored leaf hash may already have named the event precisely.
+            first_unproven if report.first_bad_seq is None else None,
         )
         return False
     return True
@@ -244,8 +245,11 @@ def iter_database_entries(connection: Connection) -> Iterator[tuple[int, bytes, 
         .order_by(AuditEvent.seq)
         .execution_options(yield_per=STREAM_BATCH)
     )
-    for row in connection.execute(statement):
-        yield row[0], canonical_entry(*row[:10]), row[10]
+    # The result is closed when the generator is (a verifier that stops early
+    # must not leave a PostgreSQL server-side cursor open).
+    with connection.execute(statement) as rows:
+        for row in rows:
+            yield row[0], canonical_entry(*row[:10]), row[10]
 
 
 def database_checkpoints(connection: Connection) -> list[SignedCheckpoint]:
@@ -258,9 +262,11 @@ def database_checkpoints(connection: Connection) -> list[SignedCheckpoint]:
 
 
 def verify_database(connection: Connection, public_key: Ed25519PublicKey, origin: str) -> VerifyReport:
-    return verify_entries(
-        iter_database_entries(connection), database_checkpoints(connection), public_key, origin
-    )
+    entries = iter_database_entries(connection)
+    try:
+        return verify_entries(entries, database_checkpoints(connection), public_key, origin)
+    finally:
+        entries.close()
 
 
 def export_lines(session: Session, public_key_line: str) -> Iterator[str]:

@@ -1,0 +1,245 @@
+"""Every staff route that reads or changes protected data writes an audit event.
+
+The route table is walked: each staff route must be classified below, as
+audited (with the action its success records) or as not touching protected
+data. Then each audited route is called successfully and its event checked.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit.models import AuditEvent
+from app.auth.models import Role
+from app.config import Settings
+from app.db import Database
+from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
+from app.intake.models import TipAttachment
+from app.keys.server_secrets import ServerSecrets
+from tests.auth.factories import StaffMember, login, make_member
+from tests.conftest import Organisation
+from tests.intake.factories import make_tip
+from tests.test_route_guards import route_table
+
+AUDITED: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/auth/login"): "auth.login",
+    ("POST", "/login"): "auth.login",
+    ("POST", "/api/v1/auth/logout"): "auth.logout",
+    ("POST", "/logout"): "auth.logout",
+    ("POST", "/api/v1/auth/logout-everywhere"): "auth.logout_everywhere",
+    ("POST", "/account/logout-everywhere"): "auth.logout_everywhere",
+    ("POST", "/api/v1/auth/step-up"): "auth.step_up",
+    ("POST", "/account/step-up"): "auth.step_up",
+    ("POST", "/api/v1/auth/password"): "auth.password_change",
+    ("POST", "/account/password"): "auth.password_change",
+    ("POST", "/api/v1/accounts"): "account.create",
+    ("POST", "/admin/accounts"): "account.create",
+    ("PATCH", "/api/v1/accounts/{account_id}"): "account.update",
+    ("POST", "/admin/accounts/{account_id}"): "account.update",
+    ("POST", "/api/v1/accounts/{account_id}/reset-password"): "account.link_issued",
+    ("POST", "/admin/accounts/{account_id}/reset-password"): "account.link_issued",
+    ("POST", "/api/v1/accounts/{account_id}/reset-2fa"): "account.link_issued",
+    ("POST", "/admin/accounts/{account_id}/reset-2fa"): "account.link_issued",
+    ("POST", "/api/v1/account-links/{token}"): "account.link_completed",
+    ("POST", "/link/{token}"): "account.link_completed",
+    ("PUT", "/api/v1/key-grants/{account_id}"): "key.grant",
+    ("DELETE", "/api/v1/key-grants/{account_id}"): "key.revoke",
+    ("POST", "/keys/{account_id}/{action}"): "key.grant",
+    ("GET", "/api/v1/tips"): "tips.list",
+    ("GET", "/tips"): "tips.list",
+    ("GET", "/api/v1/tips/{tip_id}"): "tip.read",
+    ("GET", "/tips/{tip_id}"): "tip.read",
+    ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): "tip.attachment_download",
+    ("GET", "/api/v1/audit/verify"): "audit.verify",
+    ("POST", "/audit/verify"): "audit.verify",
+    ("POST", "/api/v1/audit/checkpoints"): "audit.checkpoint",
+    ("POST", "/audit/checkpoint"): "audit.checkpoint",
+    ("GET", "/api/v1/audit/export"): "audit.export",
+}
+# Routes that read or change no protected data: each with the reason.
+NOT_AUDITED: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "liveness only",
+    ("GET", "/"): "a redirect to the role's start page",
+    ("GET", "/login"): "the empty login form",
+    ("GET", "/link/{token}"): "shows the link's own enrolment secret to its holder; completing it is audited",
+    ("GET", "/api/v1/account-links/{token}"): "as GET /link/{token}",
+    ("GET", "/api/v1/auth/session"): "the caller's own session",
+    ("GET", "/api/v1/auth/sessions"): "the caller's own sessions",
+    ("GET", "/account"): "the caller's own account page",
+    ("GET", "/api/v1/accounts"): "account metadata for admins; changes are audited",
+    ("GET", "/api/v1/accounts/{account_id}"): "as GET /api/v1/accounts",
+    ("GET", "/admin/accounts"): "as GET /api/v1/accounts",
+    ("GET", "/admin/accounts/{account_id}"): "as GET /api/v1/accounts",
+    ("GET", "/api/v1/key-grants"): "who holds the key; grants and revocations are audited",
+    ("GET", "/keys"): "as GET /api/v1/key-grants",
+    ("GET", "/api/v1/audit/events"): "reading actions, never content; the auditor's own trail is verify/export",
+    ("GET", "/audit"): "as GET /api/v1/audit/events",
+    ("GET", "/api/v1/audit/checkpoint"): "a public commitment",
+    ("GET", "/api/v1/audit/events/{seq}/proof"): "a proof over public commitments",
+}
+
+
+def test_every_staff_route_is_classified(settings: Settings) -> None:
+    staff = create_staff_app(settings, database=Database.from_settings(settings))
+    routes = set(route_table(staff))
+    assert routes == set(AUDITED) | set(NOT_AUDITED), routes ^ (set(AUDITED) | set(NOT_AUDITED))
+    assert not set(AUDITED) & set(NOT_AUDITED)
+    assert set(STAFF_PUBLIC_ROUTES) <= routes
+
+
+class Scenario:
+    """Calls each audited route once, successfully, as a member allowed to."""
+
+    def __init__(self, client: TestClient, organisation: Organisation, db_session: Session,
+                 settings: Settings, server_secrets: ServerSecrets) -> None:
+        self.client, self.org, self.db = client, organisation, db_session
+        self.settings, self.secrets = settings, server_secrets
+        self.steps: dict[str, int] = {}
+        tip_id, _ = make_tip(db_session, server_secrets)
+        self.tip_id = tip_id
+        self.target = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
+        db_session.commit()
+
+    def as_(self, role: Role) -> StaffMember:
+        member = self.org[role]
+        session = self.client.get("/api/v1/auth/session")
+        if session.status_code == 200 and session.json()["role"] == role.value:
+            return member
+        step = self.steps.get(member.username, -1)
+        self.steps[member.username] = step + 1
+        assert step <= 1, "three logins per member per test at most"
+        self.client.cookies.clear()
+        assert login(self.client, member, otp=member.otp(step)).status_code == 200
+        return member
+
+    def new_member(self, role: Role) -> StaffMember:
+        member = make_member(self.db, self.settings, self.secrets, role)
+        self.db.commit()
+        self.client.cookies.clear()
+        return member
+
+    def fresh(self, role: Role) -> StaffMember:
+        """A new member, signed in: for routes that end their session."""
+        member = make_member(self.db, self.settings, self.secrets, role)
+        self.db.commit()
+        self.last_fresh = member
+        self.client.cookies.clear()
+        assert login(self.client, member).status_code == 200
+        return member
+
+    def csrf(self, page: str = "/account") -> str:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(page).text)
+        assert match
+        return match.group(1)
+
+    def link_token(self) -> str:
+        self.as_(Role.ADMIN)
+        created = self.client.post("/api/v1/accounts", json={"username": f"m{uuid.uuid4().hex[:8]}",
+                                                             "role": "lead"})
+        return str(created.json()["link_path"]).removeprefix("/link/")
+
+    def complete(self, token: str, api: bool) -> Response:
+        self.client.cookies.clear()
+        secret = self.client.get(f"/api/v1/account-links/{token}").json()["totp_secret"]
+        body = {"otp": pyotp.TOTP(secret).now(), "new_password": "a perfectly fine passphrase"}
+        if api:
+            return self.client.post(f"/api/v1/account-links/{token}", json=body)
+        return self.client.post(f"/link/{token}", data=body)
+
+
+def form_login(client: TestClient, member: StaffMember) -> Response:
+    return client.post("/login", follow_redirects=False, data={
+        "username": member.username, "password": member.password, "otp": member.otp()})
+
+
+def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
+    target = s.target.account.id
+
+    def attachment() -> Response:
+        attachment_row = s.db.scalars(select(TipAttachment)).first()
+        assert attachment_row is not None
+        s.as_(Role.CASEWORKER)
+        return s.client.get(f"/api/v1/tips/{attachment_row.tip_id}/attachments/{attachment_row.id}")
+
+    return {
+        ("POST", "/api/v1/auth/login"): lambda: login(s.client, s.new_member(Role.LEAD)),
+        ("POST", "/login"): lambda: form_login(s.client, s.new_member(Role.LEAD)),
+        ("POST", "/api/v1/auth/logout"): lambda: (s.fresh(Role.LEAD), s.client.post("/api/v1/auth/logout"))[1],
+        ("POST", "/logout"): lambda: (s.fresh(Role.LEAD), s.client.post(
+            "/logout", data={"csrf_token": s.csrf()}, follow_redirects=False))[1],
+        ("POST", "/api/v1/auth/logout-everywhere"): lambda: (s.fresh(Role.AUDITOR), s.client.post(
+            "/api/v1/auth/logout-everywhere"))[1],
+        ("POST", "/account/logout-everywhere"): lambda: (s.fresh(Role.ADMIN), s.client.post(
+            "/account/logout-everywhere", data={"csrf_token": s.csrf()}, follow_redirects=False))[1],
+        ("POST", "/api/v1/auth/step-up"): lambda: (s.as_(Role.CASEWORKER), s.client.post(
+            "/api/v1/auth/step-up", json={"password": s.org[Role.CASEWORKER].password}))[1],
+        ("POST", "/account/step-up"): lambda: s.client.post("/account/step-up", data={
+            "csrf_token": s.csrf(), "password": s.org[Role.CASEWORKER].password}, follow_redirects=False),
+        ("POST", "/api/v1/auth/password"): lambda: (s.fresh(Role.CASEWORKER), s.client.post(
+            "/api/v1/auth/password", json={"current_password": s.last_fresh.password,
+                                           "new_password": "another fine passphrase"}))[1],
+        ("POST", "/account/password"): lambda: s.client.post("/account/password", data={
+            "csrf_token": s.csrf(), "current_password": "another fine passphrase",
+            "new_password": "a third fine passphrase"}, follow_redirects=False),
+        ("POST", "/api/v1/accounts"): lambda: (s.as_(Role.ADMIN), s.client.post(
+            "/api/v1/accounts", json={"username": "audited.one", "role": "caseworker"}))[1],
+        ("POST", "/admin/accounts"): lambda: s.client.post("/admin/accounts", data={
+            "csrf_token": s.csrf("/admin/accounts"), "username": "audited.two", "role": "lead"}),
+        ("PATCH", "/api/v1/accounts/{account_id}"): lambda: s.client.patch(
+            f"/api/v1/accounts/{target}", json={"role": "lead"}),
+        ("POST", "/admin/accounts/{account_id}"): lambda: s.client.post(f"/admin/accounts/{target}", data={
+            "csrf_token": s.csrf("/admin/accounts"), "role": "caseworker"}, follow_redirects=False),
+        ("POST", "/api/v1/accounts/{account_id}/reset-password"): lambda: s.client.post(
+            f"/api/v1/accounts/{target}/reset-password"),
+        ("POST", "/admin/accounts/{account_id}/reset-password"): lambda: s.client.post(
+            f"/admin/accounts/{target}/reset-password", data={"csrf_token": s.csrf("/admin/accounts")}),
+        ("POST", "/api/v1/accounts/{account_id}/reset-2fa"): lambda: s.client.post(
+            f"/api/v1/accounts/{target}/reset-2fa"),
+        ("POST", "/admin/accounts/{account_id}/reset-2fa"): lambda: s.client.post(
+            f"/admin/accounts/{target}/reset-2fa", data={"csrf_token": s.csrf("/admin/accounts")}),
+        ("POST", "/api/v1/account-links/{token}"): lambda: s.complete(s.link_token(), api=True),
+        ("POST", "/link/{token}"): lambda: s.complete(s.link_token(), api=False),
+        ("PUT", "/api/v1/key-grants/{account_id}"): lambda: (s.as_(Role.LEAD), s.client.put(
+            f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"))[1],
+        ("DELETE", "/api/v1/key-grants/{account_id}"): lambda: s.client.delete(
+            f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"),
+        ("POST", "/keys/{account_id}/{action}"): lambda: s.client.post(
+            f"/keys/{s.org[Role.CASEWORKER].account.id}/grant", data={"csrf_token": s.csrf("/keys")},
+            follow_redirects=False),
+        ("GET", "/api/v1/tips"): lambda: s.client.get("/api/v1/tips"),
+        ("GET", "/tips"): lambda: s.client.get("/tips"),
+        ("GET", "/api/v1/tips/{tip_id}"): lambda: s.client.get(f"/api/v1/tips/{s.tip_id}"),
+        ("GET", "/tips/{tip_id}"): lambda: s.client.get(f"/tips/{s.tip_id}"),
+        ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): attachment,
+        ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[1],
+        ("POST", "/audit/verify"): lambda: s.client.post("/audit/verify", data={"csrf_token": s.csrf()}),
+        ("POST", "/api/v1/audit/checkpoints"): lambda: s.client.post("/api/v1/audit/checkpoints"),
+        ("POST", "/audit/checkpoint"): lambda: s.client.post("/audit/checkpoint", data={"csrf_token": s.csrf()}),
+        ("GET", "/api/v1/audit/export"): lambda: s.client.get("/api/v1/audit/export"),
+    }
+
+
+@pytest.mark.usefixtures("organisation")
+def test_each_audited_route_writes_its_event(
+        staff_client: TestClient, intake_client: TestClient, organisation: Organisation,
+        db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
+    assert intake_client.post("/api/v1/tips", data={"narrative": "with a file"},
+                              files=[("files", ("a.bin", b"evidence", "application/pdf"))]).status_code == 201
+    scenario = Scenario(staff_client, organisation, db_session, settings, server_secrets)
+    steps = recipes(scenario)
+    assert set(steps) == set(AUDITED)
+    for route, call in steps.items():
+        before = db_session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0
+        response = call()
+        assert response.status_code < 400, (route, response.status_code, response.text[:300])
+        actions = [e.action for e in db_session.scalars(select(AuditEvent).where(AuditEvent.seq > before))]
+        assert AUDITED[route] in actions, (route, actions)
