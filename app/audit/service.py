@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -237,7 +237,7 @@ def _check_checkpoint(
     return True
 
 
-def iter_database_entries(connection: Connection) -> Iterator[tuple[int, bytes, bytes | None]]:
+def iter_database_entries(connection: Connection) -> Generator[tuple[int, bytes, bytes | None], None, None]:
     """Every event's canonical entry and stored leaf hash, streamed in seq order."""
     statement = (
         select(*EVENT_COLUMNS, AuditNode.hash)

@@ -81,7 +81,10 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/admin/accounts/{account_id}"): "as GET /api/v1/accounts",
     ("GET", "/api/v1/key-grants"): "who holds the key; grants and revocations are audited",
     ("GET", "/keys"): "as GET /api/v1/key-grants",
-    ("GET", "/api/v1/audit/events"): "reading actions, never content; the auditor's own trail is verify/export",
+    (
+        "GET",
+        "/api/v1/audit/events",
+    ): "reading actions, never content; the auditor's own trail is verify/export",
     ("GET", "/audit"): "as GET /api/v1/audit/events",
     ("GET", "/api/v1/audit/checkpoint"): "a public commitment",
     ("GET", "/api/v1/audit/events/{seq}/proof"): "a proof over public commitments",
@@ -99,8 +102,14 @@ def test_every_staff_route_is_classified(settings: Settings) -> None:
 class Scenario:
     """Calls each audited route once, successfully, as a member allowed to."""
 
-    def __init__(self, client: TestClient, organisation: Organisation, db_session: Session,
-                 settings: Settings, server_secrets: ServerSecrets) -> None:
+    def __init__(
+        self,
+        client: TestClient,
+        organisation: Organisation,
+        db_session: Session,
+        settings: Settings,
+        server_secrets: ServerSecrets,
+    ) -> None:
         self.client, self.org, self.db = client, organisation, db_session
         self.settings, self.secrets = settings, server_secrets
         self.steps: dict[str, int] = {}
@@ -143,8 +152,9 @@ class Scenario:
 
     def link_token(self) -> str:
         self.as_(Role.ADMIN)
-        created = self.client.post("/api/v1/accounts", json={"username": f"m{uuid.uuid4().hex[:8]}",
-                                                             "role": "lead"})
+        created = self.client.post(
+            "/api/v1/accounts", json={"username": f"m{uuid.uuid4().hex[:8]}", "role": "lead"}
+        )
         return str(created.json()["link_path"]).removeprefix("/link/")
 
     def complete(self, token: str, api: bool) -> Response:
@@ -157,8 +167,11 @@ class Scenario:
 
 
 def form_login(client: TestClient, member: StaffMember) -> Response:
-    return client.post("/login", follow_redirects=False, data={
-        "username": member.username, "password": member.password, "otp": member.otp()})
+    return client.post(
+        "/login",
+        follow_redirects=False,
+        data={"username": member.username, "password": member.password, "otp": member.otp()},
+    )
 
 
 def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
@@ -173,67 +186,124 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
     return {
         ("POST", "/api/v1/auth/login"): lambda: login(s.client, s.new_member(Role.LEAD)),
         ("POST", "/login"): lambda: form_login(s.client, s.new_member(Role.LEAD)),
-        ("POST", "/api/v1/auth/logout"): lambda: (s.fresh(Role.LEAD), s.client.post("/api/v1/auth/logout"))[1],
-        ("POST", "/logout"): lambda: (s.fresh(Role.LEAD), s.client.post(
-            "/logout", data={"csrf_token": s.csrf()}, follow_redirects=False))[1],
-        ("POST", "/api/v1/auth/logout-everywhere"): lambda: (s.fresh(Role.AUDITOR), s.client.post(
-            "/api/v1/auth/logout-everywhere"))[1],
-        ("POST", "/account/logout-everywhere"): lambda: (s.fresh(Role.ADMIN), s.client.post(
-            "/account/logout-everywhere", data={"csrf_token": s.csrf()}, follow_redirects=False))[1],
-        ("POST", "/api/v1/auth/step-up"): lambda: (s.as_(Role.CASEWORKER), s.client.post(
-            "/api/v1/auth/step-up", json={"password": s.org[Role.CASEWORKER].password}))[1],
-        ("POST", "/account/step-up"): lambda: s.client.post("/account/step-up", data={
-            "csrf_token": s.csrf(), "password": s.org[Role.CASEWORKER].password}, follow_redirects=False),
-        ("POST", "/api/v1/auth/password"): lambda: (s.fresh(Role.CASEWORKER), s.client.post(
-            "/api/v1/auth/password", json={"current_password": s.last_fresh.password,
-                                           "new_password": "another fine passphrase"}))[1],
-        ("POST", "/account/password"): lambda: s.client.post("/account/password", data={
-            "csrf_token": s.csrf(), "current_password": "another fine passphrase",
-            "new_password": "a third fine passphrase"}, follow_redirects=False),
-        ("POST", "/api/v1/accounts"): lambda: (s.as_(Role.ADMIN), s.client.post(
-            "/api/v1/accounts", json={"username": "audited.one", "role": "caseworker"}))[1],
-        ("POST", "/admin/accounts"): lambda: s.client.post("/admin/accounts", data={
-            "csrf_token": s.csrf("/admin/accounts"), "username": "audited.two", "role": "lead"}),
+        ("POST", "/api/v1/auth/logout"): lambda: (s.fresh(Role.LEAD), s.client.post("/api/v1/auth/logout"))[
+            1
+        ],
+        ("POST", "/logout"): lambda: (
+            s.fresh(Role.LEAD),
+            s.client.post("/logout", data={"csrf_token": s.csrf()}, follow_redirects=False),
+        )[1],
+        ("POST", "/api/v1/auth/logout-everywhere"): lambda: (
+            s.fresh(Role.AUDITOR),
+            s.client.post("/api/v1/auth/logout-everywhere"),
+        )[1],
+        ("POST", "/account/logout-everywhere"): lambda: (
+            s.fresh(Role.ADMIN),
+            s.client.post(
+                "/account/logout-everywhere", data={"csrf_token": s.csrf()}, follow_redirects=False
+            ),
+        )[1],
+        ("POST", "/api/v1/auth/step-up"): lambda: (
+            s.as_(Role.CASEWORKER),
+            s.client.post("/api/v1/auth/step-up", json={"password": s.org[Role.CASEWORKER].password}),
+        )[1],
+        ("POST", "/account/step-up"): lambda: s.client.post(
+            "/account/step-up",
+            data={"csrf_token": s.csrf(), "password": s.org[Role.CASEWORKER].password},
+            follow_redirects=False,
+        ),
+        ("POST", "/api/v1/auth/password"): lambda: (
+            s.fresh(Role.CASEWORKER),
+            s.client.post(
+                "/api/v1/auth/password",
+                json={"current_password": s.last_fresh.password, "new_password": "another fine passphrase"},
+            ),
+        )[1],
+        ("POST", "/account/password"): lambda: s.client.post(
+            "/account/password",
+            data={
+                "csrf_token": s.csrf(),
+                "current_password": "another fine passphrase",
+                "new_password": "a third fine passphrase",
+            },
+            follow_redirects=False,
+        ),
+        ("POST", "/api/v1/accounts"): lambda: (
+            s.as_(Role.ADMIN),
+            s.client.post("/api/v1/accounts", json={"username": "audited.one", "role": "caseworker"}),
+        )[1],
+        ("POST", "/admin/accounts"): lambda: s.client.post(
+            "/admin/accounts",
+            data={"csrf_token": s.csrf("/admin/accounts"), "username": "audited.two", "role": "lead"},
+        ),
         ("PATCH", "/api/v1/accounts/{account_id}"): lambda: s.client.patch(
-            f"/api/v1/accounts/{target}", json={"role": "lead"}),
-        ("POST", "/admin/accounts/{account_id}"): lambda: s.client.post(f"/admin/accounts/{target}", data={
-            "csrf_token": s.csrf("/admin/accounts"), "role": "caseworker"}, follow_redirects=False),
+            f"/api/v1/accounts/{target}", json={"role": "lead"}
+        ),
+        ("POST", "/admin/accounts/{account_id}"): lambda: s.client.post(
+            f"/admin/accounts/{target}",
+            data={"csrf_token": s.csrf("/admin/accounts"), "role": "caseworker"},
+            follow_redirects=False,
+        ),
         ("POST", "/api/v1/accounts/{account_id}/reset-password"): lambda: s.client.post(
-            f"/api/v1/accounts/{target}/reset-password"),
+            f"/api/v1/accounts/{target}/reset-password"
+        ),
         ("POST", "/admin/accounts/{account_id}/reset-password"): lambda: s.client.post(
-            f"/admin/accounts/{target}/reset-password", data={"csrf_token": s.csrf("/admin/accounts")}),
+            f"/admin/accounts/{target}/reset-password", data={"csrf_token": s.csrf("/admin/accounts")}
+        ),
         ("POST", "/api/v1/accounts/{account_id}/reset-2fa"): lambda: s.client.post(
-            f"/api/v1/accounts/{target}/reset-2fa"),
+            f"/api/v1/accounts/{target}/reset-2fa"
+        ),
         ("POST", "/admin/accounts/{account_id}/reset-2fa"): lambda: s.client.post(
-            f"/admin/accounts/{target}/reset-2fa", data={"csrf_token": s.csrf("/admin/accounts")}),
+            f"/admin/accounts/{target}/reset-2fa", data={"csrf_token": s.csrf("/admin/accounts")}
+        ),
         ("POST", "/api/v1/account-links/{token}"): lambda: s.complete(s.link_token(), api=True),
         ("POST", "/link/{token}"): lambda: s.complete(s.link_token(), api=False),
-        ("PUT", "/api/v1/key-grants/{account_id}"): lambda: (s.as_(Role.LEAD), s.client.put(
-            f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"))[1],
+        ("PUT", "/api/v1/key-grants/{account_id}"): lambda: (
+            s.as_(Role.LEAD),
+            s.client.put(f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"),
+        )[1],
         ("DELETE", "/api/v1/key-grants/{account_id}"): lambda: s.client.delete(
-            f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"),
+            f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"
+        ),
         ("POST", "/keys/{account_id}/{action}"): lambda: s.client.post(
-            f"/keys/{s.org[Role.CASEWORKER].account.id}/grant", data={"csrf_token": s.csrf("/keys")},
-            follow_redirects=False),
+            f"/keys/{s.org[Role.CASEWORKER].account.id}/grant",
+            data={"csrf_token": s.csrf("/keys")},
+            follow_redirects=False,
+        ),
         ("GET", "/api/v1/tips"): lambda: s.client.get("/api/v1/tips"),
         ("GET", "/tips"): lambda: s.client.get("/tips"),
         ("GET", "/api/v1/tips/{tip_id}"): lambda: s.client.get(f"/api/v1/tips/{s.tip_id}"),
         ("GET", "/tips/{tip_id}"): lambda: s.client.get(f"/tips/{s.tip_id}"),
         ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): attachment,
-        ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[1],
+        ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
+            1
+        ],
         ("POST", "/audit/verify"): lambda: s.client.post("/audit/verify", data={"csrf_token": s.csrf()}),
         ("POST", "/api/v1/audit/checkpoints"): lambda: s.client.post("/api/v1/audit/checkpoints"),
-        ("POST", "/audit/checkpoint"): lambda: s.client.post("/audit/checkpoint", data={"csrf_token": s.csrf()}),
+        ("POST", "/audit/checkpoint"): lambda: s.client.post(
+            "/audit/checkpoint", data={"csrf_token": s.csrf()}
+        ),
         ("GET", "/api/v1/audit/export"): lambda: s.client.get("/api/v1/audit/export"),
     }
 
 
 @pytest.mark.usefixtures("organisation")
 def test_each_audited_route_writes_its_event(
-        staff_client: TestClient, intake_client: TestClient, organisation: Organisation,
-        db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
-    assert intake_client.post("/api/v1/tips", data={"narrative": "with a file"},
-                              files=[("files", ("a.bin", b"evidence", "application/pdf"))]).status_code == 201
+    staff_client: TestClient,
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> None:
+    assert (
+        intake_client.post(
+            "/api/v1/tips",
+            data={"narrative": "with a file"},
+            files=[("files", ("a.bin", b"evidence", "application/pdf"))],
+        ).status_code
+        == 201
+    )
     scenario = Scenario(staff_client, organisation, db_session, settings, server_secrets)
     steps = recipes(scenario)
     assert set(steps) == set(AUDITED)

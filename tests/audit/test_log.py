@@ -29,13 +29,20 @@ ACTOR = audit.Actor(id=None, username="tester", role="lead")
 
 def fill(session: Session, count: int, start: int = 0) -> None:
     for number in range(start, start + count):
-        audit.record(session, ACTOR, "test.action", object_type="tip", object_id=f"object-{number}",
-                     details={"n": number})
+        audit.record(
+            session,
+            ACTOR,
+            "test.action",
+            object_type="tip",
+            object_id=f"object-{number}",
+            details={"n": number},
+        )
 
 
 def verify(session: Session, server_secrets: ServerSecrets) -> service.VerifyReport:
-    return service.verify_database(session.connection(), service.signing_key(server_secrets).public_key(),
-                                   ORIGIN)
+    return service.verify_database(
+        session.connection(), service.signing_key(server_secrets).public_key(), ORIGIN
+    )
 
 
 def checkpoint(session: Session, server_secrets: ServerSecrets) -> AuditCheckpoint | None:
@@ -54,7 +61,8 @@ def drop_append_only_triggers(session: Session, backend: Backend) -> None:
 
 
 def test_sequence_numbers_run_without_gaps_and_checkpoints_sign_the_tree(
-        db_session: Session, server_secrets: ServerSecrets) -> None:
+    db_session: Session, server_secrets: ServerSecrets
+) -> None:
     fill(db_session, 13)
     first = checkpoint(db_session, server_secrets)
     assert first is not None
@@ -64,9 +72,12 @@ def test_sequence_numbers_run_without_gaps_and_checkpoints_sign_the_tree(
     second = checkpoint(db_session, server_secrets)
     assert second is not None
     assert second.tree_size == 21
-    assert [e.seq for e in db_session.scalars(select(AuditEvent).order_by(AuditEvent.seq))] == list(range(1, 22))
-    opened = open_signed_checkpoint(second.signed_note, service.signing_key(server_secrets).public_key(),
-                                    origin=ORIGIN)
+    assert [e.seq for e in db_session.scalars(select(AuditEvent).order_by(AuditEvent.seq))] == list(
+        range(1, 22)
+    )
+    opened = open_signed_checkpoint(
+        second.signed_note, service.signing_key(server_secrets).public_key(), origin=ORIGIN
+    )
     assert opened.root_hash == second.root_hash
     report = verify(db_session, server_secrets)
     assert report.ok, report.problems
@@ -76,7 +87,8 @@ def test_sequence_numbers_run_without_gaps_and_checkpoints_sign_the_tree(
 
 
 def test_inclusion_proofs_from_the_node_table_verify(
-        db_session: Session, server_secrets: ServerSecrets) -> None:
+    db_session: Session, server_secrets: ServerSecrets
+) -> None:
     from app.audit.merkle import inclusion_proof
 
     fill(db_session, 37)
@@ -85,18 +97,23 @@ def test_inclusion_proofs_from_the_node_table_verify(
     for seq in (1, 2, 17, 36, 37):
         event = db_session.get_one(AuditEvent, seq)
         proof = inclusion_proof(service.DatabaseNodeStore(db_session), seq - 1, signed.tree_size)
-        assert verify_inclusion(leaf_hash(audit.entry_of(event)), seq - 1, signed.tree_size, proof,
-                                signed.root_hash)
+        assert verify_inclusion(
+            leaf_hash(audit.entry_of(event)), seq - 1, signed.tree_size, proof, signed.root_hash
+        )
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_events SET action = 'nothing.happened' WHERE seq = 2",
-    "DELETE FROM audit_events WHERE seq = 2",
-    "UPDATE audit_checkpoints SET tree_size = 1",
-    "DELETE FROM audit_checkpoints",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET action = 'nothing.happened' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 2",
+        "UPDATE audit_checkpoints SET tree_size = 1",
+        "DELETE FROM audit_checkpoints",
+    ],
+)
 def test_the_database_refuses_to_change_or_remove_audit_rows(
-        db_session: Session, server_secrets: ServerSecrets, statement: str) -> None:
+    db_session: Session, server_secrets: ServerSecrets, statement: str
+) -> None:
     fill(db_session, 3)
     checkpoint(db_session, server_secrets)
     db_session.commit()
@@ -109,16 +126,22 @@ TAMPERING = {
     "edit_details": ("UPDATE audit_events SET details = '{}' WHERE seq = 12", 12),
     "delete": ("DELETE FROM audit_events WHERE seq = 5", 5),
     "truncate": ("DELETE FROM audit_events WHERE seq > 15", 16),
-    "reorder": ("UPDATE audit_events SET object_id = CASE seq WHEN 3 THEN 'object-3x' ELSE 'object-2' END "
-                "WHERE seq IN (3, 4)", 3),
+    "reorder": (
+        "UPDATE audit_events SET object_id = CASE seq WHEN 3 THEN 'object-3x' ELSE 'object-2' END "
+        "WHERE seq IN (3, 4)",
+        3,
+    ),
     "edit_after_checkpoint_in_node_table_too": (
-        "UPDATE audit_events SET outcome = 'failure' WHERE seq = 9", 9),
+        "UPDATE audit_events SET outcome = 'failure' WHERE seq = 9",
+        9,
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(TAMPERING))
 def test_tampering_is_detected_and_the_first_bad_event_named(
-        db_session: Session, backend: Backend, server_secrets: ServerSecrets, kind: str) -> None:
+    db_session: Session, backend: Backend, server_secrets: ServerSecrets, kind: str
+) -> None:
     fill(db_session, 20)
     checkpoint(db_session, server_secrets)
     assert verify(db_session, server_secrets).ok
@@ -130,32 +153,50 @@ def test_tampering_is_detected_and_the_first_bad_event_named(
     assert report.first_bad_seq == bad_seq, report.problems
 
 
-def test_an_insertion_is_detected(db_session: Session, backend: Backend, server_secrets: ServerSecrets) -> None:
+def test_an_insertion_is_detected(
+    db_session: Session, backend: Backend, server_secrets: ServerSecrets
+) -> None:
     fill(db_session, 10)
     checkpoint(db_session, server_secrets)
     drop_append_only_triggers(db_session, backend)
     # Make room at seq 4 and slip an event in: every later event is renumbered.
     for seq in range(10, 3, -1):
-        db_session.execute(text("UPDATE audit_events SET seq = :new WHERE seq = :old"), {"new": seq + 1, "old": seq})
+        db_session.execute(
+            text("UPDATE audit_events SET seq = :new WHERE seq = :old"), {"new": seq + 1, "old": seq}
+        )
     audit_row = db_session.get_one(AuditEvent, 3)
-    db_session.execute(AuditEvent.__table__.insert().values(
-        seq=4, occurred_at=audit_row.occurred_at, actor_id=None, actor="intruder", role="lead",
-        action="tip.read", object_type="tip", object_id="x", outcome="success", details="{}"))
+    db_session.execute(
+        AuditEvent.__table__.insert().values(
+            seq=4,
+            occurred_at=audit_row.occurred_at,
+            actor_id=None,
+            actor="intruder",
+            role="lead",
+            action="tip.read",
+            object_type="tip",
+            object_id="x",
+            outcome="success",
+            details="{}",
+        )
+    )
     report = verify(db_session, server_secrets)
     assert not report.ok
     assert report.first_bad_seq == 4
 
 
 def test_a_forged_checkpoint_is_detected(
-        db_session: Session, backend: Backend, server_secrets: ServerSecrets) -> None:
+    db_session: Session, backend: Backend, server_secrets: ServerSecrets
+) -> None:
     from app.audit.checkpoint import Checkpoint, sign_checkpoint, signing_key_from_seed
 
     fill(db_session, 6)
     signed = checkpoint(db_session, server_secrets)
     assert signed is not None
     drop_append_only_triggers(db_session, backend)
-    forged = sign_checkpoint(Checkpoint(origin=ORIGIN, tree_size=6, root_hash=bytes(32), time=1),
-                             signing_key_from_seed(b"\x07" * 32))
+    forged = sign_checkpoint(
+        Checkpoint(origin=ORIGIN, tree_size=6, root_hash=bytes(32), time=1),
+        signing_key_from_seed(b"\x07" * 32),
+    )
     db_session.execute(text("UPDATE audit_checkpoints SET signed_note = :note"), {"note": forged})
     report = verify(db_session, server_secrets)
     assert not report.ok
@@ -163,8 +204,8 @@ def test_a_forged_checkpoint_is_detected(
 
 
 def test_events_name_actions_never_content(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     canary = "CANARY-narrative-in-the-audit-log"
     tip_id, _ = make_tip(db_session, server_secrets, narrative=canary, host_city="CANARY-city")
     db_session.commit()
@@ -174,7 +215,10 @@ def test_events_name_actions_never_content(
     assert staff_client.get(f"/api/v1/tips/{tip_id}").status_code == 200
     rows = db_session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
     assert [(e.action, e.outcome) for e in rows] == [
-        ("auth.login", "failure"), ("auth.login", "success"), ("tip.read", "success")]
+        ("auth.login", "failure"),
+        ("auth.login", "success"),
+        ("tip.read", "success"),
+    ]
     assert rows[2].object_id == str(tip_id)
     assert rows[2].actor == member.username
     everything = " ".join(str(audit.entry_of(e)) for e in rows)
@@ -184,7 +228,8 @@ def test_events_name_actions_never_content(
 
 
 def test_an_unknown_username_is_not_recorded(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     typed = "maybe-my-password-typed-in-the-wrong-box"
     response = staff_client.post("/api/v1/auth/login", json={"username": typed, "password": "x", "otp": "1"})
     assert response.status_code == 401
@@ -194,8 +239,9 @@ def test_an_unknown_username_is_not_recorded(
     assert typed not in audit.entry_of(event).decode()
 
 
-def test_the_auditor_api(staff_client: TestClient, organisation: Organisation, db_session: Session,
-                         server_secrets: ServerSecrets) -> None:
+def test_the_auditor_api(
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     fill(db_session, 5)
     db_session.commit()
     auditor = organisation[Role.AUDITOR]
@@ -218,15 +264,21 @@ def test_the_auditor_api(staff_client: TestClient, organisation: Organisation, d
     proof = staff_client.get("/api/v1/audit/events/2/proof").json()
     event = db_session.get_one(AuditEvent, 2)
     root = bytes.fromhex(staff_client.get("/api/v1/audit/checkpoint").json()["root"])
-    assert verify_inclusion(leaf_hash(audit.entry_of(event)), 1, proof["tree_size"],
-                            [base64.b64decode(node) for node in proof["proof"]], root)
+    assert verify_inclusion(
+        leaf_hash(audit.entry_of(event)),
+        1,
+        proof["tree_size"],
+        [base64.b64decode(node) for node in proof["proof"]],
+        root,
+    )
     export = staff_client.get("/api/v1/audit/export")
     assert export.status_code == 200
     assert export.text.count('"type": "event"') >= 7
 
 
 def test_a_checkpoint_is_due_only_with_new_events_after_the_interval(
-        db_session: Session, server_secrets: ServerSecrets, settings: Settings) -> None:
+    db_session: Session, server_secrets: ServerSecrets, settings: Settings
+) -> None:
     interval = dt.timedelta(minutes=5)
     assert not service.checkpoint_due(db_session, interval)
     fill(db_session, 2)
