@@ -66,16 +66,20 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, origin: st
             ).root_hash
         except CheckpointError:
             continue  # already reported by verify_entries
+    # Inclusion proofs name the altered event exactly, where a checkpoint
+    # mismatch only bounds it; the exact name wins.
+    misplaced: list[int] = []
     for event, (seq, entry, _) in zip(events, entries, strict=True):
         inclusion = event.get("inclusion")
         if inclusion is None:
             continue
         root = roots.get(inclusion["tree_size"])
         proof = [base64.b64decode(node) for node in inclusion["proof"]]
-        if root is None or not verify_inclusion(
-            leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root
-        ):
-            report.fail(f"event {seq}: its inclusion proof does not lead to the signed root", seq)
+        if root is None or not verify_inclusion(leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root):
+            report.fail(f"event {seq}: its inclusion proof does not lead to the signed root")
+            misplaced.append(seq)
+    if misplaced:
+        report.first_bad_seq = min(misplaced)
     for checkpoint in checkpoints:
         old_size = checkpoint.get("consistency_from")
         if old_size is None:
