@@ -75,7 +75,9 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, origin: st
             continue
         root = roots.get(inclusion["tree_size"])
         proof = [base64.b64decode(node) for node in inclusion["proof"]]
-        if root is None or not verify_inclusion(leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root):
+        if root is None or not verify_inclusion(
+            leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root
+        ):
             report.fail(f"event {seq}: its inclusion proof does not lead to the signed root")
             misplaced.append(seq)
     if misplaced:
