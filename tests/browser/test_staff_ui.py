@@ -34,7 +34,7 @@ NAVIGATION_BY_ROLE = {
     "caseworker": {"queue", "account"},
     "lead": {"queue", "keys", "account"},
     "admin": {"accounts", "account"},
-    "auditor": {"account"},
+    "auditor": {"audit", "account"},
 }
 
 
