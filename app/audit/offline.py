@@ -16,13 +16,35 @@ from app.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from app.audit.service import SignedCheckpoint, VerifyReport, verify_entries
 
 
+def _inclusion_holds(inclusion: dict[str, Any], seq: int, entry: bytes, roots: dict[int, bytes]) -> bool:
+    root = roots.get(inclusion.get("tree_size"))  # type: ignore[arg-type]
+    if root is None:
+        return False
+    try:
+        proof = [base64.b64decode(node, validate=True) for node in inclusion["proof"]]
+    except (TypeError, ValueError, KeyError):
+        return False
+    return verify_inclusion(leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root)
+
+
 def _time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, origin: str) -> VerifyReport:
     """Recompute the tree from the exported events, check every checkpoint, and every
-    inclusion and consistency proof in the file against the signed roots."""
+    inclusion and consistency proof in the file against the signed roots.
+
+    A malformed file is a failed verification, never a crash."""
+    try:
+        return _verify_export(lines, public_key, origin)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        report = VerifyReport(ok=True, size=0, root=b"")
+        report.fail(f"the export is malformed ({type(exc).__name__}): it cannot be checked")
+        return report
+
+
+def _verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, origin: str) -> VerifyReport:
     events: list[dict[str, Any]] = []
     checkpoints: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -66,22 +88,20 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey, origin: st
             ).root_hash
         except CheckpointError:
             continue  # already reported by verify_entries
-    # Inclusion proofs name the altered event exactly, where a checkpoint
-    # mismatch only bounds it; the exact name wins.
-    misplaced: list[int] = []
+    # Events whose inclusion proofs lead to a signed root are proven intact:
+    # the first bad event cannot come before the first one that is not.
+    first_unproven: int | None = None
     for event, (seq, entry, _) in zip(events, entries, strict=True):
         inclusion = event.get("inclusion")
-        if inclusion is None:
-            continue
-        root = roots.get(inclusion["tree_size"])
-        proof = [base64.b64decode(node) for node in inclusion["proof"]]
-        if root is None or not verify_inclusion(
-            leaf_hash(entry), seq - 1, inclusion["tree_size"], proof, root
-        ):
-            report.fail(f"event {seq}: its inclusion proof does not lead to the signed root")
-            misplaced.append(seq)
-    if misplaced:
-        report.first_bad_seq = min(misplaced)
+        proven = isinstance(inclusion, dict) and _inclusion_holds(inclusion, seq, entry, roots)
+        if inclusion is not None and not proven:
+            report.fail(
+                f"event {seq}: its inclusion proof does not lead to the signed root", seq, exact=False
+            )
+        if not proven and first_unproven is None:
+            first_unproven = seq
+    if report.bound_bad_seq is not None and first_unproven is not None:
+        report.bound_bad_seq = max(report.bound_bad_seq, first_unproven)
     for checkpoint in checkpoints:
         old_size = checkpoint.get("consistency_from")
         if old_size is None:

@@ -146,13 +146,27 @@ class VerifyReport:
     root: bytes
     checkpoints_checked: int = 0
     problems: list[str] = field(default_factory=list)
-    first_bad_seq: int | None = None
+    # Where damage was pinned exactly (a missing event, a truncation, an event
+    # that differs from authenticated leaf hashes) ...
+    exact_bad_seq: int | None = None
+    # ... and the first event not proven good, when that is all that is known.
+    bound_bad_seq: int | None = None
 
-    def fail(self, problem: str, seq: int | None = None) -> None:
+    def fail(self, problem: str, seq: int | None = None, *, exact: bool = True) -> None:
         self.ok = False
         self.problems.append(problem)
-        if seq is not None and (self.first_bad_seq is None or seq < self.first_bad_seq):
-            self.first_bad_seq = seq
+        if seq is None:
+            return
+        if exact:
+            self.exact_bad_seq = seq if self.exact_bad_seq is None else min(seq, self.exact_bad_seq)
+        else:
+            self.bound_bad_seq = seq if self.bound_bad_seq is None else min(seq, self.bound_bad_seq)
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        """The first bad event: exact when pinned, else the first not proven good."""
+        candidates = [seq for seq in (self.exact_bad_seq, self.bound_bad_seq) if seq is not None]
+        return min(candidates) if candidates else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +183,23 @@ def verify_entries(
 ) -> VerifyReport:
     """Verify a log given as (seq, canonical entry, stored leaf hash or None), in seq order.
 
-    Detects edits (a checkpoint root or a stored leaf hash no longer matches),
-    deletions and insertions (sequence numbers must run 1, 2, 3 ...),
-    reordering (the seq is inside each entry), truncation (a checkpoint
-    larger than the log) and forged checkpoints (signature, origin, root).
+    Detects edits (a checkpoint root no longer matches), deletions and
+    insertions (sequence numbers must run 1, 2, 3 ...), reordering (the seq is
+    inside each entry), truncation (a checkpoint larger than the log) and
+    forged checkpoints (signature, origin, root).
+
+    Naming the first bad event: events up to the last checkpoint that still
+    verifies are proven good. Stored leaf hashes are *not* trusted, unless
+    they reproduce a signed root themselves: then they are as good as signed,
+    and the first event that differs from its stored hash is named exactly.
+    Otherwise the report names the first event not proven good (a sound
+    lower bound), and says so.
     """
     ordered = sorted(checkpoints, key=lambda c: c.tree_size)
     report = VerifyReport(ok=True, size=0, root=b"")
     compact = CompactRange()
+    stored = CompactRange()  # the tree of the stored leaf hashes, while they are all present
+    first_difference: int | None = None  # first seq whose stored leaf hash differs, since the last good size
     pending = iter(ordered)
     next_checkpoint = next(pending, None)
     last_good_size = 0
@@ -186,14 +209,40 @@ def verify_entries(
             report.fail(f"event {expected} is missing or out of order (found {seq} next)", expected)
             break
         leaf = leaf_hash(entry)
-        if stored_leaf is not None and stored_leaf != leaf:
-            report.fail(f"event {seq} was altered after it was checkpointed", seq)
         compact.append(leaf)
+        if stored_leaf is not None and stored.size == compact.size - 1:
+            stored.append(stored_leaf)
+            if stored_leaf != leaf and first_difference is None:
+                first_difference = seq
         while next_checkpoint is not None and next_checkpoint.tree_size == compact.size:
-            if _check_checkpoint(
-                report, next_checkpoint, compact.root(), public_key, origin, first_unproven=last_good_size + 1
-            ):
-                last_good_size = compact.size
+            opened = _open_checkpoint(report, next_checkpoint, public_key, origin)
+            if opened is not None and opened.root_hash == compact.root():
+                if first_difference is not None:
+                    # The events are intact; the node table (proofs) was altered.
+                    report.fail(
+                        f"the stored tree node of event {first_difference} was altered "
+                        "(the events match the signed checkpoint; proofs served from the "
+                        "node table would fail)",
+                        first_difference,
+                    )
+                last_good_size, first_difference = compact.size, None
+            elif opened is not None:
+                exact = (
+                    stored.size == compact.size
+                    and stored.root() == opened.root_hash
+                    and first_difference is not None
+                )
+                first_bad = first_difference if exact else last_good_size + 1
+                report.fail(
+                    f"event {first_bad} differs from what the checkpoint signed at size "
+                    f"{opened.tree_size} commits to"
+                    if exact
+                    else f"events {last_good_size + 1} to {opened.tree_size} do not match the checkpoint "
+                    f"signed at size {opened.tree_size}: the first bad event is at or after "
+                    f"{last_good_size + 1}",
+                    first_bad,
+                    exact=exact,
+                )
             next_checkpoint = next(pending, None)
     report.size = compact.size
     report.root = compact.root()
@@ -207,34 +256,20 @@ def verify_entries(
     return report
 
 
-def _check_checkpoint(
-    report: VerifyReport,
-    checkpoint: SignedCheckpoint,
-    root: bytes,
-    public_key: Ed25519PublicKey,
-    origin: str,
-    *,
-    first_unproven: int,
-) -> bool:
+def _open_checkpoint(
+    report: VerifyReport, checkpoint: SignedCheckpoint, public_key: Ed25519PublicKey, origin: str
+) -> Checkpoint | None:
+    """The signed checkpoint, or None (reported) when its signature, origin or size is wrong."""
     report.checkpoints_checked += 1
     try:
         opened = open_signed_checkpoint(checkpoint.signed_note, public_key, origin=origin)
     except CheckpointError as exc:
         report.fail(f"checkpoint at size {checkpoint.tree_size} is not validly signed: {exc}")
-        return False
+        return None
     if opened.tree_size != checkpoint.tree_size:
         report.fail(f"checkpoint stored at size {checkpoint.tree_size} signs size {opened.tree_size}")
-        return False
-    if opened.root_hash != root:
-        report.fail(
-            f"events {first_unproven} to {checkpoint.tree_size} do not match the checkpoint "
-            f"signed at size {checkpoint.tree_size}: the first bad event is at or after "
-            f"{first_unproven}",
-            # A stored leaf hash may already have named the event precisely.
-            first_unproven if report.first_bad_seq is None else None,
-        )
-        return False
-    return True
+        return None
+    return opened
 
 
 def iter_database_entries(connection: Connection) -> Generator[tuple[int, bytes, bytes | None], None, None]:

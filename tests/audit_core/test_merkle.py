@@ -130,7 +130,7 @@ def test_roots_match_the_recursive_reference(size: int) -> None:
 
 
 def test_roots_match_the_reference_at_random_sizes() -> None:
-    rng = random.Random(9162)  # noqa: S311 - test data, not secrets
+    rng = random.Random(9162)
     for size in rng.sample(range(71, 5000), 8):
         leaves = make_leaves(size, salt=size)
         assert root_from_leaf_hashes(leaves) == reference_mth(leaves)

@@ -296,10 +296,6 @@ def test_a_stored_leaf_hash_that_disagrees_with_its_entry_is_detected_at_its_seq
     assert report.first_bad_seq == seq
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in app/audit/service.py _check_checkpoint (since 12a4a7e): a root mismatch passes "
-    "`first_unproven if report.first_bad_seq is None else None`, so a stored leaf hash (audit_nodes, not "
-    "append-only, never trusted) that names a later event replaces the sound bound first_unproven"))
 def test_an_edit_is_located_at_or_before_it_even_when_a_later_stored_leaf_points_elsewhere() -> None:
     """The node table is not trusted: an attacker who edits event 20 and rewrites its leaf hash, then
     edits event 25 without rewriting its leaf hash, must not make the verifier name event 25."""
@@ -639,7 +635,6 @@ def corrupt_proof(lines: list[str], seq: int) -> None:
     lines[event_line_index(seq)] = json.dumps(event, ensure_ascii=False)
 
 
-@pytest.mark.xfail(strict=True, reason=DECOY_REASON)
 def test_a_corrupted_later_proof_does_not_hide_a_deleted_event_in_an_export() -> None:
     lines = export_lines()
     corrupt_proof(lines, 50)
@@ -649,7 +644,6 @@ def test_a_corrupted_later_proof_does_not_hide_a_deleted_event_in_an_export() ->
     assert report.first_bad_seq == 10, report.problems
 
 
-@pytest.mark.xfail(strict=True, reason=DECOY_REASON)
 def test_an_edited_export_event_without_its_proof_is_located_at_or_before_it() -> None:
     lines = export_lines()
     event = json.loads(lines[event_line_index(20)])
