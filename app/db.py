@@ -48,13 +48,19 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     cursor.close()
 
 
+READ_ONLY_OPTION = "daylight_read_only"
+
+
 def _begin_sqlite(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front. A deferred BEGIN that reads,
     # then writes after another connection committed, fails at once with
     # "database is locked" (busy_timeout cannot help it); IMMEDIATE waits
     # its turn instead. SQLite serialises writers either way: requests are
     # short, and nothing holds a transaction open across a slow client.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A long read-only pass (audit verification) asks for a deferred BEGIN
+    # instead, so that it does not hold the write lock (READ_ONLY_OPTION).
+    read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_database_engine(url: str) -> Engine:

@@ -52,9 +52,33 @@ def format_time(moment: dt.datetime) -> str:
     return utc.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# One encoder, built once: json.dumps with non-default options builds a new
+# encoder per call, which dominates verification time over a million events.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_SQLITE_TIME_LENGTH = len("2026-01-01 00:00:00.000000")
+
+
+def _time_text(value: dt.datetime | str) -> str:
+    # SQLite hands back the stored text "YYYY-MM-DD HH:MM:SS.ffffff" (UTC); the
+    # ORM and PostgreSQL hand back datetimes. Both encode to the same text.
+    if isinstance(value, str):
+        if len(value) == _SQLITE_TIME_LENGTH and value[10] == " ":
+            return f"{value[:10]}T{value[11:]}Z"
+        return format_time(dt.datetime.fromisoformat(value))
+    return format_time(value)
+
+
+def _actor_text(value: uuid.UUID | str | None) -> str | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return None if value is None else str(value)
+    if len(value) == 32:  # SQLite's stored hex form
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}".lower()
+    return str(uuid.UUID(value))
+
+
 def canonical_entry(
     seq: int,
-    occurred_at: dt.datetime,
+    occurred_at: dt.datetime | str,
     actor_id: uuid.UUID | str | None,
     actor: str | None,
     role: str | None,
@@ -65,13 +89,12 @@ def canonical_entry(
     details: str,
 ) -> bytes:
     """The leaf the Merkle tree commits to: every column, in a fixed order, as compact JSON."""
-    actor_text = None if actor_id is None else str(uuid.UUID(str(actor_id)))
-    return json.dumps(
+    return _ENCODER.encode(
         [
             ENTRY_FORMAT,
             seq,
-            format_time(occurred_at),
-            actor_text,
+            _time_text(occurred_at),
+            _actor_text(actor_id),
             actor,
             role,
             action,
@@ -79,9 +102,7 @@ def canonical_entry(
             object_id,
             outcome,
             details,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
+        ]
     ).encode("utf-8")
 
 

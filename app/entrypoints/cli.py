@@ -26,7 +26,7 @@ from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
 from app.config import Settings, load_settings
 from app.crypto.errors import DecryptionError
-from app.db import Database
+from app.db import READ_ONLY_OPTION, Database
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
@@ -155,6 +155,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             return 2
         settings, database, server_secrets = _audit_database(args)
         with database.engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY_OPTION: True})
             report = audit_service.verify_database(
                 connection, audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin)
     if report.ok:
