@@ -11,12 +11,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import uuid
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.audit.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, sign_checkpoint
@@ -289,14 +290,25 @@ EVENT_SQL = (
 
 
 def iter_raw_events(connection: Connection, after_seq: int = 0) -> Generator[tuple[Any, ...], None, None]:
-    """Event rows as the driver returns them, streamed in seq order: no ORM objects, no
-    type conversion (canonical_entry reads the stored forms directly)."""
-    # A textual statement carries no column types, so rows come back exactly as stored;
-    # stream_results on the statement (not the connection) keeps memory flat.
-    statement = text(f"{EVENT_SQL} WHERE seq > :after ORDER BY seq").execution_options(
-        stream_results=True, max_row_buffer=STREAM_BATCH)
-    with connection.execute(statement, {"after": after_seq}) as rows:
-        yield from rows
+    """Event rows as the driver returns them, in seq order, fetched in batches.
+
+    Straight from the driver's cursor, inside the connection's transaction: no
+    ORM objects and no type conversion (canonical_entry reads the stored forms),
+    which is most of the cost of verifying a large log. PostgreSQL streams
+    through a server-side cursor, so memory stays flat.
+    """
+    if not connection.in_transaction():
+        connection.execute(select(1))  # begin, so the raw cursor reads inside it
+    driver_connection: Any = connection.connection.driver_connection
+    postgres = connection.dialect.name == "postgresql"
+    cursor = (driver_connection.cursor(name=f"audit_{uuid.uuid4().hex}") if postgres
+              else driver_connection.cursor())
+    try:
+        cursor.execute(f"{EVENT_SQL} WHERE seq > {'%s' if postgres else '?'} ORDER BY seq", (after_seq,))
+        while batch := cursor.fetchmany(STREAM_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
 
 
 def iter_database_entries(
