@@ -91,14 +91,7 @@ async def verify_form(
     request: Request, auditor: Auditor, session: DbSession, context: Context
 ) -> HTMLResponse:
     await read_form(request, context.settings, csrf_token=auditor.csrf_token)
-    report = verify_now(session, context)
-    audit.record(
-        session,
-        auditor.actor,
-        "audit.verify",
-        outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
-        details={"size": report.size},
-    )
+    report = verify_now(session, context, auditor)
     return _audit_page(request, auditor, session, context, NO_FILTERS, report)
 
 
