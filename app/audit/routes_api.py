@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -21,16 +21,13 @@ from app.audit import service
 from app.audit.checkpoint import verifier_key
 from app.audit.merkle import inclusion_proof
 from app.audit.models import AuditEvent
-from app.auth.deps import require
-from app.auth.permissions import Permission
+from app.auth.deps import Auditor
 from app.auth.service import Principal
-from app.config import Settings
 from app.errors import NotFound
 from app.web.context import AppContext, Context, DbSession
 
 router = APIRouter(prefix="/api/v1/audit")
 
-Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
 MAX_PAGE = 1000
 
 
@@ -119,7 +116,7 @@ def verify(auditor: Auditor, session: DbSession, context: Context) -> dict[str, 
     }
 
 
-def checkpoint_view(session: Session, settings: Settings, context: AppContext) -> dict[str, Any]:
+def checkpoint_view(session: Session, context: AppContext) -> dict[str, Any]:
     latest = service.latest_checkpoint(session)
     if latest is None:
         raise NotFound("No checkpoint has been signed yet.")
@@ -128,20 +125,20 @@ def checkpoint_view(session: Session, settings: Settings, context: AppContext) -
         "tree_size": latest.tree_size,
         "root": latest.root_hash.hex(),
         "signed_note": latest.signed_note,
-        "verifier_key": verifier_key(public_key, settings.audit_log_origin),
+        "verifier_key": verifier_key(public_key, context.settings.audit_log_origin),
     }
 
 
 @router.get("/checkpoint")
 def latest_checkpoint(_auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
-    return checkpoint_view(session, context.settings, context)
+    return checkpoint_view(session, context)
 
 
 @router.post("/checkpoints", status_code=201)
 def sign_checkpoint_now(auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
     audit.record(session, auditor.actor, "audit.checkpoint")
     service.write_checkpoint(session, service.signing_key(context.secrets), context.settings.audit_log_origin)
-    return checkpoint_view(session, context.settings, context)
+    return checkpoint_view(session, context)
 
 
 @router.get("/events/{seq}/proof")

@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse
 
 from app.audit import events as audit
 from app.audit import service
-from app.audit.routes_api import Auditor, checkpoint_view, event_view, filtered_events, verify_now
+from app.audit.routes_api import checkpoint_view, event_view, filtered_events, verify_now
+from app.auth.deps import Auditor
 from app.errors import NotFound
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
@@ -30,7 +31,7 @@ def _audit_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
-        checkpoint = checkpoint_view(session, context.settings, context)
+        checkpoint = checkpoint_view(session, context)
     except NotFound:
         checkpoint = None
     events = session.scalars(filtered_events(**filters).limit(PAGE_SIZE))

@@ -86,6 +86,13 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
     return guard
 
 
+# The typed guards staff routes declare (CONVENTIONS 4), one per permission.
+QueueReader = Annotated[Principal, Depends(require(Permission.VIEW_QUEUE))]
+AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))]
+GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
+Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
+
+
 class StepUpRequired(Forbidden):
     code = "step_up_required"
     public_message = "Confirm your password first (it is asked again after five minutes)."

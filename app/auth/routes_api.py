@@ -1,17 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import accounts, service
-from app.auth.deps import CurrentStaff, clear_session_cookie, require, set_session_cookie
+from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
 from app.auth.enrolment_qr import totp_provisioning_uri
 from app.auth.models import LinkPurpose, StaffAccount
-from app.auth.permissions import Permission
 from app.auth.schemas import (
     AccountView,
     ChangePasswordRequest,
@@ -34,7 +32,6 @@ router = APIRouter(prefix="/api/v1/auth")
 accounts_router = APIRouter(prefix="/api/v1/accounts")
 links_router = APIRouter(prefix="/api/v1/account-links")
 
-AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))]
 WRONG_PASSWORD = error_body("password_rejected", "Your password did not match.")
 
 INVALID_LOGIN = error_body("invalid_credentials", "Wrong username, password or one-time code.")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import accounts, service
-from app.auth.deps import CurrentStaff, clear_session_cookie, require, set_session_cookie
+from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
 from app.auth.enrolment_qr import qr_svg, totp_provisioning_uri
 from app.auth.models import LinkPurpose, Role
 from app.auth.permissions import Permission
@@ -30,7 +29,6 @@ from app.web.request_body import validate_model
 
 router = APIRouter()
 
-AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))]
 LINK_PAGES = {
     LinkPurpose.ACTIVATION: ("Activate your account", "Activate"),
     LinkPurpose.PASSWORD_RESET: ("Choose a new password", "Set password"),

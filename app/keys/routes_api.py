@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from app.auth.deps import SteppedUpStaff, require
+from app.auth.deps import GrantManager, SteppedUpStaff
 from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES, Permission
-from app.auth.service import Principal
+from app.auth.permissions import KEY_HOLDING_ROLES
 from app.keys import grants
 from app.keys.models import IntakeKeyGrant
 from app.web.context import Context, DbSession
 
 router = APIRouter(prefix="/api/v1/key-grants")
 
-GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
 
 
 class GrantCandidate(BaseModel):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from app.auth.deps import require
-from app.auth.permissions import Permission
+from app.auth.deps import GrantManager
 from app.auth.service import Principal, recently_reauthenticated
 from app.keys import grants
 from app.keys.routes_api import grant_candidates
@@ -19,7 +17,6 @@ from app.web.pages import render_staff_page
 
 router = APIRouter()
 
-GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
 
 
 def _keys_page(

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from app.audit import events as audit
-from app.auth.deps import CurrentStaff, require
-from app.auth.permissions import Permission
-from app.auth.service import Principal
+from app.auth.deps import CurrentStaff, QueueReader
 from app.crypto.errors import DecryptionError
 from app.errors import IntegrityFailure, NotFound
 from app.intake.models import ATTACHMENT_BLOB
@@ -22,7 +19,6 @@ from app.web.context import Context, DbSession
 
 router = APIRouter(prefix="/api/v1/tips")
 
-QueueReader = Annotated[Principal, Depends(require(Permission.VIEW_QUEUE))]
 # Reading one tip needs only a session: the scoped query is the authority, and
 # a role that may not read content finds nothing (404), as if the tip did not exist.
 ContentReader = CurrentStaff

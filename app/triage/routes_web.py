@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from app.auth.deps import CurrentStaff, require
-from app.auth.permissions import Permission
-from app.auth.service import Principal
+from app.auth.deps import CurrentStaff, QueueReader
 from app.crypto.errors import DecryptionError
 from app.errors import IntegrityFailure
 from app.triage import service
@@ -19,7 +16,6 @@ from app.web.pages import render_staff_page
 
 router = APIRouter()
 
-QueueReader = Annotated[Principal, Depends(require(Permission.VIEW_QUEUE))]
 
 
 @router.get("/tips", response_class=HTMLResponse)
