@@ -9,19 +9,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from hashlib import sha256
 from json.encoder import encode_basestring as _json_string  # C-accelerated
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Insert, Table, bindparam, func, insert, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 
 ENTRY_FORMAT = "daylight-audit-event/v1"
-# Any constant: the key of the PostgreSQL advisory lock that serialises appends.
-APPEND_LOCK_KEY = 0x6461796C69676874  # "daylight"
+# Any constant: the key of the PostgreSQL advisory lock that serialises checkpoint writers.
+CHECKPOINT_LOCK_KEY = 0x6461796C69676874  # "daylight"
+# Far more than concurrent appenders ever race for one number (see record()).
+MAX_APPEND_ATTEMPTS = 1000
 
 DetailValue = str | int | bool | None
 
@@ -100,6 +105,41 @@ def canonical_entry(
     ).encode()
 
 
+def leaf_hashes_of_rows(rows: Iterable[Sequence[Any]]) -> list[bytes]:
+    """RFC 9162 leaf hashes of raw event rows, the same as ``leaf_hash(canonical_entry(*row))``.
+
+    The hot loop of verification and checkpointing, with canonical_entry inlined for the
+    forms the drivers hand back (SQLite's stored text, PostgreSQL's datetimes and UUIDs).
+    Every text value still goes through the JSON string encoder: a value spliced in raw
+    could carry quotes that shift bytes between fields, so that an edited row encodes to
+    the signed entry of the original one.
+    """
+    hashes: list[bytes] = []
+    add = hashes.append
+    quote = _json_string
+    head = f'\x00["{ENTRY_FORMAT}",'
+    sqlite_time_length = _SQLITE_TIME_LENGTH
+    for seq, occurred_at, actor_id, actor, role, action, object_type, object_id, outcome, details in rows:
+        if type(occurred_at) is str and len(occurred_at) == sqlite_time_length and occurred_at[10] == " ":
+            time_text = f"{occurred_at[:10]}T{occurred_at[11:]}Z"
+        else:
+            time_text = _time_text(occurred_at)
+        if actor_id is None:
+            actor_id_json = "null"
+        elif type(actor_id) is str and len(actor_id) == 32:  # SQLite's stored hex form
+            actor_id_json = quote(f"{actor_id[:8]}-{actor_id[8:12]}-{actor_id[12:16]}-"
+                                  f"{actor_id[16:20]}-{actor_id[20:]}".lower())
+        else:
+            actor_id_json = _json_or_null(_actor_text(actor_id))
+        add(sha256(
+            f"{head}{int(seq)},{quote(time_text)},{actor_id_json},"
+            f"{'null' if actor is None else quote(actor)},{'null' if role is None else quote(role)},"
+            f"{quote(action)},{'null' if object_type is None else quote(object_type)},"
+            f"{'null' if object_id is None else quote(object_id)},{quote(outcome)},{quote(details)}]".encode()
+        ).digest())
+    return hashes
+
+
 def _json_or_null(value: str | None) -> str:
     return "null" if value is None else _json_string(value)
 
@@ -119,14 +159,14 @@ def entry_of(event: AuditEvent) -> bytes:
     )
 
 
-def lock_for_append(session: Session) -> None:
-    """Serialise appends, so sequence numbers have no gaps and no duplicates.
+def lock_for_checkpoint(session: Session) -> None:
+    """Let one checkpoint writer at a time hash the new events.
 
     SQLite transactions already hold the write lock (BEGIN IMMEDIATE); on
     PostgreSQL a transaction-scoped advisory lock does it.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHECKPOINT_LOCK_KEY})
 
 
 def record(
@@ -139,22 +179,49 @@ def record(
     outcome: Outcome = Outcome.SUCCESS,
     details: Mapping[str, DetailValue] | None = None,
     now: dt.datetime | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's transaction: the action and its event commit together."""
-    lock_for_append(session)
-    last = session.scalar(select(func.max(AuditEvent.seq))) or 0
-    event = AuditEvent(
-        seq=last + 1,
-        occurred_at=now or dt.datetime.now(dt.UTC),
-        actor_id=actor.id,
-        actor=actor.username,
-        role=actor.role,
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
-        outcome=outcome.value,
-        details=canonical_details(details or {}),
-    )
-    session.add(event)
-    session.flush()
-    return event
+) -> int:
+    """Append one event in the caller's transaction, so the action and its event commit together;
+    returns its sequence number.
+
+    Every audited request pays for this, so it is one statement: ``INSERT … SELECT max(seq) + 1``.
+    Sequence numbers stay gapless and in commit order without a lock of their own. On SQLite
+    the transaction already holds the write lock. On PostgreSQL two appenders that read the
+    same max race for one primary key: the second waits at the unique index until the first
+    commits or rolls back, then either takes the number (rollback) or inserts nothing
+    (``ON CONFLICT DO NOTHING``) and tries again with a fresh READ COMMITTED snapshot, which
+    now sees the first event. A number is never used by two events, and never skipped.
+    """
+    values = {
+        "occurred_at": now or dt.datetime.now(dt.UTC),
+        "actor_id": actor.id,
+        "actor": actor.username,
+        "role": actor.role,
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id),
+        "outcome": outcome.value,
+        "details": canonical_details(details or {}),
+    }
+    statement = _APPEND_STATEMENTS[session.get_bind().dialect.name == "postgresql"]
+    for _ in range(MAX_APPEND_ATTEMPTS):
+        seq = session.execute(statement, values).scalar_one_or_none()
+        if seq is not None:
+            return int(seq)
+    raise RuntimeError("could not append an audit event: its sequence number stayed contended")
+
+
+def _append_statement(*, on_conflict_do_nothing: bool) -> Insert:
+    table: Table = AuditEvent.__table__  # type: ignore[assignment]  # declared mapped table
+    value_columns = [column for column in table.columns if column.name != "seq"]
+    next_seq = func.coalesce(func.max(table.c.seq), 0) + 1
+    source = select(next_seq, *(bindparam(column.name, type_=column.type) for column in value_columns))
+    columns = ["seq", *(column.name for column in value_columns)]
+    if on_conflict_do_nothing:
+        return postgresql.insert(table).from_select(columns, source).on_conflict_do_nothing(
+            index_elements=["seq"]).returning(table.c.seq)
+    return insert(table).from_select(columns, source).returning(table.c.seq)
+
+
+# Built once, indexed by "is PostgreSQL": the compiled forms are cached, so a call costs one execution.
+_APPEND_STATEMENTS = (_append_statement(on_conflict_do_nothing=False),
+                      _append_statement(on_conflict_do_nothing=True))

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.audit.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, sign_checkpoint
-from app.audit.events import canonical_entry, format_time, lock_for_append
+from app.audit.events import canonical_entry, format_time, leaf_hashes_of_rows, lock_for_checkpoint
 from app.audit.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from app.audit.models import AuditCheckpoint, AuditEvent, AuditNode
 from app.keys.server_secrets import ServerSecrets
@@ -97,15 +97,16 @@ def write_checkpoint(
     Only the events since the last checkpoint are hashed (its compact range
     carries the rest), so the cost follows the new events, not the log size.
     """
-    lock_for_append(session)
+    lock_for_checkpoint(session)
     latest = latest_checkpoint(session)
     compact = CompactRange.from_bytes(latest.compact_range) if latest else CompactRange()
     store = DatabaseNodeStore(session)
     connection = session.connection()
-    for row in list(iter_raw_events(connection, after_seq=compact.size)):
-        if row[0] != compact.size + 1:
-            raise ValueError(f"audit event {compact.size + 1} is missing; refusing to checkpoint")
-        append_leaf(store, compact, leaf_hash(canonical_entry(*row)))
+    for batch in list(iter_raw_event_batches(connection, after_seq=compact.size)):
+        for row, leaf in zip(batch, leaf_hashes_of_rows(batch), strict=True):
+            if row[0] != compact.size + 1:
+                raise ValueError(f"audit event {compact.size + 1} is missing; refusing to checkpoint")
+            append_leaf(store, compact, leaf)
     if latest is not None and compact.size == latest.tree_size:
         return None
     if compact.size == 0:
@@ -385,24 +386,24 @@ def _confirm_intact(
             return None
         signed[opened.tree_size] = opened.root_hash
     compact = CompactRange()
-    expected = 1
-    run: list[bytes] = []
+    boundaries = sorted(signed)
     batches = iter_raw_event_batches(connection)
     try:
         for batch in batches:
-            for row in batch:
-                if row[0] != expected:
+            first = compact.size + 1
+            # Sequence numbers are unique integers in order: first and last pin the whole batch.
+            if batch[0][0] != first or batch[-1][0] != first + len(batch) - 1:
+                return None
+            leaves = leaf_hashes_of_rows(batch)
+            before = first - 1  # the tree size before this batch
+            while boundaries and boundaries[0] <= before + len(leaves):
+                size = boundaries.pop(0)
+                compact.extend(leaves[compact.size - before:size - before])
+                if compact.root() != signed[size]:
                     return None
-                run.append(leaf_hash(canonical_entry(*row)))
-                if expected in signed:
-                    compact.extend(run)
-                    run.clear()
-                    if compact.root() != signed[expected]:
-                        return None
-                expected += 1
+            compact.extend(leaves[compact.size - before:])
     finally:
         batches.close()
-    compact.extend(run)
     if any(size > compact.size for size in signed):
         return None
     return VerifyReport(ok=True, size=compact.size, root=compact.root(), checkpoints_checked=len(signed))

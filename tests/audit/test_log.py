@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -18,9 +23,11 @@ from app.audit.merkle import leaf_hash, verify_inclusion
 from app.audit.models import AuditCheckpoint, AuditEvent
 from app.auth.models import Role
 from app.config import Settings
+from app.db import Database
 from app.keys.server_secrets import ServerSecrets
+from app.schema import upgrade_to_head
 from tests.auth.factories import login
-from tests.conftest import Backend, Organisation
+from tests.conftest import CHEAP_ARGON2, Backend, Organisation
 from tests.intake.factories import make_tip
 
 ORIGIN = "daylight.test/audit"
@@ -289,3 +296,42 @@ def test_a_checkpoint_is_due_only_with_new_events_after_the_interval(
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
     assert service.checkpoint_due(db_session, interval, now=later)
     assert db_session.scalar(select(func.count()).select_from(AuditCheckpoint)) == 1
+
+
+def test_concurrent_appends_take_every_number_once_in_commit_order(
+        data_dir: Path, committed_database_url: str | None) -> None:
+    """Appenders race for the same max(seq) + 1; some roll back. The committed log is
+    still 1..n with no gap and no duplicate, and a checkpoint covers all of it."""
+    settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
+                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+    database = Database.from_settings(settings)
+    upgrade_to_head(database.engine)
+    workers, rounds = 6, 15
+    barrier = threading.Barrier(workers)
+
+    def append(worker: int) -> int:
+        barrier.wait()
+        committed = 0
+        for round_number in range(rounds):
+            session = database.session_factory()
+            try:
+                audit.record(session, ACTOR, "test.race", details={"worker": worker})
+                audit.record(session, ACTOR, "test.race", details={"worker": worker, "second": True})
+                if round_number % 3 == 2:
+                    session.rollback()  # a failed action takes its events with it
+                else:
+                    session.commit()
+                    committed += 2
+            finally:
+                session.close()
+        return committed
+
+    with ThreadPoolExecutor(workers) as pool:
+        expected = sum(pool.map(append, range(workers)))
+    with database.transaction() as session:
+        seqs = session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)).all()
+        assert seqs == list(range(1, expected + 1))
+        checkpoint = service.write_checkpoint(session, Ed25519PrivateKey.generate(), ORIGIN)
+        assert checkpoint is not None
+        assert checkpoint.tree_size == expected
+    database.engine.dispose()
