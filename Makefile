@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 
-.PHONY: run test lint bench screenshots bootstrap clean-demo
+.PHONY: run test lint bench screenshots bootstrap clean-demo messages
 
 bootstrap: $(STAMP)
 
@@ -42,3 +42,10 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q
+
+# Refresh the translation catalogs after changing a submitter-facing string; then
+# translate what `make test` reports as missing (tests/intake/test_translations.py).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o app/locale/messages.pot \
+		--project Daylight --copyright-holder "Daylight contributors" .
+	$(BIN)/pybabel update -i app/locale/messages.pot -d app/locale --no-fuzzy-matching --ignore-obsolete

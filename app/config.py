@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     # must not be able to hold the service's workers or connections.
     request_idle_timeout_seconds: float = Field(default=60, gt=0)
     max_concurrent_uploads: int = Field(default=16, ge=1)
+    # Photos are re-encoded from pixels before encryption, which drops EXIF (GPS,
+    # camera, times), XMP, ICC and text chunks. Decoding needs the whole picture in
+    # memory: bounded in bytes and in pixels (a small file can claim a huge canvas).
+    strip_attachment_metadata: bool = True
+    max_image_bytes: int = Field(default=32 * MiB, ge=1024)
+    # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.
+    max_image_pixels: int = Field(default=50_000_000, ge=1, le=64 * 1024 * 1024)
 
     # The audit log's name in its signed checkpoints (C2SP tlog-checkpoint
     # "origin"): set it to something unique to the organisation.

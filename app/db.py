@@ -87,7 +87,8 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back (and run cleanups) on any error."""
+        """One unit of work: commit on success, roll back (and run cleanups) on any error.
+        Work registered with after_commit runs once the commit has succeeded."""
         session = self.session_factory()
         try:
             yield session
@@ -98,6 +99,7 @@ class Database:
             raise
         finally:
             session.close()
+        run_commit_hooks(session)
 
 
 def on_rollback(session: Session, cleanup: Callable[[], None]) -> None:
@@ -110,8 +112,21 @@ def on_rollback(session: Session, cleanup: Callable[[], None]) -> None:
 
 
 def run_rollback_cleanups(session: Session) -> None:
+    session.info.pop("commit_hooks", None)
     for cleanup in reversed(session.info.pop("rollback_cleanups", [])):
         cleanup()
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Register work outside the database that may only happen once the transaction has
+    committed (unlinking a deleted tip's files: a rollback must find them still there)."""
+    session.info.setdefault("commit_hooks", []).append(hook)
+
+
+def run_commit_hooks(session: Session) -> None:
+    session.info.pop("rollback_cleanups", None)
+    for hook in session.info.pop("commit_hooks", []):
+        hook()
 
 
 def enum_column_type(enum_class: type[StrEnum], name: str) -> SAEnum:

@@ -23,10 +23,16 @@ from app.web.security_headers import SECURITY_HEADERS
 logger = logging.getLogger("daylight")
 
 
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention extraction looks for
+    """Mark a string for translation (it is translated where a page shows it)."""
+    return message
+
+
 class AppError(Exception):
     status = 400
     code = "bad_request"
-    public_message = "The request could not be processed."
+    public_message = N_("The request could not be processed.")
 
     def __init__(self, public_message: str | None = None, *, code: str | None = None) -> None:
         super().__init__(public_message or self.public_message)
@@ -71,7 +77,7 @@ class IntegrityFailure(AppError):
 class PayloadTooLarge(AppError):
     status = 413
     code = "payload_too_large"
-    public_message = "The request is too large."
+    public_message = N_("The request is too large.")
 
 
 class UnsupportedMediaType(AppError):
@@ -83,7 +89,7 @@ class UnsupportedMediaType(AppError):
 class InvalidInput(AppError):
     status = 422
     code = "invalid_input"
-    public_message = "The request is invalid."
+    public_message = N_("The request is invalid.")
 
     def __init__(self, public_message: str | None = None, *,
                  fields: list[dict[str, str]] | None = None) -> None:
@@ -118,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
-        body = error_body("invalid_input", {"message": "The request is invalid.",
+        body = error_body("invalid_input", {"message": N_("The request is invalid."),
                                             "fields": safe_error_fields(exc.errors())})
         return JSONResponse(body, status_code=422)
 

@@ -21,7 +21,12 @@ from app.blobs import BlobStore
 from app.config import Settings
 from app.db import Database
 from app.intake.routes_api import router as intake_api_router
-from app.intake.routes_web import FormRejected, form_rejected_handler
+from app.intake.routes_web import (
+    FollowupRefused,
+    FormRejected,
+    followup_refused_handler,
+    form_rejected_handler,
+)
 from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
@@ -64,6 +69,7 @@ def create_intake_app(settings: Settings, *, database: Database | None = None) -
     app.include_router(intake_web_router)
     app.include_router(intake_api_router)
     app.add_exception_handler(FormRejected, form_rejected_handler)
+    app.add_exception_handler(FollowupRefused, followup_refused_handler)
     return app
 
 

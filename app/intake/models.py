@@ -18,6 +18,9 @@ TIP_NARRATIVE = EnvelopeColumn("tips", "narrative_encrypted")
 TIP_ANSWERS = EnvelopeColumn("tips", "answers_encrypted")
 ATTACHMENT_BLOB = StreamColumn("tip_attachments", "blob")
 ATTACHMENT_DETAILS = EnvelopeColumn("tip_attachments", "details_encrypted")
+# A file added at follow-up has its own data key, sealed to the intake key (the
+# intake app never holds the tip's); files sent with the tip use the tip's key.
+FOLLOWUP_ATTACHMENT_KEY = SealedColumn("tip_attachments", "sealed_data_key")
 # Each message has its own data key: a submitter's follow-up is sealed to the
 # intake key without the tip's data key, which the intake app never holds.
 MESSAGE_DATA_KEY = SealedColumn("tip_messages", "sealed_data_key")
@@ -33,6 +36,11 @@ def message_row_id(tip_id: uuid.UUID, message_id: uuid.UUID) -> str:
     database writer move it to another tip, where it would still open.
     """
     return f"{tip_id}/{message_id}"
+
+
+def attachment_row_id(tip_id: uuid.UUID, attachment_id: uuid.UUID) -> str:
+    """The row id a follow-up file's sealed key is bound to: the file *and* its tip."""
+    return f"{tip_id}/{attachment_id}"
 
 
 class TipStatus(StrEnum):
@@ -90,6 +98,9 @@ class TipAttachment(Base):
     tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), index=True)
     details_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     added_on: Mapped[dt.date] = mapped_column(Date)
+    # Only for files added at follow-up (FOLLOWUP_ATTACHMENT_KEY); None: the tip's data key.
+    intake_key_version: Mapped[int | None] = mapped_column(ForeignKey("intake_keys.version"))
+    sealed_data_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="attachments")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -12,10 +12,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import AppError, InvalidInput, UnsupportedMediaType, error_body
-from app.intake import service
+from app.intake import report_form, service
 from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
+from app.keys.server_secrets import ServerSecrets
 from app.web.context import AppContext, Context, DbSession
+from app.web.i18n import N_
 from app.web.multipart import StreamingFormReader
 from app.web.request_body import (
     MalformedBody,
@@ -23,83 +25,87 @@ from app.web.request_body import (
     media_type,
     read_bounded_body,
     read_json,
-    validate_model,
 )
 
 router = APIRouter(prefix="/api/v1")
 
 # One answer for every receipt that opens nothing, malformed or not.
 UNKNOWN_RECEIPT = error_body("unknown_receipt", "No report matches this receipt.")
-SINGLE_VALUE_FIELDS = ("narrative", "language", "host_country", "host_city", "urgent", "station_id")
-FORM_FIELDS = frozenset({*SINGLE_VALUE_FIELDS, "tactics"})
+# The report form also posts which step it came from; it means nothing to the submission.
+FORM_NAVIGATION_FIELDS = frozenset({"step", "go"})
+FORM_FIELDS = report_form.REPORT_FIELDS | FORM_NAVIGATION_FIELDS
 
 
 class ServiceBusy(AppError):
     status = 503
     code = "busy"
-    public_message = "Too many reports are being sent right now. Please try again in a minute."
+    public_message = N_("Too many reports are being sent right now. Please try again in a minute.")
 
 
 class InvalidSubmission(InvalidInput):
-    """A form submission that failed validation; carries what was typed, to show it again."""
+    """A form submission that failed validation; carries what was answered, to show it again."""
 
-    def __init__(self, fields: list[dict[str, str]], typed: dict[str, Any]) -> None:
-        super().__init__(fields=fields)
-        self.typed = typed
+    def __init__(self, errors: list[report_form.FieldError], state: report_form.ReportState) -> None:
+        super().__init__(fields=[{"field": error.field, "message": error.message} for error in errors])
+        self.errors = errors
+        self.state = state
 
 
 def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
-    data: dict[str, Any] = {}
-    for name, values in fields.items():
-        if name == "tactics":
-            data["tactics"] = [value for value in values if value]
-        elif name in SINGLE_VALUE_FIELDS and len(values) == 1:
-            # An empty optional answer means "prefer not to say"; an empty
-            # narrative stays empty, so that it is refused as empty.
-            data[name] = values[0] if values[0] != "" or name == "narrative" else None
-        else:
-            data[name] = values  # unknown or repeated: refused by validation below
-    if data.get("urgent") is None:
-        data.pop("urgent", None)
-    try:
-        return validate_model(TipSubmission, data)
-    except InvalidInput as exc:
-        typed: dict[str, Any] = {name: values[0] for name, values in fields.items() if len(values) == 1}
-        typed["tactics"] = fields.get("tactics", [])
-        raise InvalidSubmission(exc.fields, typed) from None
+    state = report_form.ReportState.from_form(fields)
+    unknown = sorted(set(fields) - FORM_FIELDS)
+    submission, errors = report_form.validate(state)
+    if unknown:
+        errors = [report_form.FieldError("", report_form.UNKNOWN_FIELD_MESSAGE), *errors]
+    if submission is None or errors:
+        raise InvalidSubmission(errors, state)
+    return submission
 
 
-async def receive_urlencoded_tip(request: Request, session: Session, context: AppContext) -> str:
+async def receive_urlencoded_tip(request: Request, session: Session, context: AppContext,
+                                 received_fields: dict[str, list[str]] | None = None) -> str:
     """A form posted without files (a browser may send these urlencoded)."""
     body = await read_bounded_body(request, context.settings)
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
-        raise MalformedBody("The form data could not be read.") from None
+        raise MalformedBody(N_("The form data could not be read.")) from None
+    if received_fields is not None:
+        received_fields.update(fields)
     submission = _form_to_submission(fields)
     draft = await run_in_threadpool(service.start_tip, session, context.secrets)
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
 
-async def receive_form_tip(request: Request, session: Session, context: AppContext) -> str:
+async def receive_form_tip(request: Request, session: Session, context: AppContext,
+                           received_fields: dict[str, list[str]] | None = None) -> str:
+    """``received_fields`` fills with the text fields as they are read, for a page that
+    must show the answers again if the upload is refused halfway."""
     kind = media_type(request)
     if kind == "multipart/form-data":
-        return await receive_multipart_tip(request, session, context)
+        return await receive_multipart_tip(request, session, context, received_fields)
     if kind == "application/x-www-form-urlencoded":
-        return await receive_urlencoded_tip(request, session, context)
+        return await receive_urlencoded_tip(request, session, context, received_fields)
     raise UnsupportedMediaType("Send multipart/form-data.")
 
 
-def _start_draft(context: AppContext) -> service.TipDraft:
+DraftT = TypeVar("DraftT", bound=service.UploadDraft)
+
+
+def _in_own_transaction(context: AppContext, start: Callable[[Session, ServerSecrets], DraftT]) -> DraftT:
     # Its own short transaction: the request's transaction must not be open
     # (holding a pooled connection, and SQLite's write lock) while a client
     # takes minutes to upload, or a few slow clients would stall everyone.
     with context.database.transaction() as lookup:
-        return service.start_tip(lookup, context.secrets)
+        return start(lookup, context.secrets)
 
 
-async def receive_multipart_tip(request: Request, session: Session, context: AppContext) -> str:
-    """Stream a multipart submission: files are encrypted to disk as they arrive.
+async def stream_multipart(request: Request, session: Session, context: AppContext,
+                           start: Callable[[Session, ServerSecrets], DraftT], *,
+                           text_fields: frozenset[str],
+                           received_fields: dict[str, list[str]] | None = None,
+                           ) -> tuple[DraftT, dict[str, list[str]]]:
+    """Stream a multipart body: files are encrypted to disk as they arrive.
 
     The request's database session is first used after the last byte has
     arrived; until then only the blob cleanup is registered on it.
@@ -108,26 +114,35 @@ async def receive_multipart_tip(request: Request, session: Session, context: App
     if context.upload_slots.locked():
         raise ServiceBusy
     async with context.upload_slots:
-        draft = await run_in_threadpool(_start_draft, context)
+        draft = await run_in_threadpool(_in_own_transaction, context, start)
         reader = StreamingFormReader(
             request.headers["content-type"],
             file_field="files",
-            text_fields=FORM_FIELDS,
+            text_fields=text_fields,
             open_file=lambda content_type: draft.open_attachment(
-                session, context.blobs, max_bytes=settings.max_file_bytes, content_type=content_type),
+                session, context.blobs, settings=settings, content_type=content_type),
             max_field_bytes=settings.max_json_bytes,
             max_files=settings.max_files_per_tip,
             max_parts=settings.max_form_parts,
+            fields=received_fields,
         )
         try:
             async for chunk in bounded_stream(request, settings.max_request_bytes,
                                               idle_timeout=settings.request_idle_timeout_seconds):
+                # In a thread: a closing part may be a photo being re-encoded.
                 await run_in_threadpool(reader.feed, chunk)
-            reader.finish()
+            await run_in_threadpool(reader.finish)
         finally:
             for writer in draft.attachments:
                 writer.abort()
-    submission = _form_to_submission(reader.fields)
+    return draft, reader.fields
+
+
+async def receive_multipart_tip(request: Request, session: Session, context: AppContext,
+                                received_fields: dict[str, list[str]] | None = None) -> str:
+    draft, fields = await stream_multipart(request, session, context, service.start_tip,
+                                           text_fields=FORM_FIELDS, received_fields=received_fields)
+    submission = _form_to_submission(fields)
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
 

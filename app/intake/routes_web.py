@@ -1,89 +1,352 @@
-"""The submitter's pages: plain HTML forms that work with JavaScript disabled."""
+"""The submitter's pages: plain HTML forms that work with JavaScript disabled.
+
+No page sets a cookie. The language is in every link and form action; the
+report's answers travel in hidden fields between the steps; after sending,
+the receipt is the only key back in, typed again (or carried in the page's
+forms) for each follow-up action.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import AppError
-from app.intake.routes_api import InvalidSubmission, receive_form_tip
-from app.intake.taxonomy import Tactic
+from app.intake import report_form, service
+from app.intake.models import MessageAuthor, TipStatus
+from app.intake.report_form import FieldError, ReportState, Step
+from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
+from app.intake.schemas import MESSAGE_MAX_CHARS
+from app.intake.taxonomy import COUNTRY_CODES, Language
 from app.web.context import Context, DbSession
-from app.web.forms import CrossSiteForm, posted_from_elsewhere
-from app.web.pages import render_page
+from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
+from app.web.i18n import N_, babel_locale, translations
+from app.web.pages import language_for, render_page
 
 router = APIRouter()
-
-TACTIC_LABELS = {
-    Tactic.FAMILY_PRESSURE: "My family in China was pressured or threatened",
-    Tactic.PERSUADE_TO_RETURN: "Someone urged me to go back",
-    Tactic.STATION_CONTACT: "I was contacted by an overseas police \"service station\"",
-    Tactic.SURVEILLANCE: "I was watched or followed",
-    Tactic.DIGITAL_THREATS: "I was threatened or harassed online",
-    Tactic.DOCUMENT_DENIAL: "My passport or documents were refused or taken",
-    Tactic.LEGAL_COERCION: "I was targeted through legal channels (Interpol, false reports)",
-    Tactic.PHYSICAL: "I was physically threatened or attacked",
-    Tactic.OTHER: "Something else",
-}
+REVIEW = report_form.STEPS[-1]
 
 
 class FormRejected(AppError):
-    """A refused form, shown again as a page (never as JSON to a no-JS browser), with what
-    was typed when it could be read. Raised, so the request's transaction rolls back."""
+    """A refused report form, shown again as a page (never as JSON to a no-JS browser) at the
+    step to fix, with every answer kept. Raised, so the request's transaction rolls back."""
 
-    def __init__(self, status: int, messages: list[str], form: dict[str, Any]) -> None:
+    def __init__(self, status: int, errors: Sequence[FieldError], state: ReportState, step: Step) -> None:
         super().__init__()
         self.status = status
-        self.messages = messages
-        self.form = form
+        self.errors = list(errors)
+        self.state = state
+        self.step = step
 
 
-def _field_message(error: dict[str, str]) -> str:
-    # Only field names we know are shown: a crafted form's field names are
-    # not echoed onto the page.
-    label = FIELD_LABELS.get(error["field"].split(".")[0])
-    return f"{label}: {error['message']}" if label else "The form had a field this site does not know."
+@functools.cache
+def _countries(language: Language) -> list[tuple[str, str]]:
+    names = babel_locale(language).territories
+    return sorted(((code, names.get(code, code)) for code in COUNTRY_CODES), key=lambda pair: pair[1])
 
 
-FIELD_LABELS = {
-    "narrative": "What happened",
-    "tactics": "What happened (choices)",
-    "host_country": "Country",
-    "host_city": "City",
-    "urgent": "Immediate danger",
-    "language": "Language",
-    "station_id": "Station",
-}
+@functools.cache
+def _months(language: Language) -> list[tuple[int, str]]:
+    wide = babel_locale(language).months["stand-alone"]["wide"]
+    return [(number, wide[number]) for number in range(1, 13)]
 
 
-def report_form(request: Request, *, status_code: int = 200, messages: list[str] | None = None,
-                form: dict[str, Any] | None = None) -> HTMLResponse:
-    tactics = [{"code": tactic.value, "label": label} for tactic, label in TACTIC_LABELS.items()]
-    return render_page(request, "intake/report_form.html", status_code=status_code,
-                       tactics=tactics, messages=messages or [], form=form or {"tactics": []})
+@dataclass(frozen=True, slots=True)
+class SummaryItem:
+    label: str
+    step: str
+    values: list[str]
+
+
+def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
+    """The review page's answers, in the submitter's language; choices by their labels."""
+    translate = translations(language).gettext
+    tactic_labels = {code.value: label for code, label, _ in report_form.TACTIC_CHOICES}
+    perpetrator_labels = {code.value: label for code, label in report_form.PERPETRATOR_CHOICES}
+    contact_labels = {code.value: label for code, label, _ in report_form.CONTACT_CHOICES}
+    consent_labels = {(code.value if code else ""): label for code, label in report_form.CONSENT_CHOICES}
+    countries = dict(_countries(language))
+    months = dict(_months(language))
+
+    def chosen(name: str, labels: dict[str, str]) -> list[str]:
+        return [translate(labels[value]) for value in state.all(name) if value in labels]
+
+    when = [part for part in (
+        months.get(int(state.first("incident_month")), "") if state.first("incident_month").isdigit() else "",
+        state.first("incident_year"),
+        translate(N_("still going on")) if state.first("ongoing") else "",
+    ) if part]
+    place = [part for part in (state.first("host_city"), countries.get(state.first("host_country"), ""))
+             if part]
+    contact = chosen("contact_preference", contact_labels) or [translate(contact_labels["receipt_only"])]
+    if state.first("contact_preference") == "other_channel" and state.first("contact_details"):
+        contact.append(state.first("contact_details"))
+    consent_value = state.first("referral_consent")
+    said = [state.first("narrative")] if state.first("narrative") else []
+    return [
+        SummaryItem(N_("What happened"), "what", chosen("tactics", tactic_labels)),
+        SummaryItem(N_("Where"), "where", place),
+        SummaryItem(N_("When"), "where", when),
+        SummaryItem(N_("Who was behind it"), "who", chosen("perpetrators", perpetrator_labels)),
+        SummaryItem(N_("Your account"), "story", said),
+        SummaryItem(N_("Immediate danger"), "story",
+                    [translate(N_("Yes, someone is in immediate danger"))] if state.first("urgent") else []),
+        SummaryItem(N_("Contact"), "contact", contact),
+        SummaryItem(N_("Sharing your report"), "contact",
+                    [translate(consent_labels[consent_value])] if consent_value in consent_labels else []),
+    ]
+
+
+def show_step(request: Request, context: Context, step: Step, state: ReportState, *,
+              errors: Sequence[FieldError] = (), status_code: int = 200) -> HTMLResponse:
+    language = Language(language_for(request).code)
+    return render_page(
+        request, "intake/report_step.html", status_code=status_code,
+        step=step, step_number=report_form.STEP_KEYS.index(step.key) + 1, steps=report_form.STEPS,
+        state=state, errors=list(errors), error_fields={error.field for error in errors},
+        hidden=state.hidden_fields(except_fields=(*step.fields, "language")),
+        tactic_choices=report_form.TACTIC_CHOICES, perpetrator_choices=report_form.PERPETRATOR_CHOICES,
+        contact_choices=report_form.CONTACT_CHOICES, consent_choices=report_form.CONSENT_CHOICES,
+        countries=_countries(language), months=_months(language), years=report_form.incident_years(),
+        limits=report_form.LIMITS, urgent=bool(state.first("urgent")),
+        summary=_summary(state, language) if step is REVIEW else [],
+        max_files=context.settings.max_files_per_tip,
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
-def show_report_form(request: Request) -> HTMLResponse:
-    return report_form(request)
+def show_report_form(request: Request, context: Context) -> HTMLResponse:
+    return show_step(request, context, report_form.STEPS[0], ReportState())
+
+
+@router.post("/report/step", response_class=HTMLResponse)
+async def report_step(request: Request, context: Context) -> HTMLResponse:
+    """Move between the form's steps: "next" checks this step's answers, "back", "edit:<step>"
+    and "stay" (a language change) do not."""
+    try:
+        fields = await read_form_values(request, context.settings)
+    except AppError as exc:
+        raise FormRejected(exc.status, [FieldError("", exc.public_message)], ReportState(),
+                           report_form.STEPS[0]) from None
+    state = ReportState.from_form(fields)
+    current = report_form.step_named(_first(fields, "step")) or report_form.STEPS[0]
+    go = _first(fields, "go")
+    if go == "back":
+        target = report_form.neighbour(current, -1)
+    elif go.startswith("edit:"):
+        target = report_form.step_named(go.removeprefix("edit:")) or current
+    elif go == "stay":
+        target = current
+    else:
+        errors = report_form.step_errors(state, current)
+        if errors:
+            return show_step(request, context, current, state, errors=errors, status_code=422)
+        target = report_form.neighbour(current, 1)
+    if target is REVIEW:
+        _, errors = report_form.validate(state)
+        if errors:  # an answer of an earlier step (a crafted or stale form): back to it
+            return show_step(request, context, report_form.first_step_with_errors(errors), state,
+                             errors=errors, status_code=422)
+    return show_step(request, context, target, state)
 
 
 @router.post("/report", response_class=HTMLResponse)
 async def submit_report_form(request: Request, session: DbSession, context: Context) -> HTMLResponse:
     if posted_from_elsewhere(request):
-        raise FormRejected(CrossSiteForm.status, [CrossSiteForm.public_message], {})
+        # Nothing of another site's post is shown back: it could plant words on our page.
+        raise FormRejected(CrossSiteForm.status, [FieldError("", CrossSiteForm.public_message)],
+                           ReportState(), report_form.STEPS[0])
+    received: dict[str, list[str]] = {}
     try:
-        receipt = await receive_form_tip(request, session, context)
+        receipt = await receive_form_tip(request, session, context, received)
     except InvalidSubmission as exc:
-        raise FormRejected(exc.status, [_field_message(e) for e in exc.fields], exc.typed) from None
+        raise FormRejected(exc.status, exc.errors, exc.state,
+                           report_form.first_step_with_errors(exc.errors)) from None
     except AppError as exc:  # too large, unreadable, busy, not initialised: still a page
-        raise FormRejected(exc.status, [exc.public_message], {}) from None
-    return render_page(request, "intake/receipt.html", status_code=201, receipt=receipt)
+        raise FormRejected(exc.status, [FieldError("", exc.public_message)],
+                           ReportState.from_form(received), REVIEW) from None
+    urgent = bool(ReportState.from_form(received).first("urgent"))
+    return _receipt_page(request, receipt, urgent=urgent, status_code=201)
+
+
+def _receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: int = 200) -> HTMLResponse:
+    return render_page(request, "intake/receipt.html", status_code=status_code, receipt=receipt,
+                       receipt_groups=receipt.split("-"), urgent=urgent)
 
 
 async def form_rejected_handler(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, FormRejected)  # noqa: S101 - registered for FormRejected only
-    return report_form(request, status_code=exc.status, messages=exc.messages,
-                       form=exc.form or {"tactics": []})
+    context = request.app.state.context
+    return show_step(request, context, exc.step, exc.state, errors=exc.errors, status_code=exc.status)
+
+
+def _first(fields: dict[str, list[str]], name: str) -> str:
+    values = fields.get(name, [])
+    return values[0] if values else ""
+
+
+# --- Follow-up with the receipt --------------------------------------------------------------------
+
+STATUS_TEXT = {
+    TipStatus.NEW: (N_("Received"), N_("Your report has arrived and is waiting to be read.")),
+    TipStatus.IN_REVIEW: (N_("Being reviewed"), N_("A caseworker is looking at your report.")),
+    TipStatus.NEEDS_INFO: (N_("We have a question for you"),
+                           N_("Please read the latest message below and answer if you can.")),
+    TipStatus.VERIFIED: (N_("Verified"), N_("We have checked your report and are working with it.")),
+    TipStatus.REJECTED: (N_("Closed"),
+                         N_("We are not taking this report further. Thank you for sending it.")),
+}
+UNKNOWN_RECEIPT_MESSAGE = N_("No report matches this receipt. Check it and try again.")
+EMPTY_MESSAGE = N_("Write a message before sending.")
+LONG_MESSAGE = N_("Your message is longer than 20,000 characters. Please shorten it or send it in parts.")
+
+
+def _followup_start(request: Request, *, typed: str = "", errors: Sequence[str] = (),
+                    status_code: int = 200) -> HTMLResponse:
+    return render_page(request, "intake/followup_start.html", status_code=status_code,
+                       typed_receipt=typed, messages=list(errors), language_path="/followup")
+
+
+def _followup_page(request: Request, holder: service.ReceiptHolder, receipt: str, *,
+                   notices: Sequence[str] = (), errors: Sequence[str] = (), draft: str = "",
+                   status_code: int = 200) -> HTMLResponse:
+    view = service.followup_view(holder)
+    title, explanation = STATUS_TEXT[TipStatus(view.status)]
+    return render_page(request, "intake/followup.html", status_code=status_code, view=view,
+                       receipt=receipt, status_title=title, status_explanation=explanation,
+                       notices=list(notices), messages=list(errors), draft=draft,
+                       max_files=request.app.state.context.settings.max_files_per_tip)
+
+
+async def _open_with_receipt(request: Request, session: DbSession, context: Context,
+                             fields: dict[str, list[str]]) -> service.ReceiptHolder | None:
+    receipt = _first(fields, "receipt")
+    return await run_in_threadpool(service.tip_for_receipt, session, receipt,
+                                   receipt_pepper=context.secrets.receipt_pepper)
+
+
+async def _followup_fields(request: Request, context: Context) -> dict[str, list[str]] | HTMLResponse:
+    try:
+        return await read_form_values(request, context.settings)
+    except AppError as exc:
+        return _followup_start(request, errors=[exc.public_message], status_code=exc.status)
+
+
+@router.get("/followup", response_class=HTMLResponse)
+def followup_start(request: Request) -> HTMLResponse:
+    return _followup_start(request)
+
+
+@router.post("/followup", response_class=HTMLResponse)
+async def followup(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    fields = await _followup_fields(request, context)
+    if isinstance(fields, HTMLResponse):
+        return fields
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        return _followup_start(request, typed=_first(fields, "receipt")[:100],
+                               errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    return _followup_page(request, holder, _first(fields, "receipt"))
+
+
+@router.post("/receipt", response_class=HTMLResponse)
+async def receipt_again(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    """The receipt page again, in another language (its language buttons post here)."""
+    fields = await _followup_fields(request, context)
+    if isinstance(fields, HTMLResponse):
+        return fields
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    return _receipt_page(request, _first(fields, "receipt"), urgent=holder.tip.urgent)
+
+
+@router.post("/followup/reply", response_class=HTMLResponse)
+async def followup_reply(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    fields = await _followup_fields(request, context)
+    if isinstance(fields, HTMLResponse):
+        return fields
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    receipt, body = _first(fields, "receipt"), _first(fields, "body").strip()
+    if not body or len(body) > MESSAGE_MAX_CHARS:
+        return _followup_page(request, holder, receipt, errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
+                              draft=_first(fields, "body"), status_code=422)
+    await run_in_threadpool(service.add_message, session, holder.tip, body,
+                            author=MessageAuthor.SUBMITTER, server_secrets=context.secrets)
+    return _followup_page(request, holder, receipt, notices=[N_("Your message was sent.")], status_code=201)
+
+
+@router.post("/followup/files", response_class=HTMLResponse)
+async def followup_files(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    """Files added with the receipt: encrypted while they stream in, then kept only if the
+    receipt (posted before them) opens a report; otherwise the rollback deletes them."""
+    if posted_from_elsewhere(request):
+        return _followup_start(request, errors=[CrossSiteForm.public_message], status_code=403)
+    received: dict[str, list[str]] = {}
+    try:
+        draft, fields = await stream_multipart(request, session, context, service.start_followup_files,
+                                               text_fields=frozenset({"receipt"}), received_fields=received)
+    except AppError as exc:
+        # Raised, so that the files written so far are deleted with the rollback.
+        raise FollowupRefused(exc.status, exc.public_message, receipt=_first(received, "receipt")) from None
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        raise FollowupRefused(401, UNKNOWN_RECEIPT_MESSAGE)
+    if not draft.attachments:
+        return _followup_page(request, holder, _first(fields, "receipt"),
+                              errors=[N_("Choose at least one file to send.")], status_code=422)
+    await run_in_threadpool(service.add_followup_files, session, holder.tip, draft)
+    return _followup_page(request, holder, _first(fields, "receipt"),
+                          notices=[N_("Your files were received.")], status_code=201)
+
+
+class FollowupRefused(AppError):
+    """A refused follow-up upload, shown as a page; raised so the transaction (and the files
+    written so far) roll back."""
+
+    def __init__(self, status: int, message: str, *, receipt: str = "") -> None:
+        super().__init__()
+        self.status = status
+        self.message = message
+        self.receipt = receipt
+
+
+def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
+    """The report's page with the reason, when the receipt opens one; else the receipt page."""
+    assert isinstance(exc, FollowupRefused)  # noqa: S101 - registered for FollowupRefused only
+    context = request.app.state.context
+    with context.database.transaction() as session:
+        holder = service.tip_for_receipt(session, exc.receipt, receipt_pepper=context.secrets.receipt_pepper)
+        if holder is None:
+            return _followup_start(request, errors=[exc.message], status_code=exc.status)
+        return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
+
+
+@router.post("/followup/delete", response_class=HTMLResponse)
+async def followup_delete(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    """Without ``confirm=yes``: a page that asks. With it: the report is crypto-shredded."""
+    fields = await _followup_fields(request, context)
+    if isinstance(fields, HTMLResponse):
+        return fields
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    if _first(fields, "confirm") != "yes":
+        return render_page(request, "intake/followup_delete.html", receipt=_first(fields, "receipt"),
+                           language_path="/followup")
+    await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
+    return render_page(request, "intake/followup_deleted.html", language_path="/followup")
+
+
+
+
+@router.get("/safety", response_class=HTMLResponse)
+def safety(request: Request) -> HTMLResponse:
+    return render_page(request, "intake/safety.html", language_path="/safety")

@@ -8,21 +8,26 @@ never stores an IP address, a User-Agent, a file name or a time finer than the d
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit import events as audit
 from app.blobs import BlobStore
+from app.config import Settings
 from app.crypto import envelope, human_codes, sealing
-from app.crypto.streaming import StreamEncryptor
-from app.db import on_rollback
+from app.db import after_commit, on_rollback
 from app.errors import AppError, PayloadTooLarge
+from app.intake import cleaning
 from app.intake.models import (
     ATTACHMENT_BLOB,
     ATTACHMENT_DETAILS,
+    FOLLOWUP_ATTACHMENT_KEY,
     MESSAGE_BODY,
     MESSAGE_DATA_KEY,
     MESSAGE_FOR_SUBMITTER,
@@ -34,6 +39,7 @@ from app.intake.models import (
     TipAttachment,
     TipMessage,
     TipStatus,
+    attachment_row_id,
     message_row_id,
 )
 from app.intake.receipts import new_receipt, normalize_receipt, receipt_lookup_hash, receipt_private_key
@@ -42,8 +48,11 @@ from app.keys.integrity import public_key_mac, trusted_public_key
 from app.keys.models import IntakeKey
 from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.web.i18n import N_
 
 TIP_REF_BITS = 40
+# The actor of what a submitter does with their receipt: no id, no name, nothing about them.
+SUBMITTER = audit.Actor(id=None, username=None, role="submitter")
 # Stands in for a malformed receipt so that every lookup derives a key pair.
 _UNMATCHABLE_RECEIPT = "0" * 24
 
@@ -51,7 +60,7 @@ _UNMATCHABLE_RECEIPT = "0" * 24
 class NotInitialised(AppError):
     status = 503
     code = "not_initialised"
-    public_message = "The service is not ready to receive reports."
+    public_message = N_("The service is not ready to receive reports.")
 
 
 def today() -> dt.date:
@@ -66,58 +75,141 @@ def _trusted_intake_key(session: Session,
     return intake_key, trusted_intake_public_key(intake_key, server_secrets.key_integrity_key)
 
 
-class AttachmentWriter:
-    """Encrypts one uploaded file into the blob store as it streams in."""
+_DECLARED_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
+UNKNOWN_CONTENT_TYPE = "application/octet-stream"
 
-    def __init__(self, *, attachment_id: uuid.UUID, encryptor: StreamEncryptor,
-                 blob_store: BlobStore, max_bytes: int, content_type: str | None) -> None:
+
+def _declared_content_type(declared: str | None) -> str:
+    """The client's Content-Type for a file, when it is a plain type/subtype; never trusted to
+    decide anything, only shown to staff (downloads are always octet-stream attachments)."""
+    if declared and _DECLARED_TYPE.fullmatch(declared.strip()):
+        return declared.strip().lower()
+    return UNKNOWN_CONTENT_TYPE
+
+
+class AttachmentWriter:
+    """Encrypts one uploaded file into the blob store as it streams in.
+
+    Images (recognised by their first bytes, never by name or declared type) are
+    the exception: they are collected, re-encoded from pixels without their
+    metadata (app.intake.cleaning) and only then encrypted, because decoding needs
+    the whole file. Every other file streams straight through the cipher and is
+    marked as still carrying whatever metadata it had.
+    """
+
+    def __init__(self, *, attachment_id: uuid.UUID, data_key: bytes, key_version: int,
+                 blob_store: BlobStore, max_bytes: int, content_type: str | None,
+                 clean_images: bool, max_image_bytes: int, max_image_pixels: int) -> None:
         self.attachment_id = attachment_id
-        self.content_type = content_type
-        self._encryptor = encryptor
+        self.data_key = data_key
+        self.content_type = _declared_content_type(content_type)
+        self.metadata = cleaning.MetadataOutcome.NOT_REMOVED
+        self._encryptor = ATTACHMENT_BLOB.encryptor(data_key, row_id=str(attachment_id),
+                                                    key_version=key_version)
         self._max_bytes = max_bytes
+        self._clean_images = clean_images
+        self._max_image_bytes = max_image_bytes
+        self._max_image_pixels = max_image_pixels
         self._sink = blob_store.create(attachment_id)
-        self._sink.write(encryptor.header)
+        self._sink.write(self._encryptor.header)
+        self._held: list[bytes] | None = []  # the first bytes until the type is known; all of an image
+        self._image = False
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self._max_bytes:
-            raise PayloadTooLarge("An attached file is larger than this service accepts.")
-        self._sink.write(self._encryptor.update(data))
+            raise PayloadTooLarge(N_("An attached file is larger than this service accepts."))
+        if self._held is None:
+            self._sink.write(self._encryptor.update(data))
+            return
+        self._held.append(data)
+        if self._image and self.size > self._max_image_bytes:
+            raise cleaning.ImageTooLarge
+        if not self._image and self.size >= cleaning.SNIFF_BYTES:
+            self._decide()
+
+    def _decide(self) -> None:
+        assert self._held is not None  # noqa: S101 - only called while holding
+        head = b"".join(self._held)
+        self._image = self._clean_images and cleaning.sniff_image(head[:cleaning.SNIFF_BYTES]) is not None
+        if not self._image:
+            self._held = None
+            self._sink.write(self._encryptor.update(head))
 
     def close(self) -> None:
+        if self._held is not None and not self._image:
+            self._decide()  # a file shorter than the sniffing window
+        if self._held is not None:
+            cleaned = cleaning.clean_image(b"".join(self._held), max_pixels=self._max_image_pixels)
+            self._held = None
+            self.size = len(cleaned.data)
+            self.content_type = cleaned.content_type
+            self.metadata = cleaning.MetadataOutcome.REMOVED
+            self._sink.write(self._encryptor.update(cleaned.data))
         self._sink.write(self._encryptor.finalize())
         self._sink.close()
 
     def abort(self) -> None:
+        self._held = None
         self._sink.close()
+
+    def details(self) -> bytes:
+        """What staff are told about the file, sealed with its key: no name, ever."""
+        return json.dumps({"size": self.size, "content_type": self.content_type,
+                           "metadata": self.metadata.value}).encode()
 
 
 @dataclass
-class TipDraft:
-    """A tip being received: its id and data key exist before its fields are known,
-    so attachments can be encrypted while they stream in."""
+class UploadDraft:
+    """Files being received, each encrypted as it streams in, before the request says
+    which tip they belong to (or before the receipt that names it is checked)."""
 
     intake_key: IntakeKey
     intake_public: sealing.PublicKey
     server_secrets: ServerSecrets = field(repr=False)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
-    data_key: bytes = field(default_factory=envelope.new_data_key, repr=False)
     attachments: list[AttachmentWriter] = field(default_factory=list)
 
-    def open_attachment(self, session: Session, blob_store: BlobStore, *, max_bytes: int,
+    def _writer_key(self) -> bytes:
+        """The data key a new file is encrypted under."""
+        raise NotImplementedError
+
+    def open_attachment(self, session: Session, blob_store: BlobStore, *, settings: Settings,
                         content_type: str | None) -> AttachmentWriter:
         attachment_id = uuid.uuid4()
-        writer = AttachmentWriter(
-            attachment_id=attachment_id,
-            encryptor=ATTACHMENT_BLOB.encryptor(self.data_key, row_id=str(attachment_id),
-                                                key_version=self.intake_key.version),
-            blob_store=blob_store, max_bytes=max_bytes, content_type=content_type,
-        )
+        data_key = self._writer_key()
         # Registered before the first byte lands: a failed request leaves no orphan file.
         on_rollback(session, lambda: blob_store.delete(attachment_id))
+        writer = AttachmentWriter(
+            attachment_id=attachment_id, data_key=data_key, key_version=self.intake_key.version,
+            blob_store=blob_store, max_bytes=settings.max_file_bytes,
+            content_type=content_type, clean_images=settings.strip_attachment_metadata,
+            max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
+        )
         self.attachments.append(writer)
         return writer
+
+
+@dataclass
+class TipDraft(UploadDraft):
+    """A tip being received: its id and data key exist before its fields are known,
+    so attachments can be encrypted while they stream in."""
+
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    data_key: bytes = field(default_factory=envelope.new_data_key, repr=False)
+
+    def _writer_key(self) -> bytes:
+        return self.data_key
+
+
+@dataclass
+class FollowupFilesDraft(UploadDraft):
+    """Files a submitter adds later, each under a fresh data key: the intake app never holds
+    the tip's data key after the tip is sent. The keys are sealed to the intake key once the
+    receipt has named the tip, bound to it (see add_followup_files)."""
+
+    def _writer_key(self) -> bytes:
+        return envelope.new_data_key()
 
 
 def start_tip(session: Session, server_secrets: ServerSecrets) -> TipDraft:
@@ -155,15 +247,69 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
     )
     session.add(tip)
     for writer in draft.attachments:
-        details = {"size": writer.size, "content_type": writer.content_type}
         session.add(TipAttachment(
             id=writer.attachment_id, tip_id=draft.id, added_on=today(),
-            details_encrypted=ATTACHMENT_DETAILS.seal(
-                draft.data_key, json.dumps(details).encode(),
-                row_id=str(writer.attachment_id), key_version=version),
+            details_encrypted=ATTACHMENT_DETAILS.seal(draft.data_key, writer.details(),
+                                                      row_id=str(writer.attachment_id), key_version=version),
         ))
     session.flush()
     return receipt
+
+
+def start_followup_files(session: Session, server_secrets: ServerSecrets) -> FollowupFilesDraft:
+    intake_key, intake_public = _trusted_intake_key(session, server_secrets)
+    return FollowupFilesDraft(intake_key=intake_key, intake_public=intake_public,
+                              server_secrets=server_secrets)
+
+
+def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) -> int:
+    """Attach files received at follow-up to the tip the receipt opened; returns how many.
+
+    Each file's key is sealed to the intake key bound to this tip and file, so a
+    database writer cannot move the file to another tip and have it open there.
+    """
+    version = draft.intake_key.version
+    for writer in draft.attachments:
+        session.add(TipAttachment(
+            id=writer.attachment_id, tip_id=tip.id, added_on=today(),
+            intake_key_version=version,
+            sealed_data_key=FOLLOWUP_ATTACHMENT_KEY.seal(
+                draft.intake_public, writer.data_key,
+                row_id=attachment_row_id(tip.id, writer.attachment_id), key_version=version),
+            details_encrypted=ATTACHMENT_DETAILS.seal(writer.data_key, writer.details(),
+                                                      row_id=str(writer.attachment_id), key_version=version),
+        ))
+    if draft.attachments:
+        _note_submitter_activity(tip)
+    session.flush()
+    return len(draft.attachments)
+
+
+def _note_submitter_activity(tip: Tip) -> None:
+    """The submitter answered (a message or files): the tip shows as active, and a tip that was
+    waiting for them goes back to review."""
+    tip.last_activity_on = today()
+    if tip.status is TipStatus.NEEDS_INFO:
+        tip.status = TipStatus.IN_REVIEW
+
+
+def delete_tip(session: Session, holder: ReceiptHolder, blob_store: BlobStore) -> None:
+    """The submitter deletes their report: crypto-shredding.
+
+    The rows holding the sealed data keys are deleted (SQLite overwrites freed
+    pages, secure_delete), which leaves every ciphertext of the tip unreadable,
+    then the attachment files are unlinked once the deletion has committed: if
+    the process dies in between, what remains is ciphertext with no key.
+    Recorded in the audit log as done by the submitter, with no detail.
+    """
+    tip = holder.tip
+    attachment_ids = [attachment.id for attachment in tip.attachments]
+    audit.record(session, SUBMITTER, "tip.delete", object_type="tip", object_id=tip.id,
+                 details={"attachments": len(attachment_ids)})
+    session.delete(tip)
+    session.flush()
+    for attachment_id in attachment_ids:
+        after_commit(session, functools.partial(blob_store.delete, attachment_id))
 
 
 def _receipt_key_context(tip_id: uuid.UUID) -> tuple[str, str]:
@@ -241,8 +387,9 @@ def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
         ),
     )
     session.add(message)
-    tip.last_activity_on = today()
-    if author is MessageAuthor.SUBMITTER and tip.status is TipStatus.NEEDS_INFO:
-        tip.status = TipStatus.IN_REVIEW
+    if author is MessageAuthor.SUBMITTER:
+        _note_submitter_activity(tip)
+    else:
+        tip.last_activity_on = today()
     session.flush()
     return message

@@ -19,6 +19,29 @@ class Tactic(StrEnum):
     OTHER = "other"
 
 
+class Perpetrator(StrEnum):
+    """Who the pressure came from, as the submitter saw it."""
+
+    POLICE = "police"
+    EMBASSY_OR_CONSULATE = "embassy_or_consulate"
+    SERVICE_STATION = "service_station"
+    ASSOCIATION = "association"
+    PERSON_ONLINE = "person_online"
+    UNKNOWN = "unknown"
+
+
+class ContactPreference(StrEnum):
+    # The default: nothing about the submitter is stored to reach them by.
+    RECEIPT_ONLY = "receipt_only"
+    OTHER_CHANNEL = "other_channel"
+
+
+class ReferralConsent(StrEnum):
+    AUTHORITIES_AND_PARTNERS = "authorities_and_partners"
+    PARTNERS_ONLY = "partners_only"
+    NONE = "none"
+
+
 class Language(StrEnum):
     ENGLISH = "en"
     SIMPLIFIED_CHINESE = "zh-Hans"

@@ -44,8 +44,13 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
         tip, data_key = service.open_tip(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None
-    if not any(attachment.id == attachment_id for attachment in tip.attachments):
+    attachment = next((attachment for attachment in tip.attachments if attachment.id == attachment_id), None)
+    if attachment is None:
         raise NotFound
+    try:
+        key, key_version = service.attachment_key(principal, tip, data_key, attachment)
+    except DecryptionError:
+        raise IntegrityFailure from None
     audit.record(session, principal.actor, "tip.attachment_download", object_type="attachment",
                  object_id=attachment_id, details={"tip": str(tip.id)})
     source = context.blobs.open(attachment_id)
@@ -54,8 +59,8 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
         # A tampered or truncated blob raises mid-stream and the connection is
         # cut: the reader never receives a complete-looking file.
         with source:
-            yield from ATTACHMENT_BLOB.decrypt_chunks(source, data_key, row_id=str(attachment_id),
-                                                      key_version=tip.intake_key_version)
+            yield from ATTACHMENT_BLOB.decrypt_chunks(source, key, row_id=str(attachment_id),
+                                                      key_version=key_version)
 
     return StreamingResponse(plaintext(), media_type="application/octet-stream",
                              headers={"content-disposition": "attachment"})

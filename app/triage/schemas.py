@@ -27,6 +27,9 @@ class AttachmentSummary(BaseModel):
     id: uuid.UUID
     size: int
     content_type: str | None
+    added_on: dt.date
+    # False: stored as sent, so it may still carry its author, device or location.
+    metadata_removed: bool
 
 
 class StaffMessage(BaseModel):
@@ -43,5 +46,12 @@ class TipDetail(QueueItem):
     host_country: str | None
     host_city: str | None
     station_id: uuid.UUID | None
+    incident_month: int | None
+    incident_year: int | None
+    ongoing: bool
+    perpetrators: list[str]
+    contact_preference: str
+    contact_details: str | None
+    referral_consent: str | None
     attachments: list[AttachmentSummary]
     messages: list[StaffMessage]

@@ -13,6 +13,7 @@ from app.auth.service import Principal
 from app.errors import NotFound
 from app.intake.models import (
     ATTACHMENT_DETAILS,
+    FOLLOWUP_ATTACHMENT_KEY,
     MESSAGE_BODY,
     MESSAGE_DATA_KEY,
     TIP_ANSWERS,
@@ -21,6 +22,7 @@ from app.intake.models import (
     Tip,
     TipAttachment,
     TipMessage,
+    attachment_row_id,
     message_row_id,
 )
 from app.triage.repository import tip_readable_by, tips_visible_to
@@ -80,10 +82,14 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
                                           key_version=version))
     attachments = []
     for attachment in tip.attachments:
-        details = json.loads(ATTACHMENT_DETAILS.open(data_key, attachment.details_encrypted,
-                                                     row_id=str(attachment.id), key_version=version))
-        attachments.append(AttachmentSummary(id=attachment.id, size=details["size"],
-                                             content_type=details["content_type"]))
+        key, key_version = attachment_key(principal, tip, data_key, attachment)
+        details = json.loads(ATTACHMENT_DETAILS.open(key, attachment.details_encrypted,
+                                                     row_id=str(attachment.id), key_version=key_version))
+        attachments.append(AttachmentSummary(
+            id=attachment.id, size=details["size"], content_type=details["content_type"],
+            added_on=attachment.added_on,
+            # Files from before metadata stripping existed carry no mark: treat them as not cleaned.
+            metadata_removed=details.get("metadata") == "removed"))
     messages = [_open_message(principal, message) for message in tip.messages]
     return TipDetail(
         **_queue_item(tip, len(attachments), len(messages)).model_dump(),
@@ -94,9 +100,32 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         host_country=answers["host_country"],
         host_city=answers["host_city"],
         station_id=answers["station_id"],
+        # Answers added to the form later: tips sent before have none of them.
+        incident_month=answers.get("incident_month"),
+        incident_year=answers.get("incident_year"),
+        ongoing=answers.get("ongoing", False),
+        perpetrators=answers.get("perpetrators", []),
+        contact_preference=answers.get("contact_preference", "receipt_only"),
+        contact_details=answers.get("contact_details"),
+        referral_consent=answers.get("referral_consent"),
         attachments=attachments,
         messages=messages,
     )
+
+
+def attachment_key(principal: Principal, tip: Tip, tip_data_key: bytes,
+                   attachment: TipAttachment) -> tuple[bytes, int]:
+    """The data key of an attachment and its key version: the tip's, or for a file added at
+    follow-up its own, sealed to the intake key and bound to this tip."""
+    if attachment.sealed_data_key is None or attachment.intake_key_version is None:
+        return tip_data_key, tip.intake_key_version
+    intake_private = principal.intake_private_key(attachment.intake_key_version)
+    if intake_private is None:
+        raise NotFound
+    key = FOLLOWUP_ATTACHMENT_KEY.open(intake_private, attachment.sealed_data_key,
+                                       row_id=attachment_row_id(tip.id, attachment.id),
+                                       key_version=attachment.intake_key_version)
+    return key, attachment.intake_key_version
 
 
 def _open_message(principal: Principal, message: TipMessage) -> StaffMessage:

@@ -9,17 +9,18 @@ from fastapi import Request
 
 from app.config import Settings
 from app.errors import Forbidden, UnsupportedMediaType
+from app.web.i18n import N_
 from app.web.request_body import MalformedBody, media_type, read_bounded_body
 
 
 class CrossSiteForm(Forbidden):
     code = "cross_site"
-    public_message = "This form can only be sent from this site."
+    public_message = N_("This form can only be sent from this site.")
 
 
 class StaleForm(Forbidden):
     code = "csrf"
-    public_message = "This form has expired. Go back, reload the page and try again."
+    public_message = N_("This form has expired. Go back, reload the page and try again.")
 
 
 def posted_from_elsewhere(request: Request) -> bool:
@@ -38,19 +39,23 @@ def posted_from_elsewhere(request: Request) -> bool:
     return urlsplit(origin).netloc != request.headers.get("host", "")
 
 
-async def read_form(request: Request, settings: Settings, *, csrf_token: str | None = None) -> dict[str, str]:
-    """The posted fields (first value of each). Refuses other sites' posts and, when
-    ``csrf_token`` is given, a form that does not carry it."""
+async def read_form_values(request: Request, settings: Settings) -> dict[str, list[str]]:
+    """Every posted value of every field (checkbox groups post several). Refuses other sites' posts."""
     if posted_from_elsewhere(request):
         raise CrossSiteForm
     if media_type(request) != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
     body = await read_bounded_body(request, settings)
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
-        raise MalformedBody("The form data could not be read.") from None
-    fields = {name: values[0] for name, values in parsed.items()}
+        raise MalformedBody(N_("The form data could not be read.")) from None
+
+
+async def read_form(request: Request, settings: Settings, *, csrf_token: str | None = None) -> dict[str, str]:
+    """The posted fields (first value of each). Refuses other sites' posts and, when
+    ``csrf_token`` is given, a form that does not carry it."""
+    fields = {name: values[0] for name, values in (await read_form_values(request, settings)).items()}
     if csrf_token is not None and not hmac.compare_digest(
         fields.get("csrf_token", "").encode(), csrf_token.encode()
     ):

@@ -15,6 +15,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.errors import AppError, PayloadTooLarge
+from app.web.i18n import N_
 
 
 class FileSink(Protocol):
@@ -25,19 +26,19 @@ class FileSink(Protocol):
 class MalformedMultipart(AppError):
     status = 400
     code = "malformed_body"
-    public_message = "The form data could not be read."
+    public_message = N_("The form data could not be read.")
 
 
 class UnexpectedFilePart(AppError):
     status = 422
     code = "invalid_input"
-    public_message = "Files are accepted only in the 'files' field."
+    public_message = N_("Files are accepted only in the 'files' field.")
 
 
 class UnexpectedField(AppError):
     status = 422
     code = "invalid_input"
-    public_message = "The form has a field this service does not know."
+    public_message = N_("The form has a field this service does not know.")
 
 
 class _SinkOnFirstByte:
@@ -72,12 +73,14 @@ class StreamingFormReader:
         max_field_bytes: int,
         max_files: int,
         max_parts: int,
+        fields: dict[str, list[str]] | None = None,
     ) -> None:
+        """``fields``: where text fields go, when the caller needs them even if reading fails."""
         _, options = parse_options_header(content_type_header)
         boundary = options.get(b"boundary")
         if not boundary:
             raise MalformedMultipart
-        self.fields: dict[str, list[str]] = {}
+        self.fields: dict[str, list[str]] = {} if fields is None else fields
         self.file_count = 0
         self._part_count = 0
         self._max_parts = max_parts
@@ -125,7 +128,7 @@ class StreamingFormReader:
     def _on_part_begin(self) -> None:
         self._part_count += 1
         if self._part_count > self._max_parts:
-            raise PayloadTooLarge("The form has more parts than this service accepts.")
+            raise PayloadTooLarge(N_("The form has more parts than this service accepts."))
         self._headers = {}
         self._current_value = bytearray()
 
@@ -161,7 +164,7 @@ class StreamingFormReader:
     def _open_counted_file(self, declared_type: str | None) -> FileSink:
         self.file_count += 1
         if self.file_count > self._max_files:
-            raise PayloadTooLarge("Too many files are attached to this report.")
+            raise PayloadTooLarge(N_("Too many files are attached to this report."))
         return self._open_file(declared_type)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -170,7 +173,7 @@ class StreamingFormReader:
             return
         self._field_bytes += end - start
         if self._field_bytes > self._max_field_bytes:
-            raise PayloadTooLarge("The form fields are larger than this service accepts.")
+            raise PayloadTooLarge(N_("The form fields are larger than this service accepts."))
         self._current_value += data[start:end]
 
     def _on_part_end(self) -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from app.intake.taxonomy import Language
+from app.web.i18n import translations
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -30,22 +31,40 @@ LANGUAGE_OPTIONS = (
 )
 _BY_CODE = {option.code: option for option in LANGUAGE_OPTIONS}
 
-_environment = Environment(
-    loader=FileSystemLoader(TEMPLATES_DIR),
-    autoescape=select_autoescape(default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+def _environment(language: Language) -> Environment:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    # newstyle: `_("... %(name)s", name=value)` escapes the value and formats in one step.
+    environment.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return environment
+
+
+# One environment per language: the translations are bound when it is built, so a
+# page can never be rendered with another request's language.
+_ENVIRONMENTS = {language: _environment(language) for language in Language}
+_STAFF_ENVIRONMENT = _ENVIRONMENTS[Language.ENGLISH]
 
 
 def language_for(request: Request) -> LanguageOption:
-    """The language named by the page's link (?lang=); no cookie, no Accept-Language sniffing."""
+    """The language named by the page's link (?lang=); no cookie, no Accept-Language sniffing.
+
+    The choice is carried in every link and form action instead of a cookie: a
+    cookie would outlive the visit on a shared device and tell whoever looks
+    next that this browser used the service, and in which language.
+    """
     return _BY_CODE.get(request.query_params.get("lang", ""), LANGUAGE_OPTIONS[0])
 
 
 def render_page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _environment.get_template(template).render(
-        language=language_for(request), languages=LANGUAGE_OPTIONS, **context
+    """A submitter's page in the language of its link."""
+    language = language_for(request)
+    html = _ENVIRONMENTS[Language(language.code)].get_template(template).render(
+        language=language, languages=LANGUAGE_OPTIONS, **context
     )
     return HTMLResponse(html, status_code=status_code)
 
@@ -79,5 +98,6 @@ def render_staff_page(request: Request, template: str, *, principal: Any = None,
             for item in STAFF_NAVIGATION
             if item.permission is None or principal.can(item.permission)
         ]
-    html = _environment.get_template(template).render(principal=principal, navigation=navigation, **context)
+    html = _STAFF_ENVIRONMENT.get_template(template).render(principal=principal, navigation=navigation,
+                                                             **context)
     return HTMLResponse(html, status_code=status_code)

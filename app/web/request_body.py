@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.config import Settings
 from app.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType, safe_error_fields
+from app.web.i18n import N_
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -19,7 +20,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class MalformedBody(AppError):
     status = 400
     code = "malformed_body"
-    public_message = "The request body could not be read."
+    public_message = N_("The request body could not be read.")
 
 
 def media_type(request: Request) -> str:
@@ -39,7 +40,7 @@ def _declared_length(request: Request) -> int | None:
 class RequestTimeout(AppError):
     status = 408
     code = "request_timeout"
-    public_message = "The request body stopped arriving."
+    public_message = N_("The request body stopped arriving.")
 
 
 async def bounded_stream(request: Request, limit: int, *, idle_timeout: float) -> AsyncIterator[bytes]:

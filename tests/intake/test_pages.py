@@ -1,15 +1,65 @@
-"""The submitter's pages: the form works as plain HTML, with no script and no third-party asset."""
+"""The submitter's pages: a guided form of plain HTML steps, no script, no cookie, nothing lost."""
 
 from __future__ import annotations
 
+import json
 import re
+from html import unescape
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.intake.models import Tip
+from app.config import Settings
+from app.db import Database
+from app.entrypoints.apps import create_intake_app
+from app.intake.models import TIP_ANSWERS, TIP_DATA_KEY, TIP_NARRATIVE, Tip, TipAttachment
 from tests.conftest import Organisation
+
+FormFields = list[tuple[str, str]]
+ANSWERS: dict[str, Any] = {
+    "what": [("tactics", "family_pressure"), ("tactics", "station_contact")],
+    "where": [("host_country", "IE"), ("host_city", "Dublin"), ("incident_month", "3"),
+              ("incident_year", "2025"), ("ongoing", "true")],
+    "who": [("perpetrators", "service_station"), ("perpetrators", "police")],
+    "story": [("narrative", "They phoned my mother & said <come home>."), ("urgent", "true")],
+    "contact": [("contact_preference", "receipt_only"), ("referral_consent", "partners_only")],
+}
+
+
+def hidden_fields(html: str) -> FormFields:
+    """The (name, value) pairs of a page's hidden inputs, as a browser would post them."""
+    return [(unescape(name), unescape(value))
+            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)]
+
+
+def post_step(client: TestClient, fields: FormFields, lang: str = "en") -> Any:
+    return client.post(f"/report/step?lang={lang}", data=_as_form(fields))
+
+
+def _as_form(fields: FormFields) -> dict[str, list[str]]:
+    form: dict[str, list[str]] = {}
+    for name, value in fields:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def walk_to_review(client: TestClient, lang: str = "en") -> str:
+    """Answer every step as a browser does: the page's hidden fields plus this step's answers."""
+    page = client.get(f"/?lang={lang}").text
+    for step in ("what", "where", "who", "story", "contact"):
+        assert f'name="step" value="{step}"' in page
+        response = post_step(client, [*hidden_fields(page), *ANSWERS[step], ("go", "next")], lang)
+        assert response.status_code == 200, response.text
+        page = response.text
+    assert 'name="step" value="review"' in page
+    return page
+
+
+def tip_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Tip)) or 0
 
 
 def test_the_form_page_is_the_contract_page(intake_client: TestClient) -> None:
@@ -19,80 +69,233 @@ def test_the_form_page_is_the_contract_page(intake_client: TestClient) -> None:
     assert "<script" not in html.lower()
     assert '<form method="post"' in html
     assert {"en", "zh-Hans", "zh-Hant", "ug"} <= set(re.findall(r'hreflang="([^"]+)"', html))
-    # Every URL the page loads is our own: no CDN, no font, no tracker.
-    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+    # Every URL the page loads or links is our own: no CDN, no font, no tracker.
+    for url in re.findall(r'(?:src|href|action)="([^"]+)"', html):
         assert url.startswith(("/", "?", "#")) or url.startswith("https://en.wikipedia.org/"), url
+    assert 'class="quick-exit"' in html
     csp = response.headers["content-security-policy"]
     assert "default-src 'none'" in csp
     assert "frame-ancestors 'none'" in csp
+    assert "style-src 'self'" in csp
+    assert "form-action 'self'" in csp
     assert "script-src" not in csp
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["cache-control"] == "no-store"
     assert "set-cookie" not in response.headers
+    assert "server" not in response.headers
 
 
-def test_the_uyghur_page_is_right_to_left(intake_client: TestClient) -> None:
+def test_the_uyghur_page_is_right_to_left_and_translated(intake_client: TestClient) -> None:
+    english = intake_client.get("/").text
     html = intake_client.get("/?lang=ug").text
     assert '<html lang="ug" dir="rtl">' in html
+    assert "Leave this site quickly" in english
+    assert "Leave this site quickly" not in html
+    assert 'name="language" value="ug"' in html
 
 
-def test_the_form_posts_without_javascript_and_shows_the_receipt(
+def test_every_step_keeps_every_answer_and_the_review_shows_them(
+        intake_client: TestClient, organisation: Organisation) -> None:
+    review = walk_to_review(intake_client)
+    carried = hidden_fields(review)
+    for step in ANSWERS.values():
+        for pair in step:
+            assert pair in carried, pair
+    assert "Dublin" in review
+    assert "Ireland" in review
+    assert "They phoned my mother &amp; said &lt;come home&gt;." in review  # kept and escaped
+    assert "If someone is in immediate danger" in review  # the urgent answer shows the guidance
+    assert 'enctype="multipart/form-data"' in review
+    assert 'type="file" name="files"' in review
+
+
+def test_back_keeps_answers_and_skips_validation(intake_client: TestClient) -> None:
+    page = intake_client.get("/").text
+    where = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"], ("go", "next")]).text
+    back = post_step(intake_client, [*hidden_fields(where), ("host_city", "Typed, not yet checked"),
+                                     ("host_country", "ZZ"), ("go", "back")])
+    assert back.status_code == 200
+    assert 'name="step" value="what"' in back.text
+    assert re.search(r'value="family_pressure" checked', back.text)
+    # What was typed on the step left with "back" is carried too.
+    assert ("host_city", "Typed, not yet checked") in hidden_fields(back.text)
+
+
+def test_a_step_with_a_wrong_answer_is_shown_again_with_everything_typed(intake_client: TestClient) -> None:
+    page = walk_to_review(intake_client)
+    story = post_step(intake_client, [*hidden_fields(page), ("go", "edit:story")]).text
+    assert 'name="step" value="story"' in story
+    kept = [(name, value) for name, value in hidden_fields(story) if name != "narrative"]
+    refused = post_step(intake_client, [*kept, ("narrative", "   "), ("go", "next")])
+    assert refused.status_code == 422
+    assert 'name="step" value="story"' in refused.text
+    assert "Please tell us what happened" in refused.text
+    assert 'aria-invalid="true"' in refused.text
+    assert ("host_city", "Dublin") in hidden_fields(refused.text)
+
+
+def test_every_question_but_the_account_may_be_left_unsaid(
         intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
-    response = intake_client.post("/report", data={"narrative": "Posted by a plain form.",
-                                                   "tactics": ["surveillance"], "host_country": "",
-                                                   "host_city": "", "language": "en"})
+    page = intake_client.get("/").text
+    for step, answers in (("what", [("tactics", "prefer_not_to_say")]),
+                          ("where", [("host_country", ""), ("host_city", ""), ("incident_month", ""),
+                                     ("incident_year", "")]),
+                          ("who", [("perpetrators", "prefer_not_to_say")]),
+                          ("story", [("narrative", "Only this.")]),
+                          ("contact", [("contact_preference", "receipt_only"), ("referral_consent", "")])):
+        response = post_step(intake_client, [*hidden_fields(page), *answers, ("go", "next")])
+        assert response.status_code == 200, (step, response.text)
+        page = response.text
+    # What, where, when, who and danger unsaid; sharing answered "prefer not to say".
+    assert page.count('class="not-said"') == 5
+    assert "Prefer not to say (we treat this as no)" in page
+    sent = intake_client.post("/report", data=_as_form(hidden_fields(page)))
+    assert sent.status_code == 201
+    assert tip_count(db_session) == 1
+
+
+def test_the_whole_form_sends_a_report_with_every_answer_sealed(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    review = walk_to_review(intake_client)
+    response = intake_client.post("/report?lang=en", data=_as_form(hidden_fields(review)),
+                                  files=[("files", ("note.txt", b"a transcribed letter", "text/plain"))])
     assert response.status_code == 201
-    assert re.search(r'<p class="receipt"[^>]*>([0-9A-Z]{4}-){5}[0-9A-Z]{4}</p>', response.text)
-    assert db_session.scalar(select(func.count()).select_from(Tip)) == 1
+    receipt = re.search(r'<p class="receipt"[^>]*>(.*?)</p>', response.text, re.S)
+    assert receipt is not None
+    groups = re.findall(r'<span class="receipt-group">([0-9A-Z]{4})</span>', receipt.group(1))
+    assert len(groups) == 6
+    assert "If someone is in immediate danger" in response.text
+    tip = db_session.scalars(select(Tip)).one()
+    assert tip.urgent is True
+    data_key = TIP_DATA_KEY.open(organisation.intake.private, tip.sealed_data_key, row_id=str(tip.id),
+                                 key_version=tip.intake_key_version)
+    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
+                                          key_version=tip.intake_key_version))
+    assert answers == {
+        "language": "en", "tactics": ["family_pressure", "station_contact"], "host_country": "IE",
+        "host_city": "Dublin", "incident_month": 3, "incident_year": 2025, "ongoing": True,
+        "perpetrators": ["service_station", "police"], "station_id": None,
+        "contact_preference": "receipt_only", "contact_details": None, "referral_consent": "partners_only",
+    }
+    narrative = TIP_NARRATIVE.open(data_key, tip.narrative_encrypted, row_id=str(tip.id),
+                                   key_version=tip.intake_key_version)
+    assert narrative == b"They phoned my mother & said <come home>."
+    assert len(tip.attachments) == 1
 
 
-def test_a_rejected_form_keeps_what_was_typed(
+def test_contact_details_typed_then_taken_back_are_not_kept(
         intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
-    response = intake_client.post("/report", data={"narrative": "Keep <these> words.",
-                                                   "host_country": "ZZ", "tactics": ["physical"]})
+    review = walk_to_review(intake_client)
+    fields = [pair for pair in hidden_fields(review) if pair[0] != "contact_preference"]
+    fields += [("contact_preference", "receipt_only"), ("contact_details", "signal +31 6 1234 5678")]
+    assert intake_client.post("/report", data=_as_form(fields)).status_code == 201
+    tip = db_session.scalars(select(Tip)).one()
+    data_key = TIP_DATA_KEY.open(organisation.intake.private, tip.sealed_data_key, row_id=str(tip.id),
+                                 key_version=tip.intake_key_version)
+    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
+                                          key_version=tip.intake_key_version))
+    assert answers["contact_details"] is None
+
+
+def test_another_way_to_be_reached_needs_the_details(intake_client: TestClient) -> None:
+    page = walk_to_review(intake_client)
+    contact = post_step(intake_client, [*hidden_fields(page), ("go", "edit:contact")]).text
+    kept = list(hidden_fields(contact))
+    refused = post_step(intake_client, [*kept, ("contact_preference", "other_channel"),
+                                        ("contact_details", ""), ("go", "next")])
+    assert refused.status_code == 422
+    assert "Tell us how to reach you" in refused.text
+
+
+def test_a_refused_final_post_returns_to_the_step_to_fix_with_everything_kept(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    review = walk_to_review(intake_client)
+    fields = [pair for pair in hidden_fields(review) if pair[0] != "host_country"] + [("host_country", "ZZ")]
+    response = intake_client.post("/report", data=_as_form(fields))
     assert response.status_code == 422
-    assert "Keep &lt;these&gt; words." in response.text  # kept, and escaped
-    assert re.search(r'value="physical" checked', response.text)
-    assert db_session.scalar(select(func.count()).select_from(Tip)) == 0
+    assert 'name="step" value="where"' in response.text
+    assert "Choose a country from the list." in response.text
+    assert ("narrative", "They phoned my mother & said <come home>.") in hidden_fields(response.text)
+    assert tip_count(db_session) == 0
 
 
-def test_the_form_also_posts_as_multipart_with_a_file(
+def test_too_many_files_are_refused_on_the_review_page_with_the_answers_kept(
+        intake_client: TestClient, organisation: Organisation, db_session: Session,
+        settings: Settings) -> None:
+    review = walk_to_review(intake_client)
+    files = [("files", (f"f{number}.txt", b"x", "text/plain"))
+             for number in range(settings.max_files_per_tip + 1)]
+    response = intake_client.post("/report", data=_as_form(hidden_fields(review)), files=files)
+    assert response.status_code == 413
+    assert "Too many files" in response.text
+    assert 'name="step" value="review"' in response.text
+    assert ("host_city", "Dublin") in hidden_fields(response.text)
+    assert tip_count(db_session) == 0
+    assert db_session.scalar(select(func.count()).select_from(TipAttachment)) == 0
+    assert not settings.blobs_dir.exists() or list(settings.blobs_dir.iterdir()) == []
+
+
+def test_an_oversized_file_is_refused_with_a_clear_page_and_nothing_stored(
+        organisation: Organisation, db_session: Session, settings: Settings, database: Database) -> None:
+    small = settings.model_copy(update={"max_file_bytes": 1000})
+    with TestClient(create_intake_app(small, database=database), base_url="https://testserver") as client:
+        review = walk_to_review(client)
+        response = client.post("/report", data=_as_form(hidden_fields(review)),
+                               files=[("files", ("big.bin", b"y" * 1001, "application/octet-stream"))])
+    assert response.status_code == 413
+    assert "larger than this service accepts" in response.text
+    assert ("host_city", "Dublin") in hidden_fields(response.text)
+    assert tip_count(db_session) == 0
+    assert not settings.blobs_dir.exists() or list(settings.blobs_dir.iterdir()) == []
+
+
+def test_unknown_fields_are_neither_echoed_nor_stored(
         intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
-    response = intake_client.post("/report", data={"narrative": "With a photo."},
-                                  files=[("files", ("p.jpg", b"\xff\xd8jpeg", "image/jpeg"))])
-    assert response.status_code == 201
-    assert db_session.scalar(select(func.count()).select_from(Tip)) == 1
-
-
-def test_the_form_refuses_json(intake_client: TestClient, organisation: Organisation) -> None:
-    assert intake_client.post("/report", json={"narrative": "x"}).status_code == 415
+    page = intake_client.get("/").text
+    response = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"],
+                                         ("planted-field", "PLANTED-VALUE"), ("go", "next")])
+    assert response.status_code == 200
+    assert "PLANTED" not in response.text
+    assert "planted-field" not in response.text
 
 
 def test_a_form_posted_from_another_site_is_refused_and_echoes_nothing(
         intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
     lure = "Email your receipt to evil@example.org"
-    for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
-        response = intake_client.post("/report", headers=headers,
-                                      data={"narrative": lure, lure: "x", "host_country": "ZZ"})
-        assert response.status_code == 403
-        assert "text/html" in response.headers["content-type"]
-        assert "evil" not in response.text
-    assert db_session.scalar(select(func.count()).select_from(Tip)) == 0
+    for path in ("/report", "/report/step"):
+        for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+            response = intake_client.post(path, headers=headers,
+                                          data={"narrative": lure, "host_city": lure, "step": "story"})
+            assert response.status_code == 403
+            assert "text/html" in response.headers["content-type"]
+            assert "evil" not in response.text
+    assert tip_count(db_session) == 0
 
 
-def test_unknown_field_names_are_not_echoed_onto_the_page(
-        intake_client: TestClient, organisation: Organisation) -> None:
-    response = intake_client.post("/report", headers={"sec-fetch-site": "same-origin"},
-                                  data={"narrative": "x", "Your report was flagged": "y"})
-    assert response.status_code == 422
-    assert "flagged" not in response.text
-    assert "does not know" in response.text
-
-
-def test_refusals_other_than_validation_are_pages_too(
-        intake_client: TestClient, organisation: Organisation) -> None:
-    huge = {"narrative": "x" * (1024 * 1024 + 1)}
-    response = intake_client.post("/report", data=huge)  # urlencoded, over the form bound
-    assert response.status_code == 413
+def test_the_form_refuses_json(intake_client: TestClient, organisation: Organisation) -> None:
+    response = intake_client.post("/report", json={"narrative": "x"})
+    assert response.status_code == 415
     assert "text/html" in response.headers["content-type"]
-    assert "larger than" in response.text.lower() or "too large" in response.text.lower()
+
+
+def test_a_language_change_mid_form_keeps_the_answers(intake_client: TestClient) -> None:
+    page = intake_client.get("/").text
+    where = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"], ("go", "next")]).text
+    assert 'formaction="/report/step?lang=zh-Hant"' in where
+    switched = post_step(intake_client, [*hidden_fields(where), ("host_city", "Dublin"), ("go", "stay")],
+                         lang="zh-Hant")
+    assert switched.status_code == 200
+    assert '<html lang="zh-Hant" dir="ltr">' in switched.text
+    assert 'name="step" value="where"' in switched.text
+    assert 'value="Dublin"' in switched.text
+    assert ("tactics", "station_contact") in hidden_fields(switched.text)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-Hans", "zh-Hant", "ug"])
+def test_every_page_is_small_enough_for_a_slow_tor_circuit(intake_client: TestClient, lang: str) -> None:
+    css = intake_client.get("/static/daylight.css")
+    assert css.status_code == 200
+    review = walk_to_review(intake_client, lang)
+    pages = [intake_client.get(f"{path}?lang={lang}").text for path in ("/", "/followup", "/safety")]
+    for html in [*pages, review]:
+        assert len(html.encode()) + len(css.content) < 100_000
