@@ -8,6 +8,7 @@ opens any of them. Everything here really commits, then the disk is searched.
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -65,6 +66,9 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     file_name = f"CANARY-FILENAME-{canary}.jpg"
     spoofed_ip = "203.0.113.77"
     user_agent = f"CANARY-AGENT-{canary}"
+    contact = f"CANARY-CONTACT-{canary} signal +31 6"
+    later_file_name = f"CANARY-LATER-{canary}.pdf"
+    later_evidence = f"CANARY-LATER-FILE-{canary}".encode() * 100
 
     settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
                         database_url=SecretStr(committed_database_url) if committed_database_url else None)
@@ -83,21 +87,29 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     submitter_headers = {"x-forwarded-for": spoofed_ip, "x-real-ip": spoofed_ip, "user-agent": user_agent,
                          "forwarded": f"for={spoofed_ip}"}
     with TestClient(create_intake_app(settings, database=database), base_url="https://intake") as intake:
-        submitted = intake.post("/api/v1/tips", headers=submitter_headers,
+        # The report form's last post, as a browser sends it, with a way to be reached.
+        submitted = intake.post("/report", headers=submitter_headers,
                                 data={"narrative": narrative, "host_city": city, "host_country": "CN",
-                                      "tactics": ["family_pressure"]},
+                                      "tactics": ["family_pressure"], "contact_preference": "other_channel",
+                                      "contact_details": contact, "step": "review"},
                                 files=[("files", (file_name, evidence, "image/jpeg"))])
         assert submitted.status_code == 201
-        receipt = submitted.json()["receipt"]
+        found = re.search(r'<p class="receipt"[^>]*>(.*?)</p>', submitted.text, re.S)
+        assert found is not None
+        receipt = re.sub(r"<[^>]+>", "", found.group(1))
         assert intake.post("/api/v1/followup/messages", headers=submitter_headers,
                            json={"receipt": receipt, "body": answer}).status_code == 201
+        assert intake.post("/followup/files", headers=submitter_headers, data={"receipt": receipt},
+                           files=[("files", (later_file_name, later_evidence, "application/pdf"))]
+                           ).status_code == 201
 
     with TestClient(create_staff_app(settings, database=database), base_url="https://staff") as staff:
         assert staff.post("/api/v1/auth/login", json={
             "username": "caseworker", "password": password,
             "otp": pyotp.TOTP(totp_secret).now()}).status_code == 200
         [item] = staff.get("/api/v1/tips").json()["items"]
-        assert staff.get(f"/api/v1/tips/{item['id']}").json()["narrative"] == narrative
+        detail = staff.get(f"/api/v1/tips/{item['id']}").json()
+        assert (detail["narrative"], detail["contact_details"]) == (narrative, contact)
         with database.transaction() as session:
             tip = session.get_one(Tip, uuid.UUID(item["id"]))
             add_message(session, tip, reply, author=MessageAuthor.STAFF, server_secrets=server_secrets)
@@ -114,15 +126,16 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     database.engine.dispose()
     disk = b"".join(path.read_bytes() for path in files_under(data_dir))
     assert (data_dir / "daylight.sqlite3").exists() or committed_database_url
-    assert len(list((data_dir / "blobs").iterdir())) == 1
+    assert len(list((data_dir / "blobs").iterdir())) == 2
 
     secrets_on_disk = [narrative, city, reply, answer, file_name, spoofed_ip, user_agent, receipt,
-                       receipt.replace("-", ""), password, totp_secret]
+                       receipt.replace("-", ""), password, totp_secret, contact, later_file_name]
     for haystack_name, haystack in (("disk", disk), ("database", dump)):
         for needle in secrets_on_disk:
             for encoded in encodings(needle):
                 assert encoded not in haystack, f"{needle!r} found in {haystack_name}"
         assert evidence[:64] not in haystack
+        assert later_evidence[:64] not in haystack
         # No key that opens content is stored in clear: not the intake private
         # key, not the member's personal key, not the tip's data key.
         for key_name, key in (("intake private key", organisation.intake_private.raw),

@@ -25,7 +25,10 @@ from tests.auth.factories import login
 from tests.conftest import Organisation
 
 INTAKE_PUBLIC_ROUTES = frozenset({
-    ("GET", "/"), ("POST", "/report"), ("GET", "/healthz"), ("POST", "/api/v1/tips"),
+    ("GET", "/"), ("POST", "/report/step"), ("POST", "/report"), ("POST", "/receipt"), ("GET", "/safety"),
+    ("GET", "/followup"), ("POST", "/followup"), ("POST", "/followup/reply"), ("POST", "/followup/files"),
+    ("POST", "/followup/delete"),
+    ("GET", "/healthz"), ("POST", "/api/v1/tips"),
     ("POST", "/api/v1/followup"), ("POST", "/api/v1/followup/messages"),
 })
 STATIC_MOUNT = "/static"

@@ -97,7 +97,7 @@ STEPS: tuple[Step, ...] = (
     Step("where", N_("Where and when"), ("host_country", "host_city", "incident_month", "incident_year",
                                          "ongoing")),
     Step("who", N_("Who was behind it"), ("perpetrators",)),
-    Step("story", N_("Your account"), ("narrative", "urgent")),
+    Step("story", N_("In your own words"), ("narrative", "urgent")),
     Step("contact", N_("Contact and sharing"), ("contact_preference", "contact_details", "referral_consent")),
     Step("review", N_("Check and send"), ()),
 )
@@ -113,7 +113,7 @@ _FIELD_MESSAGES: dict[str, str] = {
     "host_country": N_("Choose a country from the list."),
     "host_city": N_("The name of the city is too long."),
     "incident_month": N_("Choose a month from the list."),
-    "incident_year": N_("Enter a year between 1950 and this year, or leave it empty."),
+    "incident_year": N_("Choose a year from the list."),
     "ongoing": N_("Choose from the list."),
     "urgent": N_("Choose from the list."),
     "contact_preference": N_("Choose one of the options."),
@@ -123,11 +123,12 @@ _FIELD_MESSAGES: dict[str, str] = {
     "station_id": N_("Choose a station from the list."),
 }
 _SPECIFIC_MESSAGES: dict[tuple[str, str], str] = {
-    ("narrative", "string_too_long"): N_("Your account is longer than 20,000 characters. Please shorten it; "
-                                         "you can send the rest as a message once you have your receipt."),
+    ("narrative", "string_too_long"): N_(
+        "What you wrote is longer than 20,000 characters. Please shorten it; "
+        "you can send the rest as a message once you have your receipt."),
     ("contact_details", "string_too_long"): N_("This is longer than 500 characters. Please shorten it."),
 }
-UNKNOWN_FIELD_MESSAGE = N_("The form had a field this site does not know.")
+UNKNOWN_FIELD_MESSAGE = N_("The form has a field this site does not know.")
 
 # Bounds the browser is told about, the same as the model's.
 LIMITS = {"narrative": NARRATIVE_MAX_CHARS, "host_city": CITY_MAX_CHARS,

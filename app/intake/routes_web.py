@@ -93,11 +93,11 @@ def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
         SummaryItem(N_("Where"), "where", place),
         SummaryItem(N_("When"), "where", when),
         SummaryItem(N_("Who was behind it"), "who", chosen("perpetrators", perpetrator_labels)),
-        SummaryItem(N_("Your account"), "story", said),
+        SummaryItem(N_("In your own words"), "story", said),
         SummaryItem(N_("Immediate danger"), "story",
                     [translate(N_("Yes, someone is in immediate danger"))] if state.first("urgent") else []),
         SummaryItem(N_("Contact"), "contact", contact),
-        SummaryItem(N_("Sharing your report"), "contact",
+        SummaryItem(N_("Passing on your report"), "contact",
                     [translate(consent_labels[consent_value])] if consent_value in consent_labels else []),
     ]
 

@@ -38,7 +38,7 @@ class UnexpectedFilePart(AppError):
 class UnexpectedField(AppError):
     status = 422
     code = "invalid_input"
-    public_message = N_("The form has a field this service does not know.")
+    public_message = N_("The form has a field this site does not know.")
 
 
 class _SinkOnFirstByte:

@@ -1,25 +1,39 @@
-"""The intake form as a submitter on Tor Browser's "Safest" level uses it: JavaScript off.
+"""The submitter's whole path as Tor Browser at "Safest" takes it: JavaScript off, in every language.
 
-Everything a submitter needs (sending a report with evidence, choosing a
-language, correcting a mistake) must work with plain HTML forms and links.
+From the first page, through each step, to the receipt; a caseworker's question
+(posted through the service layer, as the staff UI does); back with the receipt
+to read it, answer and add a file; and the refusals a submitter can meet. Each
+step is photographed into docs/screenshots/ when `make screenshots` asks.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from playwright.sync_api import Page
+from PIL import Image
+from playwright.sync_api import Page, Response
 
+from app.config import Settings
+from app.db import Database
+from app.intake import service
+from app.intake.models import MessageAuthor, TipStatus
+from app.keys.server_secrets import load_server_secrets
 from tests.browser.conftest import ServedDemo
+from tests.browser.test_staff_ui import demo_logins, one_time_code
 from tests.support.screenshots import screenshot_dir
 
 pytestmark = pytest.mark.serve
 
 RECEIPT_PATTERN = re.compile(r"^([0-9A-Z]{4}-){5}[0-9A-Z]{4}$")
-SCREENSHOT = screenshot_dir() / "intake-form.png"
+LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ug"]
+DIRECTION = {"en": "ltr", "zh-Hans": "ltr", "zh-Hant": "ltr", "ug": "rtl"}
 
 
 def stored_blob_count(served: ServedDemo) -> int:
@@ -27,63 +41,224 @@ def stored_blob_count(served: ServedDemo) -> int:
     return len(list(blobs_dir.iterdir())) if blobs_dir.exists() else 0
 
 
-def test_a_report_with_evidence_sent_without_javascript_gets_a_working_receipt(
-        no_js_page: Page, served_demo: ServedDemo) -> None:
-    page = no_js_page
-    page.goto(f"{served_demo.intake_url}/")
+def gps_photo() -> bytes:
+    """A phone photo: it says where it was taken and which camera took it."""
+    exif = Image.Exif()
+    exif[0x010F] = "CanaryPhone"  # Make
+    exif[0x0110] = "CANARY-MODEL-7"  # Model
+    exif.get_ifd(0x8825).update({1: "N", 2: (53.0, 20.0, 31.0), 3: "W", 4: (6.0, 15.0, 37.0)})
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (30, 90, 160)).save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+def shoot(page: Page, lang: str, name: str) -> None:
+    path = screenshot_dir() / f"intake-{lang}-{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def click_and_wait(page: Page, selector: str) -> Response:
+    with page.expect_navigation() as navigation:
+        page.click(selector)
+    response = navigation.value
+    assert response is not None
+    return response
+
+
+def next_step(page: Page, expected_step: str) -> None:
+    response = click_and_wait(page, 'button[name="go"][value="next"]')
+    assert response.status == 200, page.content()
+    assert page.locator('input[name="step"]').get_attribute("value") == expected_step
+
+
+def fill_report(page: Page, served: ServedDemo, lang: str, narrative: str) -> None:
+    """Every step of the form, as a submitter fills it, photographed along the way."""
+    page.goto(f"{served.intake_url}/")
+    if lang != "en":
+        with page.expect_navigation():
+            page.click(f'nav.languages a[hreflang="{lang}"]')
+    assert page.locator("html").get_attribute("lang") == lang
+    assert page.locator("html").get_attribute("dir") == DIRECTION[lang]
     assert page.locator("script").count() == 0
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    shoot(page, lang, "1-what")
+    page.check('input[name="tactics"][value="family_pressure"]')
+    page.check('input[name="tactics"][value="station_contact"]')
+    next_step(page, "where")
+
+    page.select_option("#host_country", "IE")
+    page.fill("#host_city", "Dublin")
+    page.select_option("#incident_month", "3")
+    page.select_option("#incident_year", "2025")
+    shoot(page, lang, "2-where")
+    next_step(page, "who")
+
+    page.check('input[name="perpetrators"][value="service_station"]')
+    shoot(page, lang, "3-who")
+    next_step(page, "story")
+
+    page.fill("#narrative", narrative)
+    page.check('input[name="urgent"]')
+    shoot(page, lang, "4-story")
+    next_step(page, "contact")
+
+    assert page.locator(".emergency").is_visible()  # "someone is in immediate danger" was ticked
+    page.check('input[name="referral_consent"][value="partners_only"]')
+    shoot(page, lang, "5-contact")
+    next_step(page, "review")
+    assert "Dublin" in (page.locator(".review").text_content() or "")
+    assert narrative in (page.locator(".review").text_content() or "")
+
+
+@contextmanager
+def staff_api(served: ServedDemo) -> Iterator[httpx.Client]:
+    """The demo caseworker (who holds the intake key), signed in to the staff API."""
+    caseworker = demo_logins(served)["caseworker"]
+    with httpx.Client(base_url=served.staff_url) as client:
+        response = client.post("/api/v1/auth/login", json={
+            "username": caseworker["username"], "password": caseworker["password"],
+            "otp": one_time_code(caseworker["totp_secret"])})
+        assert response.status_code == 200, response.text
+        yield client
+
+
+def ask_the_submitter(served: ServedDemo, receipt: str, question: str) -> None:
+    """A caseworker's question, through the service layer the staff UI uses."""
+    settings = Settings(data_dir=served.data_dir)
+    database = Database.from_settings(settings)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    try:
+        with database.transaction() as session:
+            holder = service.tip_for_receipt(session, receipt, receipt_pepper=server_secrets.receipt_pepper)
+            assert holder is not None
+            service.add_message(session, holder.tip, question, author=MessageAuthor.STAFF,
+                                server_secrets=server_secrets)
+            holder.tip.status = TipStatus.NEEDS_INFO
+    finally:
+        database.engine.dispose()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript(
+        no_js_page: Page, served_demo: ServedDemo, tmp_path: Path, lang: str) -> None:
+    page = no_js_page
+    narrative = f"Two men from the service station came to my shop. {secrets.token_hex(4)}"
+    fill_report(page, served_demo, lang, narrative)
+    photo = tmp_path / "IMG_2231 my street.jpg"
+    photo.write_bytes(gps_photo())
+    page.set_input_files("#files", str(photo))
+    shoot(page, lang, "6-review")
     blobs_before = stored_blob_count(served_demo)
 
-    page.check('input[name="tactics"][value="station_contact"]')
-    page.fill("#host_country", "IE")
-    page.fill("#host_city", "Dublin")
-    page.fill("#narrative", f"Two men from the consulate came to my shop. {secrets.token_hex(4)}")
-    page.set_input_files("#files", files=[{"name": "photo-of-letter.txt", "mimeType": "text/plain",
-                                            "buffer": b"the letter they left, transcribed"}])
-    with page.expect_navigation() as navigation:
-        page.click("button[type=submit]")
-    response = navigation.value
-    assert response is not None
+    response = click_and_wait(page, 'form#report-form button.primary[type="submit"]')
     assert response.status == 201  # the report is created; the body is the receipt page
-
+    assert page.locator("html").get_attribute("dir") == DIRECTION[lang]
     receipt = (page.locator(".receipt").text_content() or "").strip()
     assert RECEIPT_PATTERN.match(receipt), receipt
-    assert stored_blob_count(served_demo) == blobs_before + 1  # the file went through, encrypted
+    assert page.locator(".emergency").is_visible()
+    assert page.context.cookies() == []  # no cookie, at any step
+    shoot(page, lang, "7-receipt")
+    assert stored_blob_count(served_demo) == blobs_before + 1
 
-    followup = httpx.post(f"{served_demo.intake_url}/api/v1/followup", json={"receipt": receipt})
-    assert followup.status_code == 200
-    assert followup.json() == {"status": "new", "messages": []}
+    # The photo reached staff without where it was taken or which camera took it.
+    with staff_api(served_demo) as staff:
+        queue = staff.get("/api/v1/tips").json()["items"]
+        for item in queue:
+            tip = staff.get(f"/api/v1/tips/{item['id']}").json()
+            if tip["narrative"] == narrative:
+                break
+        else:
+            raise AssertionError("the report is not in the caseworker's queue")
+        assert (tip["host_city"], tip["urgent"], tip["perpetrators"]) == ("Dublin", True, ["service_station"])
+        assert tip["language"] == lang
+        [attachment] = tip["attachments"]
+        assert attachment["metadata_removed"] is True
+        stored = staff.get(f"/api/v1/tips/{tip['id']}/attachments/{attachment['id']}").content
+    assert b"CanaryPhone" not in stored
+    assert b"CANARY-MODEL" not in stored
+    assert not Image.open(io.BytesIO(stored)).getexif()
+    assert Image.open(io.BytesIO(stored)).size == (320, 240)
+
+    # Later: a caseworker asks; the submitter comes back with the receipt, typed by hand.
+    ask_the_submitter(served_demo, receipt, "Which month did they first come?")
+    page.goto(f"{served_demo.intake_url}/followup?lang={lang}")
+    page.fill("#receipt", receipt.lower().replace("-", " "))
+    shoot(page, lang, "8-followup-receipt")
+    assert click_and_wait(page, 'button[type="submit"].primary').status == 200
+    assert "Which month did they first come?" in (page.locator(".messages").text_content() or "")
+    assert page.locator(".status-needs_info").count() == 1
+    shoot(page, lang, "9-followup-question")
+
+    page.fill("#body", "In March, and again in May.")
+    assert click_and_wait(page, 'form[action^="/followup/reply"] button[type="submit"]').status == 201
+    assert page.locator(".status-in_review").count() == 1
+    assert page.locator(".notice").is_visible()
+    shoot(page, lang, "10-followup-answered")
+
+    page.set_input_files("#files", files=[{"name": "letter.txt", "mimeType": "text/plain",
+                                            "buffer": b"the letter they left, transcribed"}])
+    assert click_and_wait(page, 'form[action^="/followup/files"] button[type="submit"]').status == 201
+    assert stored_blob_count(served_demo) == blobs_before + 2
 
 
-def test_the_uyghur_link_turns_the_page_right_to_left(no_js_page: Page, served_demo: ServedDemo) -> None:
-    page = no_js_page
-    page.goto(f"{served_demo.intake_url}/")
-    assert page.locator("html").get_attribute("dir") == "ltr"
-    with page.expect_navigation():
-        page.click('nav.languages a[hreflang="ug"]')
-    assert page.locator("html").get_attribute("dir") == "rtl"
-    assert page.locator("html").get_attribute("lang") == "ug"
-    assert page.locator("input[name=language]").get_attribute("value") == "ug"
-
-
-def test_an_invalid_country_shows_the_errors_and_keeps_what_was_typed(
+def test_deleting_a_report_in_the_browser_asks_then_shreds_it(
         no_js_page: Page, served_demo: ServedDemo) -> None:
     page = no_js_page
-    page.goto(f"{served_demo.intake_url}/")
-    narrative = "They phoned my mother in Kashgar and asked where I live.\nTwice in March."
-    page.check('input[name="tactics"][value="family_pressure"]')
-    page.fill("#host_country", "ZZ")
-    page.fill("#narrative", narrative)
-    with page.expect_navigation() as navigation:
-        page.click("button[type=submit]")
-    response = navigation.value
-    assert response is not None
-    assert response.status == 422
+    response = httpx.post(f"{served_demo.intake_url}/api/v1/tips",
+                          files=[("files", ("a.txt", b"evidence", "text/plain"))],
+                          data={"narrative": "To be deleted."})
+    assert response.status_code == 201
+    receipt = response.json()["receipt"]
+    blobs_before = stored_blob_count(served_demo)
+    page.goto(f"{served_demo.intake_url}/followup?lang=ug")
+    page.fill("#receipt", receipt)
+    click_and_wait(page, 'button[type="submit"].primary')
+    click_and_wait(page, 'form[action^="/followup/delete"] button.danger')
+    assert page.locator('input[name="confirm"]').count() == 1
+    shoot(page, "ug", "11-delete-confirm")
+    assert click_and_wait(page, "button.danger").status == 200
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    assert stored_blob_count(served_demo) == blobs_before - 1
+    answer = httpx.post(f"{served_demo.intake_url}/api/v1/followup", json={"receipt": receipt})
+    assert answer.status_code == 401
 
+
+def test_too_many_files_are_refused_with_the_answers_kept_and_nothing_stored(
+        no_js_page: Page, served_demo: ServedDemo, tmp_path: Path) -> None:
+    page = no_js_page
+    narrative = "They asked my sister where I work."
+    fill_report(page, served_demo, "en", narrative)
+    files = []
+    for number in range(Settings.model_fields["max_files_per_tip"].default + 1):
+        path = tmp_path / f"note-{number}.txt"
+        path.write_text(f"note {number}")
+        files.append(str(path))
+    page.set_input_files("#files", files)
+    blobs_before = stored_blob_count(served_demo)
+    response = click_and_wait(page, 'form#report-form button.primary[type="submit"]')
+    assert response.status == 413
     assert page.locator(".errors[role=alert]").is_visible()
+    assert page.locator('input[name="step"]').get_attribute("value") == "review"
+    assert narrative in (page.locator(".review").text_content() or "")
     assert page.locator(".receipt").count() == 0
-    assert page.input_value("#narrative") == narrative
-    assert page.input_value("#host_country") == "ZZ"
+    assert stored_blob_count(served_demo) == blobs_before
+    shoot(page, "en", "refused-too-many-files")
+
+
+def test_an_invalid_answer_shows_the_errors_and_keeps_what_was_typed(
+        no_js_page: Page, served_demo: ServedDemo) -> None:
+    page = no_js_page
+    page.goto(f"{served_demo.intake_url}/?lang=ug")
+    page.check('input[name="tactics"][value="family_pressure"]')
+    next_step(page, "where")
+    next_step(page, "who")
+    next_step(page, "story")
+    page.fill("#narrative", "   ")
+    response = click_and_wait(page, 'button[name="go"][value="next"]')
+    assert response.status == 422
+    assert page.locator(".errors[role=alert]").is_visible()
+    assert page.locator("#narrative[aria-invalid=true]").count() == 1
+    click_and_wait(page, 'button[name="go"][value="back"]')
+    click_and_wait(page, 'button[name="go"][value="back"]')
+    click_and_wait(page, 'button[name="go"][value="back"]')
     assert page.is_checked('input[name="tactics"][value="family_pressure"]')
