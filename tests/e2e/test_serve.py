@@ -220,3 +220,17 @@ def test_one_code_logs_in_once_even_when_sent_concurrently(served: Served) -> No
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = sorted(pool.map(attempt, range(6)))
     assert results == [200] + [401] * 5
+
+
+def test_pages_that_reflect_a_receipt_are_never_compressed_and_name_no_server(served: Served) -> None:
+    """BREACH: a compressed page that reflects a secret (the receipt) next to text an attacker
+    can inject leaks the secret through the response size. Nothing here compresses."""
+    headers = {"accept-encoding": "gzip, deflate, br, zstd"}
+    receipt_page = httpx.post(f"{served.intake}/report", headers=headers,
+                              data={"narrative": "A compressible narrative. " * 200})
+    assert receipt_page.status_code == 201
+    followup = httpx.get(f"{served.intake}/followup", headers=headers)
+    for response in (receipt_page, followup, httpx.get(f"{served.staff}/login", headers=headers)):
+        assert "content-encoding" not in response.headers
+        assert "server" not in response.headers
+        assert "set-cookie" not in response.headers
