@@ -36,6 +36,7 @@ STATIC_MOUNT = "/static"
 ALL_ROLES = frozenset(Role)
 KEY_HOLDERS = frozenset({Role.CASEWORKER, Role.LEAD})
 AUDITORS = frozenset({Role.AUDITOR})
+LEADS = frozenset({Role.LEAD})
 
 # Who may call each guarded staff route, and what everyone else gets: 403
 # from a role guard, or 404 where the scoped query makes the object not exist
@@ -44,6 +45,15 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("GET", "/api/v1/tips"): (KEY_HOLDERS, 403),
     ("GET", "/api/v1/tips/{tip_id}"): (KEY_HOLDERS, 404),
     ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): (KEY_HOLDERS, 404),
+    ("GET", "/api/v1/tips/{tip_id}/duplicates"): (KEY_HOLDERS, 404),
+    ("POST", "/api/v1/tips/{tip_id}/claim"): (KEY_HOLDERS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/release"): (KEY_HOLDERS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/assign"): (LEADS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/messages"): (KEY_HOLDERS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/verification"): (KEY_HOLDERS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/verification/confirm"): (LEADS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/reject"): (KEY_HOLDERS, 403),
+    ("POST", "/api/v1/tips/{tip_id}/notes"): (KEY_HOLDERS, 403),
     ("GET", "/api/v1/auth/session"): (ALL_ROLES, 403),
     ("POST", "/api/v1/auth/step-up"): (ALL_ROLES, 403),
     ("POST", "/api/v1/auth/password"): (ALL_ROLES, 403),

@@ -90,6 +90,8 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 QueueReader = Annotated[Principal, Depends(require(Permission.VIEW_QUEUE))]
 AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))]
 GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
+Triager = Annotated[Principal, Depends(require(Permission.TRIAGE_TIPS))]
+Lead = Annotated[Principal, Depends(require(Permission.LEAD_TRIAGE))]
 Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
 
 

@@ -17,12 +17,16 @@ class Permission(StrEnum):
     MANAGE_ACCOUNTS = "manage_accounts"
     MANAGE_KEY_GRANTS = "manage_key_grants"
     READ_AUDIT_LOG = "read_audit_log"
+    # Claim, question, propose verification, reject, note: on tips assigned to oneself.
+    TRIAGE_TIPS = "triage_tips"
+    # Assign any tip to anyone, act on any tip, confirm another's verification.
+    LEAD_TRIAGE = "lead_triage"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT}),
-    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT,
-                          Permission.MANAGE_KEY_GRANTS}),
+    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS}),
+    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
+                          Permission.LEAD_TRIAGE, Permission.MANAGE_KEY_GRANTS}),
     Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
 }

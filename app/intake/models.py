@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
@@ -51,6 +51,13 @@ class TipStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class RejectionReason(StrEnum):
+    SPAM = "spam"
+    INSUFFICIENT = "insufficient"
+    OUT_OF_SCOPE = "out_of_scope"
+    DUPLICATE = "duplicate"
+
+
 class MessageAuthor(StrEnum):
     SUBMITTER = "submitter"
     STAFF = "staff"
@@ -75,6 +82,21 @@ class Tip(Base):
     narrative_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     answers_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
 
+    # Workflow state (DESIGN 4: plaintext, so the queue sorts and filters in the database).
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL"), index=True)
+    # Two-person rule: who proposed verification; a different lead confirms.
+    verification_proposed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+    rejection_reason: Mapped[RejectionReason | None] = mapped_column(
+        enum_column_type(RejectionReason, "rejection_reason"))
+    duplicate_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tips.id", ondelete="SET NULL"))
+    # The submitter answered or added files since staff last read the tip.
+    submitter_activity: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Filter tags (TipTag) were written by a key holder; until then the tip's tactics and
+    # country are known to nobody but whoever decrypts it.
+    indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
     # HMAC-SHA256 of the receipt under a pepper kept outside the database.
     receipt_lookup_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
     receipt_public_key: Mapped[bytes] = mapped_column(LargeBinary)
@@ -86,6 +108,12 @@ class Tip(Base):
     messages: Mapped[list[TipMessage]] = relationship(
         back_populates="tip", cascade="all, delete-orphan", passive_deletes=True,
         order_by="TipMessage.position",
+    )
+
+    __table_args__ = (
+        # The queue's keyset order (urgent first, then oldest), alone and within a status.
+        Index("ix_tips_queue_order", "urgent", "received_on", "id"),
+        Index("ix_tips_status_queue_order", "status", "urgent", "received_on", "id"),
     )
 
 

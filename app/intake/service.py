@@ -289,6 +289,7 @@ def _note_submitter_activity(tip: Tip) -> None:
     """The submitter answered (a message or files): the tip shows as active, and a tip that was
     waiting for them goes back to review."""
     tip.last_activity_on = today()
+    tip.submitter_activity = True
     if tip.status is TipStatus.NEEDS_INFO:
         tip.status = TipStatus.IN_REVIEW
 

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.audit import events as audit
-from app.auth.deps import CurrentStaff, QueueReader
+from app.auth.deps import CurrentStaff, Lead, QueueReader, Triager
 from app.crypto.errors import DecryptionError
 from app.errors import IntegrityFailure, NotFound
 from app.intake.models import ATTACHMENT_BLOB
-from app.triage import service
-from app.triage.schemas import QueuePage, TipDetail
+from app.triage import service, workflow
+from app.triage.schemas import (
+    AssignRequest,
+    DuplicateCandidate,
+    NoteRequest,
+    NoteView,
+    QueueFilters,
+    QueueItem,
+    QueuePage,
+    RejectRequest,
+    StaffMessageRequest,
+    TipDetail,
+)
 from app.web.context import Context, DbSession
+from app.web.request_body import read_json
 
 router = APIRouter(prefix="/api/v1/tips")
 
@@ -25,8 +39,9 @@ ContentReader = CurrentStaff
 
 
 @router.get("", response_model=QueuePage)
-def list_tips(principal: QueueReader, session: DbSession) -> QueuePage:
-    return service.list_queue(session, principal)
+def list_tips(principal: QueueReader, session: DbSession,
+              filters: Annotated[QueueFilters, Query()]) -> QueuePage:
+    return service.list_queue(session, principal, filters)
 
 
 @router.get("/{tip_id}", response_model=TipDetail)
@@ -65,3 +80,73 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
     return StreamingResponse(plaintext(), media_type="application/octet-stream",
                              headers={"content-disposition": "attachment"})
 
+
+
+# --- The workflow (app/triage/workflow.py holds every rule) -------------------------------------------
+
+@router.post("/{tip_id}/claim", response_model=QueueItem)
+def claim(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueItem:
+    return service.queue_item_of(session, workflow.claim(session, principal, tip_id))
+
+
+@router.post("/{tip_id}/release", response_model=QueueItem)
+def release(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueItem:
+    return service.queue_item_of(session, workflow.release(session, principal, tip_id))
+
+
+@router.post("/{tip_id}/assign", response_model=QueueItem)
+async def assign(tip_id: uuid.UUID, request: Request, principal: Lead, session: DbSession,
+                 context: Context) -> QueueItem:
+    body = await read_json(request, AssignRequest, context.settings)
+    return await run_in_threadpool(
+        lambda: service.queue_item_of(session, workflow.assign(session, principal, tip_id, body.assignee_id)))
+
+
+@router.post("/{tip_id}/messages", response_model=QueueItem, status_code=201)
+async def send_message(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
+                       context: Context) -> QueueItem:
+    body = await read_json(request, StaffMessageRequest, context.settings)
+    return await run_in_threadpool(lambda: service.queue_item_of(session, workflow.send_message(
+        session, principal, tip_id, body.body, question=body.question, server_secrets=context.secrets)))
+
+
+@router.post("/{tip_id}/verification", response_model=QueueItem)
+def propose_verification(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueItem:
+    return service.queue_item_of(session, workflow.propose_verification(session, principal, tip_id))
+
+
+@router.post("/{tip_id}/verification/confirm", response_model=QueueItem)
+def confirm_verification(tip_id: uuid.UUID, principal: Lead, session: DbSession) -> QueueItem:
+    return service.queue_item_of(session, workflow.confirm_verification(session, principal, tip_id))
+
+
+@router.post("/{tip_id}/reject", response_model=QueueItem)
+async def reject(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
+                 context: Context) -> QueueItem:
+    body = await read_json(request, RejectRequest, context.settings)
+    return await run_in_threadpool(lambda: service.queue_item_of(
+        session, workflow.reject(session, principal, tip_id, body.reason, body.duplicate_of)))
+
+
+@router.post("/{tip_id}/notes", response_model=NoteView, status_code=201)
+async def add_note(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
+                   context: Context) -> NoteView:
+    body = await read_json(request, NoteRequest, context.settings)
+
+    def write() -> NoteView:
+        try:
+            tip, data_key = service.open_tip(session, principal, tip_id)
+        except DecryptionError:
+            raise IntegrityFailure from None
+        note = workflow.add_note(session, principal, tip.id, body.body, data_key)
+        return NoteView(id=note.id, author=principal.username, written_on=note.written_on, body=body.body)
+
+    return await run_in_threadpool(write)
+
+
+@router.get("/{tip_id}/duplicates", response_model=list[DuplicateCandidate])
+def duplicates(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> list[DuplicateCandidate]:
+    try:
+        return service.duplicate_candidates(session, principal, tip_id)
+    except DecryptionError:
+        raise IntegrityFailure from None

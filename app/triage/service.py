@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import json
 import uuid
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
+from app.auth.models import StaffAccount
 from app.auth.service import Principal
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.intake.models import (
     ATTACHMENT_DETAILS,
     FOLLOWUP_ATTACHMENT_KEY,
@@ -22,13 +27,24 @@ from app.intake.models import (
     Tip,
     TipAttachment,
     TipMessage,
+    TipStatus,
     attachment_row_id,
     message_row_id,
 )
-from app.triage.repository import tip_readable_by, tips_visible_to
-from app.triage.schemas import AttachmentSummary, QueueItem, QueuePage, StaffMessage, TipDetail
-
-QUEUE_PAGE_LIMIT = 200
+from app.triage import tags
+from app.triage.models import NOTE_BODY, TipEvent, TipNote, TipTag, note_row_id
+from app.triage.repository import tip_readable_by, tips_readable_by, tips_visible_to
+from app.triage.schemas import (
+    AttachmentSummary,
+    DuplicateCandidate,
+    NoteView,
+    QueueFilters,
+    QueueItem,
+    QueuePage,
+    StaffMessage,
+    TipDetail,
+    TipEventView,
+)
 
 
 def _count_by_tip(session: Session, model: type[TipAttachment] | type[TipMessage],
@@ -41,26 +57,104 @@ def _count_by_tip(session: Session, model: type[TipAttachment] | type[TipMessage
     return {tip_id: int(count) for tip_id, count in rows}
 
 
-def _queue_item(tip: Tip, attachments: int, messages: int) -> QueueItem:
+def _usernames(session: Session, account_ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    ids = [account_id for account_id in account_ids if account_id is not None]
+    if not ids:
+        return {}
+    names = select(StaffAccount.id, StaffAccount.username).where(StaffAccount.id.in_(ids))
+    return dict(session.execute(names).all())
+
+
+def _queue_item(tip: Tip, attachments: int, messages: int, names: dict[uuid.UUID, str]) -> QueueItem:
     return QueueItem(id=tip.id, ref=tip.ref, status=tip.status, urgent=tip.urgent,
                      received_on=tip.received_on, last_activity_on=tip.last_activity_on,
-                     attachment_count=attachments, message_count=messages)
+                     attachment_count=attachments, message_count=messages,
+                     assignee=names.get(tip.assignee_id) if tip.assignee_id else None,
+                     verification_proposed=tip.verification_proposed_by_id is not None,
+                     submitter_activity=tip.submitter_activity,
+                     rejection_reason=tip.rejection_reason.value if tip.rejection_reason else None)
 
 
-def list_queue(session: Session, principal: Principal) -> QueuePage:
-    """Urgent first, then oldest first; metadata only, nothing is decrypted."""
-    tips = list(session.scalars(
-        tips_visible_to(principal)
-        .order_by(Tip.urgent.desc(), Tip.received_on.asc(), Tip.ref.asc())
-        .limit(QUEUE_PAGE_LIMIT)
-    ))
+FilteredSelect = TypeVar("FilteredSelect", bound=Select[*tuple[Any, ...]])  # any row shape
+
+
+def queue_item_of(session: Session, tip: Tip) -> QueueItem:
+    """One tip's queue metadata (the answer to a workflow action)."""
+    session.flush()
+    attachments = _count_by_tip(session, TipAttachment, [tip.id]).get(tip.id, 0)
+    messages = _count_by_tip(session, TipMessage, [tip.id]).get(tip.id, 0)
+    return _queue_item(tip, attachments, messages, _usernames(session, {tip.assignee_id}))
+
+
+class BadCursor(InvalidInput):
+    public_message = "The page cursor is not valid; start again from the first page."
+
+
+def _encode_cursor(tip: Tip) -> str:
+    raw = f"{int(tip.urgent)}|{tip.received_on.isoformat()}|{tip.id.hex}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[bool, dt.date, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        urgent, received_on, tip_id = raw.split("|")
+        if urgent not in ("0", "1"):
+            raise ValueError(urgent)
+        return urgent == "1", dt.date.fromisoformat(received_on), uuid.UUID(hex=tip_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise BadCursor(fields=[{"field": "cursor", "message": "not a cursor this service issued"}]) from None
+
+
+def _filtered(statement: FilteredSelect, principal: Principal, filters: QueueFilters) -> FilteredSelect:
+    """The queue's filters on any statement over Tip; tactic and country through blind-index tags."""
+    if filters.assignee is not None:
+        statement = statement.where(Tip.assignee_id == filters.assignee)
+    if filters.mine:
+        statement = statement.where(Tip.assignee_id == principal.account_id)
+    if filters.unassigned:
+        statement = statement.where(Tip.assignee_id.is_(None))
+    if filters.urgent is not None:
+        statement = statement.where(Tip.urgent.is_(filters.urgent))
+    for kind, value in (("tactic", filters.tactic), ("country", filters.country)):
+        if value is not None:
+            wanted = tags.tags_for(principal, kind, [str(value)])
+            statement = statement.where(Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(wanted))))
+    return statement
+
+
+def list_queue(session: Session, principal: Principal, filters: QueueFilters | None = None) -> QueuePage:
+    """Urgent first, then oldest first, one keyset page; metadata only, nothing is decrypted."""
+    filters = filters or QueueFilters()
+    statement = _filtered(tips_visible_to(principal), principal, filters)
+    if filters.status is not None:
+        statement = statement.where(Tip.status == filters.status)
+    if filters.cursor:
+        urgent, received_on, tip_id = _decode_cursor(filters.cursor)
+        # Urgent descending, then received_on and id ascending: the rows after the cursor's.
+        statement = statement.where(or_(
+            Tip.urgent.is_(False) if urgent else false(),
+            and_(Tip.urgent.is_(urgent), or_(
+                Tip.received_on > received_on,
+                and_(Tip.received_on == received_on, Tip.id > tip_id)))))
+    rows = list(session.scalars(
+        statement.order_by(Tip.urgent.desc(), Tip.received_on.asc(), Tip.id.asc()).limit(filters.limit + 1)))
+    tips, more = rows[:filters.limit], len(rows) > filters.limit
     tip_ids = [tip.id for tip in tips]
+    counts_statement = _filtered(tips_visible_to(principal).with_only_columns(Tip.status, func.count()),
+                                 principal, filters).group_by(Tip.status)
+    counts = {status.value: 0 for status in TipStatus}
+    for status, count in session.execute(counts_statement):
+        counts[TipStatus(status).value] = int(count)
     audit.record(session, principal.actor, "tips.list", details={"count": len(tips)})
     attachments = _count_by_tip(session, TipAttachment, tip_ids)
     messages = _count_by_tip(session, TipMessage, tip_ids)
-    return QueuePage(items=[
-        _queue_item(tip, attachments.get(tip.id, 0), messages.get(tip.id, 0)) for tip in tips
-    ])
+    names = _usernames(session, {tip.assignee_id for tip in tips})
+    return QueuePage(
+        items=[_queue_item(tip, attachments.get(tip.id, 0), messages.get(tip.id, 0), names) for tip in tips],
+        next_cursor=_encode_cursor(tips[-1]) if more else None,
+        counts=counts,
+    )
 
 
 def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple[Tip, bytes]:
@@ -80,6 +174,11 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
     row_id = str(tip.id)
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,
                                           key_version=version))
+    intake_private = principal.intake_private_key(version)
+    assert intake_private is not None  # noqa: S101 - open_tip found it
+    tags.index_tip(session, tip, answers, intake_private)
+    if tip.submitter_activity and tip.assignee_id in (None, principal.account_id):
+        tip.submitter_activity = False  # seen by the member working on it
     attachments = []
     for attachment in tip.attachments:
         key, key_version = attachment_key(principal, tip, data_key, attachment)
@@ -91,8 +190,14 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
             # Files from before metadata stripping existed carry no mark: treat them as not cleaned.
             metadata_removed=details.get("metadata") == "removed"))
     messages = [_open_message(principal, message) for message in tip.messages]
+    notes = list(session.scalars(select(TipNote).where(TipNote.tip_id == tip.id)
+                                 .order_by(TipNote.written_on, TipNote.id)))
+    history = list(session.scalars(
+        select(TipEvent).where(TipEvent.tip_id == tip.id).order_by(TipEvent.position)))
+    names = _usernames(session, {tip.assignee_id, tip.verification_proposed_by_id,
+                                 *(note.author_id for note in notes), *(event.actor_id for event in history)})
     return TipDetail(
-        **_queue_item(tip, len(attachments), len(messages)).model_dump(),
+        **_queue_item(tip, len(attachments), len(messages), names).model_dump(),
         narrative=TIP_NARRATIVE.open(data_key, tip.narrative_encrypted, row_id=row_id,
                                      key_version=version).decode(),
         language=answers["language"],
@@ -108,9 +213,68 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         contact_preference=answers.get("contact_preference", "receipt_only"),
         contact_details=answers.get("contact_details"),
         referral_consent=answers.get("referral_consent"),
+        duplicate_of=tip.duplicate_of_id,
+        verification_proposed_by=names.get(tip.verification_proposed_by_id) if tip.verification_proposed_by_id
+        else None,
         attachments=attachments,
         messages=messages,
+        notes=[_note_view(note, data_key, version, names) for note in notes],
+        history=[TipEventView(action=event.action, from_status=event.from_status, to_status=event.to_status,
+                              actor=names.get(event.actor_id) if event.actor_id else None,
+                              detail=event.detail, happened_on=event.happened_on)
+                 for event in history],
     )
+
+
+def _note_view(note: TipNote, data_key: bytes, version: int, names: dict[uuid.UUID, str]) -> NoteView:
+    body = NOTE_BODY.open(data_key, note.body_encrypted, row_id=note_row_id(note.tip_id, note.id),
+                          key_version=version)
+    return NoteView(id=note.id, author=names.get(note.author_id) if note.author_id else None,
+                    written_on=note.written_on, body=body.decode())
+
+
+DUPLICATE_WINDOW = dt.timedelta(days=90)
+DUPLICATE_LIMIT = 10
+
+
+def duplicate_candidates(session: Session, principal: Principal,
+                         tip_id: uuid.UUID) -> list[DuplicateCandidate]:
+    """Tips that may report the same events: same station or city, an overlapping tactic, received
+    within 90 days. Matched on blind-index tags, so only opened (indexed) tips take part.
+    Suggestions only: nothing is ever merged."""
+    tip, data_key = open_tip(session, principal, tip_id)
+    audit.record(session, principal.actor, "tip.duplicates", object_type="tip", object_id=tip.id)
+    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
+                                          key_version=tip.intake_key_version))
+    labels = tags.labels_of(answers)
+    places = [(kind, value) for kind, value in labels if kind in ("city", "station")]
+    tactics = [(kind, value) for kind, value in labels if kind == "tactic"]
+    if not places or not tactics:
+        return []
+    by_tag: dict[bytes, str] = {}
+    for kind, value in places + tactics:
+        for tag_value in tags.tags_for(principal, kind, [value]):
+            by_tag[tag_value] = f"{kind}: {value}"
+    place_tags = [t for t, label in by_tag.items() if not label.startswith("tactic")]
+    tactic_tags = [t for t, label in by_tag.items() if label.startswith("tactic")]
+    candidates = list(session.scalars(
+        tips_readable_by(principal)
+        .where(Tip.id != tip.id,
+               Tip.received_on.between(tip.received_on - DUPLICATE_WINDOW,
+                                       tip.received_on + DUPLICATE_WINDOW),
+               Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(place_tags))),
+               Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(tactic_tags))))
+        .order_by(Tip.received_on.desc(), Tip.id)
+        .limit(DUPLICATE_LIMIT)))
+    shared: dict[uuid.UUID, list[str]] = {candidate.id: [] for candidate in candidates}
+    if candidates:
+        for candidate_id, tag_value in session.execute(
+                select(TipTag.tip_id, TipTag.tag).where(TipTag.tip_id.in_(list(shared)),
+                                                        TipTag.tag.in_(list(by_tag)))):
+            shared[candidate_id].append(by_tag[tag_value])
+    return [DuplicateCandidate(id=candidate.id, ref=candidate.ref, status=candidate.status.value,
+                               received_on=candidate.received_on, shared=sorted(shared[candidate.id]))
+            for candidate in candidates]
 
 
 def attachment_key(principal: Principal, tip: Tip, tip_data_key: bytes,

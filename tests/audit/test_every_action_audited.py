@@ -31,6 +31,15 @@ from tests.intake.factories import make_tip
 from tests.test_route_guards import route_table
 
 AUDITED: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/tips/{tip_id}/claim"): "tip.claim",
+    ("POST", "/api/v1/tips/{tip_id}/notes"): "tip.note",
+    ("POST", "/api/v1/tips/{tip_id}/messages"): "tip.reply",
+    ("POST", "/api/v1/tips/{tip_id}/verification"): "tip.verify_propose",
+    ("GET", "/api/v1/tips/{tip_id}/duplicates"): "tip.duplicates",
+    ("POST", "/api/v1/tips/{tip_id}/verification/confirm"): "tip.verify_confirm",
+    ("POST", "/api/v1/tips/{tip_id}/assign"): "tip.assign",
+    ("POST", "/api/v1/tips/{tip_id}/release"): "tip.release",
+    ("POST", "/api/v1/tips/{tip_id}/reject"): "tip.reject",
     ("POST", "/api/v1/auth/login"): "auth.login",
     ("POST", "/login"): "auth.login",
     ("POST", "/api/v1/auth/logout"): "auth.logout",
@@ -115,6 +124,7 @@ class Scenario:
         self.steps: dict[str, int] = {}
         tip_id, _ = make_tip(db_session, server_secrets)
         self.tip_id = tip_id
+        self.second_tip_id, _ = make_tip(db_session, server_secrets)
         self.target = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
         db_session.commit()
 
@@ -275,6 +285,26 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
         ("GET", "/api/v1/tips/{tip_id}"): lambda: s.client.get(f"/api/v1/tips/{s.tip_id}"),
         ("GET", "/tips/{tip_id}"): lambda: s.client.get(f"/tips/{s.tip_id}"),
         ("GET", "/api/v1/tips/{tip_id}/attachments/{attachment_id}"): attachment,
+        # The workflow, in an order the lifecycle allows: the caseworker works the first tip,
+        # a lead confirms it and handles the second.
+        ("POST", "/api/v1/tips/{tip_id}/claim"): lambda: s.client.post(f"/api/v1/tips/{s.tip_id}/claim"),
+        ("POST", "/api/v1/tips/{tip_id}/notes"): lambda: s.client.post(
+            f"/api/v1/tips/{s.tip_id}/notes", json={"body": "Called the partner organisation."}),
+        ("POST", "/api/v1/tips/{tip_id}/messages"): lambda: s.client.post(
+            f"/api/v1/tips/{s.tip_id}/messages", json={"body": "Thank you, we are looking into it."}),
+        ("POST", "/api/v1/tips/{tip_id}/verification"): lambda: s.client.post(
+            f"/api/v1/tips/{s.tip_id}/verification"),
+        ("GET", "/api/v1/tips/{tip_id}/duplicates"): lambda: s.client.get(
+            f"/api/v1/tips/{s.tip_id}/duplicates"),
+        ("POST", "/api/v1/tips/{tip_id}/verification/confirm"): lambda: (
+            s.as_(Role.LEAD), s.client.post(f"/api/v1/tips/{s.tip_id}/verification/confirm"))[1],
+        ("POST", "/api/v1/tips/{tip_id}/assign"): lambda: s.client.post(
+            f"/api/v1/tips/{s.second_tip_id}/assign",
+            json={"assignee_id": str(s.org[Role.CASEWORKER].account.id)}),
+        ("POST", "/api/v1/tips/{tip_id}/release"): lambda: s.client.post(
+            f"/api/v1/tips/{s.second_tip_id}/release"),
+        ("POST", "/api/v1/tips/{tip_id}/reject"): lambda: s.client.post(
+            f"/api/v1/tips/{s.second_tip_id}/reject", json={"reason": "spam"}),
         ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
             1
         ],

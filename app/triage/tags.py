@@ -1,0 +1,75 @@
+"""Keyed blind index of a tip's answers, so the queue filters by tactic and country in SQL.
+
+DESIGN 4 allows no submitter-derived plaintext but the urgency flag. A tag is
+HMAC-SHA256 under a key derived from the intake private key of the tip's key
+version: equal answers give equal tags (that is what a filter needs), but only
+someone holding the intake key can compute the tag of "tactic:surveillance" to
+look for it. A database or a seized dormant server shows which tips share an
+answer, never which answer. Tags are written when a key holder opens or claims
+a tip (`index_tip`); tips nobody has opened yet are not filterable by them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.orm import Session
+
+from app.auth.service import Principal
+from app.crypto import sealing
+from app.crypto.binding import bind
+from app.intake.models import Tip
+from app.triage.models import TipTag
+
+
+def filter_key(intake_private: sealing.PrivateKey, version: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=bind("daylight/tip-filter-index/v1", version)).derive(intake_private.raw)
+
+
+def tag(key: bytes, kind: str, value: str) -> bytes:
+    return hmac.new(key, bind(kind, value), hashlib.sha256).digest()
+
+
+def normalized_city(city: str) -> str:
+    return " ".join(city.casefold().split())
+
+
+def labels_of(answers: Mapping[str, object]) -> list[tuple[str, str]]:
+    """What a tip can be filtered or matched by: tactics, country, city, perpetrators, station."""
+    labels: list[tuple[str, str]] = []
+    for tactic in answers.get("tactics") or []:  # type: ignore[attr-defined]
+        labels.append(("tactic", str(tactic)))
+    for perpetrator in answers.get("perpetrators") or []:  # type: ignore[attr-defined]
+        labels.append(("perpetrator", str(perpetrator)))
+    if answers.get("host_country"):
+        labels.append(("country", str(answers["host_country"])))
+    if answers.get("host_city"):
+        labels.append(("city", normalized_city(str(answers["host_city"]))))
+    if answers.get("station_id"):
+        labels.append(("station", str(answers["station_id"])))
+    return labels
+
+
+def index_tip(session: Session, tip: Tip, answers: Mapping[str, object],
+              intake_private: sealing.PrivateKey) -> None:
+    """Write the tip's tags once, under its key version's filter key."""
+    if tip.indexed:
+        return
+    key = filter_key(intake_private, tip.intake_key_version)
+    for value in {tag(key, kind, label) for kind, label in labels_of(answers)}:
+        session.add(TipTag(tip_id=tip.id, tag=value))
+    tip.indexed = True
+
+
+def tags_for(principal: Principal, kind: str, values: Iterable[str]) -> list[bytes]:
+    """The tags of these values under every intake key version the caller has unlocked."""
+    found: list[bytes] = []
+    for version, private in principal.keys.intake.items():
+        key = filter_key(private, version)
+        found.extend(tag(key, kind, value) for value in values)
+    return found
