@@ -39,6 +39,7 @@ clean-demo:
 bench: $(STAMP)
 	$(BIN)/python bench/http_paths.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/triage_queue.py
 
 screenshots: $(STAMP)
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q

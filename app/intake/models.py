@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, false
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
@@ -112,8 +112,9 @@ class Tip(Base):
 
     __table_args__ = (
         # The queue's keyset order (urgent first, then oldest), alone and within a status.
-        Index("ix_tips_queue_order", "urgent", "received_on", "id"),
-        Index("ix_tips_status_queue_order", "status", "urgent", "received_on", "id"),
+        # Urgent *descending* in the index itself: one index scan serves ORDER BY ... LIMIT.
+        Index("ix_tips_queue_order", text("urgent DESC"), "received_on", "id"),
+        Index("ix_tips_status_queue_order", "status", text("urgent DESC"), "received_on", "id"),
     )
 
 

@@ -66,8 +66,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('submitter_activity', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column('indexed', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.create_index(batch_op.f('ix_tips_assignee_id'), ['assignee_id'], unique=False)
-        batch_op.create_index('ix_tips_queue_order', ['urgent', 'received_on', 'id'], unique=False)
-        batch_op.create_index('ix_tips_status_queue_order', ['status', 'urgent', 'received_on', 'id'], unique=False)
+        batch_op.create_index('ix_tips_queue_order', [sa.text('urgent DESC'), 'received_on', 'id'], unique=False)
+        batch_op.create_index('ix_tips_status_queue_order', ['status', sa.text('urgent DESC'), 'received_on', 'id'],
+                              unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_tips_verification_proposed_by_id_staff_accounts'), 'staff_accounts', ['verification_proposed_by_id'], ['id'], ondelete='SET NULL')
         batch_op.create_foreign_key(batch_op.f('fk_tips_duplicate_of_id_tips'), 'tips', ['duplicate_of_id'], ['id'], ondelete='SET NULL')
         batch_op.create_foreign_key(batch_op.f('fk_tips_assignee_id_staff_accounts'), 'staff_accounts', ['assignee_id'], ['id'], ondelete='SET NULL')
