@@ -9,6 +9,7 @@ one that saw an error knows nothing was written.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,6 +48,8 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
+
+logger = logging.getLogger(__name__)
 
 READ_ONLY_OPTION = "daylight_read_only"
 
@@ -111,10 +114,20 @@ def on_rollback(session: Session, cleanup: Callable[[], None]) -> None:
     session.info.setdefault("rollback_cleanups", []).append(cleanup)
 
 
+def _run_each(hooks: list[Callable[[], None]], what: str) -> None:
+    """Every hook runs even when one fails: one blob that cannot be unlinked must not leave the
+    others behind, nor turn a committed deletion into an error page. Logged without ids."""
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:
+            logger.warning("a %s hook failed; its file may remain on disk (ciphertext only)", what,
+                           exc_info=False)
+
+
 def run_rollback_cleanups(session: Session) -> None:
     session.info.pop("commit_hooks", None)
-    for cleanup in reversed(session.info.pop("rollback_cleanups", [])):
-        cleanup()
+    _run_each(list(reversed(session.info.pop("rollback_cleanups", []))), "rollback cleanup")
 
 
 def after_commit(session: Session, hook: Callable[[], None]) -> None:
@@ -125,8 +138,7 @@ def after_commit(session: Session, hook: Callable[[], None]) -> None:
 
 def run_commit_hooks(session: Session) -> None:
     session.info.pop("rollback_cleanups", None)
-    for hook in session.info.pop("commit_hooks", []):
-        hook()
+    _run_each(session.info.pop("commit_hooks", []), "post-commit")
 
 
 def enum_column_type(enum_class: type[StrEnum], name: str) -> SAEnum:

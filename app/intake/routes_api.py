@@ -17,6 +17,7 @@ from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
 from app.keys.server_secrets import ServerSecrets
 from app.web.context import AppContext, Context, DbSession
+from app.web.forms import CrossSiteForm, posted_from_elsewhere
 from app.web.i18n import N_
 from app.web.multipart import StreamingFormReader
 from app.web.request_body import (
@@ -111,6 +112,8 @@ async def stream_multipart(request: Request, session: Session, context: AppConte
     arrived; until then only the blob cleanup is registered on it.
     """
     settings = context.settings
+    if media_type(request) != "multipart/form-data":
+        raise UnsupportedMediaType("Send multipart/form-data.")
     if context.upload_slots.locked():
         raise ServiceBusy
     async with context.upload_slots:
@@ -150,6 +153,10 @@ async def receive_multipart_tip(request: Request, session: Session, context: App
 async def submit_tip(request: Request, session: DbSession, context: Context) -> TipReceipt:
     kind = media_type(request)
     if kind == "multipart/form-data":
+        # JSON needs a type no cross-site form can send; multipart does not, so the browser's
+        # own word on where the post came from decides.
+        if posted_from_elsewhere(request):
+            raise CrossSiteForm
         receipt = await receive_multipart_tip(request, session, context)
     elif kind == "application/json":
         submission = await read_json(request, TipSubmission, context.settings)

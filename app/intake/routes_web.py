@@ -9,6 +9,7 @@ forms) for each follow-up action.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,9 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import AppError
+from app.crypto import human_codes
 from app.intake import report_form, service
+from app.intake.receipts import normalize_receipt
 from app.intake.models import MessageAuthor, TipStatus
 from app.intake.report_form import FieldError, ReportState, Step
 from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
@@ -76,8 +79,10 @@ def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
     def chosen(name: str, labels: dict[str, str]) -> list[str]:
         return [translate(labels[value]) for value in state.all(name) if value in labels]
 
+    month = state.first("incident_month")
     when = [part for part in (
-        months.get(int(state.first("incident_month")), "") if state.first("incident_month").isdigit() else "",
+        # Only what the form offers: a crafted value ("²", 5,000 digits) is not a month.
+        months.get(int(month), "") if re.fullmatch(r"[0-9]{1,2}", month) else "",
         state.first("incident_year"),
         translate(N_("still going on")) if state.first("ongoing") else "",
     ) if part]
@@ -116,6 +121,7 @@ def show_step(request: Request, context: Context, step: Step, state: ReportState
         limits=report_form.LIMITS, urgent=bool(state.first("urgent")),
         summary=_summary(state, language) if step is REVIEW else [],
         max_files=context.settings.max_files_per_tip,
+        photos_cleaned=context.settings.strip_attachment_metadata,
     )
 
 
@@ -220,7 +226,8 @@ def _followup_page(request: Request, holder: service.ReceiptHolder, receipt: str
     return render_page(request, "intake/followup.html", status_code=status_code, view=view,
                        receipt=receipt, status_title=title, status_explanation=explanation,
                        notices=list(notices), messages=list(errors), draft=draft,
-                       max_files=request.app.state.context.settings.max_files_per_tip)
+                       max_files=request.app.state.context.settings.max_files_per_tip,
+                       photos_cleaned=request.app.state.context.settings.strip_attachment_metadata)
 
 
 async def _open_with_receipt(request: Request, session: DbSession, context: Context,
@@ -261,9 +268,11 @@ async def receipt_again(request: Request, session: DbSession, context: Context) 
     if isinstance(fields, HTMLResponse):
         return fields
     holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
+    digits = normalize_receipt(_first(fields, "receipt"))
+    if holder is None or digits is None:
         return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
-    return _receipt_page(request, _first(fields, "receipt"), urgent=holder.tip.urgent)
+    # Shown as the service writes receipts, not as it was typed.
+    return _receipt_page(request, human_codes.group(digits), urgent=holder.tip.urgent)
 
 
 @router.post("/followup/reply", response_class=HTMLResponse)
@@ -349,4 +358,5 @@ async def followup_delete(request: Request, session: DbSession, context: Context
 
 @router.get("/safety", response_class=HTMLResponse)
 def safety(request: Request) -> HTMLResponse:
-    return render_page(request, "intake/safety.html", language_path="/safety")
+    return render_page(request, "intake/safety.html", language_path="/safety",
+                       photos_cleaned=request.app.state.context.settings.strip_attachment_metadata)

@@ -11,13 +11,13 @@ import datetime as dt
 import functools
 import json
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
 from app.blobs import BlobStore
 from app.config import Settings
 from app.crypto import envelope, human_codes, sealing
@@ -51,8 +51,6 @@ from app.keys.service import current_intake_key, trusted_intake_public_key
 from app.web.i18n import N_
 
 TIP_REF_BITS = 40
-# The actor of what a submitter does with their receipt: no id, no name, nothing about them.
-SUBMITTER = audit.Actor(id=None, username=None, role="submitter")
 # Stands in for a malformed receipt so that every lookup derives a key pair.
 _UNMATCHABLE_RECEIPT = "0" * 24
 
@@ -77,6 +75,10 @@ def _trusted_intake_key(session: Session,
 
 _DECLARED_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
 UNKNOWN_CONTENT_TYPE = "application/octet-stream"
+# Decoding a picture takes several bytes per pixel: a few small files claiming large canvases
+# could otherwise exhaust memory together. At most this many are decoded at once per process;
+# the others wait their turn (their uploads are already complete).
+_CLEANING_SLOTS = threading.BoundedSemaphore(2)
 
 
 def _declared_content_type(declared: str | None) -> str:
@@ -139,9 +141,12 @@ class AttachmentWriter:
 
     def close(self) -> None:
         if self._held is not None and not self._image:
-            self._decide()  # a file shorter than the sniffing window
+            # Shorter than the sniffing window: too short to be a picture, stored as it came.
+            self._clean_images = False
+            self._decide()
         if self._held is not None:
-            cleaned = cleaning.clean_image(b"".join(self._held), max_pixels=self._max_image_pixels)
+            with _CLEANING_SLOTS:
+                cleaned = cleaning.clean_image(b"".join(self._held), max_pixels=self._max_image_pixels)
             self._held = None
             self.size = len(cleaned.data)
             self.content_type = cleaned.content_type
@@ -269,6 +274,8 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
     database writer cannot move the file to another tip and have it open there.
     """
     version = draft.intake_key.version
+    # The same lock as delete_tip: a file is added to a tip that still exists, or not at all.
+    session.execute(select(Tip.id).where(Tip.id == tip.id).with_for_update())
     for writer in draft.attachments:
         session.add(TipAttachment(
             id=writer.attachment_id, tip_id=tip.id, added_on=today(),
@@ -301,12 +308,16 @@ def delete_tip(session: Session, holder: ReceiptHolder, blob_store: BlobStore) -
     pages, secure_delete), which leaves every ciphertext of the tip unreadable,
     then the attachment files are unlinked once the deletion has committed: if
     the process dies in between, what remains is ciphertext with no key.
-    Recorded in the audit log as done by the submitter, with no detail.
+
+    Not written to the audit log: its events carry exact times, and DESIGN 5
+    records no submitter action finer than the day. The staff events about
+    the tip remain, so its existence stays on the record.
     """
     tip = holder.tip
-    attachment_ids = [attachment.id for attachment in tip.attachments]
-    audit.record(session, SUBMITTER, "tip.delete", object_type="tip", object_id=tip.id,
-                 details={"attachments": len(attachment_ids)})
+    # Locked first (PostgreSQL): a follow-up upload committing meanwhile would otherwise add
+    # a file row the cascade removes but whose blob nobody unlinks.
+    session.execute(select(Tip.id).where(Tip.id == tip.id).with_for_update())
+    attachment_ids = list(session.scalars(select(TipAttachment.id).where(TipAttachment.tip_id == tip.id)))
     session.delete(tip)
     session.flush()
     for attachment_id in attachment_ids:

@@ -348,3 +348,12 @@ def test_a_message_moved_to_another_tip_no_longer_opens(
     assert response.status_code == 500
     assert response.json()["error"] == "integrity_failure"
     assert "about my uncle" not in response.text
+
+
+def test_a_multipart_tip_posted_from_another_site_is_refused(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+        response = intake_client.post("/api/v1/tips", headers=headers, data={"narrative": "planted"},
+                                      files=[("files", ("a.txt", b"x", "text/plain"))])
+        assert response.status_code == 403
+    assert count(db_session, Tip) == 0

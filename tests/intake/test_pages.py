@@ -299,3 +299,23 @@ def test_every_page_is_small_enough_for_a_slow_tor_circuit(intake_client: TestCl
     pages = [intake_client.get(f"{path}?lang={lang}").text for path in ("/", "/followup", "/safety")]
     for html in [*pages, review]:
         assert len(html.encode()) + len(css.content) < 100_000
+
+
+def test_a_crafted_month_on_a_refused_send_shows_the_review_page_not_an_error(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    for month in ("\u00b2", "9" * 5000):
+        response = intake_client.post("/report",
+                                      data={"narrative": "x", "incident_month": month, "bogus": "1"},
+                                      files=[("files", ("a.txt", b"x", "text/plain"))])
+        assert response.status_code == 422
+        assert "text/html" in response.headers["content-type"]
+    assert tip_count(db_session) == 0
+
+
+def test_a_tiny_file_that_starts_like_a_photo_is_stored_as_sent(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    review = walk_to_review(intake_client)
+    response = intake_client.post("/report", data=_as_form(hidden_fields(review)),
+                                  files=[("files", ("x.jpg", b"\xff\xd8\xff\x00abc", "image/jpeg"))])
+    assert response.status_code == 201
+    assert tip_count(db_session) == 1

@@ -73,3 +73,18 @@ def test_each_page_speaks_its_language(intake_client: TestClient, language: Lang
         # Every link and form keeps a language: nothing falls back to English by a missing ?lang.
         for url in re.findall(r'(?:href|action)="(/[^"]*)"', html):
             assert url.startswith("/static/") or "?lang=" in url, url
+
+
+@pytest.mark.parametrize("language", TRANSLATED_LANGUAGES, ids=str)
+def test_no_translation_can_carry_markup_or_a_stray_format(language: Language) -> None:
+    """Translations are rendered as trusted text (Jinja's newstyle gettext marks them safe) and are
+    %-formatted: markup in one would reach the page as HTML, a stray % would break the page."""
+    with catalog_path(language).open("rb") as source:
+        catalog = read_po(source, locale=BABEL_LOCALES[language])
+    for message in catalog:
+        if not message.id:
+            continue
+        for text in (message.id, message.string):
+            assert isinstance(text, str)
+            assert not re.search(r"[<>&]", text), text
+            assert PLACEHOLDER.sub("", text).count("%") == 0, text
