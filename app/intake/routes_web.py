@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import AppError
 from app.crypto import human_codes
+from app.errors import AppError
 from app.intake import report_form, service
-from app.intake.receipts import normalize_receipt
 from app.intake.models import MessageAuthor, TipStatus
+from app.intake.receipts import normalize_receipt
 from app.intake.report_form import FieldError, ReportState, Step
 from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
 from app.intake.schemas import MESSAGE_MAX_CHARS
