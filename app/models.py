@@ -2,10 +2,12 @@
 
 from app.audit.models import AuditCheckpoint, AuditEvent, AuditNode
 from app.auth.models import AccountLink, StaffAccount, StaffSession
+from app.cases.models import Case, CaseEvent, CaseMember, CaseNote, CaseTactic, CaseTip
 from app.intake.models import Tip, TipAttachment, TipMessage
 from app.keys.models import IntakeKey, IntakeKeyGrant
 from app.triage.models import TipEvent, TipNote, TipTag
 
-__all__ = ["AccountLink", "AuditCheckpoint", "AuditEvent", "AuditNode", "IntakeKey", "IntakeKeyGrant",
+__all__ = ["AccountLink", "AuditCheckpoint", "AuditEvent", "AuditNode", "Case", "CaseEvent", "CaseMember",
+           "CaseNote", "CaseTactic", "CaseTip", "IntakeKey", "IntakeKeyGrant",
            "StaffAccount", "StaffSession", "Tip", "TipAttachment", "TipEvent", "TipMessage", "TipNote",
            "TipTag"]

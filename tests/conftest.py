@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from app.db import Database, create_database_engine
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.keys.server_secrets import ServerSecrets, create_server_secrets
 from app.schema import upgrade_to_head
-from tests.auth.factories import StaffMember, make_member
+from tests.auth.factories import StaffMember, login, make_member
 from tests.keys.factories import IntakeKeyFixture, make_intake_key
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -193,3 +194,26 @@ def committed_database_url(request: pytest.FixtureRequest, data_dir: Path) -> It
         yield url
     finally:
         drop_postgres_schema(schema)
+
+
+Client = Callable[[StaffMember], TestClient]
+
+
+@pytest.fixture
+def signed_in(settings: Settings, database: Database) -> Iterator[Client]:
+    """A signed-in staff client per member (each its own cookies), made on demand."""
+    clients: dict[uuid.UUID, TestClient] = {}
+    opened = []
+
+    def client_for(member: StaffMember) -> TestClient:
+        if member.account.id not in clients:
+            client = TestClient(create_staff_app(settings, database=database), base_url="https://testserver",
+                                raise_server_exceptions=False)
+            opened.append(client.__enter__())
+            assert login(client, member).status_code == 200
+            clients[member.account.id] = client
+        return clients[member.account.id]
+
+    yield client_for
+    for client in opened:
+        client.__exit__(None, None, None)

@@ -92,6 +92,7 @@ AccountAdmin = Annotated[Principal, Depends(require(Permission.MANAGE_ACCOUNTS))
 GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS))]
 Triager = Annotated[Principal, Depends(require(Permission.TRIAGE_TIPS))]
 Lead = Annotated[Principal, Depends(require(Permission.LEAD_TRIAGE))]
+CaseWorker = Annotated[Principal, Depends(require(Permission.WORK_CASES))]
 Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
 
 

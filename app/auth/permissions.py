@@ -21,12 +21,15 @@ class Permission(StrEnum):
     TRIAGE_TIPS = "triage_tips"
     # Assign any tip to anyone, act on any tip, confirm another's verification.
     LEAD_TRIAGE = "lead_triage"
+    # Create cases from verified tips, and work on the cases one may see.
+    WORK_CASES = "work_cases"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS}),
+    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
+                                Permission.WORK_CASES}),
     Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
-                          Permission.LEAD_TRIAGE, Permission.MANAGE_KEY_GRANTS}),
+                          Permission.LEAD_TRIAGE, Permission.WORK_CASES, Permission.MANAGE_KEY_GRANTS}),
     Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
 }

@@ -8,6 +8,7 @@ from sqlalchemy import Select, false, select
 
 from app.auth.permissions import Permission
 from app.auth.service import Principal
+from app.cases.repository import tips_hidden_from
 from app.intake.models import Tip
 
 
@@ -16,7 +17,8 @@ def tips_visible_to(principal: Principal) -> Select[Tip]:
     statement = select(Tip)
     if not principal.can(Permission.VIEW_QUEUE):
         return statement.where(false())
-    return statement
+    # A tip in a restricted case is seen by that case's members only.
+    return statement.where(Tip.id.not_in(tips_hidden_from(principal)))
 
 
 def tips_readable_by(principal: Principal) -> Select[Tip]:

@@ -23,7 +23,7 @@ from app.auth.models import Role
 from app.config import Settings
 from app.db import Database
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
-from app.intake.models import TipAttachment
+from app.intake.models import Tip, TipAttachment, TipStatus
 from app.keys.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import Organisation
@@ -40,6 +40,15 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/tips/{tip_id}/assign"): "tip.assign",
     ("POST", "/api/v1/tips/{tip_id}/release"): "tip.release",
     ("POST", "/api/v1/tips/{tip_id}/reject"): "tip.reject",
+    ("POST", "/api/v1/cases"): "case.create",
+    ("GET", "/api/v1/cases"): "cases.list",
+    ("GET", "/api/v1/cases/{case_id}"): "case.read",
+    ("POST", "/api/v1/cases/{case_id}/tips"): "case.tip_add",
+    ("POST", "/api/v1/cases/{case_id}/members"): "case.member_add",
+    ("DELETE", "/api/v1/cases/{case_id}/members/{account_id}"): "case.member_remove",
+    ("POST", "/api/v1/cases/{case_id}/status"): "case.status",
+    ("POST", "/api/v1/cases/{case_id}/restriction"): "case.restrict",
+    ("POST", "/api/v1/cases/{case_id}/notes"): "case.note",
     ("POST", "/api/v1/auth/login"): "auth.login",
     ("POST", "/login"): "auth.login",
     ("POST", "/api/v1/auth/logout"): "auth.logout",
@@ -125,6 +134,9 @@ class Scenario:
         tip_id, _ = make_tip(db_session, server_secrets)
         self.tip_id = tip_id
         self.second_tip_id, _ = make_tip(db_session, server_secrets)
+        self.verified_tip_id, _ = make_tip(db_session, server_secrets)
+        db_session.get_one(Tip, self.verified_tip_id).status = TipStatus.VERIFIED
+        self.case_id: str | None = None
         self.target = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
         db_session.commit()
 
@@ -154,6 +166,12 @@ class Scenario:
         self.client.cookies.clear()
         assert login(self.client, member).status_code == 200
         return member
+
+    def create_case(self) -> Response:
+        response = self.client.post("/api/v1/cases",
+                                    json={"title": "Station visits", "tip_ids": [str(self.tip_id)]})
+        self.case_id = response.json().get("id")
+        return response
 
     def csrf(self, page: str = "/account") -> str:
         match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(page).text)
@@ -305,6 +323,23 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             f"/api/v1/tips/{s.second_tip_id}/release"),
         ("POST", "/api/v1/tips/{tip_id}/reject"): lambda: s.client.post(
             f"/api/v1/tips/{s.second_tip_id}/reject", json={"reason": "spam"}),
+        # Cases, by the lead, from the tip verified above.
+        ("POST", "/api/v1/cases"): s.create_case,
+        ("GET", "/api/v1/cases"): lambda: s.client.get("/api/v1/cases"),
+        ("GET", "/api/v1/cases/{case_id}"): lambda: s.client.get(f"/api/v1/cases/{s.case_id}"),
+        ("POST", "/api/v1/cases/{case_id}/tips"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/tips", json={"tip_id": str(s.verified_tip_id)}),
+        ("POST", "/api/v1/cases/{case_id}/members"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/members",
+            json={"account_id": str(s.org[Role.CASEWORKER].account.id)}),
+        ("DELETE", "/api/v1/cases/{case_id}/members/{account_id}"): lambda: s.client.delete(
+            f"/api/v1/cases/{s.case_id}/members/{s.org[Role.CASEWORKER].account.id}"),
+        ("POST", "/api/v1/cases/{case_id}/status"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/status", json={"status": "investigating"}),
+        ("POST", "/api/v1/cases/{case_id}/restriction"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/restriction", json={"restricted": True}),
+        ("POST", "/api/v1/cases/{case_id}/notes"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/notes", json={"body": "Referred to the partner desk."}),
         ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
             1
         ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,36 +12,12 @@ from sqlalchemy.orm import Session
 from app.audit.models import AuditEvent
 from app.auth.models import Role
 from app.config import Settings
-from app.db import Database
-from app.entrypoints.apps import create_staff_app
 from app.intake.models import Tip, TipStatus
 from app.keys.server_secrets import ServerSecrets
 from app.triage.models import TipEvent, TipNote, TipTag
-from tests.auth.factories import StaffMember, login, make_member
-from tests.conftest import Organisation
+from tests.auth.factories import StaffMember, make_member
+from tests.conftest import Client, Organisation
 from tests.intake.factories import make_tip
-
-Client = Callable[[StaffMember], TestClient]
-
-
-@pytest.fixture
-def signed_in(settings: Settings, database: Database) -> Iterator[Client]:
-    """A signed-in staff client per member (each its own cookies), made on demand."""
-    clients: dict[uuid.UUID, TestClient] = {}
-    opened = []
-
-    def client_for(member: StaffMember) -> TestClient:
-        if member.account.id not in clients:
-            client = TestClient(create_staff_app(settings, database=database), base_url="https://testserver",
-                                raise_server_exceptions=False)
-            opened.append(client.__enter__())
-            assert login(client, member).status_code == 200
-            clients[member.account.id] = client
-        return clients[member.account.id]
-
-    yield client_for
-    for client in opened:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -1,0 +1,392 @@
+"""Working with cases: creation from verified tips, members, status, notes, restriction.
+
+Content (title, summary, notes, resolution) is sealed under the case's own data
+key, itself sealed to the current intake key; only key holders open it. Every
+change is audited and written to the case's timeline, in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audit import events as audit
+from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.service import Principal
+from app.cases.models import (
+    CASE_DATA_KEY,
+    CASE_NOTE_BODY,
+    CASE_RESOLUTION,
+    CASE_SUMMARY,
+    CASE_TITLE,
+    Case,
+    CaseEvent,
+    CaseMember,
+    CaseNote,
+    CaseStatus,
+    CaseTactic,
+    CaseTip,
+    case_note_row_id,
+)
+from app.cases.repository import case_readable_by, cases_visible_to
+from app.cases.schemas import (
+    CaseCreate,
+    CaseDetail,
+    CaseEventView,
+    CaseNoteView,
+    CaseSummary,
+    CaseTipView,
+)
+from app.crypto import envelope, human_codes
+from app.errors import Conflict, InvalidInput, NotFound
+from app.intake.models import Tip, TipStatus
+from app.keys.models import IntakeKeyGrant
+from app.keys.server_secrets import ServerSecrets
+from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.triage.repository import tips_readable_by
+
+CASE_REF_BITS = 40
+# Forward only; closing is possible from any open state, with a resolution note.
+NEXT_STATUSES: dict[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.OPEN: frozenset({CaseStatus.INVESTIGATING, CaseStatus.CLOSED}),
+    CaseStatus.INVESTIGATING: frozenset({CaseStatus.REFERRED, CaseStatus.CLOSED}),
+    CaseStatus.REFERRED: frozenset({CaseStatus.CLOSED}),
+    CaseStatus.CLOSED: frozenset(),
+}
+
+
+class IllegalCaseTransition(Conflict):
+    code = "illegal_transition"
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _verified_tips(session: Session, principal: Principal, tip_ids: Sequence[uuid.UUID]) -> list[Tip]:
+    tips = list(session.scalars(tips_readable_by(principal).where(Tip.id.in_(list(tip_ids)))))
+    if len(tips) != len(set(tip_ids)):
+        raise InvalidInput(
+            "A report to add was not found.",
+            fields=[{"field": "tip_ids", "message": "not a report you can read"}],
+        )
+    if any(tip.status is not TipStatus.VERIFIED for tip in tips):
+        raise InvalidInput(
+            "Only verified reports go into a case.", fields=[{"field": "tip_ids", "message": "not verified"}]
+        )
+    return tips
+
+
+def _record(
+    session: Session, principal: Principal, case: Case, action: str, detail: str | None = None
+) -> None:
+    position = (
+        session.scalar(select(func.max(CaseEvent.position)).where(CaseEvent.case_id == case.id)) or 0
+    ) + 1
+    session.add(
+        CaseEvent(
+            case_id=case.id,
+            position=position,
+            action=action,
+            actor_id=principal.account_id,
+            detail=detail,
+            happened_on=today(),
+        )
+    )
+    details: dict[str, audit.DetailValue] = {"status": case.status.value}
+    if detail is not None:
+        details["detail"] = detail
+    audit.record(
+        session, principal.actor, f"case.{action}", object_type="case", object_id=case.id, details=details
+    )
+
+
+def create_case(
+    session: Session, principal: Principal, request: CaseCreate, server_secrets: ServerSecrets
+) -> Case:
+    tips = _verified_tips(session, principal, request.tip_ids)
+    intake_key = current_intake_key(session)
+    if intake_key is None or intake_key.version not in principal.keys.intake:
+        raise NotFound
+    intake_public = trusted_intake_public_key(intake_key, server_secrets.key_integrity_key)
+    case_id, data_key, version = uuid.uuid4(), envelope.new_data_key(), intake_key.version
+    row_id = str(case_id)
+    case = Case(
+        id=case_id,
+        ref="C-" + human_codes.random_code(CASE_REF_BITS).replace("-", ""),
+        status=CaseStatus.OPEN,
+        restricted=request.restricted,
+        host_country=request.host_country,
+        created_on=today(),
+        created_by_id=principal.account_id,
+        intake_key_version=version,
+        sealed_data_key=CASE_DATA_KEY.seal(intake_public, data_key, row_id=row_id, key_version=version),
+        title_encrypted=CASE_TITLE.seal(data_key, request.title.encode(), row_id=row_id, key_version=version),
+        summary_encrypted=CASE_SUMMARY.seal(
+            data_key, request.summary.encode(), row_id=row_id, key_version=version
+        ),
+    )
+    session.add(case)
+    session.flush()
+    session.add_all([CaseTactic(case_id=case.id, tactic=tactic.value) for tactic in request.tactics])
+    session.add_all([CaseTip(case_id=case.id, tip_id=tip.id) for tip in tips])
+    session.add(CaseMember(case_id=case.id, account_id=principal.account_id))
+    _record(session, principal, case, "create", detail=f"{len(tips)} reports")
+    session.flush()
+    return case
+
+
+def load_case(session: Session, principal: Principal, case_id: uuid.UUID) -> tuple[Case, bytes]:
+    """A case the caller may read, and its data key; NotFound for anything else (restricted included)."""
+    case = session.scalars(case_readable_by(principal, case_id)).first()
+    intake_private = principal.intake_private_key(case.intake_key_version) if case else None
+    if case is None or intake_private is None:
+        raise NotFound
+    return case, CASE_DATA_KEY.open(
+        intake_private, case.sealed_data_key, row_id=str(case.id), key_version=case.intake_key_version
+    )
+
+
+def add_tip(session: Session, principal: Principal, case_id: uuid.UUID, tip_id: uuid.UUID) -> Case:
+    case, _ = load_case(session, principal, case_id)
+    [tip] = _verified_tips(session, principal, [tip_id])
+    if session.get(CaseTip, {"case_id": case.id, "tip_id": tip.id}) is not None:
+        raise Conflict("This report is already in the case.")
+    session.add(CaseTip(case_id=case.id, tip_id=tip.id))
+    _record(session, principal, case, "tip_add", detail=tip.ref)
+    return case
+
+
+def add_member(session: Session, principal: Principal, case_id: uuid.UUID, account_id: uuid.UUID) -> Case:
+    case, _ = load_case(session, principal, case_id)
+    account = session.get(StaffAccount, account_id)
+    holds_key = session.scalar(
+        select(IntakeKeyGrant.id).where(
+            IntakeKeyGrant.account_id == account_id, IntakeKeyGrant.key_version == case.intake_key_version
+        )
+    )
+    if account is None or not account.is_active or account.role not in KEY_HOLDING_ROLES or not holds_key:
+        raise InvalidInput(
+            "Members are active caseworkers or leads who hold the intake key.",
+            fields=[{"field": "account_id", "message": "not a member who can read this case"}],
+        )
+    if session.get(CaseMember, {"case_id": case.id, "account_id": account.id}) is not None:
+        raise Conflict("This member is already on the case.")
+    session.add(CaseMember(case_id=case.id, account_id=account.id))
+    _record(session, principal, case, "member_add", detail=account.username)
+    return case
+
+
+def remove_member(session: Session, principal: Principal, case_id: uuid.UUID, account_id: uuid.UUID) -> Case:
+    case, _ = load_case(session, principal, case_id)
+    member = session.get(CaseMember, {"case_id": case.id, "account_id": account_id})
+    if member is None:
+        raise NotFound
+    remaining = session.scalar(
+        select(func.count()).select_from(CaseMember).where(CaseMember.case_id == case.id)
+    )
+    if remaining == 1:
+        # A restricted case without members would exist for nobody.
+        raise Conflict("A case keeps at least one member.")
+    account = session.get(StaffAccount, account_id)
+    session.delete(member)
+    _record(session, principal, case, "member_remove", detail=account.username if account else None)
+    return case
+
+
+def change_status(
+    session: Session,
+    principal: Principal,
+    case_id: uuid.UUID,
+    status: CaseStatus,
+    resolution_note: str | None,
+) -> Case:
+    case, data_key = load_case(session, principal, case_id)
+    if status not in NEXT_STATUSES[case.status]:
+        raise IllegalCaseTransition(f"A case that is {case.status.value} cannot become {status.value}.")
+    if status is CaseStatus.CLOSED:
+        if not resolution_note:
+            raise InvalidInput(
+                "Closing a case needs a resolution note.",
+                fields=[{"field": "resolution_note", "message": "required to close"}],
+            )
+        case.resolution_encrypted = CASE_RESOLUTION.seal(
+            data_key, resolution_note.encode(), row_id=str(case.id), key_version=case.intake_key_version
+        )
+        case.closed_on = today()
+    previous = case.status
+    case.status = status
+    _record(session, principal, case, "status", detail=f"{previous.value} to {status.value}")
+    return case
+
+
+def set_restricted(session: Session, principal: Principal, case_id: uuid.UUID, restricted: bool) -> Case:
+    """Only a member may restrict or open a case (a restricted one is invisible to anyone else)."""
+    case, _ = load_case(session, principal, case_id)
+    if session.get(CaseMember, {"case_id": case.id, "account_id": principal.account_id}) is None:
+        raise Conflict("Only a member of the case can change who sees it.")
+    case.restricted = restricted
+    _record(session, principal, case, "restrict" if restricted else "unrestrict")
+    return case
+
+
+def add_note(session: Session, principal: Principal, case_id: uuid.UUID, body: str) -> CaseNote:
+    case, data_key = load_case(session, principal, case_id)
+    note_id = uuid.uuid4()
+    note = CaseNote(
+        id=note_id,
+        case_id=case.id,
+        author_id=principal.account_id,
+        written_on=today(),
+        body_encrypted=CASE_NOTE_BODY.seal(
+            data_key,
+            body.encode(),
+            row_id=case_note_row_id(case.id, note_id),
+            key_version=case.intake_key_version,
+        ),
+    )
+    session.add(note)
+    _record(session, principal, case, "note")
+    session.flush()
+    return note
+
+
+def _tactics(session: Session, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    found: dict[uuid.UUID, list[str]] = {case_id: [] for case_id in case_ids}
+    for case_id, tactic in session.execute(
+        select(CaseTactic.case_id, CaseTactic.tactic)
+        .where(CaseTactic.case_id.in_(case_ids))
+        .order_by(CaseTactic.tactic)
+    ):
+        found[case_id].append(tactic)
+    return found
+
+
+def _summary(case: Case, title: str, tactics: list[str], tip_count: int) -> CaseSummary:
+    return CaseSummary(
+        id=case.id,
+        ref=case.ref,
+        title=title,
+        status=case.status.value,
+        restricted=case.restricted,
+        tactics=tactics,
+        host_country=case.host_country,
+        tip_count=tip_count,
+        created_on=case.created_on,
+    )
+
+
+def list_cases(session: Session, principal: Principal, limit: int = 200) -> list[CaseSummary]:
+    """Newest first; titles decrypted for the rows shown only."""
+    cases = list(
+        session.scalars(
+            cases_visible_to(principal)
+            .where(Case.intake_key_version.in_(sorted(principal.keys.intake)))
+            .order_by(Case.created_on.desc(), Case.ref)
+            .limit(limit)
+        )
+    )
+    audit.record(session, principal.actor, "cases.list", details={"count": len(cases)})
+    ids = [case.id for case in cases]
+    tactics = _tactics(session, ids)
+    counts = dict(
+        session.execute(
+            select(CaseTip.case_id, func.count()).where(CaseTip.case_id.in_(ids)).group_by(CaseTip.case_id)
+        ).all()
+    )
+    summaries = []
+    for case in cases:
+        _, data_key = load_case(session, principal, case.id)
+        title = CASE_TITLE.open(
+            data_key, case.title_encrypted, row_id=str(case.id), key_version=case.intake_key_version
+        ).decode()
+        summaries.append(_summary(case, title, tactics[case.id], int(counts.get(case.id, 0))))
+    return summaries
+
+
+def read_case(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
+    case, data_key = load_case(session, principal, case_id)
+    audit.record(session, principal.actor, "case.read", object_type="case", object_id=case.id)
+    row_id, version = str(case.id), case.intake_key_version
+    tips = list(
+        session.scalars(
+            tips_readable_by(principal)
+            .join(CaseTip, CaseTip.tip_id == Tip.id)
+            .where(CaseTip.case_id == case.id)
+            .order_by(Tip.received_on)
+        )
+    )
+    member_names = list(
+        session.scalars(
+            select(StaffAccount.username)
+            .join(CaseMember, CaseMember.account_id == StaffAccount.id)
+            .where(CaseMember.case_id == case.id)
+            .order_by(StaffAccount.username)
+        )
+    )
+    notes = list(
+        session.scalars(
+            select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.written_on, CaseNote.id)
+        )
+    )
+    timeline = list(
+        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.position))
+    )
+    account_ids = {note.author_id for note in notes} | {event.actor_id for event in timeline}
+    names = dict(
+        session.execute(
+            select(StaffAccount.id, StaffAccount.username).where(
+                StaffAccount.id.in_([a for a in account_ids if a])
+            )
+        ).all()
+    )
+    return CaseDetail(
+        **_summary(
+            case,
+            CASE_TITLE.open(data_key, case.title_encrypted, row_id=row_id, key_version=version).decode(),
+            _tactics(session, [case.id])[case.id],
+            len(tips),
+        ).model_dump(),
+        summary=CASE_SUMMARY.open(
+            data_key, case.summary_encrypted, row_id=row_id, key_version=version
+        ).decode(),
+        resolution_note=CASE_RESOLUTION.open(
+            data_key, case.resolution_encrypted, row_id=row_id, key_version=version
+        ).decode()
+        if case.resolution_encrypted
+        else None,
+        closed_on=case.closed_on,
+        tips=[
+            CaseTipView(id=tip.id, ref=tip.ref, status=tip.status.value, received_on=tip.received_on)
+            for tip in tips
+        ],
+        members=member_names,
+        notes=[
+            CaseNoteView(
+                id=note.id,
+                author=names.get(note.author_id) if note.author_id else None,
+                written_on=note.written_on,
+                body=CASE_NOTE_BODY.open(
+                    data_key,
+                    note.body_encrypted,
+                    row_id=case_note_row_id(case.id, note.id),
+                    key_version=version,
+                ).decode(),
+            )
+            for note in notes
+        ],
+        timeline=[
+            CaseEventView(
+                action=event.action,
+                actor=names.get(event.actor_id) if event.actor_id else None,
+                detail=event.detail,
+                happened_on=event.happened_on,
+            )
+            for event in timeline
+        ],
+    )
