@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Photos are re-encoded from pixels before encryption, which drops EXIF (GPS,
     # camera, times), XMP, ICC and text chunks. Decoding needs the whole picture in
     # memory: bounded in bytes and in pixels (a small file can claim a huge canvas).
+    # Retention (DESIGN 6): rejected tips, and tips nobody took out of `new`, are
+    # crypto-shredded by `daylight purge` this many days after their last activity.
+    retention_rejected_days: int = Field(default=90, ge=1)
+    retention_stale_new_days: int = Field(default=365, ge=1)
     strip_attachment_metadata: bool = True
     max_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.

@@ -24,6 +24,7 @@ from app.audit.checkpoint import parse_verifier_key, verifier_key
 from app.audit.offline import verify_export
 from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
+from app.blobs import BlobStore
 from app.config import Settings, load_settings
 from app.crypto.errors import DecryptionError
 from app.db import READ_ONLY_OPTION, Database
@@ -32,6 +33,7 @@ from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
 from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
+from app.triage import retention
 
 
 def _data_dir(value: str) -> Path:
@@ -191,6 +193,22 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Crypto-shred expired tips; safe to run from cron on several nodes at once."""
+    settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        report = retention.purge_expired(session, settings, BlobStore(settings.blobs_dir))
+    database.engine.dispose()
+    if report.skipped:
+        print("skipped: another node is purging right now")
+        return 0
+    print(f"purged {report.rejected + report.stale_new} tips ({report.rejected} rejected over "
+          f"{settings.retention_rejected_days} days, {report.stale_new} untouched in new over "
+          f"{settings.retention_stale_new_days} days) and {report.files} files; their keys are destroyed")
+    return 0
+
+
 @contextlib.contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
     if path is None:
@@ -293,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint = audit_commands.add_parser("checkpoint", help="sign a checkpoint now and print it")
     checkpoint.add_argument("--data-dir", type=_data_dir, required=True)
     checkpoint.set_defaults(run=cmd_audit_checkpoint)
+    command("purge", "crypto-shred tips past their retention period").set_defaults(run=cmd_purge)
     serve = command("serve", "serve the intake and staff apps")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)
