@@ -19,6 +19,7 @@ from app.auth.routes_api import router as auth_router
 from app.auth.routes_web import router as auth_web_router
 from app.blobs import BlobStore
 from app.cases.routes_api import router as cases_router
+from app.cases.routes_web import router as cases_web_router
 from app.config import Settings
 from app.db import Database
 from app.intake.routes_api import router as intake_api_router
@@ -86,6 +87,7 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app.include_router(auth_web_router)
     app.include_router(key_grants_web_router)
     app.include_router(triage_web_router)
+    app.include_router(cases_web_router)
     app.include_router(audit_router)
     app.include_router(audit_web_router)
     install_staff_page_errors(app)

@@ -19,7 +19,7 @@ from app.audit import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
 from app.keys.models import IntakeKeyGrant
@@ -118,6 +118,8 @@ def release(session: Session, principal: Principal, tip_id: uuid.UUID) -> Tip:
 
 def assign(session: Session, principal: Principal, tip_id: uuid.UUID, assignee_id: uuid.UUID) -> Tip:
     """A lead gives the tip to a member who can read it (a key holder of its key version)."""
+    if not principal.can(Permission.LEAD_TRIAGE):
+        raise Forbidden("Only a lead assigns reports.")
     tip = load_for_update(session, principal, tip_id)
     _require_status(tip, OPEN_STATUSES, "assigned")
     assignee = session.get(StaffAccount, assignee_id)
@@ -164,9 +166,9 @@ def propose_verification(session: Session, principal: Principal, tip_id: uuid.UU
 
 def confirm_verification(session: Session, principal: Principal, tip_id: uuid.UUID) -> Tip:
     """The second person of the two-person rule: a lead other than the proposer."""
-    tip = load_for_update(session, principal, tip_id)
     if not principal.can(Permission.LEAD_TRIAGE):
-        raise NotFound  # only leads confirm; the guard on the route already says so
+        raise Forbidden("Only a lead confirms a verification.")
+    tip = load_for_update(session, principal, tip_id)
     _require_status(tip, frozenset({TipStatus.IN_REVIEW}), "verified")
     if tip.verification_proposed_by_id is None:
         raise IllegalTransition("Nobody has proposed this report for verification yet.")

@@ -80,6 +80,7 @@ class NavItem:
 # What each role sees in the staff navigation: only the pages it may use.
 STAFF_NAVIGATION = (
     NavItem("queue", "Queue", "/tips", "view_queue"),
+    NavItem("cases", "Cases", "/cases", "work_cases"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),

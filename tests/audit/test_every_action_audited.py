@@ -49,6 +49,12 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/cases/{case_id}/status"): "case.status",
     ("POST", "/api/v1/cases/{case_id}/restriction"): "case.restrict",
     ("POST", "/api/v1/cases/{case_id}/notes"): "case.note",
+    ("POST", "/tips/{tip_id}/{action}"): "tip.claim",
+    ("GET", "/cases"): "cases.list",
+    ("GET", "/cases/new"): "tips.list",
+    ("POST", "/cases"): "case.create",
+    ("GET", "/cases/{case_id}"): "case.read",
+    ("POST", "/cases/{case_id}/{action}"): "case.note",
     ("POST", "/api/v1/auth/login"): "auth.login",
     ("POST", "/login"): "auth.login",
     ("POST", "/api/v1/auth/logout"): "auth.logout",
@@ -137,6 +143,7 @@ class Scenario:
         self.verified_tip_id, _ = make_tip(db_session, server_secrets)
         db_session.get_one(Tip, self.verified_tip_id).status = TipStatus.VERIFIED
         self.case_id: str | None = None
+        self.open_tip_id, _ = make_tip(db_session, server_secrets)
         self.target = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
         db_session.commit()
 
@@ -340,6 +347,18 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             f"/api/v1/cases/{s.case_id}/restriction", json={"restricted": True}),
         ("POST", "/api/v1/cases/{case_id}/notes"): lambda: s.client.post(
             f"/api/v1/cases/{s.case_id}/notes", json={"body": "Referred to the partner desk."}),
+        # The same through the staff UI's forms.
+        ("POST", "/tips/{tip_id}/{action}"): lambda: s.client.post(
+            f"/tips/{s.open_tip_id}/claim", data={"csrf_token": s.csrf()}, follow_redirects=False),
+        ("GET", "/cases"): lambda: s.client.get("/cases"),
+        ("GET", "/cases/new"): lambda: s.client.get("/cases/new"),
+        ("POST", "/cases"): lambda: s.client.post(
+            "/cases", data={"csrf_token": s.csrf(), "title": "By form", "tip_ids": [str(s.verified_tip_id)]},
+            follow_redirects=False),
+        ("GET", "/cases/{case_id}"): lambda: s.client.get(f"/cases/{s.case_id}"),
+        ("POST", "/cases/{case_id}/{action}"): lambda: s.client.post(
+            f"/cases/{s.case_id}/note", data={"csrf_token": s.csrf(), "body": "By form."},
+            follow_redirects=False),
         ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
             1
         ],

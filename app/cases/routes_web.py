@@ -1,0 +1,226 @@
+"""The case pages of the staff UI: plain forms, every rule in app.cases.service."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app.auth.deps import CaseWorker
+from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.service import Principal
+from app.cases import service
+from app.cases.models import CaseStatus
+from app.cases.schemas import CaseCreate
+from app.crypto.errors import DecryptionError
+from app.errors import AppError, IntegrityFailure, InvalidInput, NotFound
+from app.intake.models import TipStatus
+from app.intake.taxonomy import Tactic
+from app.keys.models import IntakeKeyGrant
+from app.triage import service as triage_service
+from app.triage.schemas import QueueFilters
+from app.web.context import Context, DbSession
+from app.web.forms import StaleForm, read_form, read_form_values
+from app.web.pages import render_staff_page
+
+router = APIRouter()
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request, principal: CaseWorker, session: DbSession) -> HTMLResponse:
+    try:
+        cases = service.list_cases(session, principal)
+    except DecryptionError:
+        raise IntegrityFailure from None
+    return render_staff_page(request, "staff/cases.html", principal=principal, cases=cases)
+
+
+def _new_case_page(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    *,
+    chosen: set[str],
+    error: str | None = None,
+    status_code: int = 200,
+    typed: dict[str, str] | None = None,
+) -> HTMLResponse:
+    verified = triage_service.list_queue(
+        session, principal, QueueFilters(status=TipStatus.VERIFIED, limit=200)
+    )
+    return render_staff_page(
+        request,
+        "staff/case_new.html",
+        principal=principal,
+        tips=verified.items,
+        chosen=chosen,
+        tactics=[tactic.value for tactic in Tactic],
+        error=error,
+        status_code=status_code,
+        typed=typed or {},
+    )
+
+
+@router.get("/cases/new", response_class=HTMLResponse)
+def new_case_page(request: Request, principal: CaseWorker, session: DbSession) -> HTMLResponse:
+    return _new_case_page(request, principal, session, chosen=set(request.query_params.getlist("tip")))
+
+
+@router.post("/cases", response_class=HTMLResponse)
+async def create_case(
+    request: Request, principal: CaseWorker, session: DbSession, context: Context
+) -> Response:
+    fields = await read_form_values(request, context.settings)
+    if fields.get("csrf_token", [""])[0] != principal.csrf_token:
+        raise StaleForm
+    first = {name: values[0] for name, values in fields.items() if values}
+
+    def create() -> Response:
+        try:
+            request_body = CaseCreate.model_validate(
+                {
+                    "title": first.get("title", ""),
+                    "summary": first.get("summary", ""),
+                    "tip_ids": fields.get("tip_ids", []),
+                    "tactics": fields.get("tactics", []),
+                    "host_country": first.get("host_country") or None,
+                    "restricted": first.get("restricted") == "yes",
+                }
+            )
+        except ValidationError:
+            return _new_case_page(
+                request,
+                principal,
+                session,
+                chosen=set(fields.get("tip_ids", [])),
+                error="Give the case a title and choose at least one verified report.",
+                status_code=422,
+                typed=first,
+            )
+        try:
+            with session.begin_nested():
+                case = service.create_case(session, principal, request_body, context.secrets)
+        except AppError as exc:
+            return _new_case_page(
+                request,
+                principal,
+                session,
+                chosen=set(fields.get("tip_ids", [])),
+                error=exc.public_message,
+                status_code=exc.status,
+                typed=first,
+            )
+        return RedirectResponse(f"/cases/{case.id}", status_code=303)
+
+    return await run_in_threadpool(create)
+
+
+def _case_page(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    case_id: uuid.UUID,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    try:
+        case = service.read_case(session, principal, case_id)
+    except DecryptionError:
+        raise IntegrityFailure from None
+    candidates = list(
+        session.scalars(
+            select(StaffAccount)
+            .join(IntakeKeyGrant, IntakeKeyGrant.account_id == StaffAccount.id)
+            .where(StaffAccount.is_active.is_(True), StaffAccount.role.in_(list(KEY_HOLDING_ROLES)))
+            .distinct()
+            .order_by(StaffAccount.username)
+        )
+    )
+    members = set(case.members)
+    return render_staff_page(
+        request,
+        "staff/case.html",
+        principal=principal,
+        case=case,
+        error=error,
+        status_code=status_code,
+        next_statuses=[status.value for status in service.NEXT_STATUSES[CaseStatus(case.status)]],
+        addable=[account for account in candidates if account.username not in members],
+        member_accounts=[account for account in candidates if account.username in members],
+    )
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(
+    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession
+) -> HTMLResponse:
+    return _case_page(request, principal, session, case_id)
+
+
+def _account(fields: dict[str, str]) -> uuid.UUID:
+    try:
+        return uuid.UUID(fields.get("account_id", ""))
+    except ValueError:
+        raise InvalidInput("Choose a member.") from None
+
+
+def _run_case_action(
+    session: Session, principal: Principal, case_id: uuid.UUID, action: str, fields: dict[str, str]
+) -> None:
+    if action == "status":
+        try:
+            status = CaseStatus(fields.get("status", ""))
+        except ValueError:
+            raise InvalidInput("Choose a status.") from None
+        service.change_status(
+            session, principal, case_id, status, fields.get("resolution_note", "").strip() or None
+        )
+    elif action == "member_add":
+        service.add_member(session, principal, case_id, _account(fields))
+    elif action == "member_remove":
+        service.remove_member(session, principal, case_id, _account(fields))
+    elif action == "restrict":
+        service.set_restricted(session, principal, case_id, fields.get("restricted") == "yes")
+    elif action == "note":
+        body = fields.get("body", "").strip()
+        if not body or len(body) > 20_000:
+            raise InvalidInput("Write the note (up to 20,000 characters).")
+        service.add_note(session, principal, case_id, body)
+    else:
+        raise NotFound
+
+
+@router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
+async def case_action(
+    case_id: uuid.UUID,
+    action: str,
+    request: Request,
+    principal: CaseWorker,
+    session: DbSession,
+    context: Context,
+) -> Response:
+    fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
+
+    def act() -> Response:
+        try:
+            with session.begin_nested():
+                _run_case_action(session, principal, case_id, action, fields)
+        except (NotFound, DecryptionError):
+            raise
+        except AppError as exc:
+            return _case_page(
+                request, principal, session, case_id, error=exc.public_message, status_code=exc.status
+            )
+        if action == "member_remove" and fields.get("account_id") == str(principal.account_id):
+            # Leaving a restricted case makes it vanish for the one who left: back to the list.
+            return RedirectResponse("/cases", status_code=303)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    return await run_in_threadpool(act)
