@@ -169,7 +169,14 @@ def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple
 
 def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDetail:
     tip, data_key = open_tip(session, principal, tip_id)
-    audit.record(session, principal.actor, "tip.read", object_type="tip", object_id=tip.id)
+    clears_activity = tip.submitter_activity and tip.assignee_id in (None, principal.account_id)
+    if not tip.indexed or clears_activity:
+        # Locked and read again before writing to it: two members opening a new tip at once
+        # must not both write its tags. Row locks come before the audit append in every
+        # transaction (see the end of this function), so the two never wait on each other
+        # in opposite orders.
+        session.scalars(select(Tip).where(Tip.id == tip.id).with_for_update()
+                        .execution_options(populate_existing=True)).one()
     version = tip.intake_key_version
     row_id = str(tip.id)
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,
@@ -179,6 +186,8 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
     tags.index_tip(session, tip, answers, intake_private)
     if tip.submitter_activity and tip.assignee_id in (None, principal.account_id):
         tip.submitter_activity = False  # seen by the member working on it
+    session.flush()
+    audit.record(session, principal.actor, "tip.read", object_type="tip", object_id=tip.id)
     attachments = []
     for attachment in tip.attachments:
         key, key_version = attachment_key(principal, tip, data_key, attachment)

@@ -45,6 +45,7 @@ class Served:
     staff: str
     process: subprocess.Popen[str]
     env: dict[str, str]
+    log_path: Path
 
 
 IDLE_TIMEOUT_SECONDS = 2
@@ -63,12 +64,16 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
     created = daylight("demo", "--data-dir", str(data_dir), env=env)
     assert created.returncode == 0, created.stderr
     intake_port, staff_port = free_port(), free_port()
+    # Output goes to a file, not a pipe: nobody reads a pipe while the tests run, and a
+    # full pipe buffer would block the server mid-request (a hang, not a failure).
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir),
          "--intake-port", str(intake_port), "--staff-port", str(staff_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     served = Served(data_dir, f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}",
-                    process, env)
+                    process, env, log_path)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -76,7 +81,7 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
                 break
         except httpx.TransportError:
             pass
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert process.poll() is None, log_path.read_text()
         assert time.monotonic() < deadline, "daylight serve did not come up"
         time.sleep(0.1)
     try:
@@ -85,6 +90,7 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
         if process.poll() is None:
             process.terminate()
             process.communicate(timeout=10)
+        log.close()
 
 
 def test_a_tip_submitted_over_http_is_read_by_the_demo_caseworker(served: Served) -> None:
@@ -127,7 +133,8 @@ def test_a_tip_submitted_over_http_is_read_by_the_demo_caseworker(served: Served
     assert httpx.get(f"{served.intake}/openapi.json").status_code == 404
 
     served.process.terminate()
-    output = served.process.communicate(timeout=10)[0]
+    served.process.communicate(timeout=10)
+    output = served.log_path.read_text()
     # No access log: no request line, no client address, nothing the submitter sent.
     for needle in ("127.0.0.1:", "203.0.113.9", canary, "POST /", "GET /"):
         assert needle not in output.replace(f"{served.intake}/", "").replace(f"{served.staff}/", ""), needle
