@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
-from app.auth.models import Role
+from app.auth.models import Role, StaffAccount
+from app.auth.service import Principal, UnlockedKeys
 from app.config import Settings
+from app.crypto import sealing
+from app.db import Database
 from app.intake.models import Tip, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.keys.organisation import init_organisation
+from app.keys.server_secrets import ServerSecrets, load_server_secrets
+from app.triage import service, workflow
 from app.triage.models import TipEvent, TipNote, TipTag
 from tests.auth.factories import StaffMember, make_member
-from tests.conftest import Client, Organisation
+from tests.conftest import CHEAP_ARGON2, Client, Organisation
 from tests.intake.factories import make_tip
 
 
@@ -281,3 +291,43 @@ def test_duplicates_are_suggested_by_place_and_tactic_never_merged(
     assert suggested[0]["shared"] == ["city: dublin", "tactic: surveillance"]
     db_session.expire_all()
     assert db_session.get_one(Tip, same).status is TipStatus.NEW  # a suggestion changes nothing
+
+
+def test_members_reading_and_working_one_tip_at_once_never_deadlock_or_double_index(
+        data_dir: Path, committed_database_url: str | None) -> None:
+    """Reads take the tip's row lock before the audit append, as workflow steps do: under
+    concurrency on PostgreSQL neither waits on the other in opposite orders."""
+    settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
+                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+    database = Database.from_settings(settings)
+    organisation = init_organisation(settings, database)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    with database.transaction() as session:
+        tip_id, _ = make_tip(session, server_secrets, tactics=["surveillance"], host_city="Dublin")
+        accounts = [StaffAccount(username=f"member-{n}", role=Role.LEAD, created_on=dt.date.today())
+                    for n in range(6)]
+        session.add_all(accounts)
+        session.flush()
+        principals = [Principal(account_id=account.id, username=account.username, role=Role.LEAD,
+                                session_id=uuid.uuid4(),
+                                keys=UnlockedKeys(personal=sealing.generate_private_key(),
+                                                  intake={1: organisation.intake_private}),
+                                reauthenticated_at=dt.datetime.now(dt.UTC), csrf_token="")
+                      for account in accounts]
+    barrier = threading.Barrier(len(principals))
+
+    def work(index: int) -> None:
+        barrier.wait()
+        with database.transaction() as session:
+            if index % 2:
+                service.read_tip(session, principals[index], tip_id)
+            else:
+                _, data_key = service.open_tip(session, principals[index], tip_id)
+                workflow.add_note(session, principals[index], tip_id, f"note {index}", data_key)
+
+    with ThreadPoolExecutor(len(principals)) as pool:
+        list(pool.map(work, range(len(principals))))
+    with database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(TipNote)) == 3
+        assert session.scalar(select(func.count()).select_from(TipTag)) == 2  # tactic, city: once each
+    database.engine.dispose()
