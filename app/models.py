@@ -5,9 +5,32 @@ from app.auth.models import AccountLink, StaffAccount, StaffSession
 from app.cases.models import Case, CaseEvent, CaseMember, CaseNote, CaseTactic, CaseTip
 from app.intake.models import Tip, TipAttachment, TipMessage
 from app.keys.models import IntakeKey, IntakeKeyGrant
+from app.stations.models import CaseStationLink, Station, StationSource, StationStatusChange
 from app.triage.models import TipEvent, TipNote, TipTag
 
-__all__ = ["AccountLink", "AuditCheckpoint", "AuditEvent", "AuditNode", "Case", "CaseEvent", "CaseMember",
-           "CaseNote", "CaseTactic", "CaseTip", "IntakeKey", "IntakeKeyGrant",
-           "StaffAccount", "StaffSession", "Tip", "TipAttachment", "TipEvent", "TipMessage", "TipNote",
-           "TipTag"]
+__all__ = [
+           "AccountLink",
+           "AuditCheckpoint",
+           "AuditEvent",
+           "AuditNode",
+           "Case",
+           "CaseEvent",
+           "CaseMember",
+           "CaseNote",
+           "CaseStationLink",
+           "CaseTactic",
+           "CaseTip",
+           "IntakeKey",
+           "IntakeKeyGrant",
+           "StaffAccount",
+           "StaffSession",
+           "Station",
+           "StationSource",
+           "StationStatusChange",
+           "Tip",
+           "TipAttachment",
+           "TipEvent",
+           "TipMessage",
+           "TipNote",
+           "TipTag",
+]

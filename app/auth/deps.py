@@ -93,6 +93,7 @@ GrantManager = Annotated[Principal, Depends(require(Permission.MANAGE_KEY_GRANTS
 Triager = Annotated[Principal, Depends(require(Permission.TRIAGE_TIPS))]
 Lead = Annotated[Principal, Depends(require(Permission.LEAD_TRIAGE))]
 CaseWorker = Annotated[Principal, Depends(require(Permission.WORK_CASES))]
+StationManager = Annotated[Principal, Depends(require(Permission.MANAGE_STATIONS))]
 Auditor = Annotated[Principal, Depends(require(Permission.READ_AUDIT_LOG))]
 
 

@@ -23,13 +23,16 @@ class Permission(StrEnum):
     LEAD_TRIAGE = "lead_triage"
     # Create cases from verified tips, and work on the cases one may see.
     WORK_CASES = "work_cases"
+    # Import and export the station registry; confirm a case's link to a station.
+    MANAGE_STATIONS = "manage_stations"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
                                 Permission.WORK_CASES}),
     Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
-                          Permission.LEAD_TRIAGE, Permission.WORK_CASES, Permission.MANAGE_KEY_GRANTS}),
+                          Permission.LEAD_TRIAGE, Permission.WORK_CASES, Permission.MANAGE_KEY_GRANTS,
+                          Permission.MANAGE_STATIONS}),
     Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
 }

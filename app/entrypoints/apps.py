@@ -33,6 +33,7 @@ from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
 from app.keys.server_secrets import load_server_secrets
+from app.stations.routes_api import router as stations_router
 from app.triage.routes_api import router as triage_router
 from app.triage.routes_web import router as triage_web_router
 from app.web.app_factory import build_app
@@ -84,6 +85,7 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app.include_router(key_grants_router)
     app.include_router(triage_router)
     app.include_router(cases_router)
+    app.include_router(stations_router)
     app.include_router(auth_web_router)
     app.include_router(key_grants_web_router)
     app.include_router(triage_web_router)

@@ -33,6 +33,7 @@ from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
 from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
+from app.stations import registry
 from app.triage import retention
 
 
@@ -193,6 +194,46 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stations_import(args: argparse.Namespace) -> int:
+    """Validate every row; show what would change; write only with --apply. Nothing on any error."""
+    file_format = args.format or args.file.suffix.lstrip(".").lower()
+    try:
+        rows = registry.parse(args.file.read_bytes(), file_format)
+    except registry.ImportRefused as exc:
+        print(f"daylight: {exc.public_message}", file=sys.stderr)
+        for problem in exc.fields:
+            print(f"  - {problem['message']}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"daylight: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        result = registry.apply(session, rows, audit.SYSTEM) if args.apply else registry.plan(session, rows)
+    database.engine.dispose()
+    for row in result.created:
+        print(f"  new      {row.city}, {row.country} ({row.operating_bureau}): {row.status.value}")
+    for row, changes in result.updated:
+        print(f"  changed  {row.city}, {row.country} ({row.operating_bureau}): {', '.join(changes)}")
+    print(("imported: " if args.apply else "dry run, nothing written (add --apply): ") + result.summary())
+    return 0
+
+
+def cmd_stations_export(args: argparse.Namespace) -> int:
+    settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
+    with database.transaction() as session:
+        stations = registry.all_stations(session)
+        text = (registry.export_csv(stations) if args.format == "csv"
+                else registry.export_json(stations) + "\n")
+        audit.record(session, audit.SYSTEM, "stations.export", details={"format": args.format})
+    database.engine.dispose()
+    with _output(args.output) as sink:
+        sink.write(text)
+    return 0
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     """Crypto-shred expired tips; safe to run from cron on several nodes at once."""
     settings = load_settings(args.data_dir)
@@ -312,6 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--data-dir", type=_data_dir, required=True)
     checkpoint.set_defaults(run=cmd_audit_checkpoint)
     command("purge", "crypto-shred tips past their retention period").set_defaults(run=cmd_purge)
+    stations = commands.add_parser("stations", help="the station registry").add_subparsers(
+        dest="stations_command", required=True)
+    station_import = stations.add_parser("import",
+                                         help="import stations from CSV or JSON (a dry run unless --apply)")
+    station_import.add_argument("file", type=Path)
+    station_import.add_argument("--data-dir", type=_data_dir, required=True)
+    station_import.add_argument("--format", choices=["csv", "json"],
+                                help="default: from the file's extension")
+    station_import.add_argument("--apply", action="store_true", help="write the changes")
+    station_import.set_defaults(run=cmd_stations_import)
+    station_export = stations.add_parser("export", help="the registry as CSV or JSON")
+    station_export.add_argument("--data-dir", type=_data_dir, required=True)
+    station_export.add_argument("--format", choices=["csv", "json"], default="csv")
+    station_export.add_argument("--output", type=Path)
+    station_export.set_defaults(run=cmd_stations_export)
     serve = command("serve", "serve the intake and staff apps")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.audit import events as audit
 from app.auth.models import Role
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import create_account, new_totp_secret
@@ -20,8 +21,10 @@ from app.intake.taxonomy import Tactic
 from app.keys.organisation import NewOrganisation, init_organisation
 from app.keys.server_secrets import load_server_secrets
 from app.keys.service import grant_intake_key
+from app.stations import registry
 
 CREDENTIALS_FILE = "demo-credentials.json"
+SEED_FILE = Path(__file__).resolve().parents[1] / "stations" / "seed" / "stations-seed.csv"
 
 DEMO_TIPS = (
     TipSubmission(
@@ -72,6 +75,8 @@ def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation
         for submission in DEMO_TIPS:
             drafts.append(intake_service.start_tip(session, server_secrets))
             intake_service.finish_tip(session, drafts[-1], submission)
+        # The public seed of the station registry (app/stations/seed/).
+        registry.apply(session, registry.parse(SEED_FILE.read_bytes(), "csv"), audit.SYSTEM)
         first_tip = session.get_one(Tip, drafts[0].id)
         intake_service.add_message(session, first_tip, "(Demo) Thank you. Which city did the "
                                    "caller say the station was in?", author=MessageAuthor.STAFF,

@@ -23,6 +23,7 @@ from app.auth.models import Role
 from app.config import Settings
 from app.db import Database
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
+from app.entrypoints.demo import SEED_FILE
 from app.intake.models import Tip, TipAttachment, TipStatus
 from app.keys.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, login, make_member
@@ -55,6 +56,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/cases"): "case.create",
     ("GET", "/cases/{case_id}"): "case.read",
     ("POST", "/cases/{case_id}/{action}"): "case.note",
+    ("POST", "/api/v1/stations/import"): "stations.import",
+    ("GET", "/api/v1/stations/export"): "stations.export",
     ("POST", "/api/v1/auth/login"): "auth.login",
     ("POST", "/login"): "auth.login",
     ("POST", "/api/v1/auth/logout"): "auth.logout",
@@ -91,6 +94,7 @@ AUDITED: dict[tuple[str, str], str] = {
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
+    ("GET", "/api/v1/stations"): "the public, sourced registry: no case data",
     ("GET", "/healthz"): "liveness only",
     ("GET", "/"): "a redirect to the role's start page",
     ("GET", "/login"): "the empty login form",
@@ -356,6 +360,10 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             "/cases", data={"csrf_token": s.csrf(), "title": "By form", "tip_ids": [str(s.verified_tip_id)]},
             follow_redirects=False),
         ("GET", "/cases/{case_id}"): lambda: s.client.get(f"/cases/{s.case_id}"),
+        ("POST", "/api/v1/stations/import"): lambda: s.client.post(
+            "/api/v1/stations/import?apply=true", headers={"content-type": "text/csv"},
+            content=SEED_FILE.read_bytes()),
+        ("GET", "/api/v1/stations/export"): lambda: s.client.get("/api/v1/stations/export"),
         ("POST", "/cases/{case_id}/{action}"): lambda: s.client.post(
             f"/cases/{s.case_id}/note", data={"csrf_token": s.csrf(), "body": "By form."},
             follow_redirects=False),

@@ -1,0 +1,76 @@
+"""The station registry over the staff API (DESIGN 8: GET /api/v1/stations)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from app.audit import events as audit
+from app.auth.deps import CurrentStaff, StationManager
+from app.errors import UnsupportedMediaType
+from app.stations import registry
+from app.stations.models import Station, StationStatus
+from app.web.context import Context, DbSession
+from app.web.request_body import media_type, read_bounded_body
+
+router = APIRouter(prefix="/api/v1/stations")
+IMPORT_TYPES = {"text/csv": "csv", "application/json": "json"}
+
+
+@router.get("")
+def list_stations(
+    principal: CurrentStaff,
+    session: DbSession,
+    country: Annotated[str | None, Query(max_length=2)] = None,
+    bureau: Annotated[str | None, Query(max_length=100)] = None,
+    status: StationStatus | None = None,
+) -> dict[str, Any]:
+    """The registry: public, sourced facts about stations; no case data."""
+    statement = select(Station).order_by(Station.country, Station.city_key, Station.operating_bureau)
+    if country:
+        statement = statement.where(Station.country == country.upper())
+    if bureau:
+        statement = statement.where(Station.operating_bureau == bureau)
+    if status:
+        statement = statement.where(Station.status == status)
+    return {"items": [{"id": str(station.id), **registry.station_document(station)}
+                      for station in session.scalars(statement)]}
+
+
+@router.post("/import")
+async def import_stations(request: Request, principal: StationManager, session: DbSession, context: Context,
+                          apply: bool = False) -> dict[str, Any]:
+    """The file as the body (text/csv or application/json): a dry run unless ?apply=true."""
+    file_format = IMPORT_TYPES.get(media_type(request) or "")
+    if file_format is None:
+        raise UnsupportedMediaType("Send text/csv or application/json.")
+    content = await read_bounded_body(request, context.settings)
+
+    def run() -> dict[str, Any]:
+        rows = registry.parse(content, file_format)
+        result = registry.apply(session, rows, principal.actor) if apply else registry.plan(session, rows)
+        return {
+            "applied": apply,
+            "created": [f"{row.city}, {row.country}" for row in result.created],
+            "updated": [{"station": f"{row.city}, {row.country}", "changes": changes}
+                        for row, changes in result.updated],
+            "unchanged": len(result.unchanged),
+        }
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/export")
+def export_stations(principal: StationManager, session: DbSession,
+                    format: Literal["csv", "json"] = "csv") -> Response:
+    stations = registry.all_stations(session)
+    audit.record(session, principal.actor, "stations.export", details={"format": format})
+    if format == "csv":
+        return Response(registry.export_csv(stations), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": 'attachment; filename="stations.csv"'})
+    return Response(registry.export_json(stations), media_type="application/json",
+                    headers={"content-disposition": 'attachment; filename="stations.json"'})
