@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # crypto-shredded by `daylight purge` this many days after their last activity.
     retention_rejected_days: int = Field(default=90, ge=1)
     retention_stale_new_days: int = Field(default=365, ge=1)
+    # Figures derived from cases that leave the system (statistics export, printable report)
+    # withhold any count below this, to protect small communities.
+    statistics_min_count: int = Field(default=3, ge=1)
     strip_attachment_metadata: bool = True
     max_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.

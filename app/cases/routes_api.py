@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.deps import CaseWorker
+from app.auth.deps import CaseWorker, StationManager
+from app.auth.service import Principal
 from app.cases import service
 from app.cases.schemas import (
     CaseCreate,
@@ -19,9 +22,12 @@ from app.cases.schemas import (
     CaseStatusChange,
     CaseSummary,
     CaseTipAdd,
+    StationLinkCreate,
+    StationLinkView,
 )
 from app.crypto.errors import DecryptionError
 from app.errors import IntegrityFailure
+from app.stations import links
 from app.web.context import Context, DbSession
 from app.web.request_body import read_json
 
@@ -49,12 +55,49 @@ async def create_case(
     return await run_in_threadpool(create)
 
 
-@router.get("/{case_id}", response_model=CaseDetail)
-def read_case(case_id: uuid.UUID, principal: CaseWorker, session: DbSession) -> CaseDetail:
+def detail_with_links(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
     try:
-        return service.read_case(session, principal, case_id)
+        detail = service.read_case(session, principal, case_id)
+        case, data_key = service.load_case(session, principal, case_id)
+        detail.station_links = [
+            StationLinkView(**dataclasses.asdict(link))
+            for link in links.links_of_case(session, case, data_key)
+        ]
     except DecryptionError:
         raise IntegrityFailure from None
+    return detail
+
+
+@router.get("/{case_id}", response_model=CaseDetail)
+def read_case(case_id: uuid.UUID, principal: CaseWorker, session: DbSession) -> CaseDetail:
+    return detail_with_links(session, principal, case_id)
+
+
+@router.post("/{case_id}/stations", response_model=StationLinkView, status_code=201)
+async def propose_station_link(
+    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+) -> StationLinkView:
+    body = await read_json(request, StationLinkCreate, context.settings)
+
+    def propose() -> StationLinkView:
+        link = links.propose_link(
+            session, principal, case_id, body.station_id, body.relation, body.confidence, body.evidence
+        )
+        return next(
+            view
+            for view in detail_with_links(session, principal, case_id).station_links
+            if view.id == link.id
+        )
+
+    return await run_in_threadpool(propose)
+
+
+@router.post("/{case_id}/stations/{link_id}/confirm", status_code=204)
+def confirm_station_link(
+    case_id: uuid.UUID, link_id: uuid.UUID, principal: StationManager, session: DbSession
+) -> Response:
+    links.confirm_link(session, principal, case_id, link_id)
+    return Response(status_code=204)
 
 
 @router.post("/{case_id}/tips", status_code=204)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import CaseWorker
 from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
 from app.cases import service
 from app.cases.models import CaseStatus
@@ -23,6 +23,8 @@ from app.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.intake.models import TipStatus
 from app.intake.taxonomy import Tactic
 from app.keys.models import IntakeKeyGrant
+from app.stations import links
+from app.stations.models import Confidence, LinkRelation, Station
 from app.triage import service as triage_service
 from app.triage.schemas import QueueFilters
 from app.web.context import Context, DbSession
@@ -132,6 +134,8 @@ def _case_page(
 ) -> HTMLResponse:
     try:
         case = service.read_case(session, principal, case_id)
+        row, data_key = service.load_case(session, principal, case_id)
+        station_links = links.links_of_case(session, row, data_key)
     except DecryptionError:
         raise IntegrityFailure from None
     candidates = list(
@@ -154,6 +158,11 @@ def _case_page(
         next_statuses=[status.value for status in service.NEXT_STATUSES[CaseStatus(case.status)]],
         addable=[account for account in candidates if account.username not in members],
         member_accounts=[account for account in candidates if account.username in members],
+        station_links=station_links,
+        stations=list(session.scalars(select(Station).order_by(Station.country, Station.city_key))),
+        relations=[relation.value for relation in LinkRelation],
+        confidences=[confidence.value for confidence in Confidence],
+        can_confirm_links=principal.can(Permission.MANAGE_STATIONS),
     )
 
 
@@ -188,6 +197,30 @@ def _run_case_action(
         service.remove_member(session, principal, case_id, _account(fields))
     elif action == "restrict":
         service.set_restricted(session, principal, case_id, fields.get("restricted") == "yes")
+    elif action == "link":
+        try:
+            station_id = uuid.UUID(fields.get("station_id", ""))
+            relation, confidence = (
+                LinkRelation(fields.get("relation", "")),
+                Confidence(fields.get("confidence", "")),
+            )
+        except ValueError:
+            raise InvalidInput("Choose a station, a relation and a confidence.") from None
+        links.propose_link(
+            session,
+            principal,
+            case_id,
+            station_id,
+            relation,
+            confidence,
+            fields.get("evidence", "").strip()[:20_000],
+        )
+    elif action == "link_confirm":
+        try:
+            link_id = uuid.UUID(fields.get("link_id", ""))
+        except ValueError:
+            raise InvalidInput("Choose a link to confirm.") from None
+        links.confirm_link(session, principal, case_id, link_id)
     elif action == "note":
         body = fields.get("body", "").strip()
         if not body or len(body) > 20_000:

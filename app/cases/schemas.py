@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from app.cases.models import CaseStatus
 from app.intake.schemas import CountryCode
 from app.intake.taxonomy import Tactic
+from app.stations.models import Confidence, LinkRelation
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)]
@@ -93,6 +94,26 @@ class CaseEventView(BaseModel):
     happened_on: dt.date
 
 
+class StationLinkView(BaseModel):
+    id: uuid.UUID
+    station_id: uuid.UUID
+    station: str
+    relation: str
+    confidence: str
+    evidence: str
+    proposed_by: str | None
+    confirmed: bool
+
+
+class StationLinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    station_id: uuid.UUID
+    relation: LinkRelation
+    confidence: Confidence
+    evidence: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000)] = ""
+
+
 class CaseDetail(CaseSummary):
     summary: str
     resolution_note: str | None
@@ -101,3 +122,4 @@ class CaseDetail(CaseSummary):
     members: list[str]
     notes: list[CaseNoteView]
     timeline: list[CaseEventView]
+    station_links: list[StationLinkView] = []

@@ -34,6 +34,7 @@ from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
 from app.keys.server_secrets import load_server_secrets
 from app.stations.routes_api import router as stations_router
+from app.stations.routes_web import router as stations_web_router
 from app.triage.routes_api import router as triage_router
 from app.triage.routes_web import router as triage_web_router
 from app.web.app_factory import build_app
@@ -90,6 +91,7 @@ def create_staff_app(settings: Settings, *, database: Database | None = None) ->
     app.include_router(key_grants_web_router)
     app.include_router(triage_web_router)
     app.include_router(cases_web_router)
+    app.include_router(stations_web_router)
     app.include_router(audit_router)
     app.include_router(audit_web_router)
     install_staff_page_errors(app)

@@ -43,12 +43,15 @@ def _data_dir(value: str) -> Path:
 
 def cmd_init(args: argparse.Namespace) -> int:
     settings = load_settings(args.data_dir)
+    database = Database.from_settings(settings)
     try:
-        organisation = init_organisation(settings, Database.from_settings(settings))
+        organisation = init_organisation(settings, database)
     except OrganisationExists:
+        database.engine.dispose()
         print(f"daylight: an organisation already exists in {args.data_dir}; nothing changed.",
               file=sys.stderr)
         return 1
+    database.engine.dispose()
     print(f"Created a Daylight organisation in {args.data_dir}.\n")
     print("RECOVERY KEY (shown once; print it, store it offline, never on this server):\n")
     print(f"    {organisation.recovery_key}\n")

@@ -96,7 +96,7 @@ STEPS: tuple[Step, ...] = (
     Step("what", N_("What happened"), ("tactics",)),
     Step("where", N_("Where and when"), ("host_country", "host_city", "incident_month", "incident_year",
                                          "ongoing")),
-    Step("who", N_("Who was behind it"), ("perpetrators",)),
+    Step("who", N_("Who was behind it"), ("perpetrators", "station_id")),
     Step("story", N_("In your own words"), ("narrative", "urgent")),
     Step("contact", N_("Contact and sharing"), ("contact_preference", "contact_details", "referral_consent")),
     Step("review", N_("Check and send"), ()),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app.crypto import human_codes
@@ -26,6 +27,7 @@ from app.intake.report_form import FieldError, ReportState, Step
 from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
 from app.intake.schemas import MESSAGE_MAX_CHARS
 from app.intake.taxonomy import COUNTRY_CODES, Language
+from app.stations.models import Station
 from app.web.context import Context, DbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
 from app.web.i18n import N_, babel_locale, translations
@@ -66,7 +68,7 @@ class SummaryItem:
     values: list[str]
 
 
-def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
+def _summary(state: ReportState, language: Language, stations: dict[str, str]) -> list[SummaryItem]:
     """The review page's answers, in the submitter's language; choices by their labels."""
     translate = translations(language).gettext
     tactic_labels = {code.value: label for code, label, _ in report_form.TACTIC_CHOICES}
@@ -98,6 +100,8 @@ def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
         SummaryItem(N_("Where"), "where", place),
         SummaryItem(N_("When"), "where", when),
         SummaryItem(N_("Who was behind it"), "who", chosen("perpetrators", perpetrator_labels)),
+        SummaryItem(N_("Station"), "who", [stations[state.first("station_id")]]
+                    if state.first("station_id") in stations else []),
         SummaryItem(N_("In your own words"), "story", said),
         SummaryItem(N_("Immediate danger"), "story",
                     [translate(N_("Yes, someone is in immediate danger"))] if state.first("urgent") else []),
@@ -107,9 +111,20 @@ def _summary(state: ReportState, language: Language) -> list[SummaryItem]:
     ]
 
 
+def _station_choices(context: Context, language: Language) -> list[tuple[str, str]]:
+    """The registry's stations as a submitter may name them: city and country, no case data."""
+    countries = dict(_countries(language))
+    with context.database.transaction() as session:
+        stations = session.execute(select(Station.id, Station.city, Station.country)
+                                   .order_by(Station.country, Station.city_key)).all()
+    return [(str(station_id), f"{city}, {countries.get(country, country)}")
+            for station_id, city, country in stations]
+
+
 def show_step(request: Request, context: Context, step: Step, state: ReportState, *,
               errors: Sequence[FieldError] = (), status_code: int = 200) -> HTMLResponse:
     language = Language(language_for(request).code)
+    stations = _station_choices(context, language) if step.key in ("who", "review") else []
     return render_page(
         request, "intake/report_step.html", status_code=status_code,
         step=step, step_number=report_form.STEP_KEYS.index(step.key) + 1, steps=report_form.STEPS,
@@ -119,7 +134,8 @@ def show_step(request: Request, context: Context, step: Step, state: ReportState
         contact_choices=report_form.CONTACT_CHOICES, consent_choices=report_form.CONSENT_CHOICES,
         countries=_countries(language), months=_months(language), years=report_form.incident_years(),
         limits=report_form.LIMITS, urgent=bool(state.first("urgent")),
-        summary=_summary(state, language) if step is REVIEW else [],
+        summary=_summary(state, language, dict(stations)) if step is REVIEW else [],
+        stations=stations,
         max_files=context.settings.max_files_per_tip,
         photos_cleaned=context.settings.strip_attachment_metadata,
     )

@@ -22,7 +22,7 @@ from app.blobs import BlobStore
 from app.config import Settings
 from app.crypto import envelope, human_codes, sealing
 from app.db import after_commit, on_rollback
-from app.errors import AppError, PayloadTooLarge
+from app.errors import AppError, InvalidInput, PayloadTooLarge
 from app.intake import cleaning
 from app.intake.models import (
     ATTACHMENT_BLOB,
@@ -48,6 +48,7 @@ from app.keys.integrity import public_key_mac, trusted_public_key
 from app.keys.models import IntakeKey
 from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.stations.models import Station
 from app.web.i18n import N_
 
 TIP_REF_BITS = 40
@@ -224,6 +225,9 @@ def start_tip(session: Session, server_secrets: ServerSecrets) -> TipDraft:
 
 def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
     """Write the tip and its attachments' rows; returns the receipt, shown once and never stored."""
+    if submission.station_id is not None and session.get(Station, submission.station_id) is None:
+        raise InvalidInput(N_("Choose a station from the list."),
+                           fields=[{"field": "station_id", "message": "not a station in the registry"}])
     receipt = new_receipt()
     digits = normalize_receipt(receipt)
     assert digits is not None  # noqa: S101 - a fresh receipt always normalises

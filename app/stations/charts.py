@@ -82,9 +82,12 @@ def _scale_max(bars: Sequence[Bar]) -> int:
 
 
 def _open_svg(width: float, height: float, *, css_class: str, element_id: str, described: bool) -> str:
+    # width/height give the chart its natural size (text stays at 12px); page CSS such as
+    # "max-width: 100%; height: auto" lets it shrink on narrow screens.
     described_by = f' aria-describedby="{element_id}-desc"' if described else ""
     return (
-        f'<svg xmlns="{SVG_NAMESPACE}" viewBox="0 0 {width:g} {height:g}" class="{css_class}" '
+        f'<svg xmlns="{SVG_NAMESPACE}" viewBox="0 0 {width:g} {height:g}" '
+        f'width="{width:g}" height="{height:g}" class="{css_class}" '
         f'role="img" aria-labelledby="{element_id}-title"{described_by} {_FONT} fill="{_TEXT_COLOUR}">'
     )
 
@@ -100,7 +103,9 @@ def _title_and_desc(element_id: str, title: str, bars: Sequence[Bar], suppressed
 def _empty_chart(css_class: str, title: str, empty_label: str) -> Markup:
     element_id = stable_element_id(css_class, title, empty_label)
     svg = (
-        _open_svg(_BAR_WIDTH_TOTAL, 48, css_class=f"chart {css_class}", element_id=element_id, described=False)
+        _open_svg(
+            _BAR_WIDTH_TOTAL, 48, css_class=f"chart {css_class}", element_id=element_id, described=False
+        )
         + f'<title id="{element_id}-title">{svg_text(title)}</title>'
         + f'<text x="8" y="28" fill="{_MUTED_COLOUR}">{svg_text(empty_label)}</text></svg>'
     )
@@ -135,8 +140,8 @@ def render_bar_chart(
         ]
         if bar.value is None:
             row.append(
-                f'<text class="bar-suppressed" x="{_BAR_LEFT + 6}" y="{text_y:g}" fill="{_MUTED_COLOUR}" '
-                f'font-style="italic">{svg_text(suppressed_label)}</text>'
+                f'<text class="bar-suppressed" x="{_BAR_LEFT + 6}" y="{text_y:g}" fill="{_MUTED_COLOUR}">'
+                f"{svg_text(suppressed_label)}</text>"
             )
         else:
             length = round(bar.value / scale_max * _BAR_MAX_LENGTH, 1) if scale_max else 0.0
@@ -144,13 +149,16 @@ def render_bar_chart(
             row.append(
                 f'<rect class="bar" x="{_BAR_LEFT}" y="{bar_y:g}" width="{length:g}" '
                 f'height="{_BAR_THICKNESS}" fill="{_BAR_COLOUR}"/>'
-                f'<text class="bar-value" x="{_BAR_LEFT + length + 6:g}" y="{text_y:g}">{svg_text(str(bar.value))}</text>'
+                f'<text class="bar-value" x="{_BAR_LEFT + length + 6:g}" y="{text_y:g}">'
+                f"{svg_text(str(bar.value))}</text>"
             )
         row.append("</g>")
         rows.append("".join(row))
     element_id = stable_element_id("bar-chart", title, *(f"{bar.label}\x00{bar.value}" for bar in bars))
     svg = (
-        _open_svg(_BAR_WIDTH_TOTAL, height, css_class="chart bar-chart", element_id=element_id, described=True)
+        _open_svg(
+            _BAR_WIDTH_TOTAL, height, css_class="chart bar-chart", element_id=element_id, described=True
+        )
         + _title_and_desc(element_id, title, bars, suppressed_label)
         + "".join(rows)
         + "</svg>"
@@ -201,7 +209,7 @@ def render_month_chart(
             text_y = baseline - 6
             column.append(
                 f'<text class="bar-suppressed" x="{text_x:g}" y="{text_y}" fill="{_MUTED_COLOUR}" '
-                f'font-style="italic" transform="rotate(-90 {text_x:g} {text_y})">'
+                f'transform="rotate(-90 {text_x:g} {text_y})">'
                 f"{svg_text(suppressed_label)}</text>"
             )
         else:
@@ -210,7 +218,8 @@ def render_month_chart(
             column.append(
                 f'<rect class="bar" x="{slot_left + (_SLOT_WIDTH - _COLUMN_WIDTH) / 2:g}" y="{top:g}" '
                 f'width="{_COLUMN_WIDTH}" height="{length:g}" fill="{_BAR_COLOUR}"/>'
-                f'<text class="bar-value" x="{centre:g}" y="{top - 4:g}" text-anchor="middle">{svg_text(str(month.value))}</text>'
+                f'<text class="bar-value" x="{centre:g}" y="{top - 4:g}" text-anchor="middle">'
+                f"{svg_text(str(month.value))}</text>"
             )
         column.append("</g>")
         columns.append("".join(column))
@@ -219,8 +228,6 @@ def render_month_chart(
         _open_svg(width, height, css_class="chart month-chart", element_id=element_id, described=True)
         + _title_and_desc(element_id, title, months, suppressed_label)
         + f'<line x1="{_PADDING}" y1="{baseline}" x2="{width - _PADDING}" y2="{baseline}" '
-        f'stroke="{_AXIS_COLOUR}"/>'
-        + "".join(columns)
-        + "</svg>"
+        f'stroke="{_AXIS_COLOUR}"/>' + "".join(columns) + "</svg>"
     )
     return Markup(svg)  # noqa: S704 -- every interpolated text went through svg_text()

@@ -81,6 +81,8 @@ class NavItem:
 STAFF_NAVIGATION = (
     NavItem("queue", "Queue", "/tips", "view_queue"),
     NavItem("cases", "Cases", "/cases", "work_cases"),
+    NavItem("stations", "Stations", "/stations", "work_cases"),
+    NavItem("statistics", "Statistics", "/statistics", "work_cases"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),

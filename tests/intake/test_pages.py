@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from html import unescape
 from typing import Any
 
@@ -146,8 +147,8 @@ def test_every_question_but_the_account_may_be_left_unsaid(
         response = post_step(intake_client, [*hidden_fields(page), *answers, ("go", "next")])
         assert response.status_code == 200, (step, response.text)
         page = response.text
-    # What, where, when, who and danger unsaid; sharing answered "prefer not to say".
-    assert page.count('class="not-said"') == 5
+    # What, where, when, who, station and danger unsaid; sharing answered "prefer not to say".
+    assert page.count('class="not-said"') == 6
     assert "Prefer not to say (we treat this as no)" in page
     sent = intake_client.post("/report", data=_as_form(hidden_fields(page)))
     assert sent.status_code == 201
@@ -319,3 +320,28 @@ def test_a_tiny_file_that_starts_like_a_photo_is_stored_as_sent(
                                   files=[("files", ("x.jpg", b"\xff\xd8\xff\x00abc", "image/jpeg"))])
     assert response.status_code == 201
     assert tip_count(db_session) == 1
+
+
+def test_the_who_step_offers_the_registrys_stations_and_nothing_else(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    from app.audit import events as audit_events
+    from app.entrypoints.demo import SEED_FILE
+    from app.stations import registry
+    from app.stations.models import Station
+
+    registry.apply(db_session, registry.parse(SEED_FILE.read_bytes(), "csv"), audit_events.SYSTEM)
+    db_session.commit()
+    dublin = db_session.scalars(select(Station).where(Station.city == "Dublin")).one()
+    page = intake_client.get("/").text
+    who = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"], ("go", "next")])
+    who = post_step(intake_client, [*hidden_fields(who.text), *ANSWERS["where"], ("go", "next")])
+    assert f'<option value="{dublin.id}">Dublin, Ireland</option>' in who.text
+    assert "Fuzhou" not in who.text  # the bureau and anything about cases stay with staff
+    review = walk_to_review(intake_client)
+    fields = [*hidden_fields(review), ("station_id", str(dublin.id))]
+    sent = intake_client.post("/report", data=_as_form(fields))
+    assert sent.status_code == 201
+    unknown = [*hidden_fields(review), ("station_id", str(uuid.uuid4()))]
+    refused = intake_client.post("/report", data=_as_form(unknown))
+    assert refused.status_code == 422
+    assert "Choose a station from the list." in refused.text

@@ -1,0 +1,211 @@
+"""The registry's staff pages: station list and page, map, statistics, import and export for leads.
+
+Every figure counts only the cases the viewer may see (app.stations.links). The
+figures that leave the system, the statistics CSV and the printable report,
+withhold counts below `statistics_min_count`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from app.audit import events as audit
+from app.auth.deps import CaseWorker, CurrentStaff, StationManager
+from app.auth.models import StaffAccount
+from app.auth.permissions import Permission
+from app.errors import AppError, NotFound
+from app.intake.taxonomy import COUNTRY_CODES
+from app.stations import charts, links, registry, world_map
+from app.stations.models import Station, StationStatus, StationStatusChange
+from app.web.context import Context, DbSession
+from app.web.forms import read_form
+from app.web.pages import render_staff_page
+
+router = APIRouter()
+
+
+@router.get("/stations", response_class=HTMLResponse)
+def stations_page(request: Request, principal: CurrentStaff, session: DbSession) -> HTMLResponse:
+    country = request.query_params.get("country", "").upper()
+    bureau = request.query_params.get("bureau", "")
+    status = request.query_params.get("status", "")
+    statement = select(Station).order_by(Station.country, Station.city_key)
+    if country in COUNTRY_CODES:
+        statement = statement.where(Station.country == country)
+    if bureau:
+        statement = statement.where(Station.operating_bureau == bureau[:100])
+    if status in set(StationStatus):
+        statement = statement.where(Station.status == StationStatus(status))
+    stations = list(session.scalars(statement))
+    counts = links.case_counts_by_station(session, principal) if principal.can(Permission.WORK_CASES) else {}
+    bureaus = sorted(set(session.scalars(select(Station.operating_bureau))))
+    return render_staff_page(
+        request,
+        "staff/stations.html",
+        principal=principal,
+        stations=stations,
+        counts=counts,
+        bureaus=bureaus,
+        statuses=[s.value for s in StationStatus],
+        chosen={"country": country, "bureau": bureau, "status": status},
+        can_manage=principal.can(Permission.MANAGE_STATIONS),
+    )
+
+
+@router.get("/stations/map", response_class=HTMLResponse)
+def map_page(request: Request, principal: CaseWorker, session: DbSession) -> HTMLResponse:
+    counts = links.case_counts_by_station(session, principal)
+    markers = [
+        world_map.MapMarker(
+            label=f"{station.city}, {station.country}",
+            latitude=station.latitude,
+            longitude=station.longitude,
+            count=counts.get(station.id, 0),
+            href=f"/stations/{station.id}",
+        )
+        for station in session.scalars(select(Station))
+    ]
+    svg = world_map.render_world_map(markers, title="Stations, sized by linked cases")
+    return render_staff_page(request, "staff/station_map.html", principal=principal, svg=svg)
+
+
+@router.get("/stations/{station_id}", response_class=HTMLResponse)
+def station_page(
+    station_id: uuid.UUID, request: Request, principal: CurrentStaff, session: DbSession
+) -> HTMLResponse:
+    station = session.get(Station, station_id)
+    if station is None:
+        raise NotFound
+    case_count, tactics = (
+        links.station_figures(session, principal, station.id)
+        if principal.can(Permission.WORK_CASES)
+        else (0, None)
+    )
+    history = session.execute(
+        select(StationStatusChange, StaffAccount.username)
+        .outerjoin(StaffAccount, StaffAccount.id == StationStatusChange.actor_id)
+        .where(StationStatusChange.station_id == station.id)
+        .order_by(StationStatusChange.changed_on, StationStatusChange.to_status)
+    ).all()
+    return render_staff_page(
+        request,
+        "staff/station.html",
+        principal=principal,
+        station=station,
+        case_count=case_count,
+        tactics=sorted((tactics or {}).items()),
+        history=history,
+        sees_cases=principal.can(Permission.WORK_CASES),
+    )
+
+
+@router.post("/stations/import", response_class=HTMLResponse)
+async def import_page(
+    request: Request, principal: StationManager, session: DbSession, context: Context
+) -> HTMLResponse:
+    """Pasted CSV or JSON: a dry run, or the import with "apply"; all or nothing either way."""
+    fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
+    file_format = fields.get("format", "csv")
+
+    def run() -> HTMLResponse:
+        try:
+            rows = registry.parse(fields.get("content", "").encode(), file_format)
+            apply = fields.get("apply") == "yes"
+            result = registry.apply(session, rows, principal.actor) if apply else registry.plan(session, rows)
+        except AppError as exc:
+            problems = [field["message"] for field in exc.fields] if hasattr(exc, "fields") else []
+            return render_staff_page(
+                request,
+                "staff/station_import.html",
+                principal=principal,
+                error=exc.public_message,
+                problems=problems,
+                result=None,
+                content=fields.get("content", ""),
+                status_code=exc.status,
+            )
+        return render_staff_page(
+            request,
+            "staff/station_import.html",
+            principal=principal,
+            error=None,
+            problems=[],
+            result=result,
+            applied=apply,
+            content=fields.get("content", ""),
+        )
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/statistics", response_class=HTMLResponse)
+def statistics_page(
+    request: Request, principal: CaseWorker, session: DbSession, context: Context
+) -> HTMLResponse:
+    """Charts for staff; with ?print=1 the printable report, where small counts are withheld."""
+    figures = links.case_statistics(session, principal)
+    printable = request.query_params.get("print") == "1"
+    threshold = context.settings.statistics_min_count
+    if printable:
+        audit.record(session, principal.actor, "statistics.report")
+
+    def bars(pairs: list[tuple[str, int]]) -> list[charts.Bar]:
+        return [
+            charts.Bar(label.replace("_", " "), links.suppress(count, threshold) if printable else count)
+            for label, count in pairs
+        ]
+
+    suppressed_label = f"fewer than {threshold}"
+    return render_staff_page(
+        request,
+        "staff/statistics.html",
+        principal=principal,
+        printable=printable,
+        threshold=threshold,
+        by_tactic=charts.render_bar_chart(
+            bars(figures.by_tactic), title="Cases by tactic", suppressed_label=suppressed_label
+        ),
+        by_country=charts.render_bar_chart(
+            bars(figures.by_country), title="Cases by host country", suppressed_label=suppressed_label
+        ),
+        by_month=charts.render_month_chart(
+            bars(figures.by_month), title="Cases opened by month", suppressed_label=suppressed_label
+        ),
+    )
+
+
+@router.get("/statistics.csv")
+def statistics_export(principal: CaseWorker, session: DbSession, context: Context) -> Response:
+    """The figures as CSV for use outside: every count below the threshold withheld."""
+    figures = links.case_statistics(session, principal)
+    threshold = context.settings.statistics_min_count
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["figure", "value", "cases"])
+    for figure, pairs in (
+        ("tactic", figures.by_tactic),
+        ("host_country", figures.by_country),
+        ("month", figures.by_month),
+    ):
+        for label, count in pairs:
+            shown = links.suppress(count, threshold)
+            writer.writerow([figure, label, shown if shown is not None else f"<{threshold}"])
+    counts = links.case_counts_by_station(session, principal)
+    for station in session.scalars(select(Station).order_by(Station.country, Station.city_key)):
+        shown = links.suppress(counts.get(station.id, 0), threshold)
+        writer.writerow(
+            ["station", f"{station.city}, {station.country}", shown if shown is not None else f"<{threshold}"]
+        )
+    audit.record(session, principal.actor, "statistics.export", details={"threshold": threshold})
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="daylight-statistics.csv"'},
+    )
