@@ -179,7 +179,7 @@ def station_figures(
 ) -> tuple[int, Counter[str]]:
     """How many visible cases are confirmed-linked to the station, and their tactics."""
     links = _visible_confirmed_links(principal).where(CaseStationLink.station_id == station_id).subquery()
-    case_ids = list(session.scalars(select(func.distinct(links.c.case_id))))
+    case_ids = list(session.scalars(select(links.c.case_id).distinct()))
     tactics = Counter(session.scalars(select(CaseTactic.tactic).where(CaseTactic.case_id.in_(case_ids))))
     return len(case_ids), tactics
 

@@ -7,6 +7,7 @@ data. Then each audited route is called successfully and its event checked.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
@@ -20,12 +21,17 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent
 from app.auth.models import Role
+from app.auth.service import Principal, UnlockedKeys
+from app.cases.models import CaseMember
 from app.config import Settings
+from app.crypto import sealing
 from app.db import Database
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
 from app.entrypoints.demo import SEED_FILE
 from app.intake.models import Tip, TipAttachment, TipStatus
 from app.keys.server_secrets import ServerSecrets
+from app.stations import links
+from app.stations.models import Confidence, LinkRelation, Station
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
@@ -58,6 +64,10 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/cases/{case_id}/{action}"): "case.note",
     ("POST", "/api/v1/stations/import"): "stations.import",
     ("GET", "/api/v1/stations/export"): "stations.export",
+    ("POST", "/api/v1/cases/{case_id}/stations"): "case.station_link_propose",
+    ("POST", "/api/v1/cases/{case_id}/stations/{link_id}/confirm"): "case.station_link_confirm",
+    ("POST", "/stations/import"): "stations.import",
+    ("GET", "/statistics.csv"): "statistics.export",
     ("POST", "/api/v1/auth/login"): "auth.login",
     ("POST", "/login"): "auth.login",
     ("POST", "/api/v1/auth/logout"): "auth.logout",
@@ -95,6 +105,10 @@ AUDITED: dict[tuple[str, str], str] = {
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/stations"): "the public, sourced registry: no case data",
+    ("GET", "/stations"): "the registry page; counts of cases the viewer may see, no content",
+    ("GET", "/stations/{station_id}"): "a registry entry; counts of cases the viewer may see, no content",
+    ("GET", "/stations/map"): "the registry on a map; counts only",
+    ("GET", "/statistics"): "charts of counts on screen; the printable report (?print=1) is audited",
     ("GET", "/healthz"): "liveness only",
     ("GET", "/"): "a redirect to the role's start page",
     ("GET", "/login"): "the empty login form",
@@ -178,9 +192,55 @@ class Scenario:
         assert login(self.client, member).status_code == 200
         return member
 
+    def station_id(self) -> str:
+        station = self.db.scalars(select(Station).order_by(Station.city)).first()
+        assert station is not None
+        return str(station.id)
+
+    def propose_link(self) -> Response:
+        return self.client.post(
+            f"/api/v1/cases/{self.case_id}/stations",
+            json={
+                "station_id": self.station_id(),
+                "relation": "suspected",
+                "confidence": "medium",
+                "evidence": "Same phone number.",
+            },
+        )
+
+    def link_proposed_by_caseworker(self) -> str:
+        """A link the caseworker proposed (through the service): the lead, another member, confirms it."""
+        caseworker = self.org[Role.CASEWORKER].account
+        if (
+            self.db.get(CaseMember, {"case_id": uuid.UUID(str(self.case_id)), "account_id": caseworker.id})
+            is None
+        ):
+            self.db.add(CaseMember(case_id=uuid.UUID(str(self.case_id)), account_id=caseworker.id))
+        principal = Principal(
+            account_id=caseworker.id,
+            username=caseworker.username,
+            role=Role.CASEWORKER,
+            session_id=uuid.uuid4(),
+            keys=UnlockedKeys(personal=sealing.generate_private_key(), intake={1: self.org.intake.private}),
+            reauthenticated_at=dt.datetime.now(dt.UTC),
+            csrf_token="",
+        )
+        link = links.propose_link(
+            self.db,
+            principal,
+            uuid.UUID(str(self.case_id)),
+            uuid.UUID(self.station_id()),
+            LinkRelation.OPERATED_BY,
+            Confidence.LOW,
+            "",
+        )
+        self.db.commit()
+        return str(link.id)
+
     def create_case(self) -> Response:
-        response = self.client.post("/api/v1/cases",
-                                    json={"title": "Station visits", "tip_ids": [str(self.tip_id)]})
+        response = self.client.post(
+            "/api/v1/cases", json={"title": "Station visits", "tip_ids": [str(self.tip_id)]}
+        )
         self.case_id = response.json().get("id")
         return response
 
@@ -318,55 +378,85 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
         # a lead confirms it and handles the second.
         ("POST", "/api/v1/tips/{tip_id}/claim"): lambda: s.client.post(f"/api/v1/tips/{s.tip_id}/claim"),
         ("POST", "/api/v1/tips/{tip_id}/notes"): lambda: s.client.post(
-            f"/api/v1/tips/{s.tip_id}/notes", json={"body": "Called the partner organisation."}),
+            f"/api/v1/tips/{s.tip_id}/notes", json={"body": "Called the partner organisation."}
+        ),
         ("POST", "/api/v1/tips/{tip_id}/messages"): lambda: s.client.post(
-            f"/api/v1/tips/{s.tip_id}/messages", json={"body": "Thank you, we are looking into it."}),
+            f"/api/v1/tips/{s.tip_id}/messages", json={"body": "Thank you, we are looking into it."}
+        ),
         ("POST", "/api/v1/tips/{tip_id}/verification"): lambda: s.client.post(
-            f"/api/v1/tips/{s.tip_id}/verification"),
+            f"/api/v1/tips/{s.tip_id}/verification"
+        ),
         ("GET", "/api/v1/tips/{tip_id}/duplicates"): lambda: s.client.get(
-            f"/api/v1/tips/{s.tip_id}/duplicates"),
+            f"/api/v1/tips/{s.tip_id}/duplicates"
+        ),
         ("POST", "/api/v1/tips/{tip_id}/verification/confirm"): lambda: (
-            s.as_(Role.LEAD), s.client.post(f"/api/v1/tips/{s.tip_id}/verification/confirm"))[1],
+            s.as_(Role.LEAD),
+            s.client.post(f"/api/v1/tips/{s.tip_id}/verification/confirm"),
+        )[1],
         ("POST", "/api/v1/tips/{tip_id}/assign"): lambda: s.client.post(
             f"/api/v1/tips/{s.second_tip_id}/assign",
-            json={"assignee_id": str(s.org[Role.CASEWORKER].account.id)}),
+            json={"assignee_id": str(s.org[Role.CASEWORKER].account.id)},
+        ),
         ("POST", "/api/v1/tips/{tip_id}/release"): lambda: s.client.post(
-            f"/api/v1/tips/{s.second_tip_id}/release"),
+            f"/api/v1/tips/{s.second_tip_id}/release"
+        ),
         ("POST", "/api/v1/tips/{tip_id}/reject"): lambda: s.client.post(
-            f"/api/v1/tips/{s.second_tip_id}/reject", json={"reason": "spam"}),
+            f"/api/v1/tips/{s.second_tip_id}/reject", json={"reason": "spam"}
+        ),
         # Cases, by the lead, from the tip verified above.
         ("POST", "/api/v1/cases"): s.create_case,
         ("GET", "/api/v1/cases"): lambda: s.client.get("/api/v1/cases"),
         ("GET", "/api/v1/cases/{case_id}"): lambda: s.client.get(f"/api/v1/cases/{s.case_id}"),
         ("POST", "/api/v1/cases/{case_id}/tips"): lambda: s.client.post(
-            f"/api/v1/cases/{s.case_id}/tips", json={"tip_id": str(s.verified_tip_id)}),
+            f"/api/v1/cases/{s.case_id}/tips", json={"tip_id": str(s.verified_tip_id)}
+        ),
         ("POST", "/api/v1/cases/{case_id}/members"): lambda: s.client.post(
-            f"/api/v1/cases/{s.case_id}/members",
-            json={"account_id": str(s.org[Role.CASEWORKER].account.id)}),
+            f"/api/v1/cases/{s.case_id}/members", json={"account_id": str(s.org[Role.CASEWORKER].account.id)}
+        ),
         ("DELETE", "/api/v1/cases/{case_id}/members/{account_id}"): lambda: s.client.delete(
-            f"/api/v1/cases/{s.case_id}/members/{s.org[Role.CASEWORKER].account.id}"),
+            f"/api/v1/cases/{s.case_id}/members/{s.org[Role.CASEWORKER].account.id}"
+        ),
         ("POST", "/api/v1/cases/{case_id}/status"): lambda: s.client.post(
-            f"/api/v1/cases/{s.case_id}/status", json={"status": "investigating"}),
+            f"/api/v1/cases/{s.case_id}/status", json={"status": "investigating"}
+        ),
         ("POST", "/api/v1/cases/{case_id}/restriction"): lambda: s.client.post(
-            f"/api/v1/cases/{s.case_id}/restriction", json={"restricted": True}),
+            f"/api/v1/cases/{s.case_id}/restriction", json={"restricted": True}
+        ),
         ("POST", "/api/v1/cases/{case_id}/notes"): lambda: s.client.post(
-            f"/api/v1/cases/{s.case_id}/notes", json={"body": "Referred to the partner desk."}),
+            f"/api/v1/cases/{s.case_id}/notes", json={"body": "Referred to the partner desk."}
+        ),
         # The same through the staff UI's forms.
         ("POST", "/tips/{tip_id}/{action}"): lambda: s.client.post(
-            f"/tips/{s.open_tip_id}/claim", data={"csrf_token": s.csrf()}, follow_redirects=False),
+            f"/tips/{s.open_tip_id}/claim", data={"csrf_token": s.csrf()}, follow_redirects=False
+        ),
         ("GET", "/cases"): lambda: s.client.get("/cases"),
         ("GET", "/cases/new"): lambda: s.client.get("/cases/new"),
         ("POST", "/cases"): lambda: s.client.post(
-            "/cases", data={"csrf_token": s.csrf(), "title": "By form", "tip_ids": [str(s.verified_tip_id)]},
-            follow_redirects=False),
+            "/cases",
+            data={"csrf_token": s.csrf(), "title": "By form", "tip_ids": [str(s.verified_tip_id)]},
+            follow_redirects=False,
+        ),
         ("GET", "/cases/{case_id}"): lambda: s.client.get(f"/cases/{s.case_id}"),
         ("POST", "/api/v1/stations/import"): lambda: s.client.post(
-            "/api/v1/stations/import?apply=true", headers={"content-type": "text/csv"},
-            content=SEED_FILE.read_bytes()),
+            "/api/v1/stations/import?apply=true",
+            headers={"content-type": "text/csv"},
+            content=SEED_FILE.read_bytes(),
+        ),
         ("GET", "/api/v1/stations/export"): lambda: s.client.get("/api/v1/stations/export"),
+        ("POST", "/api/v1/cases/{case_id}/stations"): s.propose_link,
+        ("POST", "/api/v1/cases/{case_id}/stations/{link_id}/confirm"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/stations/{s.link_proposed_by_caseworker()}/confirm"
+        ),
+        ("POST", "/stations/import"): lambda: s.client.post(
+            "/stations/import",
+            data={"csrf_token": s.csrf(), "content": SEED_FILE.read_text(), "apply": "yes"},
+        ),
+        ("GET", "/statistics.csv"): lambda: s.client.get("/statistics.csv"),
         ("POST", "/cases/{case_id}/{action}"): lambda: s.client.post(
-            f"/cases/{s.case_id}/note", data={"csrf_token": s.csrf(), "body": "By form."},
-            follow_redirects=False),
+            f"/cases/{s.case_id}/note",
+            data={"csrf_token": s.csrf(), "body": "By form."},
+            follow_redirects=False,
+        ),
         ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
             1
         ],
