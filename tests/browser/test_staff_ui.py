@@ -31,8 +31,8 @@ TOTP_STEP_SECONDS = 30
 # still of the step it was computed for when the server checks it.
 STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
-    "caseworker": {"queue", "cases", "account"},
-    "lead": {"queue", "cases", "keys", "account"},
+    "caseworker": {"queue", "cases", "stations", "statistics", "account"},
+    "lead": {"queue", "cases", "stations", "statistics", "keys", "account"},
     "admin": {"accounts", "account"},
     "auditor": {"audit", "account"},
 }
@@ -146,9 +146,9 @@ def test_an_invited_member_activates_enrols_logs_in_and_out(
     response = log_in(page, served_demo, "new-caseworker", NEW_PASSWORD, one_time_code(secret, 0))
     assert response.status == 200, page.content()
     assert page.url.endswith("/tips")
-    assert navigation_keys(page) == {"queue", "cases", "account"}
+    assert navigation_keys(page) == {"queue", "cases", "stations", "statistics", "account"}
     assert [label.strip() for label in page.locator("[data-nav]").all_text_contents()] == [
-        "Queue", "Cases", "My account"]
+        "Queue", "Cases", "Stations", "Statistics", "My account"]
     log_out(page)
 
 

@@ -97,6 +97,31 @@ def test_claim_question_answer_two_person_verification_and_a_case(
         assert "Calls from the Dublin station" in (lead.locator("h1").text_content() or "")
         assert lead.locator(f'a[href="{tip_url.removeprefix(served_demo.staff_url)}"]').count() == 1
         shoot(lead, "case")
+        case_url = lead.url
         with lead.expect_navigation():
             lead.click("[data-nav=cases]")
         assert "Calls from the Dublin station" in (lead.locator("table").text_content() or "")
+
+        # The caseworker links the case to the Dublin station; the lead, another member, confirms.
+        caseworker.goto(case_url)
+        dublin = caseworker.locator("#station_id option", has_text="Dublin, IE").get_attribute("value")
+        assert dublin is not None
+        caseworker.select_option("#station_id", dublin)
+        caseworker.select_option("#relation", "contacted_via")
+        caseworker.fill("#evidence", "The caller said he was from the Dublin office.")
+        act(caseworker, "link")
+        lead.goto(case_url)
+        act(lead, "link_confirm")
+        assert "confirmed" in (lead.locator("[data-link]").text_content() or "")
+        with lead.expect_navigation():
+            lead.click("[data-nav=stations]")
+        with lead.expect_navigation():
+            lead.click('a[data-station="Dublin"]')
+        assert lead.locator("[data-linked-cases]").get_attribute("data-linked-cases") == "1"
+        shoot(lead, "station")
+        lead.goto(f"{served_demo.staff_url}/stations/map")
+        assert lead.locator("svg circle").count() == 9
+        assert "Dublin, IE: 1" in lead.content()
+        shoot(lead, "map")
+        lead.goto(f"{served_demo.staff_url}/statistics")
+        shoot(lead, "statistics")
