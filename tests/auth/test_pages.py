@@ -31,7 +31,8 @@ def test_form_login_sets_the_session_and_lands_on_the_role_home(
     page = staff_client.get("/tips")
     assert page.status_code == 200
     assert "<script" not in page.text.lower()
-    assert set(re.findall(r'data-nav="([a-z]+)"', page.text)) == {"queue", "cases", "stations", "statistics", "account"}
+    assert set(re.findall(r'data-nav="([a-z]+)"', page.text)) == {
+        "queue", "cases", "stations", "statistics", "account"}
 
 
 def test_a_failed_form_login_says_nothing_specific(
