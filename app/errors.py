@@ -8,7 +8,6 @@ exception text never reaches the client.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.logs import current_request_id
 from app.web.security_headers import SECURITY_HEADERS
 
 logger = logging.getLogger("daylight")
@@ -141,8 +141,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return Response(status_code=400)
 
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
-        request_id = secrets.token_hex(8)
-        logger.error("unhandled error, request id %s", request_id, exc_info=exc)
+        request_id = current_request_id()
+        logger.error("unhandled error", exc_info=exc)
         # Rendered by Starlette's outermost middleware, outside our header
         # middleware: the security headers are added here instead.
         return JSONResponse(error_body("internal_error", f"Internal error (request {request_id})."),

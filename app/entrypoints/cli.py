@@ -33,6 +33,7 @@ from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
 from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
+from app.logs import configure_logging
 from app.stations import registry
 from app.triage import retention
 
@@ -297,6 +298,8 @@ async def _serve_both(args: argparse.Namespace) -> None:
             # Never take a client address from X-Forwarded-For or similar.
             proxy_headers=False, forwarded_allow_ips="",
             server_header=False, log_level="warning", lifespan="off",
+            # Our JSON handler (app.logs) for every logger, uvicorn's included.
+            log_config=None,
         ))
         for factory, port in ((create_intake_app, args.intake_port), (create_staff_app, args.staff_port))
     ]
@@ -310,6 +313,7 @@ async def _serve_both(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    configure_logging()
     asyncio.run(_serve_both(args))
     return 0
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from app.errors import install_error_handlers
+from app.logs import RequestIdMiddleware
 from app.web.context import AppContext
 from app.web.security_headers import SecurityHeadersMiddleware
 
@@ -41,5 +42,6 @@ def build_app(context: AppContext, *, title: str) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

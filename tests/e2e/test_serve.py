@@ -241,3 +241,47 @@ def test_pages_that_reflect_a_receipt_are_never_compressed_and_name_no_server(se
         assert "content-encoding" not in response.headers
         assert "server" not in response.headers
         assert "set-cookie" not in response.headers
+
+
+def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: Served) -> None:
+    canary = f"CANARY{secrets.token_hex(6)}"
+    headers = {"x-forwarded-for": "203.0.113.77", "user-agent": f"{canary}-agent",
+               "x-real-ip": "203.0.113.78"}
+    intake = httpx.Client(base_url=served.intake, headers=headers)
+    staff = httpx.Client(base_url=served.staff, headers=headers)
+    with intake, staff:
+        intake.get("/")
+        intake.post("/report/step",
+                    data={"step": "story", "go": "next", "narrative": canary, "host_city": canary})
+        intake.post("/report", data={"narrative": canary, "host_country": "ZZ", "contact_details": canary})
+        sent = intake.post("/api/v1/tips", json={"narrative": canary, "host_city": canary})
+        receipt = sent.json()["receipt"]
+        intake.post("/api/v1/followup", json={"receipt": canary})
+        intake.post("/api/v1/followup/messages", json={"receipt": receipt, "body": canary})
+        intake.post("/followup", data={"receipt": canary})
+        intake.post("/followup/reply", data={"receipt": receipt, "body": canary})
+        intake.post("/followup/files", data={"receipt": receipt},
+                    files=[("files", (f"{canary}.pdf", canary.encode(), "application/pdf"))])
+        intake.post("/api/v1/tips", content=b'{"narrative": "' + canary.encode() + b'"',
+                    headers={"content-type": "application/json"})
+        staff.post("/api/v1/auth/login", json={"username": canary, "password": canary, "otp": "000000"})
+        staff.post("/login", data={"username": canary, "password": canary, "otp": "123456"})
+        staff_login(served, "lead", staff)
+        tip_id = staff.get("/api/v1/tips").json()["items"][0]["id"]
+        staff.get(f"/api/v1/tips/{tip_id}")
+        staff.post(f"/api/v1/tips/{tip_id}/notes", json={"body": canary})
+        staff.post(f"/api/v1/tips/{tip_id}/messages", json={"body": canary, "question": True})
+        staff.post("/api/v1/cases", json={"title": canary, "tip_ids": [tip_id]})
+        staff.post("/api/v1/stations/import", content=f"city,country\n{canary},QQ\n".encode(),
+                   headers={"content-type": "text/csv"})
+        staff.get(f"/api/v1/tips?cursor={canary}")
+    served.process.terminate()
+    served.process.communicate(timeout=10)
+    log = served.log_path.read_text()
+    for needle in (canary, receipt, "203.0.113.77", "203.0.113.78"):
+        assert needle not in log, needle
+    for line in log.splitlines():
+        if line.startswith("{"):
+            assert json.loads(line)["level"] in ("debug", "info", "warning", "error", "critical")
+        else:
+            assert line.startswith("Intake app on http://"), line
