@@ -142,7 +142,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
         request_id = current_request_id()
-        logger.error("unhandled error", exc_info=exc)
+        # This handler runs outside the request-id middleware: the id goes on the line explicitly.
+        logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
         # Rendered by Starlette's outermost middleware, outside our header
         # middleware: the security headers are added here instead.
         return JSONResponse(error_body("internal_error", f"Internal error (request {request_id})."),

@@ -66,7 +66,7 @@ class JsonFormatter(logging.Formatter):
             # argument could be anything a caller had at hand.
             "message": str(record.msg),
         }
-        request_id = _request_id.get()
+        request_id = getattr(record, "request_id", None) or _request_id.get()
         if request_id:
             entry["request_id"] = request_id
         if record.exc_info and record.exc_info[0] is not None:

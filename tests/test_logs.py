@@ -59,3 +59,36 @@ def test_each_request_has_an_id_on_its_log_lines_and_its_response() -> None:
     assert ids == [first.headers["x-request-id"], second.headers["x-request-id"]]
     assert ids[0] != ids[1]
     assert all(CANARY not in line for line in lines)
+
+
+def test_an_unhandled_error_logs_the_id_the_client_sees() -> None:
+    from app.errors import install_error_handlers
+
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/crash")
+    def crash() -> None:
+        raise RuntimeError(CANARY)
+
+    handler = Capture()
+    logging.getLogger("daylight").addHandler(handler)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.get("/crash")
+    finally:
+        logging.getLogger("daylight").removeHandler(handler)
+    assert response.status_code == 500
+    [line] = lines
+    entry = json.loads(line)
+    assert entry["request_id"] in response.json()["detail"]
+    assert entry["exception"] == "RuntimeError"
+    assert CANARY not in line
+    assert CANARY not in response.text
