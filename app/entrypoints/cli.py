@@ -28,6 +28,7 @@ from app.blobs import BlobStore
 from app.config import Settings, load_settings
 from app.crypto.errors import DecryptionError
 from app.db import READ_ONLY_OPTION, Database
+from app.entrypoints import doctor
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.demo import create_demo, read_credentials
 from app.keys.organisation import OrganisationExists, init_organisation
@@ -165,6 +166,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             connection.execution_options(**{READ_ONLY_OPTION: True})
             report = audit_service.verify_database(
                 connection, audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin)
+        database.engine.dispose()
     if report.ok:
         print(f"ok: {report.size} events, root {report.root.hex()}, "
               f"{report.checkpoints_checked} signed checkpoints verified")
@@ -185,6 +187,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     with database.transaction() as session, _output(args.output) as sink:
         for line in audit_service.export_lines(session, public_key_line):
             sink.write(line + "\n")
+    database.engine.dispose()
     return 0
 
 
@@ -195,6 +198,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
                                                     settings.audit_log_origin)
         latest = checkpoint or audit_service.latest_checkpoint(session)
         print(latest.signed_note if latest else "no events yet: nothing to sign", end="" if latest else "\n")
+    database.engine.dispose()
     return 0
 
 
@@ -236,6 +240,14 @@ def cmd_stations_export(args: argparse.Namespace) -> int:
     with _output(args.output) as sink:
         sink.write(text)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the deployment; exit 1 when anything fails."""
+    findings = doctor.run_checks(load_settings(args.data_dir))
+    for finding in findings:
+        print(f"{finding.verdict.value.upper():<4}  {finding.check}: {finding.detail}")
+    return 1 if any(finding.verdict is doctor.Verdict.FAIL for finding in findings) else 0
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -360,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--data-dir", type=_data_dir, required=True)
     checkpoint.set_defaults(run=cmd_audit_checkpoint)
     command("purge", "crypto-shred tips past their retention period").set_defaults(run=cmd_purge)
+    command("doctor", "check a deployment and say how to fix what is wrong").set_defaults(run=cmd_doctor)
     stations = commands.add_parser("stations", help="the station registry").add_subparsers(
         dest="stations_command", required=True)
     station_import = stations.add_parser("import",

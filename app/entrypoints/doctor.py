@@ -1,0 +1,227 @@
+"""`daylight doctor`: check a deployment and say what is wrong and how to fix it.
+
+Each check gives "ok", "warn" (works, but weaker than it should be) or "fail"
+(broken or unsafe), with the fix. The command exits 1 when anything fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+
+from app.audit import service as audit_service
+from app.audit.models import AuditEvent
+from app.config import Environment, Settings
+from app.db import READ_ONLY_OPTION, Database
+from app.keys.models import IntakeKey, IntakeKeyGrant
+from app.keys.server_secrets import load_server_secrets
+from app.schema import migration_heads
+
+SECRET_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
+CLOCK_SLACK = dt.timedelta(minutes=5)
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    verdict: Verdict
+    detail: str
+
+
+def _private(path: Path) -> bool:
+    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+
+
+def check_secrets(settings: Settings) -> list[Finding]:
+    findings = []
+    secrets_dir = settings.secrets_dir
+    if not secrets_dir.is_dir():
+        return [Finding("secrets", Verdict.FAIL, f"{secrets_dir} is missing: run `daylight init`.")]
+    if not _private(secrets_dir):
+        findings.append(
+            Finding("secrets dir", Verdict.FAIL, f"{secrets_dir} is readable by others: chmod 700 it.")
+        )
+    for name in SECRET_NAMES:
+        path = secrets_dir / name
+        if not path.exists():
+            findings.append(
+                Finding(
+                    f"secret {name}",
+                    Verdict.FAIL,
+                    f"{path} is missing: restore it from your backup (it cannot be regenerated "
+                    "without breaking receipts, sessions or the audit log).",
+                )
+            )
+            continue
+        if not _private(path):
+            findings.append(
+                Finding(f"secret {name}", Verdict.FAIL, f"{path} is readable by others: chmod 600 it.")
+            )
+            continue
+        try:
+            value = base64.b64decode(path.read_text().strip(), validate=True)
+        except (binascii.Error, ValueError):
+            findings.append(Finding(f"secret {name}", Verdict.FAIL, f"{path} is not base64: restore it."))
+            continue
+        if len(value) < 32 or len(set(value)) < 8:
+            findings.append(
+                Finding(
+                    f"secret {name}",
+                    Verdict.FAIL,
+                    f"{path} looks like a placeholder (short or repetitive): restore the real one.",
+                )
+            )
+    if not findings:
+        findings.append(Finding("secrets", Verdict.OK, "all four present, private and well-formed"))
+    return findings
+
+
+def check_database(settings: Settings, database: Database) -> list[Finding]:
+    try:
+        with database.engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except Exception as exc:  # any failure to connect is the finding itself
+        return [
+            Finding(
+                "database",
+                Verdict.FAIL,
+                f"unreachable ({type(exc).__name__}): check DAYLIGHT_DATABASE_URL and that the server is up.",
+            )
+        ]
+    heads = set(migration_heads())
+    if current != heads:
+        return [
+            Finding(
+                "database",
+                Verdict.FAIL,
+                "not at the latest migration: run `daylight init` on a new "
+                "data dir, or upgrade the installed package and restart.",
+            )
+        ]
+    return [Finding("database", Verdict.OK, "reachable, at the latest migration")]
+
+
+def check_keys(database: Database) -> list[Finding]:
+    with database.transaction() as session:
+        has_key = session.scalar(select(func.count()).select_from(IntakeKey)) or 0
+        holders = session.scalar(select(func.count(func.distinct(IntakeKeyGrant.account_id)))) or 0
+    if not has_key:
+        return [Finding("intake key", Verdict.FAIL, "none: run `daylight init`.")]
+    if holders == 0:
+        return [
+            Finding(
+                "intake key",
+                Verdict.WARN,
+                "nobody holds it: reports cannot be read until a lead is "
+                "granted it (`daylight keys recover`).",
+            )
+        ]
+    if holders == 1:
+        return [
+            Finding(
+                "intake key",
+                Verdict.WARN,
+                "one member holds it: grant it to a second, so that one lost "
+                "password does not leave only the recovery key.",
+            )
+        ]
+    return [Finding("intake key", Verdict.OK, f"held by {holders} members")]
+
+
+def check_audit(settings: Settings, database: Database, now: dt.datetime) -> list[Finding]:
+    secrets = load_server_secrets(settings.secrets_dir)
+    with database.engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY_OPTION: True})
+        report = audit_service.verify_database(
+            connection, audit_service.signing_key(secrets).public_key(), settings.audit_log_origin
+        )
+    findings = [
+        Finding("audit log", Verdict.OK, f"{report.size} events verify")
+        if report.ok
+        else Finding(
+            "audit log",
+            Verdict.FAIL,
+            f"does not verify (first bad event: {report.first_bad_seq}): "
+            "run `daylight audit verify` and investigate; do not repair.",
+        )
+    ]
+    with database.transaction() as session:
+        latest = session.scalar(select(func.max(AuditEvent.occurred_at)))
+    if latest is not None:
+        latest = latest if latest.tzinfo else latest.replace(tzinfo=dt.UTC)
+        if latest - now > CLOCK_SLACK:
+            findings.append(
+                Finding(
+                    "clock",
+                    Verdict.FAIL,
+                    "the clock is behind the latest audit event: fix NTP "
+                    "before serving (checkpoint times would go backwards).",
+                )
+            )
+        else:
+            findings.append(Finding("clock", Verdict.OK, "not behind the audit log"))
+    return findings
+
+
+def check_settings(settings: Settings) -> list[Finding]:
+    findings = []
+    if settings.environment is Environment.DEVELOPMENT:
+        findings.append(
+            Finding(
+                "environment",
+                Verdict.FAIL,
+                "development mode (plain-HTTP session cookie): set DAYLIGHT_ENVIRONMENT=production.",
+            )
+        )
+    else:
+        findings.append(Finding("environment", Verdict.OK, "production"))
+    if settings.audit_log_origin == Settings.model_fields["audit_log_origin"].default:
+        findings.append(
+            Finding(
+                "audit origin",
+                Verdict.WARN,
+                "the default name: set DAYLIGHT_AUDIT_LOG_ORIGIN to one unique to your organisation.",
+            )
+        )
+    if not settings.strip_attachment_metadata:
+        findings.append(Finding("attachments", Verdict.WARN, "photo metadata stripping is off."))
+    if settings.data_dir.exists() and not _private(settings.data_dir):
+        findings.append(
+            Finding("data dir", Verdict.FAIL, f"{settings.data_dir} is readable by others: chmod 700.")
+        )
+    # `daylight serve` never reads X-Forwarded-For (proxy_headers off in code, not a setting).
+    findings.append(Finding("proxy headers", Verdict.OK, "never trusted: no client address is ever read"))
+    return findings
+
+
+def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
+    now = now or dt.datetime.now(dt.UTC)
+    findings = check_settings(settings) + check_secrets(settings)
+    database = Database.from_settings(settings)
+    try:
+        database_findings = check_database(settings, database)
+        findings += database_findings
+        if all(finding.verdict is Verdict.OK for finding in database_findings):
+            steps: list[Callable[[], list[Finding]]] = [lambda: check_keys(database)]
+            if all(f.verdict is not Verdict.FAIL for f in findings if f.check.startswith("secret")):
+                steps.append(lambda: check_audit(settings, database, now))
+            for step in steps:
+                findings += step()
+    finally:
+        database.engine.dispose()
+    return findings

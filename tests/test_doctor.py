@@ -1,0 +1,81 @@
+"""`daylight doctor` on both databases: a sound deployment passes; each kind of breakage is named."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.config import load_settings
+from app.db import Database
+from app.entrypoints import cli
+from app.entrypoints.doctor import Verdict, run_checks
+
+
+@pytest.fixture
+def organisation_dir(
+    data_dir: Path, committed_database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    if committed_database_url:
+        monkeypatch.setenv("DAYLIGHT_DATABASE_URL", committed_database_url)
+    monkeypatch.setenv("DAYLIGHT_AUDIT_LOG_ORIGIN", "doctor.test/audit")
+    target = data_dir / "org"
+    assert cli.main(["init", "--data-dir", str(target)]) == 0
+    assert (
+        cli.main(
+            [
+                "stations",
+                "import",
+                str(Path("app/stations/seed/stations-seed.csv").resolve()),
+                "--data-dir",
+                str(target),
+                "--apply",
+            ]
+        )
+        == 0
+    )
+    return target
+
+
+def verdicts(directory: Path) -> dict[str, Verdict]:
+    return {finding.check: finding.verdict for finding in run_checks(load_settings(directory))}
+
+
+def test_a_fresh_production_organisation_passes(
+    organisation_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 0
+    output = capsys.readouterr().out
+    assert "OK    audit log: 1 events verify" in output
+    assert "WARN  intake key: nobody holds it" in output  # init alone grants it to nobody
+
+
+def test_a_secret_readable_by_others_or_a_placeholder_fails(organisation_dir: Path) -> None:
+    pepper = organisation_dir / "secrets" / "receipt_pepper"
+    pepper.chmod(0o644)
+    assert verdicts(organisation_dir)["secret receipt_pepper"] is Verdict.FAIL
+    pepper.chmod(0o600)
+    pepper.write_text(base64.b64encode(bytes(32)).decode())
+    assert verdicts(organisation_dir)["secret receipt_pepper"] is Verdict.FAIL
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 1
+
+
+def test_a_tampered_audit_log_fails(organisation_dir: Path) -> None:
+    settings = load_settings(organisation_dir)
+    database = Database.from_settings(settings)
+    assert cli.main(["audit", "checkpoint", "--data-dir", str(organisation_dir)]) == 0
+    with database.engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.execute(text("DROP TRIGGER audit_events_no_update"))
+        else:
+            connection.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        connection.execute(text("UPDATE audit_events SET action = 'nothing.happened' WHERE seq = 1"))
+    database.engine.dispose()
+    assert verdicts(organisation_dir)["audit log"] is Verdict.FAIL
+
+
+def test_development_mode_fails(data_dir: Path) -> None:
+    assert cli.main(["demo", "--data-dir", str(data_dir / "demo")]) == 0
+    assert verdicts(data_dir / "demo")["environment"] is Verdict.FAIL
