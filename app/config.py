@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     # Figures derived from cases that leave the system (statistics export, printable report)
     # withhold any count below this, to protect small communities.
     statistics_min_count: int = Field(default=3, ge=1)
+    # Where attachment ciphertext lives: "data_dir" (one node) or "database" (several app
+    # nodes on one PostgreSQL, docs/deploy.md).
+    blob_storage: Literal["data_dir", "database"] = "data_dir"
     strip_attachment_metadata: bool = True
     max_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.

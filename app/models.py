@@ -2,6 +2,7 @@
 
 from app.audit.models import AuditCheckpoint, AuditEvent, AuditNode
 from app.auth.models import AccountLink, StaffAccount, StaffSession
+from app.blobs import BlobChunk
 from app.cases.models import Case, CaseEvent, CaseMember, CaseNote, CaseTactic, CaseTip
 from app.intake.models import Tip, TipAttachment, TipMessage
 from app.keys.models import IntakeKey, IntakeKeyGrant
@@ -13,6 +14,7 @@ __all__ = [
            "AuditCheckpoint",
            "AuditEvent",
            "AuditNode",
+           "BlobChunk",
            "Case",
            "CaseEvent",
            "CaseMember",

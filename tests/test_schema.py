@@ -31,6 +31,8 @@ NON_SECRET_BINARY_COLUMNS = frozenset({
     ("audit_nodes", "hash"),
     # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
     ("tip_tags", "tag"),
+    # Attachment ciphertext (ATTACHMENT_BLOB, STREAM), when blobs live in the database.
+    ("blob_chunks", "data"),
     ("tips", "receipt_lookup_hash"),
     ("tips", "receipt_public_key"),
     ("tips", "receipt_public_key_mac"),

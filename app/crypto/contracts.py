@@ -79,6 +79,6 @@ class StreamColumn(Contract):
                      key_version: int = 1) -> int:
         return streaming.encrypt_file(source, sink, key, self.context(row_id, key_version))
 
-    def decrypt_chunks(self, source: BinaryIO, key: bytes, *, row_id: RowId,
+    def decrypt_chunks(self, source: streaming.ReadableBytes, key: bytes, *, row_id: RowId,
                        key_version: int = 1) -> Iterator[bytes]:
         return streaming.decrypt_chunks(source, key, self.context(row_id, key_version))

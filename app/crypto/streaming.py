@@ -27,7 +27,7 @@ import hmac
 import os
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -191,7 +191,13 @@ def encrypt_file(source: BinaryIO, sink: BinaryIO, data_key: bytes, aad: bytes) 
     return size
 
 
-def decrypt_chunks(source: BinaryIO, data_key: bytes, aad: bytes) -> Iterator[bytes]:
+class ReadableBytes(Protocol):
+    """Anything with read(size): a file, or a blob read back from the database."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def decrypt_chunks(source: ReadableBytes, data_key: bytes, aad: bytes) -> Iterator[bytes]:
     """Yield plaintext chunk by chunk; raises `DecryptionError` (at the latest at the end)."""
     decryptor = StreamDecryptor(data_key, aad)
     while block := source.read(SEALED_CHUNK_BYTES):

@@ -17,7 +17,7 @@ from app.audit.routes_web import router as audit_web_router
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
 from app.auth.routes_web import router as auth_web_router
-from app.blobs import BlobStore
+from app.blobs import blob_storage_for
 from app.cases.routes_api import router as cases_router
 from app.cases.routes_web import router as cases_web_router
 from app.config import Settings
@@ -58,11 +58,12 @@ STAFF_PUBLIC_ROUTES = frozenset({
 
 
 def build_context(settings: Settings, database: Database | None = None) -> AppContext:
+    database = database or Database.from_settings(settings)
     return AppContext(
         settings=settings,
-        database=database or Database.from_settings(settings),
+        database=database,
         secrets=load_server_secrets(settings.secrets_dir),
-        blobs=BlobStore(settings.blobs_dir),
+        blobs=blob_storage_for(settings, database),
         upload_slots=asyncio.Semaphore(settings.max_concurrent_uploads),
     )
 

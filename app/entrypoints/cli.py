@@ -24,7 +24,7 @@ from app.audit.checkpoint import parse_verifier_key, verifier_key
 from app.audit.offline import verify_export
 from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
-from app.blobs import BlobStore
+from app.blobs import blob_storage_for
 from app.config import Settings, load_settings
 from app.crypto.errors import DecryptionError
 from app.db import READ_ONLY_OPTION, Database
@@ -282,7 +282,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     settings = load_settings(args.data_dir)
     database = Database.from_settings(settings)
     with database.transaction() as session:
-        report = retention.purge_expired(session, settings, BlobStore(settings.blobs_dir))
+        report = retention.purge_expired(session, settings, blob_storage_for(settings, database))
     database.engine.dispose()
     if report.skipped:
         print("skipped: another node is purging right now")

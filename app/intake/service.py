@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.blobs import BlobStore
+from app.blobs import BlobStorage
 from app.config import Settings
 from app.crypto import envelope, human_codes, sealing
 from app.db import after_commit, on_rollback
@@ -101,7 +101,7 @@ class AttachmentWriter:
     """
 
     def __init__(self, *, attachment_id: uuid.UUID, data_key: bytes, key_version: int,
-                 blob_store: BlobStore, max_bytes: int, content_type: str | None,
+                 blob_store: BlobStorage, max_bytes: int, content_type: str | None,
                  clean_images: bool, max_image_bytes: int, max_image_pixels: int) -> None:
         self.attachment_id = attachment_id
         self.data_key = data_key
@@ -180,7 +180,7 @@ class UploadDraft:
         """The data key a new file is encrypted under."""
         raise NotImplementedError
 
-    def open_attachment(self, session: Session, blob_store: BlobStore, *, settings: Settings,
+    def open_attachment(self, session: Session, blob_store: BlobStorage, *, settings: Settings,
                         content_type: str | None) -> AttachmentWriter:
         attachment_id = uuid.uuid4()
         data_key = self._writer_key()
@@ -305,7 +305,7 @@ def _note_submitter_activity(tip: Tip) -> None:
         tip.status = TipStatus.IN_REVIEW
 
 
-def delete_tip(session: Session, holder: ReceiptHolder, blob_store: BlobStore) -> None:
+def delete_tip(session: Session, holder: ReceiptHolder, blob_store: BlobStorage) -> None:
     """The submitter deletes their report: crypto-shredding.
 
     The rows holding the sealed data keys are deleted (SQLite overwrites freed

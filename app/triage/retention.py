@@ -22,7 +22,7 @@ from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
-from app.blobs import BlobStore
+from app.blobs import BlobStorage
 from app.config import Settings
 from app.db import after_commit
 from app.intake.models import Tip, TipAttachment, TipStatus
@@ -49,7 +49,7 @@ def _lock(session: Session) -> bool:
 
 
 def purge_expired(
-    session: Session, settings: Settings, blobs: BlobStore, *, today: dt.date | None = None
+    session: Session, settings: Settings, blobs: BlobStorage, *, today: dt.date | None = None
 ) -> PurgeReport:
     """Crypto-shred every expired tip, in the caller's transaction."""
     report = PurgeReport()

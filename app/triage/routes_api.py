@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Annotated
@@ -73,7 +74,7 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
     def plaintext() -> Iterator[bytes]:
         # A tampered or truncated blob raises mid-stream and the connection is
         # cut: the reader never receives a complete-looking file.
-        with source:
+        with contextlib.closing(source):
             yield from ATTACHMENT_BLOB.decrypt_chunks(source, key, row_id=str(attachment_id),
                                                       key_version=key_version)
 

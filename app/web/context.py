@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.blobs import BlobStore
+from app.blobs import BlobStorage
 from app.config import Settings
 from app.db import Database
 from app.keys.server_secrets import ServerSecrets
@@ -21,7 +21,7 @@ class AppContext:
     settings: Settings
     database: Database
     secrets: ServerSecrets
-    blobs: BlobStore
+    blobs: BlobStorage
     # Uploads streaming at once in this app (settings.max_concurrent_uploads).
     upload_slots: asyncio.Semaphore
 
