@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import events as audit
 from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES
+from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
 from app.cases.models import (
     CASE_DATA_KEY,
@@ -43,7 +43,7 @@ from app.cases.schemas import (
     CaseTipView,
 )
 from app.crypto import envelope, human_codes
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.intake.models import Tip, TipStatus
 from app.keys.models import IntakeKeyGrant
 from app.keys.server_secrets import ServerSecrets
@@ -141,9 +141,18 @@ def create_case(
     return case
 
 
-def load_case(session: Session, principal: Principal, case_id: uuid.UUID) -> tuple[Case, bytes]:
-    """A case the caller may read, and its data key; NotFound for anything else (restricted included)."""
-    case = session.scalars(case_readable_by(principal, case_id)).first()
+def load_case(session: Session, principal: Principal, case_id: uuid.UUID, *,
+              for_update: bool = False) -> tuple[Case, bytes]:
+    """A case the caller may read, and its data key; NotFound for anything else (restricted included).
+
+    Writers pass ``for_update``: the case row is locked (PostgreSQL) and read again, so that two
+    changes to one case (two members removing each other, a close and a status change) are
+    decided one after the other. Row locks come before any audit append (see triage.workflow).
+    """
+    statement = case_readable_by(principal, case_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    case = session.scalars(statement).first()
     intake_private = principal.intake_private_key(case.intake_key_version) if case else None
     if case is None or intake_private is None:
         raise NotFound
@@ -153,17 +162,29 @@ def load_case(session: Session, principal: Principal, case_id: uuid.UUID) -> tup
 
 
 def add_tip(session: Session, principal: Principal, case_id: uuid.UUID, tip_id: uuid.UUID) -> Case:
-    case, _ = load_case(session, principal, case_id)
+    case, _ = load_case(session, principal, case_id, for_update=True)
     [tip] = _verified_tips(session, principal, [tip_id])
     if session.get(CaseTip, {"case_id": case.id, "tip_id": tip.id}) is not None:
         raise Conflict("This report is already in the case.")
     session.add(CaseTip(case_id=case.id, tip_id=tip.id))
-    _record(session, principal, case, "tip_add", detail=tip.ref)
+    # No ref in the timeline: the report may sit in a restricted case too, and the timeline is
+    # read by everyone who sees this one.
+    _record(session, principal, case, "tip_add")
     return case
 
 
+def _require_member_or_lead(session: Session, principal: Principal, case: Case) -> None:
+    """Who may change a case's membership: its members, and leads. Anyone else could add
+    themselves, restrict the case and remove everyone else, hiding it and its reports."""
+    if principal.can(Permission.LEAD_TRIAGE):
+        return
+    if session.get(CaseMember, {"case_id": case.id, "account_id": principal.account_id}) is None:
+        raise Forbidden("Only a member of the case, or a lead, changes its members.")
+
+
 def add_member(session: Session, principal: Principal, case_id: uuid.UUID, account_id: uuid.UUID) -> Case:
-    case, _ = load_case(session, principal, case_id)
+    case, _ = load_case(session, principal, case_id, for_update=True)
+    _require_member_or_lead(session, principal, case)
     account = session.get(StaffAccount, account_id)
     holds_key = session.scalar(
         select(IntakeKeyGrant.id).where(
@@ -183,7 +204,8 @@ def add_member(session: Session, principal: Principal, case_id: uuid.UUID, accou
 
 
 def remove_member(session: Session, principal: Principal, case_id: uuid.UUID, account_id: uuid.UUID) -> Case:
-    case, _ = load_case(session, principal, case_id)
+    case, _ = load_case(session, principal, case_id, for_update=True)
+    _require_member_or_lead(session, principal, case)
     member = session.get(CaseMember, {"case_id": case.id, "account_id": account_id})
     if member is None:
         raise NotFound
@@ -206,7 +228,7 @@ def change_status(
     status: CaseStatus,
     resolution_note: str | None,
 ) -> Case:
-    case, data_key = load_case(session, principal, case_id)
+    case, data_key = load_case(session, principal, case_id, for_update=True)
     if status not in NEXT_STATUSES[case.status]:
         raise IllegalCaseTransition(f"A case that is {case.status.value} cannot become {status.value}.")
     if status is CaseStatus.CLOSED:
@@ -227,7 +249,7 @@ def change_status(
 
 def set_restricted(session: Session, principal: Principal, case_id: uuid.UUID, restricted: bool) -> Case:
     """Only a member may restrict or open a case (a restricted one is invisible to anyone else)."""
-    case, _ = load_case(session, principal, case_id)
+    case, _ = load_case(session, principal, case_id, for_update=True)
     if session.get(CaseMember, {"case_id": case.id, "account_id": principal.account_id}) is None:
         raise Conflict("Only a member of the case can change who sees it.")
     case.restricted = restricted
@@ -236,7 +258,7 @@ def set_restricted(session: Session, principal: Principal, case_id: uuid.UUID, r
 
 
 def add_note(session: Session, principal: Principal, case_id: uuid.UUID, body: str) -> CaseNote:
-    case, data_key = load_case(session, principal, case_id)
+    case, data_key = load_case(session, principal, case_id, for_update=True)
     note_id = uuid.uuid4()
     note = CaseNote(
         id=note_id,
@@ -294,9 +316,13 @@ def list_cases(session: Session, principal: Principal, limit: int = 200) -> list
     audit.record(session, principal.actor, "cases.list", details={"count": len(cases)})
     ids = [case.id for case in cases]
     tactics = _tactics(session, ids)
+    # Only the reports the viewer may see: one in a restricted case is not counted for a non-member.
+    readable = tips_readable_by(principal).with_only_columns(Tip.id).subquery()
     counts = dict(
         session.execute(
-            select(CaseTip.case_id, func.count()).where(CaseTip.case_id.in_(ids)).group_by(CaseTip.case_id)
+            select(CaseTip.case_id, func.count())
+            .where(CaseTip.case_id.in_(ids), CaseTip.tip_id.in_(select(readable.c.id)))
+            .group_by(CaseTip.case_id)
         ).all()
     )
     summaries = []

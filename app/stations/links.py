@@ -50,7 +50,7 @@ def propose_link(
     confidence: Confidence,
     evidence: str,
 ) -> CaseStationLink:
-    case, data_key = case_service.load_case(session, principal, case_id)
+    case, data_key = case_service.load_case(session, principal, case_id, for_update=True)
     station = session.get(Station, station_id)
     if station is None:
         raise InvalidInput(
@@ -98,8 +98,10 @@ def propose_link(
 def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, link_id: uuid.UUID) -> None:
     if not principal.can(Permission.MANAGE_STATIONS):
         raise Forbidden("Only a lead confirms a link to a station.")
-    case, _ = case_service.load_case(session, principal, case_id)
-    link = session.get(CaseStationLink, link_id)
+    case, _ = case_service.load_case(session, principal, case_id, for_update=True)
+    # Locked and read again: two leads confirming at once are decided one after the other.
+    link = session.scalars(select(CaseStationLink).where(CaseStationLink.id == link_id).with_for_update()
+                           .execution_options(populate_existing=True)).first()
     if link is None or link.case_id != case.id:
         raise NotFound
     if link.confirmed_on is not None:

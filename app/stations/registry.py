@@ -43,9 +43,12 @@ OPTIONAL_CSV_COLUMNS = ("notes",)
 MAX_ROWS = 10_000
 SOURCE_SEPARATOR = " | "
 MAX_TEXT = 500
-# A city, not an address: a house number or a postcode has no place in the registry.
-_ADDRESS_LIKE = re.compile(r"\d")
+# A city, not an address: a house number, a postcode or a street before a comma has no
+# place in the registry (any kind of digit, Roman numerals included).
+_ADDRESS_LIKE = re.compile(r"[\d,\u2160-\u2188]")
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FORMULA_STARTS = frozenset("=+-@")
 _URL = re.compile(r"https?://[^\s\"<>]{1,480}")
 
 
@@ -117,6 +120,11 @@ def _text(
         errors.add(line, f"{name} is missing")
     elif len(text) > limit:
         errors.add(line, f"{name} is longer than {limit} characters")
+    elif _CONTROL.search(text):
+        errors.add(line, f"{name} holds control characters")
+    elif text[:1] in _FORMULA_STARTS:
+        # A spreadsheet would run it as a formula when the exported CSV is opened.
+        errors.add(line, f"{name} must not start with {text[0]!r}")
     return text
 
 
@@ -127,8 +135,11 @@ def _month(errors: _Errors, line: int, value: object, today: dt.date) -> dt.date
     if match is None or not 1 <= int(match.group(2)) <= 12:
         errors.add(line, "first_reported must be YYYY-MM")
         return None
+    if not 1990 <= int(match.group(1)) <= today.year:
+        errors.add(line, "first_reported must be a month between 1990 and now")
+        return None
     month = dt.date(int(match.group(1)), int(match.group(2)), 1)
-    if month > today or month.year < 1990:
+    if month > today:
         errors.add(line, "first_reported must be a month between 1990 and now")
     return month
 
@@ -138,7 +149,7 @@ def _coordinate(errors: _Errors, line: int, name: str, value: object, bound: flo
         number = (
             float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else math.nan
         )
-    except ValueError:
+    except (ValueError, OverflowError):
         number = math.nan
     if not math.isfinite(number):
         errors.add(line, f"{name} must be a number")
@@ -178,10 +189,15 @@ def _row(errors: _Errors, line: int, raw: dict[str, Any], today: dt.date) -> Sta
     city = _text(errors, line, "city", raw.get("city"))
     if city and _ADDRESS_LIKE.search(city):
         errors.add(line, "city must be a city name, not an address")
-    country = _text(errors, line, "country", raw.get("country"), limit=2).upper()
-    if country and country not in COUNTRY_CODES:
-        errors.add(line, f"unknown country code {country[:2]!r}")
+    elif len(city_key(city)) > 100:  # folding can lengthen it ("ß" becomes "ss")
+        errors.add(line, "city is longer than 100 characters")
+    raw_country = _text(errors, line, "country", raw.get("country"), limit=2)
+    country = raw_country.upper() if re.fullmatch(r"[A-Za-z]{2}", raw_country) else raw_country
+    if raw_country and country not in COUNTRY_CODES:
+        errors.add(line, f"unknown country code {raw_country[:2]!r}")
     bureau = _text(errors, line, "operating_bureau", raw.get("operating_bureau"))
+    if bureau and _ADDRESS_LIKE.search(bureau):
+        errors.add(line, "operating_bureau must be a name, not an address")
     status_text = _text(errors, line, "status", raw.get("status"), limit=32)
     status = None
     if status_text:

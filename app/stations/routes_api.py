@@ -25,8 +25,8 @@ IMPORT_TYPES = {"text/csv": "csv", "application/json": "json"}
 def list_stations(
     principal: CurrentStaff,
     session: DbSession,
-    country: Annotated[str | None, Query(max_length=2)] = None,
-    bureau: Annotated[str | None, Query(max_length=100)] = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Za-z]{2}$")] = None,
+    bureau: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
     status: StationStatus | None = None,
 ) -> dict[str, Any]:
     """The registry: public, sourced facts about stations; no case data."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 
 from fastapi import APIRouter, Request
@@ -35,6 +36,8 @@ router = APIRouter()
 def stations_page(request: Request, principal: CurrentStaff, session: DbSession) -> HTMLResponse:
     country = request.query_params.get("country", "").upper()
     bureau = request.query_params.get("bureau", "")
+    if re.search(r"[\x00-\x1f\x7f]", bureau):  # no bureau has one; the database would refuse it
+        bureau = ""
     status = request.query_params.get("status", "")
     statement = select(Station).order_by(Station.country, Station.city_key)
     if country in COUNTRY_CODES:
@@ -157,9 +160,12 @@ def statistics_page(
         audit.record(session, principal.actor, "statistics.report")
 
     def bars(pairs: list[tuple[str, int]]) -> list[charts.Bar]:
+        # In the report, a category below the threshold is left out altogether: even "fewer than
+        # 3" would say that a handful of cases exist in that country or month.
         return [
-            charts.Bar(label.replace("_", " "), links.suppress(count, threshold) if printable else count)
+            charts.Bar(label.replace("_", " "), count)
             for label, count in pairs
+            if not printable or links.suppress(count, threshold) is not None
         ]
 
     suppressed_label = f"fewer than {threshold}"
@@ -194,9 +200,12 @@ def statistics_export(principal: CaseWorker, session: DbSession, context: Contex
         ("host_country", figures.by_country),
         ("month", figures.by_month),
     ):
+        # Categories below the threshold are left out altogether: a row saying "<3" for one
+        # country would itself say that a few cases exist there.
         for label, count in pairs:
-            shown = links.suppress(count, threshold)
-            writer.writerow([figure, label, shown if shown is not None else f"<{threshold}"])
+            if links.suppress(count, threshold) is not None:
+                writer.writerow([figure, label, count])
+    # Every station is listed, with or without cases, so "<3" does not tell 0 from 1 or 2.
     counts = links.case_counts_by_station(session, principal)
     for station in session.scalars(select(Station).order_by(Station.country, Station.city_key)):
         shown = links.suppress(counts.get(station.id, 0), threshold)

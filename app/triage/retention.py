@@ -71,17 +71,11 @@ def purge_expired(
             .with_for_update()
         )
     )
+    purged: list[tuple[uuid.UUID, str]] = []
     for tip in expired:
         reason = "rejected" if tip.status is TipStatus.REJECTED else "stale_new"
         attachment_ids = list(session.scalars(select(TipAttachment.id).where(TipAttachment.tip_id == tip.id)))
-        audit.record(
-            session,
-            audit.SYSTEM,
-            "tip.purge",
-            object_type="tip",
-            object_id=tip.id,
-            details={"reason": reason},
-        )
+        purged.append((tip.id, reason))
         session.delete(tip)
         for attachment_id in attachment_ids:
             after_commit(session, functools.partial(blobs.delete, attachment_id))
@@ -91,5 +85,17 @@ def purge_expired(
             report.rejected += 1
         else:
             report.stale_new += 1
+    # Every row change first (a deletion also updates the duplicates that point at a tip), the
+    # audit events last: row locks before the audit append, as in every transaction.
+    session.flush()
+    for tip_id, reason in purged:
+        audit.record(
+            session,
+            audit.SYSTEM,
+            "tip.purge",
+            object_type="tip",
+            object_id=tip_id,
+            details={"reason": reason},
+        )
     session.flush()
     return report

@@ -222,7 +222,7 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         contact_preference=answers.get("contact_preference", "receipt_only"),
         contact_details=answers.get("contact_details"),
         referral_consent=answers.get("referral_consent"),
-        duplicate_of=tip.duplicate_of_id,
+        duplicate_of=_visible_or_none(session, principal, tip.duplicate_of_id),
         verification_proposed_by=names.get(tip.verification_proposed_by_id) if tip.verification_proposed_by_id
         else None,
         attachments=attachments,
@@ -233,6 +233,13 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
                               detail=event.detail, happened_on=event.happened_on)
                  for event in history],
     )
+
+
+def _visible_or_none(session: Session, principal: Principal, tip_id: uuid.UUID | None) -> uuid.UUID | None:
+    """A linked tip's id, only when it exists for the viewer (it may sit in a restricted case)."""
+    if tip_id is None:
+        return None
+    return session.scalar(tips_visible_to(principal).with_only_columns(Tip.id).where(Tip.id == tip_id))
 
 
 def _note_view(note: TipNote, data_key: bytes, version: int, names: dict[uuid.UUID, str]) -> NoteView:

@@ -202,8 +202,10 @@ def reject(session: Session, principal: Principal, tip_id: uuid.UUID, reason: Re
 
 def add_note(session: Session, principal: Principal, tip_id: uuid.UUID, body: str,
              data_key: bytes) -> TipNote:
-    """A staff-only note, under the tip's data key (the caller has opened the tip)."""
+    """A staff-only note, under the tip's data key (the caller has opened the tip). Like every
+    other step, on a tip one works on: one's own, or any for a lead."""
     tip = load_for_update(session, principal, tip_id)
+    _require_hands_on(principal, tip)
     note_id = uuid.uuid4()
     note = TipNote(id=note_id, tip_id=tip.id, author_id=principal.account_id,
                    written_on=intake_service.today(),

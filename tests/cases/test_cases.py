@@ -170,3 +170,51 @@ def test_members_hold_the_key_and_a_case_keeps_one(
     assert b"CANARY" not in db_session.scalars(select(CaseNote)).one().body_encrypted
     assert lead.get(f"/api/v1/cases/{case_id}").json()["notes"][0]["body"] == "CANARY-CASE-NOTE"
     assert lead.post(f"/api/v1/cases/{case_id}/tips", json={"tip_id": str(uuid.uuid4())}).status_code == 422
+
+
+def test_an_outsider_cannot_take_over_a_case_and_hide_it(
+    signed_in: Client,
+    organisation: Organisation,
+    outsider: StaffMember,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+) -> None:
+    """Only members (or leads) change membership: otherwise a caseworker could add themselves,
+    restrict the case and remove everyone else, hiding the case and its reports."""
+    creator = signed_in(organisation[Role.CASEWORKER])
+    case_id = create(creator, [verified_tip(db_session, server_secrets)])["id"]
+    other = signed_in(outsider)
+    assert (
+        other.post(
+            f"/api/v1/cases/{case_id}/members", json={"account_id": str(outsider.account.id)}
+        ).status_code
+        == 403
+    )
+    assert (
+        other.delete(
+            f"/api/v1/cases/{case_id}/members/{organisation[Role.CASEWORKER].account.id}"
+        ).status_code
+        == 403
+    )
+    assert other.post(f"/api/v1/cases/{case_id}/restriction", json={"restricted": True}).status_code == 409
+    assert creator.get(f"/api/v1/cases/{case_id}").status_code == 200
+
+
+def test_a_report_in_a_restricted_case_is_not_counted_or_named_for_outsiders(
+    signed_in: Client,
+    organisation: Organisation,
+    outsider: StaffMember,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+) -> None:
+    hidden, shown = verified_tip(db_session, server_secrets), verified_tip(db_session, server_secrets)
+    lead = signed_in(organisation[Role.LEAD])
+    create(lead, [hidden], restricted=True)
+    open_case = create(lead, [shown])
+    assert lead.post(f"/api/v1/cases/{open_case['id']}/tips", json={"tip_id": str(hidden)}).status_code == 204
+    other = signed_in(outsider)
+    [listed] = other.get("/api/v1/cases").json()
+    assert listed["tip_count"] == 1
+    detail = other.get(f"/api/v1/cases/{open_case['id']}").json()
+    assert [tip["id"] for tip in detail["tips"]] == [str(shown)]
+    assert all(event["detail"] is None or "T-" not in event["detail"] for event in detail["timeline"])

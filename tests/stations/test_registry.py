@@ -76,6 +76,12 @@ def test_a_status_change_is_kept_in_the_history_with_its_source(db_session: Sess
         (HEADER + GOOD.replace("2022-09", "2022-13"), "line 2: first_reported must be YYYY-MM"),
         (HEADER + GOOD.replace("Safeguard Defenders report", ""), "line 2: at least one source is required"),
         (HEADER + GOOD + GOOD.replace("Dublin", "Cork").replace(",IE,", ",ZZ,"), "line 3: unknown country"),
+        (HEADER + GOOD.replace("Dublin", '"Rue de la Loi, Brussels"'), "line 2: city must be a city name"),
+        (HEADER + GOOD.replace("Dublin", "=HYPERLINK(1)"), "line 2: city must not start with '='"),
+        (HEADER + GOOD.replace("Dublin", "Dub\x01lin"), "line 2: city holds control characters"),
+        (HEADER + GOOD.replace("2022-09", "0000-01"), "line 2: first_reported must be a month between"),
+        (HEADER + GOOD.replace(",IE,", ",ß,"), "line 2: unknown country code"),
+        (HEADER + GOOD.replace("Dublin", "Straße" * 17), "line 2: city is longer than 100"),
     ],
 )
 def test_every_bad_row_is_named_by_line_and_nothing_is_written(
@@ -214,3 +220,16 @@ def test_demo_imports_the_seed(data_dir: Path) -> None:
         == 0
     )
     assert (data_dir / "demo.csv").read_text().count("\n") == 10
+
+
+def test_a_huge_number_or_a_nul_is_a_clean_refusal(signed_in: Client, organisation: Organisation) -> None:
+    huge = (
+        '[{"city": "Cork", "country": "IE", "operating_bureau": "x", "status": "reported", '
+        '"latitude": 1' + "0" * 400 + ', "longitude": 1, "source": "s"}]'
+    )
+    with pytest.raises(registry.ImportRefused):
+        registry.parse(huge.encode(), "json")
+    caseworker = signed_in(organisation[Role.CASEWORKER])
+    assert caseworker.get("/api/v1/stations", params={"bureau": "a\x00b"}).status_code == 422
+    assert caseworker.get("/api/v1/stations", params={"country": "\x00"}).status_code == 422
+    assert caseworker.get("/stations", params={"bureau": "a\x00b"}).status_code == 200

@@ -331,3 +331,14 @@ def test_members_reading_and_working_one_tip_at_once_never_deadlock_or_double_in
         assert session.scalar(select(func.count()).select_from(TipNote)) == 3
         assert session.scalar(select(func.count()).select_from(TipTag)) == 2  # tactic, city: once each
     database.engine.dispose()
+
+
+def test_notes_are_for_the_member_working_on_the_tip(
+        signed_in: Client, organisation: Organisation, second_caseworker: StaffMember,
+        tip: tuple[uuid.UUID, str]) -> None:
+    tip_id, _ = tip
+    assert signed_in(organisation[Role.CASEWORKER]).post(f"/api/v1/tips/{tip_id}/claim").status_code == 200
+    refused = signed_in(second_caseworker).post(f"/api/v1/tips/{tip_id}/notes", json={"body": "mine too"})
+    assert refused.status_code == 409
+    assert signed_in(organisation[Role.LEAD]).post(f"/api/v1/tips/{tip_id}/notes",
+                                                   json={"body": "a lead may"}).status_code == 201
