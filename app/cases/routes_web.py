@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import uuid
 
 from fastapi import APIRouter, Request
@@ -79,7 +80,7 @@ async def create_case(
     request: Request, principal: CaseWorker, session: DbSession, context: Context
 ) -> Response:
     fields = await read_form_values(request, context.settings)
-    if fields.get("csrf_token", [""])[0] != principal.csrf_token:
+    if not hmac.compare_digest(fields.get("csrf_token", [""])[0].encode(), principal.csrf_token.encode()):
         raise StaleForm
     first = {name: values[0] for name, values in fields.items() if values}
 
@@ -245,8 +246,10 @@ async def case_action(
         try:
             with session.begin_nested():
                 _run_case_action(session, principal, case_id, action, fields)
-        except (NotFound, DecryptionError):
+        except NotFound:
             raise
+        except DecryptionError:
+            raise IntegrityFailure from None
         except AppError as exc:
             return _case_page(
                 request, principal, session, case_id, error=exc.public_message, status_code=exc.status

@@ -142,8 +142,10 @@ async def tip_action(tip_id: uuid.UUID, action: str, request: Request, principal
         try:
             with session.begin_nested():  # a refused step leaves nothing half-done
                 _run_tip_action(session, principal, context, tip_id, action, fields)
-        except (NotFound, DecryptionError):
+        except NotFound:
             raise
+        except DecryptionError:
+            raise IntegrityFailure from None
         except AppError as exc:
             return _tip_page(request, principal, session, tip_id, error=exc.public_message,
                              status_code=exc.status)
