@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import CaseWorker, StationManager
-from app.auth.service import Principal
 from app.cases import service
 from app.cases.schemas import (
     CaseCreate,
@@ -55,22 +52,12 @@ async def create_case(
     return await run_in_threadpool(create)
 
 
-def detail_with_links(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
-    try:
-        detail = service.read_case(session, principal, case_id)
-        case, data_key = service.load_case(session, principal, case_id)
-        detail.station_links = [
-            StationLinkView(**dataclasses.asdict(link))
-            for link in links.links_of_case(session, case, data_key)
-        ]
-    except DecryptionError:
-        raise IntegrityFailure from None
-    return detail
-
-
 @router.get("/{case_id}", response_model=CaseDetail)
 def read_case(case_id: uuid.UUID, principal: CaseWorker, session: DbSession) -> CaseDetail:
-    return detail_with_links(session, principal, case_id)
+    try:
+        return service.read_case(session, principal, case_id)
+    except DecryptionError:
+        raise IntegrityFailure from None
 
 
 @router.post("/{case_id}/stations", response_model=StationLinkView, status_code=201)
@@ -85,7 +72,7 @@ async def propose_station_link(
         )
         return next(
             view
-            for view in detail_with_links(session, principal, case_id).station_links
+            for view in service.read_case(session, principal, case_id).station_links
             if view.id == link.id
         )
 

@@ -135,8 +135,6 @@ def _case_page(
 ) -> HTMLResponse:
     try:
         case = service.read_case(session, principal, case_id)
-        row, data_key = service.load_case(session, principal, case_id)
-        station_links = links.links_of_case(session, row, data_key)
     except DecryptionError:
         raise IntegrityFailure from None
     candidates = list(
@@ -159,7 +157,7 @@ def _case_page(
         next_statuses=[status.value for status in service.NEXT_STATUSES[CaseStatus(case.status)]],
         addable=[account for account in candidates if account.username not in members],
         member_accounts=[account for account in candidates if account.username in members],
-        station_links=station_links,
+        station_links=case.station_links,
         stations=list(session.scalars(select(Station).order_by(Station.country, Station.city_key))),
         relations=[relation.value for relation in LinkRelation],
         confidences=[confidence.value for confidence in Confidence],

@@ -41,6 +41,7 @@ from app.cases.schemas import (
     CaseNoteView,
     CaseSummary,
     CaseTipView,
+    StationLinkView,
 )
 from app.crypto import envelope, human_codes
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -48,6 +49,7 @@ from app.intake.models import Tip, TipStatus
 from app.keys.models import IntakeKeyGrant
 from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.stations.models import LINK_EVIDENCE, CaseStationLink, Station
 from app.triage.repository import tips_readable_by
 
 CASE_REF_BITS = 40
@@ -153,10 +155,17 @@ def load_case(session: Session, principal: Principal, case_id: uuid.UUID, *,
     if for_update:
         statement = statement.with_for_update().execution_options(populate_existing=True)
     case = session.scalars(statement).first()
-    intake_private = principal.intake_private_key(case.intake_key_version) if case else None
-    if case is None or intake_private is None:
+    if case is None:
         raise NotFound
-    return case, CASE_DATA_KEY.open(
+    return case, _case_key(principal, case)
+
+
+def _case_key(principal: Principal, case: Case) -> bytes:
+    """The case's data key, unwrapped with the caller's intake key of its version."""
+    intake_private = principal.intake_private_key(case.intake_key_version)
+    if intake_private is None:
+        raise NotFound
+    return CASE_DATA_KEY.open(
         intake_private, case.sealed_data_key, row_id=str(case.id), key_version=case.intake_key_version
     )
 
@@ -327,12 +336,44 @@ def list_cases(session: Session, principal: Principal, limit: int = 200) -> list
     )
     summaries = []
     for case in cases:
-        _, data_key = load_case(session, principal, case.id)
+        # Already scoped by the query above: no second lookup per row.
+        data_key = _case_key(principal, case)
         title = CASE_TITLE.open(
             data_key, case.title_encrypted, row_id=str(case.id), key_version=case.intake_key_version
         ).decode()
         summaries.append(_summary(case, title, tactics[case.id], int(counts.get(case.id, 0))))
     return summaries
+
+
+def link_row_id(case_id: uuid.UUID, link_id: uuid.UUID) -> str:
+    """The row id a station link's evidence is bound to: the link *and* its case."""
+    return f"{case_id}/{link_id}"
+
+
+def _station_links(session: Session, case: Case, data_key: bytes) -> list[StationLinkView]:
+    rows = session.execute(
+        select(CaseStationLink, Station.city, Station.country, StaffAccount.username)
+        .join(Station, Station.id == CaseStationLink.station_id)
+        .outerjoin(StaffAccount, StaffAccount.id == CaseStationLink.proposed_by_id)
+        .where(CaseStationLink.case_id == case.id)
+        .order_by(Station.city)
+    ).all()
+    return [
+        StationLinkView(
+            id=link.id,
+            station_id=link.station_id,
+            station=f"{city}, {country}",
+            relation=link.relation.value,
+            confidence=link.confidence.value,
+            evidence=LINK_EVIDENCE.open(
+                data_key, link.evidence_encrypted, row_id=link_row_id(case.id, link.id),
+                key_version=case.intake_key_version,
+            ).decode(),
+            proposed_by=username,
+            confirmed=link.confirmed_on is not None,
+        )
+        for link, city, country, username in rows
+    ]
 
 
 def read_case(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
@@ -415,4 +456,5 @@ def read_case(session: Session, principal: Principal, case_id: uuid.UUID) -> Cas
             )
             for event in timeline
         ],
+        station_links=_station_links(session, case, data_key),
     )

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app.crypto import human_codes
+from app.db import READ_ONLY_OPTION
 from app.errors import AppError
 from app.intake import report_form, service
 from app.intake.models import MessageAuthor, TipStatus
@@ -115,6 +116,8 @@ def _station_choices(context: Context, language: Language) -> list[tuple[str, st
     """The registry's stations as a submitter may name them: city and country, no case data."""
     countries = dict(_countries(language))
     with context.database.transaction() as session:
+        # Read-only: a page view must not take SQLite's write lock (BEGIN IMMEDIATE).
+        session.connection(execution_options={READ_ONLY_OPTION: True})
         stations = session.execute(select(Station.id, Station.city, Station.country)
                                    .order_by(Station.country, Station.city_key)).all()
     return [(str(station_id), f"{city}, {countries.get(country, country)}")
@@ -253,11 +256,21 @@ async def _open_with_receipt(request: Request, session: DbSession, context: Cont
                                    receipt_pepper=context.secrets.receipt_pepper)
 
 
-async def _followup_fields(request: Request, context: Context) -> dict[str, list[str]] | HTMLResponse:
+ReceiptPost = tuple[dict[str, list[str]], service.ReceiptHolder]
+
+
+async def _receipt_post(request: Request, session: DbSession, context: Context) -> ReceiptPost | HTMLResponse:
+    """A follow-up form's fields and the report its receipt opens; otherwise the receipt page,
+    with the same 401 for every receipt that opens nothing."""
     try:
-        return await read_form_values(request, context.settings)
+        fields = await read_form_values(request, context.settings)
     except AppError as exc:
         return _followup_start(request, errors=[exc.public_message], status_code=exc.status)
+    holder = await _open_with_receipt(request, session, context, fields)
+    if holder is None:
+        return _followup_start(request, typed=_first(fields, "receipt")[:100],
+                               errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    return fields, holder
 
 
 @router.get("/followup", response_class=HTMLResponse)
@@ -267,38 +280,32 @@ def followup_start(request: Request) -> HTMLResponse:
 
 @router.post("/followup", response_class=HTMLResponse)
 async def followup(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    fields = await _followup_fields(request, context)
-    if isinstance(fields, HTMLResponse):
-        return fields
-    holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
-        return _followup_start(request, typed=_first(fields, "receipt")[:100],
-                               errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    opened = await _receipt_post(request, session, context)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    fields, holder = opened
     return _followup_page(request, holder, _first(fields, "receipt"))
 
 
 @router.post("/receipt", response_class=HTMLResponse)
 async def receipt_again(request: Request, session: DbSession, context: Context) -> HTMLResponse:
     """The receipt page again, in another language (its language buttons post here)."""
-    fields = await _followup_fields(request, context)
-    if isinstance(fields, HTMLResponse):
-        return fields
-    holder = await _open_with_receipt(request, session, context, fields)
+    opened = await _receipt_post(request, session, context)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    fields, holder = opened
     digits = normalize_receipt(_first(fields, "receipt"))
-    if holder is None or digits is None:
-        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    assert digits is not None  # noqa: S101 - a receipt that opened a report normalises
     # Shown as the service writes receipts, not as it was typed.
     return _receipt_page(request, human_codes.group(digits), urgent=holder.tip.urgent)
 
 
 @router.post("/followup/reply", response_class=HTMLResponse)
 async def followup_reply(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    fields = await _followup_fields(request, context)
-    if isinstance(fields, HTMLResponse):
-        return fields
-    holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
-        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    opened = await _receipt_post(request, session, context)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    fields, holder = opened
     receipt, body = _first(fields, "receipt"), _first(fields, "body").strip()
     if not body or len(body) > MESSAGE_MAX_CHARS:
         return _followup_page(request, holder, receipt, errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
@@ -357,18 +364,15 @@ def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
 @router.post("/followup/delete", response_class=HTMLResponse)
 async def followup_delete(request: Request, session: DbSession, context: Context) -> HTMLResponse:
     """Without ``confirm=yes``: a page that asks. With it: the report is crypto-shredded."""
-    fields = await _followup_fields(request, context)
-    if isinstance(fields, HTMLResponse):
-        return fields
-    holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
-        return _followup_start(request, errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+    opened = await _receipt_post(request, session, context)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    fields, holder = opened
     if _first(fields, "confirm") != "yes":
         return render_page(request, "intake/followup_delete.html", receipt=_first(fields, "receipt"),
                            language_path="/followup")
     await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
     return render_page(request, "intake/followup_deleted.html", language_path="/followup")
-
 
 
 

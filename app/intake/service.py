@@ -7,6 +7,7 @@ never stores an IP address, a User-Agent, a file name or a time finer than the d
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import functools
 import json
@@ -167,7 +168,7 @@ class AttachmentWriter:
 
 
 @dataclass
-class UploadDraft:
+class UploadDraft(abc.ABC):
     """Files being received, each encrypted as it streams in, before the request says
     which tip they belong to (or before the receipt that names it is checked)."""
 
@@ -176,9 +177,9 @@ class UploadDraft:
     server_secrets: ServerSecrets = field(repr=False)
     attachments: list[AttachmentWriter] = field(default_factory=list)
 
+    @abc.abstractmethod
     def _writer_key(self) -> bytes:
         """The data key a new file is encrypted under."""
-        raise NotImplementedError
 
     def open_attachment(self, session: Session, blob_store: BlobStorage, *, settings: Settings,
                         content_type: str | None) -> AttachmentWriter:

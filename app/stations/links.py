@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
-from app.auth.models import StaffAccount
 from app.auth.permissions import Permission
 from app.auth.service import Principal
 from app.cases import service as case_service
 from app.cases.models import Case, CaseTactic
 from app.cases.repository import cases_visible_to
+from app.cases.service import link_row_id
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, LinkRelation, Station
 
@@ -35,10 +35,6 @@ from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, Link
 class SameMemberConfirms(Conflict):
     code = "two_person_rule"
     public_message = "A link must be confirmed by a different member than the one who proposed it."
-
-
-def link_row_id(case_id: uuid.UUID, link_id: uuid.UUID) -> str:
-    return f"{case_id}/{link_id}"
 
 
 def propose_link(
@@ -118,46 +114,6 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         object_id=case.id,
         details={"station": str(link.station_id), "relation": link.relation.value},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class LinkView:
-    id: uuid.UUID
-    station_id: uuid.UUID
-    station: str
-    relation: str
-    confidence: str
-    evidence: str
-    proposed_by: str | None
-    confirmed: bool
-
-
-def links_of_case(session: Session, case: Case, data_key: bytes) -> list[LinkView]:
-    rows = session.execute(
-        select(CaseStationLink, Station.city, Station.country, StaffAccount.username)
-        .join(Station, Station.id == CaseStationLink.station_id)
-        .outerjoin(StaffAccount, StaffAccount.id == CaseStationLink.proposed_by_id)
-        .where(CaseStationLink.case_id == case.id)
-        .order_by(Station.city)
-    ).all()
-    return [
-        LinkView(
-            id=link.id,
-            station_id=link.station_id,
-            station=f"{city}, {country}",
-            relation=link.relation.value,
-            confidence=link.confidence.value,
-            evidence=LINK_EVIDENCE.open(
-                data_key,
-                link.evidence_encrypted,
-                row_id=link_row_id(case.id, link.id),
-                key_version=case.intake_key_version,
-            ).decode(),
-            proposed_by=username,
-            confirmed=link.confirmed_on is not None,
-        )
-        for link, city, country, username in rows
-    ]
 
 
 def _visible_confirmed_links(principal: Principal):  # type: ignore[no-untyped-def]  # a subquery

@@ -17,7 +17,7 @@ from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
 from app.crypto.errors import DecryptionError
 from app.errors import AppError, IntegrityFailure, InvalidInput, NotFound
-from app.intake.models import RejectionReason, TipStatus
+from app.intake.models import RejectionReason, Tip, TipStatus
 from app.intake.taxonomy import Tactic
 from app.keys.models import IntakeKeyGrant
 from app.triage import service, workflow
@@ -68,7 +68,8 @@ def _tip_page(request: Request, principal: Principal, session: Session, tip_id: 
         duplicates = service.duplicate_candidates(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None
-    version = service.open_tip(session, principal, tip_id)[0].intake_key_version
+    # The row read_tip loaded (no second unwrap of its data key).
+    version = session.get_one(Tip, tip_id).intake_key_version
     return render_staff_page(
         request, "staff/tip.html", principal=principal, tip=tip, duplicates=duplicates, error=error,
         status_code=status_code, is_lead=principal.can(Permission.LEAD_TRIAGE),
