@@ -68,7 +68,7 @@ def populate(database: Database, count: int, caseworker_id: uuid.UUID,
                 assignee = caseworker_id if status in (TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO) and \
                     rng.random() < 0.3 else None
                 tips.append((tip_id, "T-" + tip_id.hex[:12].upper(), status.value, rng.random() < 0.05,
-                             received, received, 1, os.urandom(64), os.urandom(64), os.urandom(64),
+                             received, received, 1, 1, os.urandom(64), os.urandom(64), os.urandom(64),
                              os.urandom(32), os.urandom(32), os.urandom(32), assignee, indexed))
                 if indexed:
                     for tactic in rng.sample(TACTICS, 2):
@@ -76,10 +76,10 @@ def populate(database: Database, count: int, caseworker_id: uuid.UUID,
                     tip_tags.append((tip_id, tags.tag(key, "country", rng.choice(["IE", "NL", "DE", "US"]))))
             cursor.executemany(
                 "INSERT INTO tips (id, ref, status, urgent, received_on, last_activity_on, "
-                "intake_key_version, "
+                "intake_key_version, content_key_version, "
                 "sealed_data_key, narrative_encrypted, answers_encrypted, receipt_lookup_hash, "
                 "receipt_public_key, receipt_public_key_mac, assignee_id, indexed, submitter_activity) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false)", tips)
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, false)", tips)
             cursor.executemany("INSERT INTO tip_tags (tip_id, tag) VALUES (%s, %s)", tip_tags)
             raw.commit()
         cursor.execute("ANALYZE")

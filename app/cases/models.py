@@ -48,7 +48,10 @@ class Case(Base):
     closed_on: Mapped[dt.date | None] = mapped_column(Date)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+    # As on tips (app.intake.models): the version sealing the data key now, and the one
+    # bound into the content's AAD since the case was created.
     intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    content_key_version: Mapped[int] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     title_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     summary_encrypted: Mapped[bytes] = mapped_column(LargeBinary)

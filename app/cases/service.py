@@ -127,6 +127,7 @@ def create_case(
         created_on=today(),
         created_by_id=principal.account_id,
         intake_key_version=version,
+        content_key_version=version,
         sealed_data_key=CASE_DATA_KEY.seal(intake_public, data_key, row_id=row_id, key_version=version),
         title_encrypted=CASE_TITLE.seal(data_key, request.title.encode(), row_id=row_id, key_version=version),
         summary_encrypted=CASE_SUMMARY.seal(
@@ -247,7 +248,7 @@ def change_status(
                 fields=[{"field": "resolution_note", "message": "required to close"}],
             )
         case.resolution_encrypted = CASE_RESOLUTION.seal(
-            data_key, resolution_note.encode(), row_id=str(case.id), key_version=case.intake_key_version
+            data_key, resolution_note.encode(), row_id=str(case.id), key_version=case.content_key_version
         )
         case.closed_on = today()
     previous = case.status
@@ -278,7 +279,7 @@ def add_note(session: Session, principal: Principal, case_id: uuid.UUID, body: s
             data_key,
             body.encode(),
             row_id=case_note_row_id(case.id, note_id),
-            key_version=case.intake_key_version,
+            key_version=case.content_key_version,
         ),
     )
     session.add(note)
@@ -339,7 +340,7 @@ def list_cases(session: Session, principal: Principal, limit: int = 200) -> list
         # Already scoped by the query above: no second lookup per row.
         data_key = _case_key(principal, case)
         title = CASE_TITLE.open(
-            data_key, case.title_encrypted, row_id=str(case.id), key_version=case.intake_key_version
+            data_key, case.title_encrypted, row_id=str(case.id), key_version=case.content_key_version
         ).decode()
         summaries.append(_summary(case, title, tactics[case.id], int(counts.get(case.id, 0))))
     return summaries
@@ -367,7 +368,7 @@ def _station_links(session: Session, case: Case, data_key: bytes) -> list[Statio
             confidence=link.confidence.value,
             evidence=LINK_EVIDENCE.open(
                 data_key, link.evidence_encrypted, row_id=link_row_id(case.id, link.id),
-                key_version=case.intake_key_version,
+                key_version=case.content_key_version,
             ).decode(),
             proposed_by=username,
             confirmed=link.confirmed_on is not None,
@@ -379,7 +380,7 @@ def _station_links(session: Session, case: Case, data_key: bytes) -> list[Statio
 def read_case(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
     case, data_key = load_case(session, principal, case_id)
     audit.record(session, principal.actor, "case.read", object_type="case", object_id=case.id)
-    row_id, version = str(case.id), case.intake_key_version
+    row_id, version = str(case.id), case.content_key_version
     tips = list(
         session.scalars(
             tips_readable_by(principal)

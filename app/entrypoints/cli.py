@@ -10,7 +10,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -24,14 +24,18 @@ from app.audit.checkpoint import parse_verifier_key, verifier_key
 from app.audit.offline import verify_export
 from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
+from app.auth.permissions import Permission, role_has
+from app.auth.service import account_actor, authenticate
 from app.blobs import blob_storage_for
 from app.config import Settings, load_settings
+from app.crypto import sealing
 from app.crypto.errors import DecryptionError
 from app.db import READ_ONLY_OPTION, Database
 from app.entrypoints import backup as backup_module
 from app.entrypoints import doctor
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.demo import create_demo, read_credentials
+from app.keys import rotation
 from app.keys.organisation import OrganisationExists, init_organisation
 from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
@@ -42,6 +46,13 @@ from app.triage import retention
 
 def _data_dir(value: str) -> Path:
     return Path(value).expanduser().resolve()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -118,7 +129,88 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
         reason = "the recovery key did not open the intake key" if isinstance(exc, DecryptionError) else exc
         print(f"daylight: {reason}; nothing changed.", file=sys.stderr)
         return 1
+    finally:
+        database.engine.dispose()
     print(f"Granted the intake key to {args.username}. It takes effect at their next login.")
+    return 0
+
+
+def _read_login() -> tuple[str, str]:
+    """A key holder's password and one-time code: prompted on a terminal, else two lines of stdin."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: "), getpass.getpass("One-time code: ")
+    return sys.stdin.readline().rstrip("\n"), sys.stdin.readline().strip()
+
+
+def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server_secrets: ServerSecrets,
+                            database: Database) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
+    """Open the key `keys rotate` moves away from: with a lead's login, or the recovery key."""
+    if args.username is None:
+        recovery_key = _read_recovery_key()
+        try:
+            with database.transaction() as session:
+                return rotation.unlock_with_recovery_key(session, recovery_key), audit.SYSTEM
+        except (ValueError, DecryptionError) as exc:
+            raise rotation.RotationRefused("the recovery key did not open the intake key") from exc
+    password, otp = _read_login()
+    # The staff login's own check (lockout, one-time code, audit), in a transaction of its own:
+    # a refused attempt is counted and recorded like one at the login page.
+    with database.transaction() as session:
+        found = authenticate(session, username=args.username, password=password, otp=otp,
+                             settings=settings, totp_key=server_secrets.totp_key)
+    if found is None:
+        raise rotation.RotationRefused("the login was refused")
+    account, keys = found
+    if not role_has(account.role, Permission.MANAGE_KEY_GRANTS):
+        raise rotation.RotationRefused("only a lead rotates the intake key")
+    return keys.intake, account_actor(account)
+
+
+def _progress_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    line = f"re-sealing data keys [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+    if sys.stderr.isatty():
+        print(f"\r{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    elif done == total or (total and done * 10 // total != (done - 1) * 10 // total):
+        print(line, file=sys.stderr, flush=True)  # a line per tenth when logged, not a redraw
+
+
+def _print_new_recovery_key(started: rotation.Rotation) -> None:
+    if started.recovery_key is None:
+        print(f"Resuming the rotation from intake key version {started.from_version} "
+              f"to {started.to_version}.")
+        return
+    print(f"Created intake key version {started.to_version}.\n")
+    print("NEW RECOVERY KEY (shown once; print it, store it offline, never on this server):\n")
+    print(f"    {started.recovery_key}\n")
+    print(f"The recovery key of version {started.from_version} stops working when the rotation ends.",
+          flush=True)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """A new intake key pair, every data key re-sealed to it, the old key destroyed (resumable)."""
+    settings = load_settings(args.data_dir)
+    server_secrets = load_server_secrets(settings.secrets_dir)
+    database = Database.from_settings(settings)
+    try:
+        unlocked, actor = _unlock_rotation_source(args, settings, server_secrets, database)
+        report = rotation.run(database, unlocked, actor, key_integrity_key=server_secrets.key_integrity_key,
+                              batch_size=args.batch_size, on_started=_print_new_recovery_key,
+                              progress=_progress_bar)
+    except rotation.RotationRefused as exc:
+        print(f"daylight: {exc}; nothing changed.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndaylight: interrupted; run the same command again to resume the rotation.",
+              file=sys.stderr)
+        return 130
+    finally:
+        database.engine.dispose()
+    counts = ", ".join(f"{count} {name}" for name, count in report.resealed.items())
+    print(f"Rotated the intake key from version {report.from_version} to {report.to_version}: "
+          f"re-sealed {counts}. Version {report.from_version} is destroyed; {report.holders} members "
+          f"hold version {report.to_version} and use it from their next login.")
     return 0
 
 
@@ -377,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--data-dir", type=_data_dir, required=True)
     recover.add_argument("--username", required=True)
     recover.set_defaults(run=cmd_keys_recover)
+    rotate = keys.add_parser("rotate", help="a new intake key, every data key re-sealed to it, the old one "
+                                            "destroyed; resumable (recovery key, or a lead's password and "
+                                            "one-time code, from stdin)")
+    rotate.add_argument("--data-dir", type=_data_dir, required=True)
+    rotate.add_argument("--username", help="a lead who holds the key (default: use the recovery key)")
+    rotate.add_argument("--batch-size", type=_positive_int, default=rotation.DEFAULT_BATCH_SIZE,
+                        help="data keys re-sealed per transaction")
+    rotate.set_defaults(run=cmd_keys_rotate)
     accounts = commands.add_parser("accounts", help="staff accounts").add_subparsers(
         dest="accounts_command", required=True)
     invite = accounts.add_parser("invite", help="create an account and print its activation link")

@@ -29,6 +29,15 @@ MESSAGE_BODY = EnvelopeColumn("tip_messages", "body_encrypted")
 MESSAGE_FOR_SUBMITTER = SealedColumn("tip_messages", "body_for_submitter")
 
 
+# Two key versions on every row with a data key sealed to the intake key:
+# ``intake_key_version`` says which intake key opens the sealed data key and
+# changes when `daylight keys rotate` re-seals it; ``content_key_version`` is the
+# version the row was written under, bound into the AAD of everything encrypted
+# under the data key (and its notes), and never changes: rotation re-seals the
+# data key, not the content, so no ciphertext is re-encrypted and no AAD moves.
+# Not a foreign key: the intake key it names is destroyed at the end of a rotation.
+
+
 def message_row_id(tip_id: uuid.UUID, message_id: uuid.UUID) -> str:
     """The row id a message's ciphertexts are bound to: the message *and* its tip.
 
@@ -77,7 +86,10 @@ class Tip(Base):
     received_on: Mapped[dt.date] = mapped_column(Date)
     last_activity_on: Mapped[dt.date] = mapped_column(Date)
 
+    # The intake key version the data key is sealed to now: `daylight keys rotate` moves it.
     intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    # The version bound into the AAD of everything under the data key (see the note above message_row_id).
+    content_key_version: Mapped[int] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     narrative_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     answers_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
@@ -129,6 +141,7 @@ class TipAttachment(Base):
     added_on: Mapped[dt.date] = mapped_column(Date)
     # Only for files added at follow-up (FOLLOWUP_ATTACHMENT_KEY); None: the tip's data key.
     intake_key_version: Mapped[int | None] = mapped_column(ForeignKey("intake_keys.version"))
+    content_key_version: Mapped[int | None] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="attachments")
@@ -147,6 +160,7 @@ class TipMessage(Base):
     )
     sent_on: Mapped[dt.date] = mapped_column(Date)
     intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    content_key_version: Mapped[int] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     body_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     body_for_submitter: Mapped[bytes | None] = mapped_column(LargeBinary)

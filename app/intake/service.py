@@ -244,6 +244,7 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
         received_on=today(),
         last_activity_on=today(),
         intake_key_version=version,
+        content_key_version=version,
         sealed_data_key=TIP_DATA_KEY.seal(draft.intake_public, draft.data_key, row_id=row_id,
                                           key_version=version),
         narrative_encrypted=TIP_NARRATIVE.seal(draft.data_key, submission.narrative.encode(),
@@ -285,6 +286,7 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
         session.add(TipAttachment(
             id=writer.attachment_id, tip_id=tip.id, added_on=today(),
             intake_key_version=version,
+            content_key_version=version,
             sealed_data_key=FOLLOWUP_ATTACHMENT_KEY.seal(
                 draft.intake_public, writer.data_key,
                 row_id=attachment_row_id(tip.id, writer.attachment_id), key_version=version),
@@ -391,6 +393,7 @@ def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
         author_account_id=author_account_id,
         sent_on=today(),
         intake_key_version=intake_key.version,
+        content_key_version=intake_key.version,
         sealed_data_key=MESSAGE_DATA_KEY.seal(intake_public, data_key, row_id=row_id,
                                               key_version=intake_key.version),
         body_encrypted=MESSAGE_BODY.seal(data_key, body.encode(), row_id=row_id,

@@ -13,6 +13,9 @@ from app.db import Base
 # recovery key printed once by `daylight init`), and to each cleared member.
 INTAKE_KEY_RECOVERY_WRAP = SealedColumn("intake_keys", "recovery_wrapped_private_key")
 INTAKE_KEY_GRANT = SealedColumn("intake_key_grants", "sealed_private_key")
+# During a rotation, the new intake private key sealed to the old intake public key:
+# whoever can open the old key (recovery key or a holder) can resume the rotation.
+ROTATION_SUCCESSOR_KEY = SealedColumn("intake_key_rotations", "sealed_successor_key")
 
 
 class IntakeKey(Base):
@@ -44,3 +47,19 @@ class IntakeKeyGrant(Base):
         ForeignKey("staff_accounts.id", ondelete="SET NULL")
     )
     granted_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class IntakeKeyRotation(Base):
+    """A rotation in progress from one intake key version to the next (`app.keys.rotation`).
+
+    Its row exists from the moment the new key is created until the old key is destroyed;
+    an interrupted rotation is resumed from it. At most one at a time.
+    """
+
+    __tablename__ = "intake_key_rotations"
+
+    to_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), primary_key=True,
+                                            autoincrement=False)
+    from_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), unique=True)
+    sealed_successor_key: Mapped[bytes] = mapped_column(LargeBinary)
+    started_on: Mapped[dt.date] = mapped_column(Date)

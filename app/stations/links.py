@@ -73,7 +73,7 @@ def propose_link(
             data_key,
             evidence.encode(),
             row_id=link_row_id(case.id, link_id),
-            key_version=case.intake_key_version,
+            key_version=case.content_key_version,
         ),
         proposed_by_id=principal.account_id,
         proposed_on=dt.datetime.now(dt.UTC).date(),

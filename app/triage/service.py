@@ -177,11 +177,11 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         # in opposite orders.
         session.scalars(select(Tip).where(Tip.id == tip.id).with_for_update()
                         .execution_options(populate_existing=True)).one()
-    version = tip.intake_key_version
+    version = tip.content_key_version
     row_id = str(tip.id)
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,
                                           key_version=version))
-    intake_private = principal.intake_private_key(version)
+    intake_private = principal.intake_private_key(tip.intake_key_version)
     assert intake_private is not None  # noqa: S101 - open_tip found it
     tags.index_tip(session, tip, answers, intake_private)
     if tip.submitter_activity and tip.assignee_id in (None, principal.account_id):
@@ -261,7 +261,7 @@ def duplicate_candidates(session: Session, principal: Principal,
     tip, data_key = open_tip(session, principal, tip_id)
     audit.record(session, principal.actor, "tip.duplicates", object_type="tip", object_id=tip.id)
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
-                                          key_version=tip.intake_key_version))
+                                          key_version=tip.content_key_version))
     labels = tags.labels_of(answers)
     places = [(kind, value) for kind, value in labels if kind in ("city", "station")]
     tactics = [(kind, value) for kind, value in labels if kind == "tactic"]
@@ -295,27 +295,28 @@ def duplicate_candidates(session: Session, principal: Principal,
 
 def attachment_key(principal: Principal, tip: Tip, tip_data_key: bytes,
                    attachment: TipAttachment) -> tuple[bytes, int]:
-    """The data key of an attachment and its key version: the tip's, or for a file added at
-    follow-up its own, sealed to the intake key and bound to this tip."""
-    if attachment.sealed_data_key is None or attachment.intake_key_version is None:
-        return tip_data_key, tip.intake_key_version
+    """The data key of an attachment and the key version its content is bound to: the tip's,
+    or for a file added at follow-up its own, sealed to the intake key and bound to this tip."""
+    if (attachment.sealed_data_key is None or attachment.intake_key_version is None
+            or attachment.content_key_version is None):
+        return tip_data_key, tip.content_key_version
     intake_private = principal.intake_private_key(attachment.intake_key_version)
     if intake_private is None:
         raise NotFound
     key = FOLLOWUP_ATTACHMENT_KEY.open(intake_private, attachment.sealed_data_key,
                                        row_id=attachment_row_id(tip.id, attachment.id),
                                        key_version=attachment.intake_key_version)
-    return key, attachment.intake_key_version
+    return key, attachment.content_key_version
 
 
 def _open_message(principal: Principal, message: TipMessage) -> StaffMessage:
     row_id = message_row_id(message.tip_id, message.id)
-    version = message.intake_key_version
-    intake_private = principal.intake_private_key(version)
+    intake_private = principal.intake_private_key(message.intake_key_version)
     if intake_private is None:
         raise NotFound
     data_key = MESSAGE_DATA_KEY.open(intake_private, message.sealed_data_key, row_id=row_id,
-                                     key_version=version)
-    body = MESSAGE_BODY.open(data_key, message.body_encrypted, row_id=row_id, key_version=version)
+                                     key_version=message.intake_key_version)
+    body = MESSAGE_BODY.open(data_key, message.body_encrypted, row_id=row_id,
+                             key_version=message.content_key_version)
     return StaffMessage(id=message.id, author=message.author, sent_on=message.sent_on,
                         body=body.decode())

@@ -210,7 +210,7 @@ def add_note(session: Session, principal: Principal, tip_id: uuid.UUID, body: st
     note = TipNote(id=note_id, tip_id=tip.id, author_id=principal.account_id,
                    written_on=intake_service.today(),
                    body_encrypted=NOTE_BODY.seal(data_key, body.encode(), row_id=note_row_id(tip.id, note_id),
-                                                 key_version=tip.intake_key_version))
+                                                 key_version=tip.content_key_version))
     session.add(note)
     record_step(session, principal, tip, "note")
     session.flush()
