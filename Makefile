@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/http_paths.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/triage_queue.py
+	$(BIN)/python bench/key_rotation.py
 
 screenshots: $(STAMP)
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q
