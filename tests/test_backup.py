@@ -91,3 +91,20 @@ def test_a_damaged_backup_or_an_occupied_target_is_refused(
     assert cli.main(["restore", "--from", str(backup_dir), "--data-dir", str(target)]) == 1
     assert "does not match its checksum" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_a_backup_names_the_secrets_it_could_not_copy_because_the_environment_holds_them(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = demo_organisation(data_dir, None, monkeypatch)
+    pepper = (source / "secrets" / "receipt_pepper").read_text().strip()
+    monkeypatch.setenv("DAYLIGHT_SECRET_RECEIPT_PEPPER", pepper)
+    (source / "secrets" / "receipt_pepper").unlink()
+    capsys.readouterr()
+    assert cli.main(["backup", "--data-dir", str(source), "--output", str(data_dir / "backup")]) == 0
+    manifest = json.loads((data_dir / "backup" / "manifest.json").read_text())
+    assert manifest["secrets_from_environment"] == ["receipt_pepper"]
+    assert "secrets/receipt_pepper" not in manifest["files"]
+    err = capsys.readouterr().err
+    assert "receipt_pepper" in err
+    assert pepper not in err

@@ -29,6 +29,7 @@ from sqlalchemy import inspect
 
 from app.config import DATA_DIR_ENV_FILE, Settings
 from app.db import Database
+from app.keys.server_secrets import SECRET_NAMES, secret_from_environment
 from app.schema import migration_heads
 
 FORMAT = "daylight-backup/v1"
@@ -131,6 +132,9 @@ def backup(settings: Settings, output: Path) -> dict[str, object]:
         "database": kind,
         "migration_heads": sorted(migration_heads()),
         "files": files,
+        # Secrets the environment supplies are not in `secrets/`, so not in this backup: without
+        # them a restore opens nothing. Named here (never their values) so the operator knows.
+        "secrets_from_environment": [name for name in SECRET_NAMES if secret_from_environment(name)],
     }
     (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     (output / MANIFEST).chmod(0o600)

@@ -347,6 +347,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     files = manifest["files"]
     print(f"backed up the {manifest['database']} database and {len(files)} files "  # type: ignore[arg-type]
           f"to {args.output} (with a manifest of checksums). It holds the server's secrets: keep it offline.")
+    from_environment = manifest["secrets_from_environment"]
+    if from_environment:
+        print(f"daylight: not in the backup, because the environment supplies them: "
+              f"{', '.join(from_environment)}. Back them up yourself: a restore opens nothing "  # type: ignore[arg-type]
+              f"without them.", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,19 @@ from app.audit import service as audit_service
 from app.audit.models import AuditEvent
 from app.config import Environment, Settings
 from app.db import READ_ONLY_OPTION, Database
-from app.keys.models import IntakeKey, IntakeKeyGrant
-from app.keys.server_secrets import load_server_secrets
+from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.keys.server_secrets import (
+    ENV_PREFIX,
+    SECRET_BYTES,
+    SECRET_NAMES,
+    InvalidServerSecret,
+    load_server_secrets,
+    read_server_secret,
+    secret_env_var,
+    secret_from_environment,
+)
 from app.schema import migration_heads
 
-SECRET_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
 CLOCK_SLACK = dt.timedelta(minutes=5)
 
 
@@ -48,47 +57,94 @@ def _private(path: Path) -> bool:
 
 
 def check_secrets(settings: Settings) -> list[Finding]:
-    findings = []
+    findings: list[Finding] = []
     secrets_dir = settings.secrets_dir
-    if not secrets_dir.is_dir():
+    from_files = [name for name in SECRET_NAMES if not secret_from_environment(name)]
+    if from_files and not secrets_dir.is_dir():
         return [Finding("secrets", Verdict.FAIL, f"{secrets_dir} is missing: run `daylight init`.")]
-    if not _private(secrets_dir):
+    if secrets_dir.is_dir() and not _private(secrets_dir):
         findings.append(
             Finding("secrets dir", Verdict.FAIL, f"{secrets_dir} is readable by others: chmod 700 it.")
         )
     for name in SECRET_NAMES:
-        path = secrets_dir / name
-        if not path.exists():
-            findings.append(
-                Finding(
-                    f"secret {name}",
-                    Verdict.FAIL,
-                    f"{path} is missing: restore it from your backup (it cannot be regenerated "
-                    "without breaking receipts, sessions or the audit log).",
-                )
+        if name in from_files:
+            findings += _check_secret_file(name, secrets_dir / name)
+        else:
+            findings += _check_secret_from_environment(name, secrets_dir)
+    # A misspelt variable would leave the secrets dir file in use while the operator
+    # believes the environment supplies the secret.
+    known = {secret_env_var(name) + suffix for name in SECRET_NAMES for suffix in ("", "_FILE")}
+    if unknown := sorted(v for v in os.environ if v.startswith(ENV_PREFIX) and v not in known):
+        findings.append(
+            Finding(
+                "secrets env",
+                Verdict.WARN,
+                f"{', '.join(unknown)} set but not read: names are {ENV_PREFIX}<NAME>[_FILE] "
+                f"with NAME one of {', '.join(name.upper() for name in SECRET_NAMES)}.",
             )
-            continue
-        if not _private(path):
-            findings.append(
-                Finding(f"secret {name}", Verdict.FAIL, f"{path} is readable by others: chmod 600 it.")
-            )
-            continue
-        try:
-            value = base64.b64decode(path.read_text().strip(), validate=True)
-        except (binascii.Error, ValueError):
-            findings.append(Finding(f"secret {name}", Verdict.FAIL, f"{path} is not base64: restore it."))
-            continue
-        if len(value) < 32 or len(set(value)) < 8:
-            findings.append(
-                Finding(
-                    f"secret {name}",
-                    Verdict.FAIL,
-                    f"{path} looks like a placeholder (short or repetitive): restore the real one.",
-                )
-            )
-    if not findings:
+        )
+    if all(finding.verdict is Verdict.OK for finding in findings):
         findings.append(Finding("secrets", Verdict.OK, "all four present, private and well-formed"))
     return findings
+
+
+def _check_secret_file(name: str, path: Path) -> list[Finding]:
+    check = f"secret {name}"
+    if not path.exists():
+        return [
+            Finding(
+                check,
+                Verdict.FAIL,
+                f"{path} is missing: restore it from your backup (it cannot be regenerated "
+                "without breaking receipts, sessions or the audit log).",
+            )
+        ]
+    if not _private(path):
+        return [Finding(check, Verdict.FAIL, f"{path} is readable by others: chmod 600 it.")]
+    try:
+        value = base64.b64decode(path.read_text().strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return [Finding(check, Verdict.FAIL, f"{path} is not base64: restore it.")]
+    if _placeholder(value):
+        return [
+            Finding(
+                check,
+                Verdict.FAIL,
+                f"{path} looks like a placeholder (not 32 bytes, or repetitive): restore the real one.",
+            )
+        ]
+    return []
+
+
+def _check_secret_from_environment(name: str, secrets_dir: Path) -> list[Finding]:
+    check = f"secret {name}"
+    variable = secret_env_var(name)
+    try:
+        value, origin = read_server_secret(name, secrets_dir)
+    except (InvalidServerSecret, OSError) as exc:
+        # The loader's messages name the variable or path, never the value.
+        return [
+            Finding(
+                check,
+                Verdict.FAIL,
+                f"{exc}. Set {variable} to the base64 of the 32-byte secret, or {variable}_FILE "
+                "to the absolute path of an owner-only (0600) file holding it, not both; or unset "
+                f"both to use {secrets_dir / name}.",
+            )
+        ]
+    if _placeholder(value):
+        return [
+            Finding(
+                check,
+                Verdict.FAIL,
+                f"{origin} looks like a placeholder (repetitive): set it to the real secret.",
+            )
+        ]
+    return [Finding(check, Verdict.OK, f"from the {origin}")]
+
+
+def _placeholder(value: bytes) -> bool:
+    return len(value) != SECRET_BYTES or len(set(value)) < 8
 
 
 def check_database(settings: Settings, database: Database) -> list[Finding]:
@@ -120,8 +176,20 @@ def check_keys(database: Database) -> list[Finding]:
     with database.transaction() as session:
         has_key = session.scalar(select(func.count()).select_from(IntakeKey)) or 0
         holders = session.scalar(select(func.count(func.distinct(IntakeKeyGrant.account_id)))) or 0
+        rotation = session.scalars(select(IntakeKeyRotation)).first()
     if not has_key:
         return [Finding("intake key", Verdict.FAIL, "none: run `daylight init`.")]
+    if rotation is not None:
+        # The old key is still stored, and the new one sealed to it: whatever made the operator
+        # rotate is not dealt with until the rotation ends.
+        return [
+            Finding(
+                "intake key",
+                Verdict.FAIL,
+                f"a rotation from version {rotation.from_version} to {rotation.to_version} is unfinished: "
+                "run `daylight keys rotate` again to resume it.",
+            )
+        ]
     if holders == 0:
         return [
             Finding(

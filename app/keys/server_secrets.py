@@ -6,13 +6,24 @@
   public key that something is sealed to (`app.keys.integrity`);
 - the audit signing key (Ed25519) for signed checkpoints.
 
-Each lives in its own 0600 file in the secrets dir, created once by
-`daylight init` and never overwritten.
+Each is base64 of 32 random bytes, created once by `daylight init` in its own
+0600 file in the secrets dir and never overwritten. An operator may instead
+supply one from the environment, first match wins:
+
+1. `DAYLIGHT_SECRET_<NAME>`: the base64 value itself;
+2. `DAYLIGHT_SECRET_<NAME>_FILE`: an absolute path to a file holding it
+   (Docker secrets; systemd credentials via `%d/<name>` in the unit);
+3. `<secrets dir>/<name>`.
+
+Setting both 1 and 2 for one secret is refused: which one wins would be a
+guess. systemd's `$CREDENTIALS_DIRECTORY` is not searched on its own, so that
+no secret is ever taken from a place the configuration does not name.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import stat
 from dataclasses import dataclass
@@ -20,13 +31,19 @@ from pathlib import Path
 
 from app.errors import AppError
 
-_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
+SECRET_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
+SECRET_BYTES = 32
+ENV_PREFIX = "DAYLIGHT_SECRET_"
 
 
 class SecretsUnavailable(AppError):
     status = 503
     code = "not_initialised"
     public_message = "The service is not initialised."
+
+
+class InvalidServerSecret(ValueError):
+    """A secret's source is set but unusable. The message names the source and never holds the value."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -40,9 +57,19 @@ class ServerSecrets:
         return "ServerSecrets(<redacted>)"
 
 
+def secret_env_var(name: str) -> str:
+    """The variable holding secret `name` itself, e.g. DAYLIGHT_SECRET_RECEIPT_PEPPER."""
+    return ENV_PREFIX + name.upper()
+
+
+def secret_from_environment(name: str) -> bool:
+    """Whether the environment names a source for secret `name` (the secrets dir file is then unused)."""
+    return secret_env_var(name) in os.environ or f"{secret_env_var(name)}_FILE" in os.environ
+
+
 def create_server_secrets(secrets_dir: Path) -> ServerSecrets:
     secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    values = {name: os.urandom(32) for name in _NAMES}
+    values = {name: os.urandom(SECRET_BYTES) for name in SECRET_NAMES}
     for name, value in values.items():
         # O_EXCL: an existing organisation's secrets are never overwritten.
         fd = os.open(secrets_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -52,15 +79,69 @@ def create_server_secrets(secrets_dir: Path) -> ServerSecrets:
 
 
 def load_server_secrets(secrets_dir: Path) -> ServerSecrets:
-    values: dict[str, bytes] = {}
-    for name in _NAMES:
-        path = secrets_dir / name
+    """All four secrets, each from its first source (module docstring).
+
+    Raises SecretsUnavailable when one has no source, PermissionError when its
+    file is open to group or others, InvalidServerSecret when a source is
+    malformed or ambiguous.
+    """
+    return ServerSecrets(**{name: read_server_secret(name, secrets_dir)[0] for name in SECRET_NAMES})
+
+
+def read_server_secret(name: str, secrets_dir: Path) -> tuple[bytes, str]:
+    """One secret and where it came from (a variable name or a path: fit to print, unlike the value)."""
+    environ = os.environ
+    direct = secret_env_var(name)
+    indirect = f"{direct}_FILE"
+    if direct in environ and indirect in environ:
+        raise InvalidServerSecret(f"both {direct} and {indirect} are set: unset one of them")
+    if direct in environ:
+        # The least private source: the value is readable in /proc/<pid>/environ by the
+        # same user and root, is inherited by child processes (pg_dump in `daylight
+        # backup`) and shows in `docker inspect`, so docs/deploy.md steers to `_FILE`.
+        # DESIGN 4 allows it; it ranks first so that a value set on purpose is never
+        # silently shadowed by a stale file in the secrets dir.
+        origin = f"environment variable {direct}"
+        return _decoded(environ[direct], origin), origin
+    if indirect in environ:
+        path = Path(environ[indirect])
+        origin = f"file {path} (named by {indirect})"
+        if not path.is_absolute():
+            # A relative path would depend on the working directory, which differs
+            # between the service and an operator's shell running `daylight doctor`.
+            raise InvalidServerSecret(f"{indirect} must be an absolute path")
         try:
-            mode = path.stat().st_mode
-            raw = path.read_text().strip()
-        except FileNotFoundError as exc:
-            raise SecretsUnavailable from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return _decoded(_read_private(path), origin), origin
+        except FileNotFoundError:
+            raise InvalidServerSecret(f"{indirect} names {path}, which does not exist") from None
+    path = secrets_dir / name
+    origin = f"file {path}"
+    try:
+        return _decoded(_read_private(path), origin), origin
+    except FileNotFoundError as exc:
+        raise SecretsUnavailable from exc
+
+
+def _read_private(path: Path) -> bytes:
+    # The mode is checked on the descriptor that is read, not on the path before
+    # opening it, so a file swapped in between cannot slip past the check.
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Another local account able to read it could test receipts, mint
+            # staff one-time codes or sign audit checkpoints.
             raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
-        values[name] = base64.b64decode(raw, validate=True)
-    return ServerSecrets(**values)
+        return handle.read()
+
+
+def _decoded(raw: str | bytes, origin: str) -> bytes:
+    # Messages name the origin only: a value echoed into a log or a terminal
+    # scrollback would be a leaked secret.
+    try:
+        value = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidServerSecret(f"{origin} is not valid base64") from None
+    if len(value) != SECRET_BYTES:
+        raise InvalidServerSecret(
+            f"{origin} must be base64 of exactly {SECRET_BYTES} bytes, not {len(value)}"
+        )
+    return value

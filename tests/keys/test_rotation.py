@@ -364,6 +364,9 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(
         assert versions == {1: 30, 2: 20}
         assert rows(session, IntakeKeyRotation) == 1
 
+    assert cli.main(["doctor", "--data-dir", str(org.data_dir)]) == 1
+    assert "FAIL  intake key: a rotation from version 1 to 2 is unfinished" in capsys.readouterr().out
+
     # Halfway, a lead who logs in holds both versions and reads tips of each; intake seals to the new one.
     halfway = org.principal(org.lead)
     assert sorted(halfway.keys.intake) == [1, 2]
