@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 import app.models  # noqa: F401 - registers every table on the metadata
 from app.config import Settings
 from app.db import Base, create_database_engine
+from app.schema import sqlite_foreign_keys_off
 
 target_metadata = Base.metadata
 
@@ -28,5 +29,5 @@ if connection is not None:
     run_on(connection)
 else:
     engine = create_database_engine(Settings().sqlalchemy_url)
-    with engine.begin() as own_connection:
+    with engine.connect() as own_connection, sqlite_foreign_keys_off(own_connection), own_connection.begin():
         run_on(own_connection)

@@ -17,6 +17,7 @@ from typing import TextIO
 import pyotp
 import uvicorn
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from app.audit import events as audit
 from app.audit import service as audit_service
@@ -142,16 +143,25 @@ def _read_login() -> tuple[str, str]:
     return sys.stdin.readline().rstrip("\n"), sys.stdin.readline().strip()
 
 
+def _read_recovery_keys(versions: Sequence[int]) -> list[str]:
+    """One recovery key per version needed: prompted on a terminal, else one per line of stdin."""
+    if sys.stdin.isatty():
+        return [getpass.getpass(f"Recovery key of version {version}: ") for version in versions]
+    return [line.strip() for line in sys.stdin if line.strip()]
+
+
 def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server_secrets: ServerSecrets,
                             database: Database) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
-    """Open the key `keys rotate` moves away from: with a lead's login, or the recovery key."""
+    """Open the keys `keys rotate` needs: with a lead's login, or recovery keys."""
+    with database.transaction() as session:
+        versions = rotation.versions_to_unlock(session)
     if args.username is None:
-        recovery_key = _read_recovery_key()
-        try:
-            with database.transaction() as session:
-                return rotation.unlock_with_recovery_key(session, recovery_key), audit.SYSTEM
-        except (ValueError, DecryptionError) as exc:
-            raise rotation.RotationRefused("the recovery key did not open the intake key") from exc
+        recovery_keys = _read_recovery_keys(versions)
+        with database.transaction() as session:
+            unlocked = rotation.unlock_with_recovery_keys(session, recovery_keys)
+        if not unlocked:
+            raise rotation.RotationRefused("the recovery key did not open the intake key")
+        return unlocked, audit.SYSTEM
     password, otp = _read_login()
     # The staff login's own check (lockout, one-time code, audit), in a transaction of its own:
     # a refused attempt is counted and recorded like one at the login page.
@@ -164,6 +174,24 @@ def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server
     if not role_has(account.role, Permission.MANAGE_KEY_GRANTS):
         raise rotation.RotationRefused("only a lead rotates the intake key")
     return keys.intake, account_actor(account)
+
+
+def _confirm_recipients(args: argparse.Namespace, database: Database) -> None:
+    """Before a rotation starts: who will hold the new key. A member whose copy of the old key
+    may have leaked must have been revoked first, or the new key goes to them as well."""
+    with database.transaction() as session:
+        if rotation.versions_to_unlock(session)[1:]:
+            return  # resuming: the grants were made when it started
+        recipients = rotation.successor_recipients(session)
+    print(f"The new intake key will be granted to {len(recipients)} members who hold the current one: "
+          f"{', '.join(recipients) or 'nobody'}.\nRevoke anyone whose copy of the key may have leaked "
+          "(staff UI, Key grants) before going on.", flush=True)
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise rotation.RotationRefused("confirm with --yes when not at a terminal")
+    if input("Go on? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise rotation.RotationRefused("not confirmed")
 
 
 def _progress_bar(done: int, total: int) -> None:
@@ -195,9 +223,13 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     database = Database.from_settings(settings)
     try:
         unlocked, actor = _unlock_rotation_source(args, settings, server_secrets, database)
+        _confirm_recipients(args, database)
         report = rotation.run(database, unlocked, actor, key_integrity_key=server_secrets.key_integrity_key,
                               batch_size=args.batch_size, on_started=_print_new_recovery_key,
                               progress=_progress_bar)
+    except rotation.StillSealedToOldKey as exc:
+        print(f"daylight: {exc}.", file=sys.stderr)
+        return 1
     except rotation.RotationRefused as exc:
         print(f"daylight: {exc}; nothing changed.", file=sys.stderr)
         return 1
@@ -205,12 +237,23 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         print("\ndaylight: interrupted; run the same command again to resume the rotation.",
               file=sys.stderr)
         return 130
+    except DBAPIError as exc:
+        # A lost connection, a deadlock with a purge, a conflicting concurrent run: each step is
+        # its own transaction, so whatever committed stays and the rest resumes.
+        print(f"\ndaylight: the database refused a step ({type(exc.orig).__name__}); run the same "
+              "command again to resume the rotation.", file=sys.stderr)
+        return 1
     finally:
         database.engine.dispose()
     counts = ", ".join(f"{count} {name}" for name, count in report.resealed.items())
     print(f"Rotated the intake key from version {report.from_version} to {report.to_version}: "
           f"re-sealed {counts}. Version {report.from_version} is destroyed; {report.holders} members "
           f"hold version {report.to_version} and use it from their next login.")
+    if report.scrub_problems:
+        print("daylight: copies of the old key's wraps may remain in the database files:", file=sys.stderr)
+        for problem in report.scrub_problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -479,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "one-time code, from stdin)")
     rotate.add_argument("--data-dir", type=_data_dir, required=True)
     rotate.add_argument("--username", help="a lead who holds the key (default: use the recovery key)")
+    rotate.add_argument("--yes", action="store_true",
+                        help="grant the new key to the current holders without asking")
     rotate.add_argument("--batch-size", type=_positive_int, default=rotation.DEFAULT_BATCH_SIZE,
                         help="data keys re-sealed per transaction")
     rotate.set_defaults(run=cmd_keys_rotate)

@@ -181,6 +181,19 @@ class UploadDraft(abc.ABC):
     def _writer_key(self) -> bytes:
         """The data key a new file is encrypted under."""
 
+    def sealing_key_now(self, session: Session) -> tuple[int, sealing.PublicKey]:
+        """The intake key version (and trusted public key) to seal the draft's data keys to at commit.
+
+        Uploads stream for minutes; a key rotation may have started or ended since the draft
+        began, and the draft's version may be deleted by the time this commits. The data keys go
+        to the key current now; what was encrypted under them stays bound to the draft's version
+        (``content_key_version``).
+        """
+        current = current_intake_key(session)
+        if current is None or current.version == self.intake_key.version:
+            return self.intake_key.version, self.intake_public
+        return current.version, trusted_intake_public_key(current, self.server_secrets.key_integrity_key)
+
     def open_attachment(self, session: Session, blob_store: BlobStorage, *, settings: Settings,
                         content_type: str | None) -> AttachmentWriter:
         attachment_id = uuid.uuid4()
@@ -233,6 +246,7 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
     digits = normalize_receipt(receipt)
     assert digits is not None  # noqa: S101 - a fresh receipt always normalises
     version = draft.intake_key.version
+    seal_version, seal_public = draft.sealing_key_now(session)
     row_id = str(draft.id)
     secrets = draft.server_secrets
     receipt_public = receipt_private_key(secrets.receipt_pepper, digits).public_key()
@@ -243,10 +257,10 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
         urgent=submission.urgent,
         received_on=today(),
         last_activity_on=today(),
-        intake_key_version=version,
+        intake_key_version=seal_version,
         content_key_version=version,
-        sealed_data_key=TIP_DATA_KEY.seal(draft.intake_public, draft.data_key, row_id=row_id,
-                                          key_version=version),
+        sealed_data_key=TIP_DATA_KEY.seal(seal_public, draft.data_key, row_id=row_id,
+                                          key_version=seal_version),
         narrative_encrypted=TIP_NARRATIVE.seal(draft.data_key, submission.narrative.encode(),
                                                row_id=row_id, key_version=version),
         answers_encrypted=TIP_ANSWERS.seal(draft.data_key, json.dumps(submission.answers()).encode(),
@@ -280,16 +294,17 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
     database writer cannot move the file to another tip and have it open there.
     """
     version = draft.intake_key.version
+    seal_version, seal_public = draft.sealing_key_now(session)
     # The same lock as delete_tip: a file is added to a tip that still exists, or not at all.
     session.execute(select(Tip.id).where(Tip.id == tip.id).with_for_update())
     for writer in draft.attachments:
         session.add(TipAttachment(
             id=writer.attachment_id, tip_id=tip.id, added_on=today(),
-            intake_key_version=version,
+            intake_key_version=seal_version,
             content_key_version=version,
             sealed_data_key=FOLLOWUP_ATTACHMENT_KEY.seal(
-                draft.intake_public, writer.data_key,
-                row_id=attachment_row_id(tip.id, writer.attachment_id), key_version=version),
+                seal_public, writer.data_key,
+                row_id=attachment_row_id(tip.id, writer.attachment_id), key_version=seal_version),
             details_encrypted=ATTACHMENT_DETAILS.seal(writer.data_key, writer.details(),
                                                       row_id=str(writer.attachment_id), key_version=version),
         ))

@@ -13,9 +13,6 @@ from app.db import Base
 # recovery key printed once by `daylight init`), and to each cleared member.
 INTAKE_KEY_RECOVERY_WRAP = SealedColumn("intake_keys", "recovery_wrapped_private_key")
 INTAKE_KEY_GRANT = SealedColumn("intake_key_grants", "sealed_private_key")
-# During a rotation, the new intake private key sealed to the old intake public key:
-# whoever can open the old key (recovery key or a holder) can resume the rotation.
-ROTATION_SUCCESSOR_KEY = SealedColumn("intake_key_rotations", "sealed_successor_key")
 
 
 class IntakeKey(Base):
@@ -61,5 +58,4 @@ class IntakeKeyRotation(Base):
     to_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), primary_key=True,
                                             autoincrement=False)
     from_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), unique=True)
-    sealed_successor_key: Mapped[bytes] = mapped_column(LargeBinary)
     started_on: Mapped[dt.date] = mapped_column(Date)

@@ -14,17 +14,21 @@ content or attachment is rewritten, so a rotation costs two HPKE operations per
 row, whatever the size of the files.
 
 The steps, each its own transaction, so an interrupted rotation resumes where
-it stopped (`run` again with the same credentials):
+it stopped:
 
 1. `start`: the new key version, its recovery key (printed once), a grant of it
-   to every member who holds the old one, and an `IntakeKeyRotation` row holding
-   the new private key sealed to the *old* public key, so whoever can open the
-   old key resumes the rotation. Intake seals new tips to the new key from here on.
+   to every member who holds the old one (the operator confirms the list:
+   revoke a suspect member first), and an `IntakeKeyRotation` row saying a
+   rotation is under way. Intake seals new reports to the new key from here on.
+   Nothing stores the new private key under the old one: the old key may be in
+   an adversary's hands, and any copy of the database taken during the rotation
+   would then hand them the new key too. Resuming takes both keys: a lead's
+   login (which holds both grants after the start) or both recovery keys.
 2. `reseal_batch`, until nothing is left at the old version; opened tips get
    their blind-index tags again under the new key's filter key (the old key's
    tags would match nothing once it is gone).
-3. `finish`: the old version's grants, recovery wrap and the rotation row are
-   deleted, and the sessions of its holders end (they carry the old key
+3. `finish`: the old version's grants and recovery wrap and the rotation row
+   are deleted, and the sessions of its holders end (they carry the old key
    unlocked). `run` then compacts the database so the deleted bytes do not
    linger in free space (`scrub_deleted_key_material`).
 """
@@ -32,19 +36,23 @@ it stopped (`run` again with the same credentials):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
 from app.auth.models import StaffAccount
+from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import revoke_sessions
 from app.cases.models import CASE_DATA_KEY, Case
 from app.crypto import sealing
 from app.crypto.contracts import SealedColumn
+from app.crypto.errors import DecryptionError
 from app.db import Database
 from app.intake.models import (
     FOLLOWUP_ATTACHMENT_KEY,
@@ -57,7 +65,7 @@ from app.intake.models import (
     attachment_row_id,
     message_row_id,
 )
-from app.keys.models import ROTATION_SUCCESSOR_KEY, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.keys.service import (
     create_intake_key,
     current_intake_key,
@@ -69,6 +77,11 @@ from app.triage import tags
 from app.triage.models import TipTag
 
 DEFAULT_BATCH_SIZE = 200
+# Rows sealed to the old key by a request that began before the rotation (a report whose
+# upload started earlier) can appear after the last batch: finish then goes back to the
+# batches, this many times at most.
+FINISH_ATTEMPTS = 5
+CHECKPOINT_ATTEMPTS = 20
 
 # Tables written by VACUUM FULL on PostgreSQL after a rotation: the key tables and every
 # table whose rows held a data key sealed to the old key (their dead tuples still do).
@@ -87,6 +100,10 @@ _SCRUBBED_TABLES = (
 
 class RotationRefused(Exception):
     """A rotation cannot start, resume or finish; the message says why and what to do."""
+
+
+class StillSealedToOldKey(RotationRefused):
+    """Rows appeared at the old version after the last batch; more batches are needed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,32 +153,81 @@ class RotationReport:
     to_version: int
     resealed: Mapping[str, int]
     holders: int
-
-
-@dataclass(slots=True)
-class _Counts:
-    resealed: dict[str, int] = field(default_factory=lambda: {kind.name: 0 for kind in SEALED_KEY_KINDS})
-
-
-def source_version(session: Session) -> int:
-    """The intake key version a rotation moves away from: the one being rotated, or the current one."""
-    in_progress = _rotation_in_progress(session)
-    if in_progress is not None:
-        return in_progress.from_version
-    current = current_intake_key(session)
-    if current is None:
-        raise RotationRefused("there is no intake key here: run `daylight init` first")
-    return current.version
-
-
-def unlock_with_recovery_key(session: Session, recovery_key: str) -> Mapping[int, sealing.PrivateKey]:
-    """The source version's private key, opened with its recovery key (ValueError/DecryptionError)."""
-    version = source_version(session)
-    return {version: recover_intake_key(session.get_one(IntakeKey, version), recovery_key)}
+    # What `scrub_deleted_key_material` could not do; empty when the old wraps are gone everywhere.
+    scrub_problems: Sequence[str] = ()
 
 
 def _rotation_in_progress(session: Session) -> IntakeKeyRotation | None:
-    return session.scalars(select(IntakeKeyRotation).with_for_update()).first()
+    return session.scalars(select(IntakeKeyRotation)).first()
+
+
+def versions_to_unlock(session: Session) -> tuple[int, ...]:
+    """The intake key versions a rotation needs open: the current one to start; both to resume."""
+    in_progress = _rotation_in_progress(session)
+    if in_progress is not None:
+        return (in_progress.from_version, in_progress.to_version)
+    current = current_intake_key(session)
+    if current is None:
+        raise RotationRefused("there is no intake key here: run `daylight init` first")
+    return (current.version,)
+
+
+def unlock_with_recovery_keys(
+    session: Session, recovery_keys: Sequence[str]
+) -> dict[int, sealing.PrivateKey]:
+    """Each needed version's private key, opened with whichever of ``recovery_keys`` opens it."""
+    unlocked: dict[int, sealing.PrivateKey] = {}
+    for version in versions_to_unlock(session):
+        key_row = session.get_one(IntakeKey, version)
+        for recovery_key in recovery_keys:
+            try:
+                unlocked[version] = recover_intake_key(key_row, recovery_key)
+                break
+            except (ValueError, DecryptionError):
+                continue
+    return unlocked
+
+
+def successor_recipients(session: Session) -> list[str]:
+    """Who a rotation starting now grants the new key to: the active caseworkers and leads who
+    hold the current one. Shown to the operator before anything is written."""
+    current = current_intake_key(session)
+    if current is None:
+        return []
+    return list(
+        session.scalars(
+            select(StaffAccount.username)
+            .join(IntakeKeyGrant, IntakeKeyGrant.account_id == StaffAccount.id)
+            .where(
+                IntakeKeyGrant.key_version == current.version,
+                StaffAccount.is_active,
+                StaffAccount.role.in_(list(KEY_HOLDING_ROLES)),
+            )
+            .order_by(StaffAccount.username)
+        )
+    )
+
+
+def _trusted_private(
+    session: Session, unlocked: Mapping[int, sealing.PrivateKey], version: int, key_integrity_key: bytes
+) -> sealing.PrivateKey:
+    """The unlocked private key of ``version``, checked against its MAC'd public key.
+
+    Anyone can seal a key of their choosing to a member's public key and write it into that
+    member's grant row; a rotation that took such a key as "the new key" would re-seal every
+    data key to the writer. The public key, under a MAC that needs the key-integrity secret, says
+    which private key is the real one.
+    """
+    private = unlocked.get(version)
+    if private is None:
+        raise RotationRefused(f"these credentials do not open intake key version {version}")
+    trusted = trusted_intake_public_key(session.get_one(IntakeKey, version), key_integrity_key)
+    if private.public_key().raw != trusted.raw:
+        raise RotationRefused(
+            f"the key opened as version {version} is not intake key version {version}: "
+            "the database was tampered with"
+        )
+    return private
 
 
 def start(
@@ -171,18 +237,17 @@ def start(
     *,
     key_integrity_key: bytes,
 ) -> Rotation:
-    """Begin a rotation, or pick up the one under way; refused without the source version's key."""
-    in_progress = _rotation_in_progress(session)
-    if in_progress is not None:
-        return _resume(session, in_progress, unlocked, actor, key_integrity_key)
+    """Begin a rotation, or pick up the one under way; refused without the keys it needs."""
     current = current_intake_key(session)
     if current is None:
         raise RotationRefused("there is no intake key here: run `daylight init` first")
-    old_private = unlocked.get(current.version)
-    if old_private is None:
-        raise RotationRefused(f"these credentials do not open intake key version {current.version}")
-    if old_private.public_key().raw != trusted_intake_public_key(current, key_integrity_key).raw:
-        raise RotationRefused(f"intake key version {current.version} does not match its public key")
+    # Two rotations started at once: the second waits here, then finds the first's row and
+    # resumes it rather than creating a third version (PostgreSQL; SQLite serialises writers).
+    session.scalars(select(IntakeKey).where(IntakeKey.version == current.version).with_for_update()).one()
+    in_progress = _rotation_in_progress(session)
+    if in_progress is not None:
+        return _resume(session, in_progress, unlocked, actor, key_integrity_key)
+    old_private = _trusted_private(session, unlocked, current.version, key_integrity_key)
     older = session.scalar(
         select(func.count()).select_from(IntakeKey).where(IntakeKey.version != current.version)
     )
@@ -195,15 +260,7 @@ def start(
     )
     session.add(
         IntakeKeyRotation(
-            to_version=new_key.version,
-            from_version=current.version,
-            sealed_successor_key=ROTATION_SUCCESSOR_KEY.seal(
-                old_private.public_key(),
-                new_private.raw,
-                row_id=str(new_key.version),
-                key_version=current.version,
-            ),
-            started_on=new_key.created_on,
+            to_version=new_key.version, from_version=current.version, started_on=new_key.created_on
         )
     )
     rotation = Rotation(
@@ -238,31 +295,19 @@ def _resume(
     actor: audit.Actor,
     key_integrity_key: bytes,
 ) -> Rotation:
-    old_private = unlocked.get(in_progress.from_version)
-    if old_private is None:
+    if in_progress.from_version not in unlocked or in_progress.to_version not in unlocked:
         raise RotationRefused(
-            f"a rotation from version {in_progress.from_version} is under way: resume it "
-            f"with version {in_progress.from_version}'s recovery key or a holder's login"
+            f"a rotation from version {in_progress.from_version} to {in_progress.to_version} is under way: "
+            "resume it as a lead who holds both (log in again if the rotation started after your last "
+            "login), or with both versions' recovery keys, one per line"
         )
-    new_private = sealing.PrivateKey(
-        ROTATION_SUCCESSOR_KEY.open(
-            old_private,
-            in_progress.sealed_successor_key,
-            row_id=str(in_progress.to_version),
-            key_version=in_progress.from_version,
-        )
+    rotation = Rotation(
+        from_version=in_progress.from_version,
+        to_version=in_progress.to_version,
+        old_private=_trusted_private(session, unlocked, in_progress.from_version, key_integrity_key),
+        new_private=_trusted_private(session, unlocked, in_progress.to_version, key_integrity_key),
+        recovery_key=None,
     )
-    # Anyone can seal *a* key to the old public key: a database writer could have put their own
-    # there, to have every data key re-sealed to it. Only the new version's public key, under the
-    # key-integrity MAC a database writer cannot forge, says which key is the real successor.
-    trusted_public = trusted_intake_public_key(
-        session.get_one(IntakeKey, in_progress.to_version), key_integrity_key
-    )
-    if new_private.public_key().raw != trusted_public.raw:
-        raise RotationRefused(
-            "the stored successor key is not intake key version "
-            f"{in_progress.to_version}: the database was tampered with"
-        )
     audit.record(
         session,
         actor,
@@ -271,13 +316,7 @@ def _resume(
         object_id=in_progress.to_version,
         details={"from_version": in_progress.from_version},
     )
-    return Rotation(
-        from_version=in_progress.from_version,
-        to_version=in_progress.to_version,
-        old_private=old_private,
-        new_private=new_private,
-        recovery_key=None,
-    )
+    return rotation
 
 
 def _grant_successor_to_holders(session: Session, rotation: Rotation, key_integrity_key: bytes) -> int:
@@ -381,12 +420,12 @@ def finish(
     *,
     key_integrity_key: bytes,
 ) -> RotationReport:
-    """Destroy the old version once nothing is sealed to it; refused while anything still is."""
+    """Destroy the old version once nothing is sealed to it; StillSealedToOldKey while anything is."""
     left = remaining(session, rotation.from_version)
     if any(left.values()):
-        raise RotationRefused(
-            f"{sum(left.values())} data keys are still sealed to version "
-            f"{rotation.from_version}: run the rotation again"
+        raise StillSealedToOldKey(
+            f"{sum(left.values())} data keys are still sealed to version {rotation.from_version}: "
+            "run the rotation again"
         )
     # Members granted the old key while the rotation ran get the new one too.
     holders = _grant_successor_to_holders(session, rotation, key_integrity_key)
@@ -424,27 +463,42 @@ def finish(
     )
 
 
-def scrub_deleted_key_material(database: Database) -> None:
-    """Leave no copy of the old wraps in the database's free space or journal.
+def scrub_deleted_key_material(database: Database) -> list[str]:
+    """Leave no copy of the old wraps in the database's free space or journal; returns what could
+    not be done (empty when all was), for the operator to finish by hand.
 
     SQLite runs with secure_delete (freed pages are zeroed); what is left is the
-    write-ahead log, truncated here. PostgreSQL keeps updated and deleted rows as
-    dead tuples until a vacuum, and a plain VACUUM only marks them reusable:
-    VACUUM FULL rewrites the tables without them. It locks each table for as long
-    as the rewrite takes, which is why `daylight keys rotate` is run in a quiet hour.
+    write-ahead log, truncated here once no reader holds it. PostgreSQL keeps
+    updated and deleted rows as dead tuples until a vacuum, and a plain VACUUM
+    only marks them reusable: VACUUM FULL rewrites the tables without them. It
+    locks each table for as long as the rewrite takes, which is why `daylight
+    keys rotate` is run in a quiet hour. Neither reaches WAL archives, replicas
+    or backups: docs/deploy.md.
     """
     if database.engine.dialect.name == "sqlite":
         # Outside any transaction (the engine's connections begin one on first use).
         raw = database.engine.raw_connection()
         try:
-            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for _ in range(CHECKPOINT_ATTEMPTS):
+                busy, _, _ = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return []
+                time.sleep(0.25)  # a reader (an app node) holds the log; it lets go between requests
         finally:
             raw.close()
-        return
+        return [
+            "the SQLite write-ahead log is still in use: run PRAGMA wal_checkpoint(TRUNCATE) once "
+            "the service is stopped"
+        ]
+    problems = []
     with database.engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
         for table in _SCRUBBED_TABLES:
-            connection.execute(text(f"VACUUM FULL {table}"))  # fixed names, not input
+            try:
+                autocommit.execute(text(f"VACUUM FULL {table}"))  # fixed names, not input
+            except Exception as exc:  # one table's failure must not skip the others
+                problems.append(f"VACUUM FULL {table} failed ({type(exc).__name__}): run it again by hand")
+    return problems
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -462,29 +516,43 @@ def run(
 ) -> RotationReport:
     """A whole rotation, one transaction per step: start (or resume), batches, finish, scrub.
 
-    ``unlocked`` holds the source version's private key (from its recovery key or a holder's
-    login). An exception at any point leaves a state that the same call resumes.
+    ``unlocked`` holds the private keys of the versions `versions_to_unlock` names (from
+    recovery keys or a lead's login). An exception at any point leaves a state that the
+    same call resumes.
     """
     with database.transaction() as session:
         rotation = start(session, unlocked, actor, key_integrity_key=key_integrity_key)
         total = sum(remaining(session, rotation.from_version).values())
     on_started(rotation)
-    counts = _Counts()
+    resealed = {kind.name: 0 for kind in SEALED_KEY_KINDS}
     done = 0
     progress(done, total)
-    while True:
-        with database.transaction() as session:
-            moved = reseal_batch(session, rotation, batch_size=batch_size)
-        if not any(moved.values()):
-            break
-        for name, count in moved.items():
-            counts.resealed[name] += count
-        done += sum(moved.values())
-        # Nothing new is sealed to the old key once the rotation started (intake, replies and
-        # cases seal to the newest version), so ``total`` only shrinks, as the purge deletes tips.
-        total = max(total, done)
-        progress(done, total)
-    with database.transaction() as session:
-        report = finish(session, rotation, actor, counts.resealed, key_integrity_key=key_integrity_key)
-    scrub_deleted_key_material(database)
-    return report
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        while True:
+            with database.transaction() as session:
+                moved = reseal_batch(session, rotation, batch_size=batch_size)
+            if not any(moved.values()):
+                break
+            for name, count in moved.items():
+                resealed[name] += count
+            done += sum(moved.values())
+            total = max(total, done)  # late rows (see FINISH_ATTEMPTS) make the total grow
+            progress(done, total)
+        try:
+            with database.transaction() as session:
+                report = finish(session, rotation, actor, resealed, key_integrity_key=key_integrity_key)
+        except (StillSealedToOldKey, IntegrityError):
+            # IntegrityError: on PostgreSQL, a row sealed to the old key was being inserted as
+            # the old key was deleted. Either way: more batches, then finish again.
+            if attempt == FINISH_ATTEMPTS:
+                raise
+            continue
+        break
+    problems = scrub_deleted_key_material(database)
+    return RotationReport(
+        from_version=report.from_version,
+        to_version=report.to_version,
+        resealed=report.resealed,
+        holders=report.holders,
+        scrub_problems=problems,
+    )

@@ -68,6 +68,9 @@ def purge_expired(
                     and_(Tip.status == TipStatus.NEW, Tip.last_activity_on < stale_before),
                 )
             )
+            # In id order, as `daylight keys rotate` locks tips: two bulk lockers taking the
+            # same rows in different orders could deadlock.
+            .order_by(Tip.id)
             .with_for_update()
         )
     )

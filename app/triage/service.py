@@ -182,7 +182,10 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
     answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,
                                           key_version=version))
     intake_private = principal.intake_private_key(tip.intake_key_version)
-    assert intake_private is not None  # noqa: S101 - open_tip found it
+    if intake_private is None:
+        # Read again under the lock: a key rotation moved the tip to a version this session
+        # does not hold (yet; a new login does).
+        raise NotFound
     tags.index_tip(session, tip, answers, intake_private)
     if tip.submitter_activity and tip.assignee_id in (None, principal.account_id):
         tip.submitter_activity = False  # seen by the member working on it

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
@@ -55,11 +55,13 @@ from app.intake.models import (
     attachment_row_id,
     message_row_id,
 )
+from app.intake.schemas import TipSubmission
 from app.keys import rotation
-from app.keys.models import ROTATION_SUCCESSOR_KEY, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.keys.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.keys.organisation import init_organisation
 from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import recover_intake_key, unlock_granted_keys
+from app.schema import migrate, upgrade_to_head
 from app.triage import service as triage_service
 from app.triage import workflow
 from tests.auth.factories import StaffMember, login, make_member
@@ -176,9 +178,12 @@ def run_cli(
     org: Organisation,
     stdin: str,
     *extra: str,
+    confirm: bool = True,
 ) -> tuple[int, str, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = cli.main(["keys", "rotate", "--data-dir", str(org.data_dir), *extra])
+    code = cli.main(
+        ["keys", "rotate", "--data-dir", str(org.data_dir), *extra, *(["--yes"] if confirm else [])]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -378,7 +383,11 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(
         assert session.get_one(Tip, late_tip).intake_key_version == 2
 
     monkeypatch.setattr(rotation, "reseal_batch", reseal_batch)
-    code, out, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    # The old recovery key alone no longer resumes it: the new key is stored nowhere under the old.
+    code, _, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    assert code == 1
+    assert "both versions' recovery keys" in err
+    code, out, err = run_cli(monkeypatch, capsys, org, f"{recovery_key_of_2}\n{org.intake.recovery_key}\n")
     assert code == 0, err
     assert "Resuming the rotation from intake key version 1 to 2" in out
     assert not re.findall(RECOVERY_KEY_PATTERN, out)  # version 2's recovery key was shown once, at the start
@@ -398,11 +407,12 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(
         assert actions == ["key.rotate.start", "key.rotate.resume", "key.rotate.finish"]
 
 
-def test_a_resumed_rotation_refuses_a_successor_key_substituted_in_the_database(
+def test_a_resumed_rotation_refuses_a_new_key_substituted_in_a_grant(
     org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Anyone can seal a key of their own to the old public key; a resumed rotation that took it
-    would re-seal every data key to the attacker. The key-integrity MAC catches the swap."""
+    """Anyone can seal a key of their own to a lead's public key and write it into the lead's grant
+    of the new version; a resumed rotation that took it would re-seal every data key to the writer.
+    The new version's public key, under the key-integrity MAC, catches the swap."""
     submit_tips(org, 3)
     with org.database.transaction() as session:
         rotation.start(
@@ -410,20 +420,73 @@ def test_a_resumed_rotation_refuses_a_successor_key_substituted_in_the_database(
         )
     attacker_key = sealing.generate_private_key()
     with org.database.transaction() as session:
+        lead = session.get_one(StaffAccount, org.lead.account.id)
+        assert lead.public_key is not None
         session.execute(
-            update(IntakeKeyRotation).values(
-                sealed_successor_key=ROTATION_SUCCESSOR_KEY.seal(
-                    org.intake.private.public_key(), attacker_key.raw, row_id="2", key_version=1
+            update(IntakeKeyGrant)
+            .where(IntakeKeyGrant.account_id == lead.id, IntakeKeyGrant.key_version == 2)
+            .values(
+                sealed_private_key=INTAKE_KEY_GRANT.seal(
+                    sealing.PublicKey(lead.public_key), attacker_key.raw, row_id=str(lead.id), key_version=2
                 )
             )
         )
 
-    code, _, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    code, _, err = run_cli(
+        monkeypatch, capsys, org, f"{org.lead.password}\n{org.lead.otp()}\n", "--username", org.lead.username
+    )
 
     assert code == 1
     assert "tampered" in err
     with org.database.transaction() as session:
         assert set(session.scalars(select(Tip.intake_key_version))) == {1}
+
+
+def test_a_rotation_grants_the_new_key_only_after_the_operator_saw_who_gets_it(
+    org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rotating because a member's key leaked is pointless if that member gets the new one: the
+    list is shown first, and nothing starts unconfirmed."""
+    code, out, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n", confirm=False)
+    assert code == 1
+    assert "confirm with --yes" in err
+    assert sorted([org.caseworker.username, org.lead.username]) == sorted(
+        re.search(r"current one: (.*)\.", out).group(1).split(", ")  # type: ignore[union-attr]
+    )
+    with org.database.transaction() as session:
+        assert list(session.scalars(select(IntakeKey.version))) == [1]
+        # A revoked member is not offered the new key.
+        session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == org.caseworker.account.id))
+    code, out, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    assert code == 0, err
+    assert org.caseworker.username not in out
+    with org.database.transaction() as session:
+        assert list(session.scalars(select(IntakeKeyGrant.account_id))) == [org.lead.account.id]
+
+
+def test_a_report_whose_upload_began_before_the_rotation_is_sealed_to_the_new_key(
+    org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slow upload started under the old key and finished after it was destroyed: its data key
+    goes to the current key at commit, its content stays bound to the version it was written under."""
+    with org.database.transaction() as session:
+        draft = intake_service.start_tip(session, org.secrets)
+    code, out, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    assert code == 0, err
+    [new_recovery_key] = re.findall(RECOVERY_KEY_PATTERN, out)
+    with org.database.transaction() as session:
+        intake_service.finish_tip(
+            session, draft, TipSubmission.model_validate({"narrative": "Sent as the key changed."})
+        )
+    with org.database.transaction() as session:
+        tip = session.get_one(Tip, draft.id)
+        assert (tip.intake_key_version, tip.content_key_version) == (2, 1)
+        new_private = recover_intake_key(session.get_one(IntakeKey, 2), new_recovery_key)
+        data_key = TIP_DATA_KEY.open(new_private, tip.sealed_data_key, row_id=str(tip.id), key_version=2)
+        assert (
+            TIP_NARRATIVE.open(data_key, tip.narrative_encrypted, row_id=str(tip.id), key_version=1)
+            == b"Sent as the key changed."
+        )
 
 
 @pytest.mark.parametrize("attempt", ["wrong recovery key", "caseworker login", "wrong password"])
@@ -457,3 +520,57 @@ def test_a_rotation_without_the_old_key_or_by_a_non_lead_is_refused_and_changes_
         logins
         == {"wrong recovery key": [], "caseworker login": ["success"], "wrong password": ["failure"]}[attempt]
     )
+
+
+CHILD_TABLES = (
+    "tips",
+    "tip_messages",
+    "tip_attachments",
+    "tip_tags",
+    "tip_notes",
+    "tip_events",
+    "cases",
+    "case_tips",
+    "case_members",
+    "case_notes",
+)
+
+
+def table_counts(database: Database) -> dict[str, int]:
+    with database.engine.connect() as connection:
+        return {
+            table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in CHILD_TABLES
+        }
+
+
+def test_the_key_rotation_migration_keeps_every_row_down_and_up_and_refuses_to_forget_a_rotation(
+    org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite rebuilds `tips` and `cases` to change them; with foreign keys enforced that rebuild
+    would cascade into every message, file, tag, note and case membership."""
+    tip_ids = submit_tips(org, 4)
+    add_followups(org, tip_ids[:2])
+    lead = org.principal(org.lead)
+    with org.database.transaction() as session:
+        triage_service.read_tip(session, lead, tip_ids[0])
+        session.execute(update(Tip).where(Tip.id.in_(tip_ids[:2])).values(status=TipStatus.VERIFIED))
+        case = cases_service.create_case(
+            session, lead, CaseCreate(title="Case", tip_ids=tip_ids[:2]), org.secrets
+        )
+        cases_service.add_note(session, lead, case.id, "a note")
+        _, data_key = triage_service.open_tip(session, lead, tip_ids[1])
+        workflow.add_note(session, lead, tip_ids[1], "a tip note", data_key)
+    before = table_counts(org.database)
+    assert all(before.values()), before
+
+    migrate(org.database.engine, "d38e9a8ccaed", downgrade=True)
+    assert table_counts(org.database) == before
+    upgrade_to_head(org.database.engine)
+    assert table_counts(org.database) == before
+
+    code, _, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+    assert code == 0, err
+    with pytest.raises(RuntimeError, match="from before a key rotation"):
+        migrate(org.database.engine, "d38e9a8ccaed", downgrade=True)
+    assert table_counts(org.database) == before
