@@ -151,14 +151,13 @@ def _read_recovery_keys(versions: Sequence[int]) -> list[str]:
 
 
 def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server_secrets: ServerSecrets,
-                            database: Database) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
-    """Open the keys `keys rotate` needs: with a lead's login, or recovery keys."""
-    with database.transaction() as session:
-        versions = rotation.versions_to_unlock(session)
+                            database: Database, versions: Sequence[int],
+                            ) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
+    """Open the key ``versions`` `keys rotate` needs: with a lead's login, or recovery keys."""
     if args.username is None:
         recovery_keys = _read_recovery_keys(versions)
         with database.transaction() as session:
-            unlocked = rotation.unlock_with_recovery_keys(session, recovery_keys)
+            unlocked = rotation.unlock_with_recovery_keys(session, versions, recovery_keys)
         if not unlocked:
             raise rotation.RotationRefused("the recovery key did not open the intake key")
         return unlocked, audit.SYSTEM
@@ -180,8 +179,6 @@ def _confirm_recipients(args: argparse.Namespace, database: Database) -> None:
     """Before a rotation starts: who will hold the new key. A member whose copy of the old key
     may have leaked must have been revoked first, or the new key goes to them as well."""
     with database.transaction() as session:
-        if rotation.versions_to_unlock(session)[1:]:
-            return  # resuming: the grants were made when it started
         recipients = rotation.successor_recipients(session)
     print(f"The new intake key will be granted to {len(recipients)} members who hold the current one: "
           f"{', '.join(recipients) or 'nobody'}.\nRevoke anyone whose copy of the key may have leaked "
@@ -222,8 +219,11 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     server_secrets = load_server_secrets(settings.secrets_dir)
     database = Database.from_settings(settings)
     try:
-        unlocked, actor = _unlock_rotation_source(args, settings, server_secrets, database)
-        _confirm_recipients(args, database)
+        with database.transaction() as session:
+            versions = rotation.versions_to_unlock(session)
+        unlocked, actor = _unlock_rotation_source(args, settings, server_secrets, database, versions)
+        if len(versions) == 1:  # starting; a resumed rotation made its grants when it started
+            _confirm_recipients(args, database)
         report = rotation.run(database, unlocked, actor, key_integrity_key=server_secrets.key_integrity_key,
                               batch_size=args.batch_size, on_started=_print_new_recovery_key,
                               progress=_progress_bar)

@@ -173,11 +173,11 @@ def versions_to_unlock(session: Session) -> tuple[int, ...]:
 
 
 def unlock_with_recovery_keys(
-    session: Session, recovery_keys: Sequence[str]
+    session: Session, versions: Sequence[int], recovery_keys: Sequence[str]
 ) -> dict[int, sealing.PrivateKey]:
-    """Each needed version's private key, opened with whichever of ``recovery_keys`` opens it."""
+    """Each of ``versions``' private key, opened with whichever of ``recovery_keys`` opens it."""
     unlocked: dict[int, sealing.PrivateKey] = {}
-    for version in versions_to_unlock(session):
+    for version in versions:
         key_row = session.get_one(IntakeKey, version)
         for recovery_key in recovery_keys:
             try:
