@@ -1,19 +1,65 @@
 """Attachment blob storage: in the data dir (one node) or in the database (several nodes).
-Blobs are ciphertext only; names are random row ids."""
+Blobs are ciphertext only; names are random row ids.
+
+A blob exists before the row that names it commits, so a process killed in
+between leaves an orphan: `app.intake.orphans` finds and sweeps those, with the
+listing helpers below (this module knows nothing of attachment rows).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from sqlalchemy import Integer, LargeBinary, delete, select
+from sqlalchemy import Date, Index, Integer, LargeBinary, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.config import Settings
 from app.db import Base, Database
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the directory's entries (a new file, a new subdirectory) survive a power cut.
+
+    fsync on a file makes its bytes durable, not its name: without this a crash
+    after the commit could leave a committed attachment row whose file is gone.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableFileWriter:
+    """A blob file that is on disk, name and bytes, once `close()` returns.
+
+    The intake closes the writer before the request's transaction commits the row
+    naming the blob, so an acknowledged receipt never points at a file a power cut
+    or kill -9 could still take back from the page cache.
+    """
+
+    def __init__(self, file: BinaryIO, directory: Path) -> None:
+        self._file = file
+        self._directory = directory
+
+    def write(self, data: bytes, /) -> int:
+        return self._file.write(data)
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+        fsync_directory(self._directory)
 
 
 class BlobStore:
@@ -24,10 +70,17 @@ class BlobStore:
         # A UUID's hex form cannot carry a path separator: no traversal by construction.
         return self.root / blob_id.hex
 
-    def create(self, blob_id: uuid.UUID) -> BinaryIO:
+    def _ensure_root(self) -> None:
+        if self.root.is_dir():
+            return
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The directory's own name lives in its parent: durable before any blob in it is.
+        fsync_directory(self.root.parent)
+
+    def create(self, blob_id: uuid.UUID) -> DurableFileWriter:
+        self._ensure_root()
         fd = os.open(self._path(blob_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        return os.fdopen(fd, "wb")
+        return DurableFileWriter(os.fdopen(fd, "wb"), self.root)
 
     def open(self, blob_id: uuid.UUID) -> BinaryIO:
         return self._path(blob_id).open("rb")
@@ -38,6 +91,31 @@ class BlobStore:
     def delete(self, blob_id: uuid.UUID) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(blob_id).unlink()
+
+    def blob_ids(self) -> Iterator[uuid.UUID]:
+        """Every file named as a blob; anything else in the directory is not ours to judge."""
+        if not self.root.is_dir():
+            return
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                blob_id = _blob_id_from_name(entry.name)
+                if blob_id is not None and entry.is_file(follow_symlinks=False):
+                    yield blob_id
+
+    def last_written(self, blob_id: uuid.UUID) -> dt.datetime | None:
+        """The file's mtime (its last write), or None once it is gone."""
+        try:
+            return dt.datetime.fromtimestamp(self._path(blob_id).stat().st_mtime, dt.UTC)
+        except FileNotFoundError:
+            return None
+
+
+def _blob_id_from_name(name: str) -> uuid.UUID | None:
+    try:
+        blob_id = uuid.UUID(hex=name)
+    except ValueError:
+        return None
+    return blob_id if blob_id.hex == name else None
 
 
 class BlobStorage(Protocol):
@@ -67,6 +145,25 @@ class BlobChunk(Base):
     blob_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # When a crash's orphan may be swept. The UTC day only: a finer time next to an
+    # attachment would time a submitter's upload, and DESIGN keeps nothing finer than
+    # the day about submitters (tip_attachments.added_on holds the same day).
+    written_on: Mapped[dt.date] = mapped_column(Date)
+
+    __table_args__ = (
+        # The orphan sweep reads only ids and days: this index answers it without
+        # touching the (large) chunk rows.
+        Index("ix_blob_chunks_blob_id_written_on", "blob_id", "written_on"),
+    )
+
+
+def chunk_days_certainly_before(moment: dt.datetime) -> dt.date:
+    """Chunks with `written_on` before the returned day were written before `moment`.
+
+    Only the day is stored, so a chunk counts as written at the very end of its
+    day: a sweep may wait up to a day longer than asked, never less.
+    """
+    return moment.astimezone(dt.UTC).date()
 
 
 class DatabaseBlobStore:
@@ -74,7 +171,9 @@ class DatabaseBlobStore:
 
     Each chunk is written in a short transaction of its own while an upload streams
     in (the request's transaction is not open then); the request's rollback cleanup
-    deletes them, exactly as it deletes a file in the data dir.
+    deletes them, exactly as it deletes a file in the data dir. A process killed
+    mid-upload cannot: its chunks carry their day so that the orphan sweep can
+    tell them from an upload still streaming on another node.
     """
 
     CHUNK_BYTES = 1 << 20
@@ -116,7 +215,8 @@ class _ChunkWriter:
 
     def _store(self, data: bytes) -> None:
         with self._database.transaction() as session:
-            session.add(BlobChunk(blob_id=self._blob_id, position=self._position, data=data))
+            session.add(BlobChunk(blob_id=self._blob_id, position=self._position, data=data,
+                                  written_on=dt.datetime.now(dt.UTC).date()))
         self._position += 1
 
     def close(self) -> None:

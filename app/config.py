@@ -61,7 +61,29 @@ class Settings(BaseSettings):
     # of silence, and at most this many uploads stream at once: slow clients
     # must not be able to hold the service's workers or connections.
     request_idle_timeout_seconds: float = Field(default=60, gt=0)
-    max_concurrent_uploads: int = Field(default=16, ge=1)
+    max_concurrent_uploads: int = Field(default=64, ge=1)
+    # The idle timer restarts on every chunk, so a client trickling a few bytes a second
+    # would never trip it: an upload must also end within a deadline and, once past its
+    # grace period, keep up a minimum average rate (app.web.request_body). Small bodies
+    # (JSON, forms) must arrive whole within small_body_deadline_seconds.
+    upload_deadline_seconds: float = Field(default=900, gt=0)
+    upload_min_bytes_per_second: int = Field(default=2048, ge=0)
+    upload_rate_grace_seconds: float = Field(default=20, ge=0)
+    small_body_deadline_seconds: float = Field(default=30, gt=0)
+    # Admission (app.web.admission), per process. Requests in flight: past max_requests_in_flight
+    # a request waits in the event loop (no thread, no connection held) for at most
+    # admission_wait_seconds, and only admission_queue of them wait; the rest are answered
+    # 503 with Retry-After at once. Of those, at most max_database_requests hold a database
+    # session at once (the same wait and queue bounds); the connection pool is sized from it,
+    # so an admitted request never waits for a connection another one holds.
+    max_requests_in_flight: int = Field(default=256, ge=1)
+    max_database_requests: int = Field(default=6, ge=1)
+    admission_queue: int = Field(default=64, ge=0)
+    admission_wait_seconds: float = Field(default=2.0, ge=0)
+    retry_after_seconds: int = Field(default=2, ge=1)
+    # How long a statement may wait for a pooled connection or a database answer before the
+    # request is refused with 503 (the database is unreachable or overloaded).
+    database_timeout_seconds: float = Field(default=5.0, gt=0)
     # Photos are re-encoded from pixels before encryption, which drops EXIF (GPS,
     # camera, times), XMP, ICC and text chunks. Decoding needs the whole picture in
     # memory: bounded in bytes and in pixels (a small file can claim a huge canvas).
@@ -79,6 +101,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.
     max_image_pixels: int = Field(default=50_000_000, ge=1, le=64 * 1024 * 1024)
+    # Everything photo cleaning holds at once per process (each worker has its own): pictures
+    # held while they stream in, and each one being cleaned, priced from its header before any
+    # pixel is decoded (app.intake.cleaning, "Memory"). A picture that alone needs more is
+    # refused (413); one that finds the rest in use waits a few seconds, then gets a 503.
+    image_memory_budget_bytes: int = Field(default=512 * MiB, ge=64 * MiB)
 
     # The audit log's name in its signed checkpoints (C2SP tlog-checkpoint
     # "origin"): set it to something unique to the organisation.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from app.config import Settings
 
@@ -35,6 +38,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT;
     # SQLAlchemy emits BEGIN itself instead (see _begin_sqlite).
@@ -44,7 +50,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> No
     # Crypto-shredding deletes wrapped data keys; without secure_delete SQLite
     # leaves the deleted bytes in free pages, where a seized file still has them.
     cursor.execute("PRAGMA secure_delete=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
@@ -54,24 +60,100 @@ logger = logging.getLogger(__name__)
 READ_ONLY_OPTION = "daylight_read_only"
 
 
+class _SerialisedSQLiteConnection(sqlite3.Connection):
+    """A pysqlite connection that gives its engine's writer lock back when its transaction ends.
+
+    SQLite admits one writer at a time. Left to itself, a writer that finds the lock
+    taken polls for it with growing sleeps (busy_timeout), so under load most of the
+    time goes to sleeping. Writers of one process instead queue on a lock in memory
+    and are woken the moment the previous transaction has committed; SQLite's own
+    lock still serialises them against other processes.
+    """
+
+    writer_lock: threading.Lock | None = None
+    holds_writer_lock = False
+
+    def _release_writer_lock(self) -> None:
+        if self.holds_writer_lock and self.writer_lock is not None:
+            self.holds_writer_lock = False
+            self.writer_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release_writer_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_writer_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release_writer_lock()
+
+
 def _begin_sqlite(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front. A deferred BEGIN that reads,
     # then writes after another connection committed, fails at once with
     # "database is locked" (busy_timeout cannot help it); IMMEDIATE waits
     # its turn instead. SQLite serialises writers either way: requests are
-    # short, and nothing holds a transaction open across a slow client.
+    # short, and nothing holds a transaction open across a slow client
+    # (app.web.admission reads small bodies whole first; uploads open their
+    # transaction after the last byte).
     # A long read-only pass (audit verification) asks for a deferred BEGIN
     # instead, so that it does not hold the write lock (READ_ONLY_OPTION).
     read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if read_only:
+        connection.exec_driver_sql("BEGIN")
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    serialised = dbapi_connection if isinstance(dbapi_connection, _SerialisedSQLiteConnection) else None
+    writer_lock = serialised.writer_lock if serialised and not serialised.holds_writer_lock else None
+    # Bounded like busy_timeout; past it, SQLite's own wait decides (and may say "locked": a 503).
+    if serialised and writer_lock and writer_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        serialised.holds_writer_lock = True
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if serialised:
+            serialised._release_writer_lock()
+        raise
 
 
-def create_database_engine(url: str) -> Engine:
+def create_database_engine(url: str, *, pool_size: int | None = None,
+                           timeout_seconds: float | None = None) -> Engine:
+    """An engine; ``pool_size`` (connections kept) and ``timeout_seconds`` (the longest a
+    statement waits for a pooled connection, or a new PostgreSQL connection for the server)
+    for the serving processes, whose admission control is sized to the pool."""
+    options: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {}
+    sqlite = url.startswith("sqlite")
+    if pool_size is not None:
+        options.update(pool_size=pool_size, max_overflow=2)
+    if timeout_seconds is not None:
+        options["pool_timeout"] = timeout_seconds
+        if not sqlite:
+            connect_args["connect_timeout"] = max(1, round(timeout_seconds))
+    if sqlite:
+        connect_args["factory"] = _SerialisedSQLiteConnection
     # hide_parameters: a failing statement's error message would otherwise
     # carry its bound values (usernames, row ids, dates) into the logs.
-    engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args,
+                           **options)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _configure_sqlite)
+        writer_lock = threading.Lock()
+
+        def configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            if isinstance(dbapi_connection, _SerialisedSQLiteConnection):
+                dbapi_connection.writer_lock = writer_lock
+            _configure_sqlite(dbapi_connection, record)
+
+        event.listen(engine, "connect", configure)
         event.listen(engine, "begin", _begin_sqlite)
     return engine
 
@@ -84,9 +166,31 @@ class Database:
     session_factory: Callable[[], Session] = field(repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
-        engine = create_database_engine(settings.sqlalchemy_url)
+    def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Database:
+        """``pool_size`` for a serving process (see app.web.admission); None for commands."""
+        engine = create_database_engine(
+            settings.sqlalchemy_url, pool_size=pool_size,
+            timeout_seconds=settings.database_timeout_seconds if pool_size is not None else None)
         return cls(engine=engine, session_factory=sessionmaker(engine, expire_on_commit=False))
+
+    def answers(self) -> bool:
+        """Whether the database answers a trivial query now, on a connection of its own (never
+        one of the pool's, which may all be busy): the readiness check."""
+        probe = create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True,
+                              connect_args=self._probe_connect_args())
+        try:
+            with probe.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+            return True
+        except SQLAlchemyError:
+            return False
+        finally:
+            probe.dispose()
+
+    def _probe_connect_args(self) -> dict[str, Any]:
+        if self.engine.dialect.name == "sqlite":
+            return {"timeout": 1.0}
+        return {"connect_timeout": 2}
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -95,14 +199,33 @@ class Database:
         session = self.session_factory()
         try:
             yield session
-            session.commit()
         except BaseException:
-            session.rollback()
-            run_rollback_cleanups(session)
+            undo(session)
             raise
-        finally:
-            session.close()
-        run_commit_hooks(session)
+        commit(session)
+
+
+def commit(session: Session) -> None:
+    """Commit and close ``session``, then run its after_commit hooks; on a failed commit, roll
+    back and run its rollback cleanups instead, and raise."""
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        run_rollback_cleanups(session)
+        raise
+    finally:
+        session.close()
+    run_commit_hooks(session)
+
+
+def undo(session: Session) -> None:
+    """Roll back and close ``session`` and run its rollback cleanups (blobs written for it)."""
+    try:
+        session.rollback()
+        run_rollback_cleanups(session)
+    finally:
+        session.close()
 
 
 def on_rollback(session: Session, cleanup: Callable[[], None]) -> None:

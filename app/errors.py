@@ -7,13 +7,17 @@ exception text never reaches the client.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -86,6 +90,66 @@ class UnsupportedMediaType(AppError):
     public_message = "Send application/json or multipart/form-data."
 
 
+class ServiceUnavailable(AppError):
+    """The database does not answer, or every connection is busy: try again shortly."""
+
+    status = 503
+    code = "unavailable"
+    public_message = N_("The service cannot take this request right now. Please try again in a minute.")
+
+
+class InsufficientStorage(AppError):
+    """The disk (or quota) holding the database or the files is full: nothing was stored."""
+
+    status = 507
+    code = "insufficient_storage"
+    public_message = N_("The service cannot store anything right now. Please try again later.")
+
+
+# SQLITE_FULL; PostgreSQL's disk_full (53100) and the other class-53 resource errors.
+_SQLITE_FULL = 13
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether an error says the disk or a quota is full (the data dir or the database's)."""
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return True
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(original, sqlite3.Error):
+        return getattr(original, "sqlite_errorcode", None) == _SQLITE_FULL
+    sqlstate = getattr(original, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate in {"53100", "53200", "53400"}
+
+
+def database_failure(exc: SQLAlchemyError) -> AppError | None:
+    """What a database error means to a client, when it is about availability or space, not a
+    bug: 507 for a full disk; 503 for a database that is unreachable, locked, shutting down,
+    or whose pool is exhausted. None for anything else (a programming error stays a 500)."""
+    if storage_full(exc):
+        return InsufficientStorage()
+    if isinstance(exc, PoolTimeout):
+        return ServiceUnavailable()
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or (
+            exc.orig is not None and _unavailable(exc.orig))):
+        return ServiceUnavailable()
+    return None
+
+
+def _unavailable(original: BaseException) -> bool:
+    if isinstance(original, sqlite3.OperationalError):
+        # SQLITE_BUSY / SQLITE_LOCKED past busy_timeout; SQLITE_IOERR, SQLITE_CANTOPEN.
+        return getattr(original, "sqlite_errorcode", 0) & 0xFF in {5, 6, 10, 14}
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        # 08: connection exceptions; 57P: operator intervention (shutdown, crash recovery);
+        # 53300: too many connections; 57014: statement timeout/cancel; 40001/40P01:
+        # serialization failure and deadlock, where trying again is the answer.
+        return sqlstate.startswith(("08", "57P")) or sqlstate in {"53300", "57014", "40001", "40P01"}
+    # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
+    return type(original).__name__ == "OperationalError"
+
+
 class InvalidInput(AppError):
     status = 422
     code = "invalid_input"
@@ -114,13 +178,44 @@ def safe_error_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
     ]
 
 
+DEFAULT_RETRY_AFTER_SECONDS = 2
+
+
+def retry_after_seconds(request: Request) -> int:
+    """The app's Retry-After (settings.retry_after_seconds), read without importing the web layer."""
+    context = getattr(request.app.state, "context", None)
+    settings = getattr(context, "settings", None)
+    return int(getattr(settings, "retry_after_seconds", DEFAULT_RETRY_AFTER_SECONDS))
+
+
+def app_error_response(exc: AppError, retry_after: int) -> JSONResponse:
+    """An AppError in the one error model; every 503 says when to come back (RFC 9110 10.2.3)."""
+    detail: Any = exc.public_message
+    if isinstance(exc, InvalidInput) and exc.fields:
+        detail = {"message": exc.public_message, "fields": exc.fields}
+    headers = {"Retry-After": str(retry_after)} if exc.status == 503 else None
+    return JSONResponse(error_body(exc.code, detail), status_code=exc.status, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def app_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
-        detail: Any = exc.public_message
-        if isinstance(exc, InvalidInput) and exc.fields:
-            detail = {"message": exc.public_message, "fields": exc.fields}
-        return JSONResponse(error_body(exc.code, detail), status_code=exc.status)
+        return app_error_response(exc, retry_after_seconds(request))
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SQLAlchemyError)  # noqa: S101
+        meaning = database_failure(exc)
+        if meaning is None:
+            return await unexpected_error(request, exc)
+        logger.warning("database unavailable or full (answered %s)", meaning.status)
+        return app_error_response(meaning, retry_after_seconds(request))
+
+    async def os_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OSError)  # noqa: S101
+        if not storage_full(exc):
+            return await unexpected_error(request, exc)
+        logger.warning("storage full")
+        return app_error_response(InsufficientStorage(), retry_after_seconds(request))
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
@@ -154,4 +249,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
+    app.add_exception_handler(SQLAlchemyError, database_error)
+    app.add_exception_handler(OSError, os_error)
     app.add_exception_handler(Exception, unexpected_error)

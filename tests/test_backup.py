@@ -1,9 +1,11 @@
 """Backup and restore on both databases: a round trip to a new data dir, where the audit log verifies
-and the demo's reports read back; damaged backups and occupied targets are refused."""
+and the demo's reports read back; damaged backups and occupied targets are refused; orphan blobs
+are left out."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pyotp
@@ -13,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.config import load_settings
 from app.db import Database
 from app.entrypoints import cli
-from app.entrypoints.apps import create_staff_app
+from app.entrypoints.apps import create_intake_app, create_staff_app
 from tests.conftest import drop_postgres_schema
 
 
@@ -108,3 +110,27 @@ def test_a_backup_names_the_secrets_it_could_not_copy_because_the_environment_ho
     err = capsys.readouterr().err
     assert "receipt_pepper" in err
     assert pepper not in err
+
+
+def test_a_backup_copies_the_blobs_rows_name_and_leaves_orphans_behind(
+    data_dir: Path, committed_database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = demo_organisation(data_dir, committed_database_url, monkeypatch)
+    settings = load_settings(source)
+    database = Database.from_settings(settings)
+    try:
+        with TestClient(create_intake_app(settings, database=database), base_url="https://intake") as intake:
+            sent = intake.post("/api/v1/tips", data={"narrative": "with a file"},
+                               files=[("files", ("a.bin", b"evidence" * 100, "application/pdf"))])
+            assert sent.status_code == 201
+    finally:
+        database.engine.dispose()
+    (named,) = [path.name for path in settings.blobs_dir.iterdir()]
+    orphan = uuid.uuid4().hex  # what a server killed mid-upload leaves
+    (settings.blobs_dir / orphan).write_bytes(b"ciphertext of an upload that never committed")
+
+    backup_dir = data_dir / "backup"
+    assert cli.main(["backup", "--data-dir", str(source), "--output", str(backup_dir)]) == 0
+    files = json.loads((backup_dir / "manifest.json").read_text())["files"]
+    assert [name for name in files if name.startswith("blobs/")] == [f"blobs/{named}"]
+    assert not (backup_dir / "blobs" / orphan).exists()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import os
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from app.blobs import BlobChunk, BlobStore
 from app.config import load_settings
 from app.db import Database
 from app.entrypoints import cli
-from app.entrypoints.doctor import Verdict, run_checks
+from app.entrypoints.doctor import ORPHAN_MIN_AGE, Verdict, run_checks
 
 
 @pytest.fixture
@@ -79,3 +83,33 @@ def test_a_tampered_audit_log_fails(organisation_dir: Path) -> None:
 def test_development_mode_fails(data_dir: Path) -> None:
     assert cli.main(["demo", "--data-dir", str(data_dir / "demo")]) == 0
     assert verdicts(data_dir / "demo")["environment"] is Verdict.FAIL
+
+
+def test_orphan_blobs_are_counted_never_named_and_young_ones_are_not_counted(
+    organisation_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert verdicts(organisation_dir)["orphan blobs"] is Verdict.OK
+    settings = load_settings(organisation_dir)
+    crashed_file, uploading_file, crashed_chunks = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for blob_id, idle_for in ((crashed_file, ORPHAN_MIN_AGE * 2), (uploading_file, dt.timedelta(minutes=1))):
+        writer = BlobStore(settings.blobs_dir).create(blob_id)
+        writer.write(b"ciphertext")
+        writer.close()
+        last_write = (dt.datetime.now(dt.UTC) - idle_for).timestamp()
+        os.utime(settings.blobs_dir / blob_id.hex, (last_write, last_write))
+    database = Database.from_settings(settings)
+    try:
+        with database.transaction() as session:
+            session.add(BlobChunk(blob_id=crashed_chunks, position=0, data=b"ciphertext",
+                                  written_on=dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)))
+    finally:
+        database.engine.dispose()
+
+    capsys.readouterr()
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 0  # a warning, not a failure
+    output = capsys.readouterr().out
+    assert "WARN  orphan blobs: 2 blob(s) belong to no attachment" in output
+    assert "`daylight serve` removes them" in output
+    for blob_id in (crashed_file, uploading_file, crashed_chunks):
+        assert blob_id.hex not in output
+        assert str(blob_id) not in output

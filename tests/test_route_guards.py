@@ -28,7 +28,7 @@ INTAKE_PUBLIC_ROUTES = frozenset({
     ("GET", "/"), ("POST", "/report/step"), ("POST", "/report"), ("POST", "/receipt"), ("GET", "/safety"),
     ("GET", "/followup"), ("POST", "/followup"), ("POST", "/followup/reply"), ("POST", "/followup/files"),
     ("POST", "/followup/delete"),
-    ("GET", "/healthz"), ("POST", "/api/v1/tips"),
+    ("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/api/v1/tips"),
     ("POST", "/api/v1/followup"), ("POST", "/api/v1/followup/messages"),
 })
 STATIC_MOUNT = "/static"
@@ -159,8 +159,8 @@ def test_intake_app_serves_only_its_public_routes(apps: tuple[FastAPI, FastAPI])
 
 def test_intake_app_mounts_no_staff_route(apps: tuple[FastAPI, FastAPI]) -> None:
     intake, staff = apps
-    # Both apps answer GET /healthz, and GET / (the report form; the staff start page).
-    staff_only = set(route_table(staff)) - {("GET", "/healthz"), ("GET", "/")}
+    # Both apps answer GET /healthz and /readyz, and GET / (the report form; the staff start page).
+    staff_only = set(route_table(staff)) - {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/")}
     assert not staff_only & set(route_table(intake))
     assert not any(path.startswith("/api/v1/auth") for _, path in route_table(intake))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -74,10 +74,11 @@ def current_principal(request: Request, session: DbSession, context: Context) ->
 CurrentStaff = Annotated[Principal, Depends(current_principal)]
 
 
-def require(permission: Permission) -> Callable[[Principal], Principal]:
+def require(permission: Permission) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through only members whose role holds ``permission``."""
 
-    def guard(principal: CurrentStaff) -> Principal:
+    # async: no worker-thread hop for a check that does no I/O (see app.web.context.app_context).
+    async def guard(principal: CurrentStaff) -> Principal:
         if not principal.can(permission):
             raise Forbidden
         return principal
@@ -102,7 +103,7 @@ class StepUpRequired(Forbidden):
     public_message = "Confirm your password first (it is asked again after five minutes)."
 
 
-def recently_reauthenticated_staff(principal: CurrentStaff) -> Principal:
+async def recently_reauthenticated_staff(principal: CurrentStaff) -> Principal:
     """For key grants, exports and deletions: the password typed within the last five minutes."""
     if not recently_reauthenticated(principal):
         raise StepUpRequired

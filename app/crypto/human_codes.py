@@ -23,7 +23,10 @@ _SEPARATORS = frozenset("\u2212\u30fc\uff70\u00b7\u30fb")
 def random_code(bits: int) -> str:
     """A code carrying at least ``bits`` of entropy from the OS CSPRNG, grouped for reading."""
     chars = -(-bits // 5)  # each character carries 5 bits
-    return group("".join(secrets.choice(ALPHABET) for _ in range(chars)))
+    # One read of the CSPRNG, cut into 5-bit digits: the alphabet has exactly 32 characters,
+    # so every digit is uniform (no modulo bias), at a 50th of the cost of a read per digit.
+    value = secrets.randbits(5 * chars)
+    return group("".join(ALPHABET[(value >> (5 * index)) & 31] for index in range(chars)))
 
 
 def group(digits: str) -> str:

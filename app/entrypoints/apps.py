@@ -22,6 +22,7 @@ from app.cases.routes_api import router as cases_router
 from app.cases.routes_web import router as cases_web_router
 from app.config import Settings
 from app.db import Database
+from app.intake.group_commit import TipCommitter
 from app.intake.routes_api import router as intake_api_router
 from app.intake.routes_web import (
     FollowupRefused,
@@ -32,7 +33,7 @@ from app.intake.routes_web import (
 from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
-from app.keys.server_secrets import load_server_secrets
+from app.keys.server_secrets import INTAKE_SECRETS, SECRET_NAMES, STAFF_SECRETS, load_server_secrets
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
 from app.triage.routes_api import router as triage_router
@@ -42,10 +43,13 @@ from app.web.context import AppContext
 from app.web.health import router as health_router
 from app.web.staff_errors import install_staff_page_errors
 
+UPLOAD_CHUNK_POOL_SIZE = 4
+
 # Routes reachable without a staff session. Everything on the intake app is
 # public by design; on the staff app only these two (test_route_guards.py).
 STAFF_PUBLIC_ROUTES = frozenset({
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("POST", "/api/v1/auth/login"),
     # One-time account links: the token in the path is the credential.
     ("GET", "/api/v1/account-links/{token}"),
@@ -57,19 +61,39 @@ STAFF_PUBLIC_ROUTES = frozenset({
 })
 
 
-def build_context(settings: Settings, database: Database | None = None) -> AppContext:
-    database = database or Database.from_settings(settings)
+def build_context(settings: Settings, database: Database | None = None, *,
+                  secret_names: tuple[str, ...] = SECRET_NAMES, pool_size: int | None = None) -> AppContext:
+    """``database`` for tests (their rolled-back connection); otherwise one is made, its pool
+    ``pool_size`` for a serving process (`daylight serve`), sized to its admission control."""
+    blob_database = database
+    if database is None:
+        database = Database.from_settings(settings, pool_size=pool_size)
+        # Chunks of files stored in the database are written while uploads stream, outside
+        # admission: on a pool of their own, they never take a connection an admitted
+        # request is waiting for.
+        blob_database = Database.from_settings(settings, pool_size=UPLOAD_CHUNK_POOL_SIZE) \
+            if settings.blob_storage == "database" and pool_size is not None else database
+    assert blob_database is not None  # noqa: S101 - set on both paths above
     return AppContext(
         settings=settings,
         database=database,
-        secrets=load_server_secrets(settings.secrets_dir),
-        blobs=blob_storage_for(settings, database),
+        secrets=load_server_secrets(settings.secrets_dir, secret_names),
+        blobs=blob_storage_for(settings, blob_database),
         upload_slots=asyncio.Semaphore(settings.max_concurrent_uploads),
     )
 
 
-def create_intake_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
-    app = build_app(build_context(settings, database), title="Daylight intake")
+def serving_pool_size(settings: Settings) -> int:
+    """Connections one serving process keeps: one per database slot (app.web.admission), one for
+    the tip committer (app.intake.group_commit) and one spare."""
+    return settings.max_database_requests + 2
+
+
+def create_intake_app(settings: Settings, *, database: Database | None = None,
+                      pool_size: int | None = None) -> FastAPI:
+    context = build_context(settings, database, secret_names=INTAKE_SECRETS, pool_size=pool_size)
+    app = build_app(context, title="Daylight intake")
+    app.state.tip_committer = TipCommitter(context.database, context.secrets)
     app.include_router(health_router)
     app.include_router(intake_web_router)
     app.include_router(intake_api_router)
@@ -78,8 +102,10 @@ def create_intake_app(settings: Settings, *, database: Database | None = None) -
     return app
 
 
-def create_staff_app(settings: Settings, *, database: Database | None = None) -> FastAPI:
-    app = build_app(build_context(settings, database), title="Daylight staff")
+def create_staff_app(settings: Settings, *, database: Database | None = None,
+                     pool_size: int | None = None) -> FastAPI:
+    context = build_context(settings, database, secret_names=STAFF_SECRETS, pool_size=pool_size)
+    app = build_app(context, title="Daylight staff")
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(accounts_router)

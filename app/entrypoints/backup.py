@@ -10,10 +10,15 @@ snapshot). Files are copied right after it: an attachment added in between is
 in the copy without its row (harmless ciphertext), and one purged in between
 is missing, which is why a backup is best taken from a quiet system (or with
 `daylight serve` stopped).
+
+Only blob files that an attachment row names (looked up after the database
+copy) are copied: an upload still streaming, or a crash's orphan, is ciphertext
+whose key no row holds, and a backup kept for years should not carry it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -27,8 +32,10 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sqlalchemy import inspect
 
+from app.blobs import BlobStore
 from app.config import DATA_DIR_ENV_FILE, Settings
 from app.db import Database
+from app.intake.orphans import blob_ids_named_by_rows
 from app.keys.server_secrets import SECRET_NAMES, secret_from_environment
 from app.schema import migration_heads
 
@@ -114,12 +121,18 @@ def backup(settings: Settings, output: Path) -> dict[str, object]:
                 command.append(f"--schema={target_db.schema}")
             _run(command)
             (output / PG_FILE).chmod(0o600)
+        blob_store = BlobStore(settings.blobs_dir)
+        # After the copy: every row in it is seen (unless purged since), so no blob it names is left out.
+        named_blob_ids = blob_ids_named_by_rows(database, list(blob_store.blob_ids()))
     finally:
         database.engine.dispose()
-    for directory in (settings.secrets_dir, settings.blobs_dir):
-        if directory.exists():
-            for path in sorted(directory.iterdir()):
-                _private_copy(path, output / directory.name / path.name)
+    if settings.secrets_dir.exists():
+        for path in sorted(settings.secrets_dir.iterdir()):
+            _private_copy(path, output / settings.secrets_dir.name / path.name)
+    for blob_id in sorted(named_blob_ids):
+        # A tip deleted or purged since the lookup takes its file with it: missing, as its row will be.
+        with contextlib.suppress(FileNotFoundError):
+            _private_copy(settings.blobs_dir / blob_id.hex, output / settings.blobs_dir.name / blob_id.hex)
     env_file = settings.data_dir / DATA_DIR_ENV_FILE
     if env_file.exists():
         _private_copy(env_file, output / DATA_DIR_ENV_FILE)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import datetime as dt
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +12,6 @@ from pathlib import Path
 from typing import TextIO
 
 import pyotp
-import uvicorn
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -34,7 +30,7 @@ from app.crypto.errors import DecryptionError
 from app.db import READ_ONLY_OPTION, Database
 from app.entrypoints import backup as backup_module
 from app.entrypoints import doctor
-from app.entrypoints.apps import create_intake_app, create_staff_app
+from app.entrypoints import serve as serve_module
 from app.entrypoints.demo import create_demo, read_credentials
 from app.keys import rotation
 from app.keys.organisation import OrganisationExists, init_organisation
@@ -442,58 +438,13 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield handle
 
 
-async def _checkpoint_periodically(settings: Settings) -> None:
-    """Sign a checkpoint whenever events arrived and the last one is older than the interval.
-
-    Safe on several nodes: appends and checkpoints are serialised by a lock,
-    and a node that finds nothing new signs nothing.
-    """
-    database = Database.from_settings(settings)
-    signer = audit_service.signing_key(load_server_secrets(settings.secrets_dir))
-    interval = dt.timedelta(seconds=settings.audit_checkpoint_interval_seconds)
-
-    def run_once() -> None:
-        with database.transaction() as session:
-            if audit_service.checkpoint_due(session, interval):
-                audit_service.write_checkpoint(session, signer, settings.audit_log_origin)
-
-    while True:
-        await asyncio.sleep(min(60, settings.audit_checkpoint_interval_seconds))
-        try:
-            await asyncio.to_thread(run_once)
-        except Exception:
-            logging.getLogger("daylight").exception("audit checkpoint failed")
-
-
-async def _serve_both(args: argparse.Namespace) -> None:
-    settings = load_settings(args.data_dir)
-    servers = [
-        uvicorn.Server(uvicorn.Config(
-            # Each app its own connection pool: the public app's load cannot
-            # starve the staff app of connections.
-            factory(settings, database=Database.from_settings(settings)), host=args.host, port=port,
-            # No access log: it would record client addresses and request times.
-            access_log=False,
-            # Never take a client address from X-Forwarded-For or similar.
-            proxy_headers=False, forwarded_allow_ips="",
-            server_header=False, log_level="warning", lifespan="off",
-            # Our JSON handler (app.logs) for every logger, uvicorn's included.
-            log_config=None,
-        ))
-        for factory, port in ((create_intake_app, args.intake_port), (create_staff_app, args.staff_port))
-    ]
-    print(f"Intake app on http://{args.host}:{args.intake_port}/  "
-          f"staff app on http://{args.host}:{args.staff_port}/", flush=True)
-    checkpoints = asyncio.create_task(_checkpoint_periodically(settings))
-    try:
-        await asyncio.gather(*(server.serve() for server in servers))
-    finally:
-        checkpoints.cancel()
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging()
-    asyncio.run(_serve_both(args))
+    print(f"Intake app on http://{args.host}:{args.intake_port}/ ({args.intake_workers} workers)  "
+          f"staff app on http://{args.host}:{args.staff_port}/ ({args.staff_workers} workers)", flush=True)
+    serve_module.serve(args.data_dir, host=args.host, intake_port=args.intake_port,
+                       staff_port=args.staff_port, intake_workers=args.intake_workers,
+                       staff_workers=args.staff_workers)
     return 0
 
 
@@ -575,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)
     serve.add_argument("--staff-port", type=int, default=8001)
+    serve.add_argument("--intake-workers", type=_positive_int, default=serve_module.default_worker_count(),
+                       help="intake app processes (default: one per core)")
+    serve.add_argument("--staff-workers", type=_positive_int, default=serve_module.default_worker_count(),
+                       help="staff app processes (default: one per core)")
     serve.set_defaults(run=cmd_serve)
     return parser
 

@@ -23,6 +23,7 @@ from app.audit import service as audit_service
 from app.audit.models import AuditEvent
 from app.config import Environment, Settings
 from app.db import READ_ONLY_OPTION, Database
+from app.intake.orphans import find_orphan_blobs
 from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.keys.server_secrets import (
     ENV_PREFIX,
@@ -37,6 +38,9 @@ from app.keys.server_secrets import (
 from app.schema import migration_heads
 
 CLOCK_SLACK = dt.timedelta(minutes=5)
+# Doctor runs beside live servers, perhaps on another node: only blobs untouched for longer
+# than any upload lasts are counted, so an upload still streaming is never called an orphan.
+ORPHAN_MIN_AGE = dt.timedelta(days=1)
 
 
 class Verdict(StrEnum):
@@ -246,6 +250,22 @@ def check_audit(settings: Settings, database: Database, now: dt.datetime) -> lis
     return findings
 
 
+def check_orphan_blobs(settings: Settings, database: Database, now: dt.datetime,
+                       older_than: dt.timedelta = ORPHAN_MIN_AGE) -> list[Finding]:
+    # A count only: blob names are attachment ids, and a report is often pasted somewhere.
+    orphans = len(find_orphan_blobs(settings, database, older_than=older_than, now=now))
+    if not orphans:
+        return [Finding("orphan blobs", Verdict.OK, "none: every stored blob belongs to an attachment")]
+    return [
+        Finding(
+            "orphan blobs",
+            Verdict.WARN,
+            f"{orphans} blob(s) belong to no attachment (left by a server stopped mid-upload): unreadable "
+            "ciphertext, but they use space. `daylight serve` removes them when it next starts.",
+        )
+    ]
+
+
 def check_settings(settings: Settings) -> list[Finding]:
     findings = []
     if settings.environment is Environment.DEVELOPMENT:
@@ -285,7 +305,10 @@ def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Findi
         database_findings = check_database(settings, database)
         findings += database_findings
         if all(finding.verdict is Verdict.OK for finding in database_findings):
-            steps: list[Callable[[], list[Finding]]] = [lambda: check_keys(database)]
+            steps: list[Callable[[], list[Finding]]] = [
+                lambda: check_keys(database),
+                lambda: check_orphan_blobs(settings, database, now),
+            ]
             if all(f.verdict is not Verdict.FAIL for f in findings if f.check.startswith("secret")):
                 steps.append(lambda: check_audit(settings, database, now))
             for step in steps:

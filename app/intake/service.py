@@ -77,10 +77,21 @@ def _trusted_intake_key(session: Session,
 
 _DECLARED_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
 UNKNOWN_CONTENT_TYPE = "application/octet-stream"
-# Decoding a picture takes several bytes per pixel: a few small files claiming large canvases
-# could otherwise exhaust memory together. At most this many are decoded at once per process;
-# the others wait their turn (their uploads are already complete).
+# Cleaning a picture is seconds of CPU for the largest ones: at most this many are cleaned at
+# once per process, so photos cannot take every core. The others wait their turn (their uploads
+# are complete) for at most cleaning.CLEANING_WAIT_SECONDS, then get a 503: a stream of costly
+# pictures must not build a queue that every other submission waits minutes in.
 _CLEANING_SLOTS = threading.BoundedSemaphore(2)
+# The encryptor's chunk: a re-encoded picture is encrypted in pieces of this size as the encoder
+# writes it, so it is never held whole, in plaintext or ciphertext.
+_CLEANED_PIECE_BYTES = 64 * 1024
+
+
+@functools.cache
+def image_memory_budget(limit_bytes: int) -> cleaning.ImageMemoryBudget:
+    """The process's budget for image cleaning (one per configured size: tests build apps with
+    several; a deployment has one)."""
+    return cleaning.ImageMemoryBudget(limit_bytes)
 
 
 def _declared_content_type(declared: str | None) -> str:
@@ -99,11 +110,17 @@ class AttachmentWriter:
     metadata (app.intake.cleaning) and only then encrypted, because decoding needs
     the whole file. Every other file streams straight through the cipher and is
     marked as still carrying whatever metadata it had.
+
+    An image's bytes count against the process's image memory budget from the moment
+    they are held: the reservation grows as they arrive, covers the decoding when the
+    part ends, and is released by `close` or `abort`, whichever comes first, however
+    the upload ends.
     """
 
     def __init__(self, *, attachment_id: uuid.UUID, data_key: bytes, key_version: int,
                  blob_store: BlobStorage, max_bytes: int, content_type: str | None,
-                 clean_images: bool, max_image_bytes: int, max_image_pixels: int) -> None:
+                 clean_images: bool, max_image_bytes: int, max_image_pixels: int,
+                 image_memory: cleaning.ImageMemoryBudget) -> None:
         self.attachment_id = attachment_id
         self.data_key = data_key
         self.content_type = _declared_content_type(content_type)
@@ -114,6 +131,7 @@ class AttachmentWriter:
         self._clean_images = clean_images
         self._max_image_bytes = max_image_bytes
         self._max_image_pixels = max_image_pixels
+        self._memory = image_memory.reservation()
         self._sink = blob_store.create(attachment_id)
         self._sink.write(self._encryptor.header)
         self._held: list[bytes] | None = []  # the first bytes until the type is known; all of an image
@@ -128,10 +146,15 @@ class AttachmentWriter:
             self._sink.write(self._encryptor.update(data))
             return
         self._held.append(data)
-        if self._image and self.size > self._max_image_bytes:
-            raise cleaning.ImageTooLarge
         if not self._image and self.size >= cleaning.SNIFF_BYTES:
             self._decide()
+        if self._image:
+            if self.size > self._max_image_bytes:
+                raise cleaning.ImageTooLarge
+            # Held bytes are memory as much as decoded pixels are: sixteen uploads of 32 MiB each
+            # are half a gigabyte before anything is decoded. (The sniffing window, at most one
+            # chunk, is held for any file and not counted.)
+            self._memory.grow_to(self.size)
 
     def _decide(self) -> None:
         assert self._held is not None  # noqa: S101 - only called while holding
@@ -147,18 +170,43 @@ class AttachmentWriter:
             self._clean_images = False
             self._decide()
         if self._held is not None:
-            with _CLEANING_SLOTS:
-                cleaned = cleaning.clean_image(b"".join(self._held), max_pixels=self._max_image_pixels)
-            self._held = None
-            self.size = len(cleaned.data)
-            self.content_type = cleaned.content_type
-            self.metadata = cleaning.MetadataOutcome.REMOVED
-            self._sink.write(self._encryptor.update(cleaned.data))
+            try:
+                self._write_cleaned_image()
+            finally:
+                self._held = None
+                self._memory.release()
         self._sink.write(self._encryptor.finalize())
         self._sink.close()
 
+    def _write_cleaned_image(self) -> None:
+        assert self._held is not None  # noqa: S101 - only called while holding
+        if not _CLEANING_SLOTS.acquire(timeout=cleaning.CLEANING_WAIT_SECONDS):
+            raise cleaning.ImageCleaningBusy
+        try:
+            # Joining copies the file once more, for a moment.
+            self._memory.grow_to(2 * self.size)
+            encoded = b"".join(self._held)
+            self._held = None
+            self._memory.shrink_to(len(encoded))
+            self.size = 0
+            self.content_type = cleaning.clean_image_into(
+                encoded, self._encrypt_cleaned, max_pixels=self._max_image_pixels, memory=self._memory)
+            self.metadata = cleaning.MetadataOutcome.REMOVED
+        finally:
+            _CLEANING_SLOTS.release()
+
+    def _encrypt_cleaned(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self._max_bytes:
+            # A few hundred kilobytes can decode to pixels that re-encode to hundreds of
+            # megabytes (noise survives no compressor): the file limit holds for what is stored.
+            raise cleaning.ImageTooLarge
+        for start in range(0, len(data), _CLEANED_PIECE_BYTES):
+            self._sink.write(self._encryptor.update(data[start:start + _CLEANED_PIECE_BYTES]))
+
     def abort(self) -> None:
         self._held = None
+        self._memory.release()
         self._sink.close()
 
     def details(self) -> bytes:
@@ -205,6 +253,7 @@ class UploadDraft(abc.ABC):
             blob_store=blob_store, max_bytes=settings.max_file_bytes,
             content_type=content_type, clean_images=settings.strip_attachment_metadata,
             max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
+            image_memory=image_memory_budget(settings.image_memory_budget_bytes),
         )
         self.attachments.append(writer)
         return writer
@@ -237,40 +286,62 @@ def start_tip(session: Session, server_secrets: ServerSecrets) -> TipDraft:
     return TipDraft(intake_key=intake_key, intake_public=intake_public, server_secrets=server_secrets)
 
 
-def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
-    """Write the tip and its attachments' rows; returns the receipt, shown once and never stored."""
-    if submission.station_id is not None and session.get(Station, submission.station_id) is None:
-        raise InvalidInput(N_("Choose a station from the list."),
-                           fields=[{"field": "station_id", "message": "not a station in the registry"}])
+STATION_NOT_LISTED = N_("Choose a station from the list.")
+
+
+def unknown_station() -> InvalidInput:
+    return InvalidInput(STATION_NOT_LISTED,
+                        fields=[{"field": "station_id", "message": "not a station in the registry"}])
+
+
+@dataclass(frozen=True, slots=True)
+class SealedTip:
+    """A tip's row, encrypted and ready to insert, and the receipt to show once."""
+
+    row: dict[str, object] = field(repr=False)
+    receipt: str = field(repr=False)
+
+
+def seal_tip(tip_id: uuid.UUID, data_key: bytes, *, content_version: int, seal_version: int,
+             seal_public: sealing.PublicKey, submission: TipSubmission,
+             server_secrets: ServerSecrets) -> SealedTip:
+    """The tips row for a submission: every field sealed, a fresh receipt; no database access,
+    so it runs outside any transaction (and outside SQLite's write lock)."""
     receipt = new_receipt()
     digits = normalize_receipt(receipt)
     assert digits is not None  # noqa: S101 - a fresh receipt always normalises
+    row_id = str(tip_id)
+    receipt_public = receipt_private_key(server_secrets.receipt_pepper, digits).public_key()
+    return SealedTip(receipt=receipt, row={
+        "id": tip_id,
+        "ref": "T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
+        "status": TipStatus.NEW,
+        "urgent": submission.urgent,
+        "received_on": today(),
+        "last_activity_on": today(),
+        "intake_key_version": seal_version,
+        "content_key_version": content_version,
+        "sealed_data_key": TIP_DATA_KEY.seal(seal_public, data_key, row_id=row_id, key_version=seal_version),
+        "narrative_encrypted": TIP_NARRATIVE.seal(data_key, submission.narrative.encode(),
+                                                  row_id=row_id, key_version=content_version),
+        "answers_encrypted": TIP_ANSWERS.seal(data_key, json.dumps(submission.answers()).encode(),
+                                              row_id=row_id, key_version=content_version),
+        "receipt_lookup_hash": receipt_lookup_hash(server_secrets.receipt_pepper, digits),
+        "receipt_public_key": receipt_public.raw,
+        "receipt_public_key_mac": public_key_mac(server_secrets.key_integrity_key, receipt_public,
+                                                 *_receipt_key_context(tip_id)),
+    })
+
+
+def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
+    """Write the tip and its attachments' rows; returns the receipt, shown once and never stored."""
+    if submission.station_id is not None and session.get(Station, submission.station_id) is None:
+        raise unknown_station()
     version = draft.intake_key.version
     seal_version, seal_public = draft.sealing_key_now(session)
-    row_id = str(draft.id)
-    secrets = draft.server_secrets
-    receipt_public = receipt_private_key(secrets.receipt_pepper, digits).public_key()
-    tip = Tip(
-        id=draft.id,
-        ref="T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
-        status=TipStatus.NEW,
-        urgent=submission.urgent,
-        received_on=today(),
-        last_activity_on=today(),
-        intake_key_version=seal_version,
-        content_key_version=version,
-        sealed_data_key=TIP_DATA_KEY.seal(seal_public, draft.data_key, row_id=row_id,
-                                          key_version=seal_version),
-        narrative_encrypted=TIP_NARRATIVE.seal(draft.data_key, submission.narrative.encode(),
-                                               row_id=row_id, key_version=version),
-        answers_encrypted=TIP_ANSWERS.seal(draft.data_key, json.dumps(submission.answers()).encode(),
-                                           row_id=row_id, key_version=version),
-        receipt_lookup_hash=receipt_lookup_hash(secrets.receipt_pepper, digits),
-        receipt_public_key=receipt_public.raw,
-        receipt_public_key_mac=public_key_mac(secrets.key_integrity_key, receipt_public,
-                                              *_receipt_key_context(draft.id)),
-    )
-    session.add(tip)
+    sealed = seal_tip(draft.id, draft.data_key, content_version=version, seal_version=seal_version,
+                      seal_public=seal_public, submission=submission, server_secrets=draft.server_secrets)
+    session.add(Tip(**sealed.row))
     for writer in draft.attachments:
         session.add(TipAttachment(
             id=writer.attachment_id, tip_id=draft.id, added_on=today(),
@@ -278,7 +349,7 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
                                                       row_id=str(writer.attachment_id), key_version=version),
         ))
     session.flush()
-    return receipt
+    return sealed.receipt
 
 
 def start_followup_files(session: Session, server_secrets: ServerSecrets) -> FollowupFilesDraft:

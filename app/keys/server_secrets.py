@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import AppError
@@ -46,15 +46,70 @@ class InvalidServerSecret(ValueError):
     """A secret's source is set but unusable. The message names the source and never holds the value."""
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+class SecretNotHeld(RuntimeError):
+    """This process was started without that secret (the intake app holds no staff secret)."""
+
+
 class ServerSecrets:
-    receipt_pepper: bytes
-    totp_key: bytes
-    key_integrity_key: bytes
-    audit_signing_key: bytes
+    """The server secrets one process holds. A process of one app loads only what that app
+    uses (INTAKE_SECRETS, STAFF_SECRETS): a compromised public intake process cannot mint
+    staff one-time codes or sign audit checkpoints. Asking for a secret not held raises."""
+
+    __slots__ = ("_values",)
+    _values: dict[str, bytes]
+
+    def __init__(self, **values: bytes) -> None:
+        unknown = set(values) - set(SECRET_NAMES)
+        if unknown:
+            raise TypeError(f"unknown server secrets: {sorted(unknown)}")
+        object.__setattr__(self, "_values", dict(values))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("ServerSecrets is immutable")
+
+    def _get(self, name: str) -> bytes:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SecretNotHeld(f"this process does not hold the {name}") from None
+
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self._values)
+
+    @property
+    def receipt_pepper(self) -> bytes:
+        return self._get("receipt_pepper")
+
+    @property
+    def totp_key(self) -> bytes:
+        return self._get("totp_key")
+
+    @property
+    def key_integrity_key(self) -> bytes:
+        return self._get("key_integrity_key")
+
+    @property
+    def audit_signing_key(self) -> bytes:
+        return self._get("audit_signing_key")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerSecrets):
+            return NotImplemented
+        return hmac.compare_digest(repr(sorted(self._values.items())).encode(),
+                                   repr(sorted(other._values.items())).encode())
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return "ServerSecrets(<redacted>)"
+
+
+# What each app's processes load (`daylight serve`): the intake app tests receipts and checks
+# the MACs of the public keys it seals to; the staff app also checks one-time codes and signs
+# checkpoints, and never needs the receipt pepper (replies are sealed to the MAC'd receipt key).
+INTAKE_SECRETS = ("receipt_pepper", "key_integrity_key")
+STAFF_SECRETS = ("totp_key", "key_integrity_key", "audit_signing_key")
 
 
 def secret_env_var(name: str) -> str:
@@ -78,14 +133,14 @@ def create_server_secrets(secrets_dir: Path) -> ServerSecrets:
     return ServerSecrets(**values)
 
 
-def load_server_secrets(secrets_dir: Path) -> ServerSecrets:
-    """All four secrets, each from its first source (module docstring).
+def load_server_secrets(secrets_dir: Path, names: tuple[str, ...] = SECRET_NAMES) -> ServerSecrets:
+    """The secrets ``names`` (all four by default), each from its first source (module docstring).
 
     Raises SecretsUnavailable when one has no source, PermissionError when its
     file is open to group or others, InvalidServerSecret when a source is
     malformed or ambiguous.
     """
-    return ServerSecrets(**{name: read_server_secret(name, secrets_dir)[0] for name in SECRET_NAMES})
+    return ServerSecrets(**{name: read_server_secret(name, secrets_dir)[0] for name in names})
 
 
 def read_server_secret(name: str, secrets_dir: Path) -> tuple[bytes, str]:

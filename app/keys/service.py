@@ -7,6 +7,7 @@ key pair and to the personal public key of each cleared member.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 from sqlalchemy import delete, select
@@ -64,8 +65,20 @@ def current_intake_key(session: Session) -> IntakeKey | None:
 
 
 def trusted_intake_public_key(intake_key: IntakeKey, key_integrity_key: bytes) -> sealing.PublicKey:
-    return trusted_public_key(key_integrity_key, intake_key.public_key, intake_key.public_key_mac,
-                              *_intake_key_context(intake_key.version))
+    return checked_intake_public_key(key_integrity_key, intake_key.version, intake_key.public_key,
+                                     intake_key.public_key_mac)
+
+
+@functools.lru_cache(maxsize=16)
+def checked_intake_public_key(key_integrity_key: bytes, version: int, raw_public_key: bytes,
+                              mac: bytes) -> sealing.PublicKey:
+    """The intake public key of ``version`` once its MAC checks, parsed once per process.
+
+    Cached on everything the check reads: a rotation (a new version) or a database writer
+    substituting the stored key (other bytes) misses the cache and is checked afresh; a key
+    that fails its check raises and is never cached.
+    """
+    return trusted_public_key(key_integrity_key, raw_public_key, mac, *_intake_key_context(version))
 
 
 def grant_intake_key(

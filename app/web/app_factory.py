@@ -10,6 +10,7 @@ from starlette.staticfiles import StaticFiles
 
 from app.errors import install_error_handlers
 from app.logs import RequestIdMiddleware
+from app.web.admission import AdmissionMiddleware
 from app.web.context import AppContext
 from app.web.security_headers import SecurityHeadersMiddleware
 
@@ -41,6 +42,9 @@ def build_app(context: AppContext, *, title: str) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
+    # Innermost of the three: its own 503/408 answers still get the security headers and a
+    # request id.
+    app.add_middleware(AdmissionMiddleware, settings=context.settings)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.blobs import BlobStorage
 from app.config import Settings
-from app.db import Database
+from app.db import Database, commit, undo
 from app.keys.server_secrets import ServerSecrets
+from app.web.admission import admit, is_upload, release_admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +29,51 @@ class AppContext:
     # Uploads streaming at once in this app (settings.max_concurrent_uploads).
     upload_slots: asyncio.Semaphore
 
-def app_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
 
-def request_session(request: Request) -> Iterator[Session]:
+async def app_context(request: Request) -> AppContext:
+    """``async`` so that FastAPI runs it in the event loop: a plain ``def`` dependency costs a
+    worker-thread hop per request, and under load a wait for a free thread."""
+    return context_of(request)
+
+
+async def request_session(request: Request) -> AsyncIterator[Session]:
     """The request's one transaction: committed after the handler returns, before the
-    response is sent (scope="function"), rolled back if anything raised."""
-    with app_context(request).database.transaction() as session:
+    response is sent (scope="function"), rolled back if anything raised.
+
+    Opened in the event loop (a session takes no connection until its first
+    statement) and committed in one worker-thread call: a request holds its
+    connection from its first statement to its commit, and admission control
+    (app.web.admission) keeps the number of such requests within the pool.
+    """
+    database = context_of(request).database
+    if not is_upload(request):
+        # An upload takes its slot itself, once its body has arrived (admission.admit).
+        await admit(request)
+    try:
+        session = database.session_factory()
+        async with finishing(session):
+            yield session
+    finally:
+        release_admission(request)
+
+
+@contextlib.asynccontextmanager
+async def finishing(session: Session) -> AsyncIterator[Session]:
+    """Commit ``session`` when the block ends, roll it back (with its cleanups) if it raised;
+    either way in a worker thread, shielded from cancellation so that a client hanging up
+    cannot leave a transaction open or a blob behind."""
+    try:
         yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(undo, session)
+        raise
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(commit, session)
 
 
 Context = Annotated[AppContext, Depends(app_context)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Request
@@ -43,17 +45,51 @@ class RequestTimeout(AppError):
     public_message = N_("The request body stopped arriving.")
 
 
-async def bounded_stream(request: Request, limit: int, *, idle_timeout: float) -> AsyncIterator[bytes]:
+@dataclass(frozen=True, slots=True)
+class TransferFloor:
+    """What a long body must keep up: an overall deadline, and after a grace period an average
+    rate. The idle timeout alone restarts on every chunk, so a client sending three bytes a
+    second would hold an upload slot for ever; these end it."""
+
+    deadline_seconds: float
+    min_bytes_per_second: int = 0
+    grace_seconds: float = 0
+
+    @classmethod
+    def for_uploads(cls, settings: Settings) -> TransferFloor:
+        return cls(settings.upload_deadline_seconds, settings.upload_min_bytes_per_second,
+                   settings.upload_rate_grace_seconds)
+
+    def seconds_left(self, elapsed: float, received: int) -> float:
+        """How long the client may still take for its next bytes before it breaks the floor."""
+        left = self.deadline_seconds - elapsed
+        if self.min_bytes_per_second > 0:
+            # The rate is checked from the end of the grace period: by then the client must have
+            # sent min_bytes_per_second for every second so far.
+            due_by = max(self.grace_seconds, received / self.min_bytes_per_second)
+            left = min(left, due_by - elapsed)
+        return left
+
+
+async def bounded_stream(request: Request, limit: int, *, idle_timeout: float,
+                         floor: TransferFloor | None = None) -> AsyncIterator[bytes]:
     """The body in chunks; 413 as soon as it is known to exceed ``limit`` bytes,
-    408 when the client goes silent for ``idle_timeout`` seconds."""
+    408 when the client goes silent for ``idle_timeout`` seconds, or falls below ``floor``."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge
     received = 0
     chunks = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     while True:
+        timeout = idle_timeout
+        if floor is not None:
+            timeout = min(timeout, floor.seconds_left(loop.time() - started, received))
+            if timeout <= 0:
+                raise RequestTimeout
         try:
-            async with asyncio.timeout(idle_timeout):
+            async with asyncio.timeout(timeout):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
@@ -88,4 +124,21 @@ async def read_json(request: Request, model: type[ModelT], settings: Settings) -
         data = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise MalformedBody("The body is not valid JSON.") from None
+    if _SURROGATE_ESCAPE.search(body) and not _encodable(data):
+        # JSON may spell a lone UTF-16 surrogate ("\ud800"), which is no character: it cannot
+        # be encoded as UTF-8 for the database or for sealing, and would fail deep in a
+        # transaction instead of here.
+        raise MalformedBody("The body holds text that is not valid Unicode.")
     return validate_model(model, data)
+
+
+# A \uD800-\uDFFF escape: only bodies holding one need the full check (pairs are fine).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]|\\u[dD][c-fC-F]")
+
+
+def _encodable(data: object) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

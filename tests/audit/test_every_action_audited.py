@@ -110,6 +110,7 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/stations/map"): "the registry on a map; counts only",
     ("GET", "/statistics"): "charts of counts on screen; the printable report (?print=1) is audited",
     ("GET", "/healthz"): "liveness only",
+    ("GET", "/readyz"): "readiness only: whether the database answers",
     ("GET", "/"): "a redirect to the role's start page",
     ("GET", "/login"): "the empty login form",
     ("GET", "/link/{token}"): "shows the link's own enrolment secret to its holder; completing it is audited",

@@ -1,0 +1,205 @@
+"""`daylight serve`: the intake app and the staff app in separate worker processes.
+
+The supervisor (this process) binds both listening sockets, sweeps orphan blobs
+left by a crash, then starts ``intake_workers`` processes for the intake app
+and ``staff_workers`` for the staff app, each with a fresh interpreter (the
+spawn method: nothing of the supervisor's memory is inherited), and restarts a
+worker that dies. The workers of one app share its socket; the kernel spreads
+connections among them.
+
+Why separate processes per app: the public intake app faces the flood and the
+adversary. Under load it must not take CPU, threads or connections from the
+staff app, and a compromise of an intake process must not reach the secrets or
+the session keys of staff: an intake process loads only the receipt pepper and
+the key-integrity key (INTAKE_SECRETS), never the TOTP key or the audit signing
+key, and it never holds a staff session's unlocked keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from app.audit import service as audit_service
+from app.config import Settings, load_settings
+from app.db import Database
+from app.entrypoints.apps import create_intake_app, create_staff_app, serving_pool_size
+from app.intake.orphans import sweep_orphan_blobs
+from app.keys.server_secrets import STAFF_SECRETS, load_server_secrets
+from app.logs import configure_logging
+
+logger = logging.getLogger("daylight")
+
+# A worker that dies is restarted, but not in a tight loop if it dies at once every time.
+RESTART_BACKOFF_SECONDS = 1.0
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def default_worker_count() -> int:
+    """One worker per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    app: str  # "intake" or "staff"
+    index: int
+    listener: socket.socket
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def longest_upload(settings: Settings) -> dt.timedelta:
+    """No upload in progress is older than this (its deadline), so older unnamed blobs are orphans."""
+    return dt.timedelta(seconds=settings.upload_deadline_seconds + settings.request_idle_timeout_seconds)
+
+
+def sweep_at_startup(settings: Settings) -> None:
+    database = Database.from_settings(settings)
+    try:
+        removed = sweep_orphan_blobs(settings, database, older_than=longest_upload(settings))
+    except Exception:
+        # Never a reason not to serve: doctor reports what is left.
+        logger.exception("the orphan blob sweep failed; run daylight doctor")
+        return
+    finally:
+        database.engine.dispose()
+    if removed:
+        logger.warning("removed %s orphan blobs left by an interrupted upload", removed)
+
+
+def serve(data_dir: Path, *, host: str, intake_port: int, staff_port: int,
+          intake_workers: int, staff_workers: int) -> None:
+    settings = load_settings(data_dir)
+    intake_listener = bind_listener(host, intake_port)
+    staff_listener = bind_listener(host, staff_port)
+    sweep_at_startup(settings)
+    specs = [WorkerSpec("intake", index, intake_listener) for index in range(intake_workers)] + \
+            [WorkerSpec("staff", index, staff_listener) for index in range(staff_workers)]
+    Supervisor(data_dir, specs).run()
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, specs: list[WorkerSpec]) -> None:
+        self._data_dir = data_dir
+        self._specs = specs
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, BaseProcess] = {}
+        self._stopping = False
+
+    def _start(self, slot: int) -> None:
+        spec = self._specs[slot]
+        process = self._context.Process(target=run_worker, args=(self._data_dir, spec.app, spec.index,
+                                                                  spec.listener),
+                                        name=f"daylight-{spec.app}-{spec.index}")
+        process.start()
+        self._workers[slot] = process
+
+    def _stop(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for slot in range(len(self._specs)):
+            self._start(slot)
+        try:
+            while not self._stopping:
+                time.sleep(0.2)
+                for slot, process in list(self._workers.items()):
+                    if not process.is_alive() and not self._stopping:
+                        logger.error("a %s worker exited (code %s); starting it again",
+                                     self._specs[slot].app, process.exitcode)
+                        time.sleep(RESTART_BACKOFF_SECONDS)
+                        self._start(slot)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        for process in self._workers.values():
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACEFUL_SHUTDOWN_SECONDS + 2
+        for process in self._workers.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def run_worker(data_dir: Path, app_name: str, index: int, listener: socket.socket) -> None:
+    """One worker process: one app, its own pool sized to its admission control."""
+    configure_logging()
+    settings = load_settings(data_dir)
+    factory = create_intake_app if app_name == "intake" else create_staff_app
+    app = factory(settings, pool_size=serving_pool_size(settings))
+    server = uvicorn.Server(uvicorn.Config(
+        app,
+        # No access log: it would record client addresses and request times.
+        access_log=False,
+        # Never take a client address from X-Forwarded-For or similar.
+        proxy_headers=False, forwarded_allow_ips="",
+        server_header=False, log_level="warning", lifespan="off",
+        # Our JSON handler (app.logs) for every logger, uvicorn's included.
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    ))
+    # One staff worker signs checkpoints (several would be safe, only wasteful).
+    signs_checkpoints = app_name == "staff" and index == 0
+    asyncio.run(_serve_worker(server, listener, settings if signs_checkpoints else None))
+
+
+async def _serve_worker(server: uvicorn.Server, listener: socket.socket, checkpoint_settings: Settings | None,
+                        ) -> None:
+    checkpoints = asyncio.create_task(_checkpoint_periodically(checkpoint_settings)) \
+        if checkpoint_settings is not None else None
+    try:
+        await server.serve(sockets=[listener])
+    finally:
+        if checkpoints is not None:
+            checkpoints.cancel()
+
+
+async def _checkpoint_periodically(settings: Settings) -> None:
+    """Sign a checkpoint whenever events arrived and the last one is older than the interval.
+
+    Safe on several nodes: appends and checkpoints are serialised by a lock,
+    and a node that finds nothing new signs nothing.
+    """
+    database = Database.from_settings(settings)
+    signer = audit_service.signing_key(load_server_secrets(settings.secrets_dir, STAFF_SECRETS))
+    interval = dt.timedelta(seconds=settings.audit_checkpoint_interval_seconds)
+
+    def run_once() -> None:
+        with database.transaction() as session:
+            if audit_service.checkpoint_due(session, interval):
+                audit_service.write_checkpoint(session, signer, settings.audit_log_origin)
+
+    while True:
+        await asyncio.sleep(min(60, settings.audit_checkpoint_interval_seconds))
+        try:
+            await asyncio.to_thread(run_once)
+        except Exception:
+            logger.exception("audit checkpoint failed")
