@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/triage_queue.py
 	$(BIN)/python bench/key_rotation.py
+	$(BIN)/python bench/load.py
 
 screenshots: $(STAMP)
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q

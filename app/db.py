@@ -143,7 +143,9 @@ def create_database_engine(url: str, *, pool_size: int | None = None,
         connect_args["factory"] = _SerialisedSQLiteConnection
     # hide_parameters: a failing statement's error message would otherwise
     # carry its bound values (usernames, row ids, dates) into the logs.
-    engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args,
+    # pre_ping finds connections a PostgreSQL restart has closed; a SQLite file has no server
+    # to lose, and the ping would cost a statement per transaction.
+    engine = create_engine(url, pool_pre_ping=not sqlite, hide_parameters=True, connect_args=connect_args,
                            **options)
     if engine.dialect.name == "sqlite":
         writer_lock = threading.Lock()

@@ -6,7 +6,8 @@ On SQLite and, when reachable, PostgreSQL (a throwaway schema on
 postgresql+psycopg://postgres@127.0.0.1:5432/test, or DAYLIGHT_TEST_POSTGRES_URL):
 
 * ``--tips`` reports are submitted through the intake service (real sealing, one transaction per
-  hundred), then the whole rotation runs (`app.keys.rotation.run`: start, batches, finish, scrub).
+  report, as the service commits each submission), then the whole rotation runs
+  (`app.keys.rotation.run`: start, batches, finish, scrub).
   The figure that matters is the ratio: re-sealing one report's data key against submitting it.
 * memory: a second rotation of the same reports, and one of a tenth as many in a fresh
   organisation, under ``tracemalloc``; rotation works in batches, so its peak should not grow
@@ -42,7 +43,6 @@ from app.keys.server_secrets import load_server_secrets
 POSTGRES_URL = os.environ.get(
     "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-SUBMIT_CHUNK = 100
 
 
 @contextmanager
@@ -89,12 +89,9 @@ def new_organisation(
         {"narrative": "A report for the benchmark. " * 20, "tactics": ["surveillance"], "host_city": "Dublin"}
     )
     started = time.perf_counter()
-    for offset in range(0, tips, SUBMIT_CHUNK):
+    for _ in range(tips):
         with database.transaction() as session:
-            for _ in range(min(SUBMIT_CHUNK, tips - offset)):
-                intake_service.finish_tip(
-                    session, intake_service.start_tip(session, server_secrets), submission
-                )
+            intake_service.finish_tip(session, intake_service.start_tip(session, server_secrets), submission)
     elapsed = time.perf_counter() - started
     return {created.intake_key.version: created.intake_private}, server_secrets.key_integrity_key, elapsed
 

@@ -31,6 +31,11 @@ NON_SECRET_BINARY_COLUMNS = frozenset({
     ("audit_nodes", "hash"),
     # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
     ("tip_tags", "tag"),
+    # The same tags as keys of the queue counts (app.triage.models.TipQueueCount).
+    ("tip_queue_counts", "first_tag"),
+    ("tip_queue_counts", "second_tag"),
+    ("tip_queue_count_changes", "first_tag"),
+    ("tip_queue_count_changes", "second_tag"),
     # Attachment ciphertext (ATTACHMENT_BLOB, STREAM), when blobs live in the database.
     ("blob_chunks", "data"),
     ("tips", "receipt_lookup_hash"),
@@ -69,7 +74,8 @@ def test_models_and_migrations_agree(backend: Backend) -> None:
 
 def test_the_queue_indexes_put_urgent_tips_first(backend: Backend) -> None:
     query = ("SELECT sql FROM sqlite_master WHERE name = :name" if backend.engine.dialect.name == "sqlite"
-             else "SELECT indexdef FROM pg_indexes WHERE indexname = :name")
+             # This run's schema only: other runs on the server have their own copies.
+             else "SELECT indexdef FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()")
     with backend.engine.connect() as connection:
         for name in EXPRESSION_INDEXES:
             definition = connection.execute(text(query), {"name": name}).scalar_one()

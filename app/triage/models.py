@@ -1,11 +1,11 @@
-"""The triage workflow's own rows: a tip's history, staff notes and filter tags."""
+"""The triage workflow's own rows: a tip's history, staff notes, filter tags and queue counts."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
-from sqlalchemy import Date, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn
@@ -60,3 +60,53 @@ class TipTag(Base):
 
     tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True, index=True)
+
+
+# The queue counts' key for "no assignee": a primary key column cannot hold NULL, and no
+# account has this id (account ids are random UUID4s, never all zeros).
+NO_ASSIGNEE = uuid.UUID(int=0)
+# The key for "no tag" in a facet: all tips (both tags empty), or tips with one tag.
+NO_TAG = b""
+
+
+class TipQueueCount(Base):
+    """How many tips share a status, urgency and assignee, per facet: all tips, tips with a tag,
+    or tips with both tags of a pair (``first_tag < second_tag``).
+
+    The queue's per-status counts are read from here instead of counting a million tips. Rows
+    are written only by ``fold_queue_count_changes``, from the changes that database triggers
+    on ``tips`` and ``tip_tags`` append (migration 3f1c9a7e5b20): whatever code writes a tip,
+    in the same transaction. A key whose count falls to zero is deleted, so a purged tip's
+    tags and workflow state leave no row behind. Tags are the blind-index values of
+    ``tip_tags``: a count per tag says no more than ``tip_tags`` does already.
+    """
+
+    __tablename__ = "tip_queue_counts"
+
+    first_tag: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    second_tag: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    urgent: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    assignee_key: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tip_count: Mapped[int] = mapped_column(Integer)
+
+
+class TipQueueCountChange(Base):
+    """A change to a ``TipQueueCount`` not folded in yet, appended by a trigger.
+
+    Appending instead of updating the count in place is what keeps concurrent writers apart:
+    two submissions (or a purge and a claim) never wait on one counter row, so they can
+    neither queue behind each other nor deadlock. The queue folds these rows into the counts
+    as it reads them. The id is random: a sequence would record in which order submissions
+    and staff actions happened, a finer time than DESIGN 5 allows about a submitter.
+    """
+
+    __tablename__ = "tip_queue_count_changes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    first_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    second_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    status: Mapped[str] = mapped_column(String(32))
+    urgent: Mapped[bool] = mapped_column(Boolean)
+    assignee_key: Mapped[uuid.UUID] = mapped_column(Uuid)
+    change: Mapped[int] = mapped_column(Integer)

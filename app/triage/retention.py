@@ -26,6 +26,7 @@ from app.blobs import BlobStorage
 from app.config import Settings
 from app.db import after_commit
 from app.intake.models import Tip, TipAttachment, TipStatus
+from app.triage.repository import fold_queue_count_changes
 
 # Any constant distinct from the audit checkpoint lock's key.
 PURGE_LOCK_KEY = 0x6461796C69676875
@@ -91,6 +92,10 @@ def purge_expired(
     # Every row change first (a deletion also updates the duplicates that point at a tip), the
     # audit events last: row locks before the audit append, as in every transaction.
     session.flush()
+    # The purged tips' tags and state would otherwise wait in the count change log until the
+    # next queue read: folded now, nothing of them outlives the purge's transaction.
+    if purged:
+        fold_queue_count_changes(session)
     for tip_id, reason in purged:
         audit.record(
             session,

@@ -9,11 +9,12 @@ import json
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, CompoundSelect, Select, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from app.audit import events as audit
 from app.auth.models import StaffAccount
+from app.auth.permissions import Permission
 from app.auth.service import Principal
 from app.errors import InvalidInput, NotFound
 from app.intake.models import (
@@ -32,8 +33,24 @@ from app.intake.models import (
     message_row_id,
 )
 from app.triage import tags
-from app.triage.models import NOTE_BODY, TipEvent, TipNote, TipTag, note_row_id
-from app.triage.repository import tip_readable_by, tips_readable_by, tips_visible_to
+from app.triage.models import (
+    NO_ASSIGNEE,
+    NO_TAG,
+    NOTE_BODY,
+    TipEvent,
+    TipNote,
+    TipQueueCount,
+    TipQueueCountChange,
+    TipTag,
+    note_row_id,
+)
+from app.triage.repository import (
+    fold_queue_count_changes,
+    tip_ids_hidden_in_queue_from,
+    tip_readable_by,
+    tips_readable_by,
+    tips_visible_to,
+)
 from app.triage.schemas import (
     AttachmentSummary,
     DuplicateCandidate,
@@ -107,7 +124,8 @@ def _decode_cursor(cursor: str) -> tuple[bool, dt.date, uuid.UUID]:
 
 
 def _filtered(statement: FilteredSelect, principal: Principal, filters: QueueFilters) -> FilteredSelect:
-    """The queue's filters on any statement over Tip; tactic and country through blind-index tags."""
+    """The queue's filters on any statement over Tip; tactic and country through blind-index tags.
+    `_counter_conditions` and `_facets` say the same of the queue counters: change them together."""
     if filters.assignee is not None:
         statement = statement.where(Tip.assignee_id == filters.assignee)
     if filters.mine:
@@ -123,29 +141,118 @@ def _filtered(statement: FilteredSelect, principal: Principal, filters: QueueFil
     return statement
 
 
+QueueCounter = type[TipQueueCount] | type[TipQueueCountChange]
+
+
+def _counter_conditions(counter: QueueCounter, principal: Principal,
+                        filters: QueueFilters) -> list[ColumnElement[bool]]:
+    """`_filtered`'s workflow filters, on the queue counters' key."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.assignee is not None:
+        conditions.append(counter.assignee_key == filters.assignee)
+    if filters.mine:
+        conditions.append(counter.assignee_key == principal.account_id)
+    if filters.unassigned:
+        conditions.append(counter.assignee_key == NO_ASSIGNEE)
+    if filters.urgent is not None:
+        conditions.append(counter.urgent.is_(filters.urgent))
+    return conditions
+
+
+def _facets(principal: Principal, filters: QueueFilters) -> list[tuple[bytes, bytes]]:
+    """The counter facets that together count the tips `_filtered`'s tag filters select: all
+    tips, the tips with a tag, or with both tags of a pair; one per intake key version the
+    caller holds. Their sum is exact because a tip's tags are all written under one version
+    (`tags.index_tip` writes them once, a rotation replaces them all), so a tip has at most
+    one of these facets. Empty when the caller holds no key: no tag, no tip."""
+    tactic = tags.tags_for(principal, "tactic", [str(filters.tactic)]) if filters.tactic is not None else None
+    country = tags.tags_for(principal, "country", [filters.country]) if filters.country is not None else None
+    if tactic is None and country is None:
+        return [(NO_TAG, NO_TAG)]
+    if tactic is None or country is None:
+        return [(tag, NO_TAG) for tag in tactic or country or []]
+    return [(min(first, second), max(first, second)) for first in tactic for second in country]
+
+
+def _status_counts(session: Session, principal: Principal, filters: QueueFilters) -> dict[str, int]:
+    """Tips per status among those the caller may see, with the page's filters but status.
+
+    Not a count over `tips`, which grows with every submission: the counters the triggers
+    keep for every tip (folded first, and the changes not folded yet added), minus the tips
+    in restricted cases hidden from this caller, looked up one by one (they grow with the
+    restricted cases, not with the queue). One statement, so all three are read from one
+    snapshot.
+    """
+    counts = {status.value: 0 for status in TipStatus}
+    facets = _facets(principal, filters)
+    if not principal.can(Permission.VIEW_QUEUE) or not facets:
+        return counts
+    fold_queue_count_changes(session)
+    counted = [
+        select(counter.status.label("status"), amount.label("tips"))
+        .where(tuple_(counter.first_tag, counter.second_tag).in_(facets),
+               *_counter_conditions(counter, principal, filters))
+        for counter, amount in ((TipQueueCount, TipQueueCount.tip_count),
+                                (TipQueueCountChange, TipQueueCountChange.change))
+    ]
+    # Driven from the hidden ids, one lookup by primary key each (a correlated subquery, the
+    # filters inside): started from `tips` instead, a filter such as `mine` could have the
+    # planner read every tip assigned to the caller to find the few hidden ones.
+    hidden_ids = tip_ids_hidden_in_queue_from(principal).subquery()
+    status_if_filtered = _filtered(select(Tip.status).where(Tip.id == hidden_ids.c.tip_id), principal,
+                                   filters).scalar_subquery()
+    hidden = select(status_if_filtered.label("status"), literal(-1).label("tips"))
+    every = union_all(*counted, hidden.select_from(hidden_ids)).subquery()
+    per_status = (select(every.c.status, func.sum(every.c.tips)).where(every.c.status.is_not(None))
+                  .group_by(every.c.status))
+    for status, count in session.execute(per_status):
+        counts[TipStatus(status).value] = int(count)
+    return counts
+
+
+QUEUE_ORDER = (Tip.urgent.desc(), Tip.received_on.asc(), Tip.id.asc())
+
+
+def _page_ids(statement: Select[Tip],
+              filters: QueueFilters) -> Select[uuid.UUID] | CompoundSelect[*tuple[Any, ...]]:
+    """The ids of the filtered queue's next page, plus one to tell whether more follow.
+
+    Ids only: PostgreSQL reads them from the queue index alone (tag filters probe the tag
+    index), so a filter matching one tip in a hundred reads a hundred index entries per row
+    of the page, not a hundred table rows. After a cursor each urgency is one range of that
+    index, ``(received_on, id)`` after the cursor's; an OR of the two would be read from the
+    top of the index, a deep page costing the whole queue before it.
+    """
+    ids = statement.with_only_columns(Tip.id).order_by(*QUEUE_ORDER).limit(filters.limit + 1)
+    if not filters.cursor:
+        return ids
+    urgent, received_on, tip_id = _decode_cursor(filters.cursor)
+    same_urgency = ids.where(Tip.urgent.is_(urgent), tuple_(Tip.received_on, Tip.id) > (received_on, tip_id))
+    if not urgent:
+        return same_urgency
+    # After an urgent tip: the urgent ones after it, then every tip that is not urgent.
+    ranges = [page.subquery() for page in (same_urgency, ids.where(Tip.urgent.is_(False)))]
+    return union_all(*(select(page.c.id) for page in ranges))
+
+
 def list_queue(session: Session, principal: Principal, filters: QueueFilters | None = None) -> QueuePage:
     """Urgent first, then oldest first, one keyset page; metadata only, nothing is decrypted."""
     filters = filters or QueueFilters()
     statement = _filtered(tips_visible_to(principal), principal, filters)
     if filters.status is not None:
         statement = statement.where(Tip.status == filters.status)
-    if filters.cursor:
-        urgent, received_on, tip_id = _decode_cursor(filters.cursor)
-        # Urgent descending, then received_on and id ascending: the rows after the cursor's.
-        statement = statement.where(or_(
-            Tip.urgent.is_(False) if urgent else false(),
-            and_(Tip.urgent.is_(urgent), or_(
-                Tip.received_on > received_on,
-                and_(Tip.received_on == received_on, Tip.id > tip_id)))))
-    rows = list(session.scalars(
-        statement.order_by(Tip.urgent.desc(), Tip.received_on.asc(), Tip.id.asc()).limit(filters.limit + 1)))
+    if session.get_bind().dialect.name == "postgresql":
+        # A page is a short walk of the queue index. Under a selective filter the planner may
+        # still split that walk among parallel workers, whose start-up costs more than the
+        # walk (on two busy cores, 55 ms against 6 to 15: bench/triage_queue.py). Serial for
+        # the rest of this transaction, which is the request's, never the connection's.
+        session.execute(select(func.set_config("max_parallel_workers_per_gather", "0", True)))
+    # The rows themselves under the visibility rule again, by id: the filters have chosen them.
+    page = tips_visible_to(principal).where(Tip.id.in_(_page_ids(statement, filters)))
+    rows = list(session.scalars(page.order_by(*QUEUE_ORDER).limit(filters.limit + 1)))
     tips, more = rows[:filters.limit], len(rows) > filters.limit
     tip_ids = [tip.id for tip in tips]
-    counts_statement = _filtered(tips_visible_to(principal).with_only_columns(Tip.status, func.count()),
-                                 principal, filters).group_by(Tip.status)
-    counts = {status.value: 0 for status in TipStatus}
-    for status, count in session.execute(counts_statement):
-        counts[TipStatus(status).value] = int(count)
+    counts = _status_counts(session, principal, filters)
     audit.record(session, principal.actor, "tips.list", details={"count": len(tips)})
     attachments = _count_by_tip(session, TipAttachment, tip_ids)
     messages = _count_by_tip(session, TipMessage, tip_ids)
