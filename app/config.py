@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # 503 with Retry-After at once. Of those, at most max_database_requests hold a database
     # session at once (the same wait and queue bounds); the connection pool is sized from it,
     # so an admitted request never waits for a connection another one holds.
-    max_requests_in_flight: int = Field(default=256, ge=1)
+    max_requests_in_flight: int = Field(default=64, ge=1)
     max_database_requests: int = Field(default=6, ge=1)
     admission_queue: int = Field(default=64, ge=0)
     admission_wait_seconds: float = Field(default=2.0, ge=0)
