@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 # Enough to amortise a commit many times over; small enough that a group's transaction
 # stays short.
 MAX_GROUP = 64
+GATHER_SECONDS = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +115,13 @@ class TipCommitter:
     def _run(self) -> None:
         while True:
             group = [self._queue.get()]
+            # Like PostgreSQL's commit_delay: when tips are arriving, wait a moment for the ones
+            # on their way, so that the per-group cost (a transaction, a key lookup, a commit)
+            # is shared by many; a lone tip waits at most this long.
+            deadline = time.monotonic() + GATHER_SECONDS
             while len(group) < self._max_group:
                 try:
-                    group.append(self._queue.get_nowait())
+                    group.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             # A waiter whose client went away before its tip was taken is dropped; the others

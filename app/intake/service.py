@@ -88,7 +88,7 @@ _CLEANED_PIECE_BYTES = 64 * 1024
 
 
 @functools.cache
-def image_memory_budget(limit_bytes: int) -> cleaning.ImageMemoryBudget:
+def _image_memory_budget(limit_bytes: int) -> cleaning.ImageMemoryBudget:
     """The process's budget for image cleaning (one per configured size: tests build apps with
     several; a deployment has one)."""
     return cleaning.ImageMemoryBudget(limit_bytes)
@@ -253,7 +253,7 @@ class UploadDraft(abc.ABC):
             blob_store=blob_store, max_bytes=settings.max_file_bytes,
             content_type=content_type, clean_images=settings.strip_attachment_metadata,
             max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
-            image_memory=image_memory_budget(settings.image_memory_budget_bytes),
+            image_memory=_image_memory_budget(settings.image_memory_budget_bytes),
         )
         self.attachments.append(writer)
         return writer
