@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
 
-.PHONY: run test lint bench screenshots bootstrap clean-demo messages
+.PHONY: run test lint bench screenshots bootstrap clean-demo messages system-packages
 
 bootstrap: $(STAMP)
 
@@ -26,7 +26,15 @@ run: $(STAMP)
 	@echo
 	$(BIN)/daylight serve --data-dir $(DATA_DIR)
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (never a browser a test tool downloads from a
+# CDN); tests/deploy checks the shipped configs with nginx and tor. All from the distribution's
+# signed packages, installed when missing (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@{ command -v chromium >/dev/null && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/tor ]; } || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium nginx-light tor; }
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -41,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/triage_queue.py
 	$(BIN)/python bench/key_rotation.py
+	$(BIN)/python bench/image_cleaning.py
 	$(BIN)/python bench/load.py
 
 screenshots: $(STAMP)
