@@ -77,6 +77,7 @@ async def receive_urlencoded_tip(request: Request, session: Session, context: Ap
     if received_fields is not None:
         received_fields.update(fields)
     submission = _form_to_submission(fields)
+    await admit(request)  # the session's database slot (an upload route: see UploadDbSession)
     draft = await run_in_threadpool(service.start_tip, session, context.secrets)
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 

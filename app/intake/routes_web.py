@@ -29,7 +29,7 @@ from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_mu
 from app.intake.schemas import MESSAGE_MAX_CHARS
 from app.intake.taxonomy import COUNTRY_CODES, Language
 from app.stations.models import Station
-from app.web.context import Context, DbSession
+from app.web.context import Context, DbSession, UploadDbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
 from app.web.i18n import N_, babel_locale, translations
 from app.web.pages import language_for, render_page
@@ -181,7 +181,7 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
 
 
 @router.post("/report", response_class=HTMLResponse)
-async def submit_report_form(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+async def submit_report_form(request: Request, session: UploadDbSession, context: Context) -> HTMLResponse:
     if posted_from_elsewhere(request):
         # Nothing of another site's post is shown back: it could plant words on our page.
         raise FormRejected(CrossSiteForm.status, [FieldError("", CrossSiteForm.public_message)],
@@ -316,7 +316,7 @@ async def followup_reply(request: Request, session: DbSession, context: Context)
 
 
 @router.post("/followup/files", response_class=HTMLResponse)
-async def followup_files(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+async def followup_files(request: Request, session: UploadDbSession, context: Context) -> HTMLResponse:
     """Files added with the receipt: encrypted while they stream in, then kept only if the
     receipt (posted before them) opens a report; otherwise the rollback deletes them."""
     if posted_from_elsewhere(request):

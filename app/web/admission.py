@@ -169,10 +169,6 @@ def release_admission(request: Request) -> None:
         ticket.release()
 
 
-def is_upload(request: Request) -> bool:
-    return _is_upload(request.scope)
-
-
 class _BodyTooLarge(Exception):
     """The small body passed its bound: the route refuses it with its own answer."""
 

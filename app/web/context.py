@@ -17,7 +17,7 @@ from app.blobs import BlobStorage
 from app.config import Settings
 from app.db import Database, commit, undo
 from app.keys.server_secrets import ServerSecrets
-from app.web.admission import admit, is_upload, release_admission
+from app.web.admission import admit, release_admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +47,26 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
     Opened in the event loop (a session takes no connection until its first
     statement) and committed in one worker-thread call: a request holds its
     connection from its first statement to its commit, and admission control
-    (app.web.admission) keeps the number of such requests within the pool.
+    (app.web.admission) keeps the number of such requests within the pool: the
+    database slot is taken here, before anything can use the session.
     """
-    database = context_of(request).database
-    if not is_upload(request):
-        # An upload takes its slot itself, once its body has arrived (admission.admit).
-        await admit(request)
+    await admit(request)
+    async with _session_released_at_end(request) as session:
+        yield session
+
+
+async def upload_request_session(request: Request) -> AsyncIterator[Session]:
+    """As ``request_session``, for a route that streams an upload first: the route takes its
+    database slot itself once the body has arrived (``admission.admit``), so that a slow
+    upload does not hold one while it streams. Only for routes that do so."""
+    async with _session_released_at_end(request) as session:
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def _session_released_at_end(request: Request) -> AsyncIterator[Session]:
     try:
-        session = database.session_factory()
+        session = context_of(request).database.session_factory()
         async with finishing(session):
             yield session
     finally:
@@ -78,3 +90,4 @@ async def finishing(session: Session) -> AsyncIterator[Session]:
 
 Context = Annotated[AppContext, Depends(app_context)]
 DbSession = Annotated[Session, Depends(request_session, scope="function")]
+UploadDbSession = Annotated[Session, Depends(upload_request_session, scope="function")]
