@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import CHEAP_ARGON2
 from tests.e2e.test_serve import daylight, free_port
+from tests.support.event_loop import run_in_new_loop
 
 pytestmark = pytest.mark.serve
 
@@ -61,7 +62,7 @@ def start_serve(tmp_path: Path, database_url: str | None, **settings: str) -> It
              "--staff-port", str(server.staff_port)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            asyncio.run(wait_until_up(server, process))
+            run_in_new_loop(lambda: wait_until_up(server, process))
             yield server
         finally:
             os.killpg(process.pid, signal.SIGTERM)
@@ -193,7 +194,7 @@ def small_server(tmp_path: Path, committed_database_url: str | None) -> Iterator
 
 def test_a_flood_past_capacity_gets_201_or_503_with_retry_after_and_nothing_acknowledged_is_lost(
         small_server: Server) -> None:
-    outcome = asyncio.run(flood(small_server.intake_port, clients=120, seconds=4))
+    outcome = run_in_new_loop(lambda: flood(small_server.intake_port, clients=120, seconds=4))
 
     assert set(outcome.statuses) == {201, 503}, outcome.statuses
     assert outcome.busy_without_retry_after == 0
@@ -210,7 +211,7 @@ def test_a_flood_past_capacity_gets_201_or_503_with_retry_after_and_nothing_ackn
         return answers
 
     # Every receipt the flood was given opens its report: an acknowledged tip is stored.
-    assert asyncio.run(all_receipts_open()) == {200: len(outcome.receipts)}
+    assert run_in_new_loop(all_receipts_open) == {200: len(outcome.receipts)}
 
 
 @pytest.fixture
@@ -266,7 +267,7 @@ def test_trickled_uploads_are_cut_off_and_leave_room_for_normal_uploads(upload_s
         await asyncio.gather(*tricklers)
         return trickled, normal, time.monotonic() - started
 
-    trickled, normal, waited = asyncio.run(scenario())
+    trickled, normal, waited = run_in_new_loop(scenario)
     assert normal == [201] * 5
     # Each trickler was answered 408 (the minimum rate broken after its grace period), well
     # within the deadline, not left to hold a slot.

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from app.web.admission import AdmissionGate
 from app.web.request_body import TransferFloor
+from tests.support.event_loop import run_in_new_loop
+
+ResultT = TypeVar("ResultT")
 
 
-def run(coroutine: object) -> object:
-    return asyncio.run(coroutine)  # type: ignore[arg-type]
+def run(scenario: Callable[[], Coroutine[Any, Any, ResultT]]) -> ResultT:
+    return run_in_new_loop(scenario)
 
 
 def test_up_to_the_limit_enter_at_once_and_the_next_is_refused_without_a_queue() -> None:
@@ -19,7 +24,7 @@ def test_up_to_the_limit_enter_at_once_and_the_next_is_refused_without_a_queue()
         gate = AdmissionGate(2, queue=0, wait=1)
         return [await gate.acquire(), await gate.acquire(), await gate.acquire()]
 
-    assert run(scenario()) == [True, True, False]
+    assert run(scenario) == [True, True, False]
 
 
 def test_a_waiter_gets_the_slot_a_holder_releases() -> None:
@@ -31,7 +36,7 @@ def test_a_waiter_gets_the_slot_a_holder_releases() -> None:
         gate.release()
         return await waiting, gate.held
 
-    assert run(scenario()) == (True, 1)
+    assert run(scenario) == (True, 1)
 
 
 def test_a_waiter_is_refused_after_the_wait_and_leaves_the_queue() -> None:
@@ -43,7 +48,7 @@ def test_a_waiter_is_refused_after_the_wait_and_leaves_the_queue() -> None:
         # The timed-out waiter took nothing with it: the slot is free again.
         return refused, await gate.acquire()
 
-    assert run(scenario()) == (False, True)
+    assert run(scenario) == (False, True)
 
 
 def test_only_queue_many_wait_the_rest_are_refused_at_once() -> None:
@@ -58,7 +63,7 @@ def test_only_queue_many_wait_the_rest_are_refused_at_once() -> None:
         gate.release()  # the first waiter's slot, handed on to the second
         return [await waiter for waiter in waiters]
 
-    assert run(scenario()) == [True, True, False]
+    assert run(scenario) == [True, True, False]
 
 
 def test_a_cancelled_waiter_does_not_lose_a_slot() -> None:
@@ -75,7 +80,7 @@ def test_a_cancelled_waiter_does_not_lose_a_slot() -> None:
         gate.release()
         return gate.held
 
-    assert run(scenario()) == 0
+    assert run(scenario) == 0
 
 
 @pytest.mark.parametrize(("elapsed", "received", "left"), [
