@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -39,6 +39,8 @@ class Base(DeclarativeBase):
 
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# A serving process's statements may run this many times database_timeout_seconds.
+SERVING_STATEMENT_FACTOR = 12
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -125,6 +127,13 @@ def _begin_sqlite(connection: Connection) -> None:
         raise
 
 
+def _url_options(url: str) -> tuple[str, ...]:
+    options = make_url(url).query.get("options")
+    if options is None:
+        return ()
+    return (options,) if isinstance(options, str) else tuple(options)
+
+
 def create_database_engine(url: str, *, pool_size: int | None = None,
                            timeout_seconds: float | None = None) -> Engine:
     """An engine; ``pool_size`` (connections kept) and ``timeout_seconds`` (the longest a
@@ -138,7 +147,17 @@ def create_database_engine(url: str, *, pool_size: int | None = None,
     if timeout_seconds is not None:
         options["pool_timeout"] = timeout_seconds
         if not sqlite:
-            connect_args["connect_timeout"] = max(1, round(timeout_seconds))
+            # A serving process must answer (503) rather than wait without end: for a server
+            # that stopped answering (TCP keepalives), for a lock held by maintenance
+            # (lock_timeout), for a runaway statement (statement_timeout, generous: an auditor's
+            # verification of a long log is a legitimate long read).
+            connect_args.update(
+                connect_timeout=max(1, round(timeout_seconds)),
+                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                options=" ".join((
+                    *_url_options(url),  # kept: e.g. a search_path set in the URL
+                    f"-c lock_timeout={round(timeout_seconds * 1000)}",
+                    f"-c statement_timeout={round(timeout_seconds * 1000 * SERVING_STATEMENT_FACTOR)}")))
     if sqlite:
         connect_args["factory"] = _SerialisedSQLiteConnection
     # hide_parameters: a failing statement's error message would otherwise

@@ -145,7 +145,9 @@ def _unavailable(original: BaseException) -> bool:
         # 08: connection exceptions; 57P: operator intervention (shutdown, crash recovery);
         # 53300: too many connections; 57014: statement timeout/cancel; 40001/40P01:
         # serialization failure and deadlock, where trying again is the answer.
-        return sqlstate.startswith(("08", "57P")) or sqlstate in {"53300", "57014", "40001", "40P01"}
+        # 55P03: lock_timeout passed (a lock held by maintenance).
+        return sqlstate.startswith(("08", "57P")) or sqlstate in {"53300", "57014", "40001", "40P01",
+                                                                   "55P03"}
     # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
     return type(original).__name__ == "OperationalError"
 

@@ -231,3 +231,13 @@ def test_receipts_still_open_after_these_faults(intake_client: TestClient,
                                                  organisation: Organisation) -> None:
     receipt = submit(intake_client)
     assert intake_client.post("/api/v1/followup", json={"receipt": receipt}).status_code == 200
+
+
+def test_utf8_encoded_surrogate_bytes_in_json_are_a_4xx(
+        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    # No escape: the bytes of a surrogate encoded as if it were a character (ED A0 80).
+    body = b'{"receipt": "0000-0000-0000-0000-0000-0000", "body": "\xed\xa0\x80"}'
+    for path in ("/api/v1/followup/messages", "/api/v1/followup", "/api/v1/tips"):
+        response = intake_client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (path, response.text)
+    assert (count(db_session, Tip), count(db_session, TipMessage)) == (0, 0)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.crypto import envelope, sealing
-from app.db import Database
+from app.db import READ_ONLY_OPTION, Database
 from app.errors import ServiceUnavailable
 from app.intake import service
 from app.intake.models import TIP_DATA_KEY, Tip
@@ -79,8 +79,19 @@ class TipCommitter:
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    @property
+    def knows_current_key(self) -> bool:
+        return self._current is not None
+
+    def read_current_key(self) -> None:
+        """Read (and check) the current intake key; blocking: call it from a worker thread."""
+        self._read_current_key()
+
     def submit(self, submission: TipSubmission) -> Future[str]:
-        key = self._current or self._read_current_key()
+        """Seal ``submission`` to the current key (``read_current_key`` first) and queue it."""
+        key = self._current
+        if key is None:
+            raise service.NotInitialised
         tip_id, data_key = uuid.uuid4(), envelope.new_data_key()
         sealed = service.seal_tip(tip_id, data_key, content_version=key.version, seal_version=key.version,
                                   seal_public=key.public_key, submission=submission,
@@ -92,6 +103,8 @@ class TipCommitter:
 
     def _read_current_key(self) -> CurrentKey:
         with self._database.transaction() as session:
+            # Read-only: no SQLite write lock for a lookup.
+            session.connection(execution_options={READ_ONLY_OPTION: True})
             return self._current_key(session)
 
     def _current_key(self, session: Session) -> CurrentKey:
@@ -143,7 +156,10 @@ class TipCommitter:
                 _fail(group, ServiceUnavailable())
                 return
             for pending in group:
-                self._commit_group([pending])
+                # Those already answered inside the failed group (an unknown station) are not
+                # tried again: their answer stands, and a second one would raise.
+                if not pending.done.done():
+                    self._commit_group([pending])
             return
         for pending in accepted:
             pending.done.set_result(pending.sealed.receipt)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidInput, UnsupportedMediaType, error_body
+from app.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body
 from app.intake import report_form, service
 from app.intake.group_commit import TipCommitter
 from app.intake.models import MessageAuthor
@@ -33,6 +33,11 @@ from app.web.request_body import (
 )
 
 router = APIRouter(prefix="/api/v1")
+
+
+# Longer than any healthy group commit by far; past it the database is stuck (a lock held by
+# maintenance, a server that stopped answering) and the client is told to come back.
+COMMIT_WAIT_SECONDS = 10.0
 
 
 def tip_committer(request: Request) -> TipCommitter:
@@ -175,10 +180,24 @@ async def submit_tip(request: Request, context: Context) -> TipReceipt:
             receipt = await receive_multipart_tip(request, session, context)
     elif kind == "application/json":
         submission = await read_json(request, TipSubmission, context.settings)
+        committer = tip_committer(request)
+        if not committer.knows_current_key:
+            # The first tip of this process (or after an error): the key is read in a worker
+            # thread, within a database slot, never in the event loop.
+            await admit(request)
+            try:
+                await run_in_threadpool(committer.read_current_key)
+            finally:
+                release_admission(request)
         # Sealed here, in the event loop: under half a millisecond of CPU, which a worker
         # thread would not run any sooner (the GIL) but would cost two thread hand-overs.
-        # Committed with the other tips waiting (group_commit).
-        receipt = await asyncio.wrap_future(tip_committer(request).submit(submission))
+        # Committed with the other tips waiting (group_commit); a commit that does not come
+        # back in time is a 503 (the tip may still be stored, but was not acknowledged).
+        try:
+            committed = asyncio.wrap_future(committer.submit(submission))
+            receipt = await asyncio.wait_for(asyncio.shield(committed), COMMIT_WAIT_SECONDS)
+        except TimeoutError:
+            raise ServiceUnavailable from None
     else:
         raise UnsupportedMediaType
     return TipReceipt(receipt=receipt)
@@ -207,7 +226,11 @@ async def answer_receipt_holder(
                 return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
             return answer(session, holder, body)
 
-    return await run_in_threadpool(open_and_answer)
+    await admit(request)
+    try:
+        return await run_in_threadpool(open_and_answer)
+    finally:
+        release_admission(request)
 
 
 @router.post("/followup")

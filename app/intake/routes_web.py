@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
+import time
+import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +33,7 @@ from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_mu
 from app.intake.schemas import MESSAGE_MAX_CHARS
 from app.intake.taxonomy import COUNTRY_CODES, Language
 from app.stations.models import Station
+from app.web.admission import release_admission, try_admit
 from app.web.context import Context, DbSession, UploadDbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
 from app.web.i18n import N_, babel_locale, translations
@@ -112,16 +117,37 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
     ]
 
 
+# The registry is public, sourced data that changes by import: read at most this often per
+# process, so that a flood of form steps does not turn into a flood of database reads.
+STATION_LIST_SECONDS = 30.0
+_StationRows = list[tuple[uuid.UUID, str, str]]
+_station_rows_cache: dict[int, tuple[weakref.ref[object], float, _StationRows]] = {}
+_station_rows_lock = threading.Lock()
+
+
+def _station_rows(context: Context) -> _StationRows:
+    key = id(context.database)
+    with _station_rows_lock:
+        cached = _station_rows_cache.get(key)
+        # The weak reference tells this database from a later one given the same id.
+        if cached is not None and cached[0]() is context.database and cached[1] > time.monotonic():
+            return cached[2]
+        with context.database.transaction() as session:
+            # Read-only: a page view must not take SQLite's write lock (BEGIN IMMEDIATE).
+            session.connection(execution_options={READ_ONLY_OPTION: True})
+            statement = select(Station.id, Station.city, Station.country).order_by(Station.country,
+                                                                                  Station.city_key)
+            rows = [(station_id, city, country) for station_id, city, country in session.execute(statement)]
+        _station_rows_cache[key] = (weakref.ref(context.database), time.monotonic() + STATION_LIST_SECONDS,
+                                    rows)
+        return rows
+
+
 def _station_choices(context: Context, language: Language) -> list[tuple[str, str]]:
     """The registry's stations as a submitter may name them: city and country, no case data."""
     countries = dict(_countries(language))
-    with context.database.transaction() as session:
-        # Read-only: a page view must not take SQLite's write lock (BEGIN IMMEDIATE).
-        session.connection(execution_options={READ_ONLY_OPTION: True})
-        stations = session.execute(select(Station.id, Station.city, Station.country)
-                                   .order_by(Station.country, Station.city_key)).all()
     return [(str(station_id), f"{city}, {countries.get(country, country)}")
-            for station_id, city, country in stations]
+            for station_id, city, country in _station_rows(context)]
 
 
 def show_step(request: Request, context: Context, step: Step, state: ReportState, *,
@@ -170,14 +196,16 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
     else:
         errors = report_form.step_errors(state, current)
         if errors:
-            return show_step(request, context, current, state, errors=errors, status_code=422)
+            return await run_in_threadpool(show_step, request, context, current, state, errors=errors,
+                                           status_code=422)
         target = report_form.neighbour(current, 1)
     if target is REVIEW:
         _, errors = report_form.validate(state)
         if errors:  # an answer of an earlier step (a crafted or stale form): back to it
-            return show_step(request, context, report_form.first_step_with_errors(errors), state,
-                             errors=errors, status_code=422)
-    return show_step(request, context, target, state)
+            return await run_in_threadpool(show_step, request, context,
+                                           report_form.first_step_with_errors(errors), state,
+                                           errors=errors, status_code=422)
+    return await run_in_threadpool(show_step, request, context, target, state)
 
 
 @router.post("/report", response_class=HTMLResponse)
@@ -207,7 +235,9 @@ def _receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: 
 async def form_rejected_handler(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, FormRejected)  # noqa: S101 - registered for FormRejected only
     context = request.app.state.context
-    return show_step(request, context, exc.step, exc.state, errors=exc.errors, status_code=exc.status)
+    # In a worker thread: a step page may read the station list (never in the event loop).
+    return await run_in_threadpool(show_step, request, context, exc.step, exc.state, errors=exc.errors,
+                                   status_code=exc.status)
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str:
@@ -350,15 +380,26 @@ class FollowupRefused(AppError):
         self.receipt = receipt
 
 
-def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
-    """The report's page with the reason, when the receipt opens one; else the receipt page."""
+async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
+    """The report's page with the reason, when the receipt opens one; else the receipt page.
+    The lookup takes a database slot like any request; without one, the receipt page."""
     assert isinstance(exc, FollowupRefused)  # noqa: S101 - registered for FollowupRefused only
     context = request.app.state.context
-    with context.database.transaction() as session:
-        holder = service.tip_for_receipt(session, exc.receipt, receipt_pepper=context.secrets.receipt_pepper)
-        if holder is None:
-            return _followup_start(request, errors=[exc.message], status_code=exc.status)
-        return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
+
+    def render() -> HTMLResponse:
+        with context.database.transaction() as session:
+            holder = service.tip_for_receipt(session, exc.receipt,
+                                             receipt_pepper=context.secrets.receipt_pepper)
+            if holder is None:
+                return _followup_start(request, errors=[exc.message], status_code=exc.status)
+            return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
+
+    if not await try_admit(request):
+        return _followup_start(request, errors=[exc.message], status_code=exc.status)
+    try:
+        return await run_in_threadpool(render)
+    finally:
+        release_admission(request)
 
 
 @router.post("/followup/delete", response_class=HTMLResponse)

@@ -154,12 +154,17 @@ def _database_ticket(request: Request) -> AdmissionTicket | None:
     return ticket
 
 
-async def admit(request: Request) -> None:
+async def try_admit(request: Request) -> bool:
     """Take this request's database slot (from the event loop, before the first statement);
-    503 ServiceBusy when the gate turns it away. Held until ``release_admission`` or the end
-    of the request."""
+    False when the gate turns it away. Held until ``release_admission`` or the end of the
+    request. Outside the middleware (an app built without it) there is nothing to take."""
     ticket = _database_ticket(request)
-    if ticket is not None and not await ticket.acquire():
+    return ticket is None or await ticket.acquire()
+
+
+async def admit(request: Request) -> None:
+    """``try_admit``, or 503 ServiceBusy."""
+    if not await try_admit(request):
         raise ServiceBusy
 
 

@@ -1,5 +1,7 @@
 """Liveness and readiness, answered outside admission control (app.web.admission)."""
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -18,12 +20,29 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+# At most one probe at a time per process, its answer reused for this long: /readyz is
+# reachable by anyone who reaches the app, and must not become a way to open connections.
+READINESS_SECONDS = 1.0
+
+
+class _Readiness:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.checked_at = -READINESS_SECONDS
+        self.ready = False
+
+
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Whether this process can serve now: its database answers a query on a connection of
     its own. 503 with Retry-After otherwise, so a load balancer sends requests elsewhere."""
-    database = request.app.state.context.database
-    if await run_in_threadpool(database.answers):
+    state: _Readiness = request.app.state.__dict__.setdefault("readiness", _Readiness())
+    async with state.lock:
+        now = asyncio.get_running_loop().time()
+        if now - state.checked_at >= READINESS_SECONDS:
+            state.ready = await run_in_threadpool(request.app.state.context.database.answers)
+            state.checked_at = asyncio.get_running_loop().time()
+    if state.ready:
         return JSONResponse({"status": "ready"})
     return JSONResponse(error_body("unavailable", "The database does not answer."), status_code=503,
                         headers={"Retry-After": str(retry_after_seconds(request))})

@@ -121,7 +121,11 @@ async def read_json(request: Request, model: type[ModelT], settings: Settings) -
         raise UnsupportedMediaType("Send application/json.")
     body = await read_bounded_body(request, settings)
     try:
-        data = json.loads(body)
+        # Decoded strictly first: json.loads on bytes lets UTF-8-encoded surrogates (ED A0 80)
+        # through as lone surrogates, which then fail deep in a transaction.
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedBody("The body is not valid UTF-8.") from None
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise MalformedBody("The body is not valid JSON.") from None
     if _SURROGATE_ESCAPE.search(body) and not _encodable(data):
