@@ -132,9 +132,15 @@ class Outcome:
     health_seconds: list[float] = field(default_factory=list)
 
 
-async def submitter(port: int, stop_at: float, outcome: Outcome) -> None:
-    """One client posting tips over a keep-alive connection, as a flood would."""
-    payload = encode_request(b"POST", "/api/v1/tips", TIP)
+TIP_REQUEST = encode_request(b"POST", "/api/v1/tips", TIP)
+WRONG_RECEIPT_REQUEST = encode_request(b"POST", "/api/v1/followup",
+                                       json.dumps({"receipt": "0000-0000-0000-0000-0000-0000"}).encode())
+FORM_STEP_REQUEST = encode_request(b"POST", "/report/step", b"step=what&go=next&narrative=They+came+again",
+                                   "application/x-www-form-urlencoded")
+
+
+async def submitter(port: int, stop_at: float, outcome: Outcome, payload: bytes = TIP_REQUEST) -> None:
+    """One client posting the same request over a keep-alive connection, as a flood would."""
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
         while time.monotonic() < stop_at:
@@ -153,7 +159,7 @@ async def submitter(port: int, stop_at: float, outcome: Outcome) -> None:
                 connection = None
                 continue
             outcome.statuses[status] += 1
-            if status == 201:
+            if status == 201 and payload is TIP_REQUEST:
                 outcome.receipts.append(json.loads(body)["receipt"])
             elif status == 503:
                 outcome.busy_without_retry_after += "retry-after" not in headers
@@ -273,3 +279,28 @@ def test_trickled_uploads_are_cut_off_and_leave_room_for_normal_uploads(upload_s
     # within the deadline, not left to hold a slot.
     assert trickled.statuses == {408: 40}, (trickled.statuses, trickled.dropped)
     assert waited < 10
+
+
+def test_a_mixed_flood_of_tips_wrong_receipts_and_form_steps_stays_in_the_protocol(
+        small_server: Server) -> None:
+    """Follow-ups with wrong receipts and the form's steps must not starve tips, block the
+    event loop (/healthz), or end in anything but their own answers or a 503."""
+    async def mixed() -> tuple[Outcome, Outcome, Outcome]:
+        tips, followups, steps = Outcome(), Outcome(), Outcome()
+        stop_at = time.monotonic() + 4
+        port = small_server.intake_port
+        await asyncio.gather(*(submitter(port, stop_at, tips) for _ in range(20)),
+                             *(submitter(port, stop_at, followups, WRONG_RECEIPT_REQUEST) for _ in range(40)),
+                             *(submitter(port, stop_at, steps, FORM_STEP_REQUEST) for _ in range(10)),
+                             watch_health(port, stop_at, tips))
+        return tips, followups, steps
+
+    tips, followups, steps = run_in_new_loop(mixed)
+    assert set(tips.statuses) <= {201, 503}, tips.statuses
+    assert set(followups.statuses) <= {401, 503}, followups.statuses
+    assert set(steps.statuses) <= {200, 503}, steps.statuses
+    # Each kind got through as well as being turned away: no kind starved the others.
+    assert min(tips.statuses[201], followups.statuses[401], steps.statuses[200]) > 0
+    for outcome in (tips, followups, steps):
+        assert (outcome.dropped, outcome.timeouts, outcome.busy_without_retry_after) == (0, 0, 0)
+    assert max(tips.health_seconds) < 1.0
