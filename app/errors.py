@@ -180,29 +180,19 @@ def safe_error_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
     ]
 
 
-DEFAULT_RETRY_AFTER_SECONDS = 2
-
-
-def retry_after_seconds(request: Request) -> int:
-    """The app's Retry-After (settings.retry_after_seconds), read without importing the web layer."""
-    context = getattr(request.app.state, "context", None)
-    settings = getattr(context, "settings", None)
-    return int(getattr(settings, "retry_after_seconds", DEFAULT_RETRY_AFTER_SECONDS))
-
-
-def app_error_response(exc: AppError, retry_after: int) -> JSONResponse:
-    """An AppError in the one error model; every 503 says when to come back (RFC 9110 10.2.3)."""
+def app_error_response(exc: AppError) -> JSONResponse:
+    """An AppError in the one error model. (Every 503 gets its Retry-After from
+    app.web.admission, whichever handler wrote it.)"""
     detail: Any = exc.public_message
     if isinstance(exc, InvalidInput) and exc.fields:
         detail = {"message": exc.public_message, "fields": exc.fields}
-    headers = {"Retry-After": str(retry_after)} if exc.status == 503 else None
-    return JSONResponse(error_body(exc.code, detail), status_code=exc.status, headers=headers)
+    return JSONResponse(error_body(exc.code, detail), status_code=exc.status)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def app_error(request: Request, exc: Exception) -> JSONResponse:
+    async def app_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
-        return app_error_response(exc, retry_after_seconds(request))
+        return app_error_response(exc)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SQLAlchemyError)  # noqa: S101
@@ -210,14 +200,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if meaning is None:
             return await unexpected_error(request, exc)
         logger.warning("database unavailable or full (answered %s)", meaning.status)
-        return app_error_response(meaning, retry_after_seconds(request))
+        return app_error_response(meaning)
 
     async def os_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, OSError)  # noqa: S101
         if not storage_full(exc):
             return await unexpected_error(request, exc)
         logger.warning("storage full")
-        return app_error_response(InsufficientStorage(), retry_after_seconds(request))
+        return app_error_response(InsufficientStorage())
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101

@@ -38,9 +38,8 @@ from app.errors import ServiceUnavailable
 from app.intake import service
 from app.intake.models import TIP_DATA_KEY, Tip
 from app.intake.schemas import TipSubmission
-from app.keys.models import IntakeKey
 from app.keys.server_secrets import ServerSecrets
-from app.keys.service import checked_intake_public_key
+from app.keys.service import current_intake_key, trusted_intake_public_key
 from app.stations.models import Station
 
 logger = logging.getLogger(__name__)
@@ -83,9 +82,12 @@ class TipCommitter:
     def knows_current_key(self) -> bool:
         return self._current is not None
 
-    def read_current_key(self) -> None:
+    def read_current_key(self) -> CurrentKey:
         """Read (and check) the current intake key; blocking: call it from a worker thread."""
-        self._read_current_key()
+        with self._database.transaction() as session:
+            # Read-only: no SQLite write lock for a lookup.
+            session.connection(execution_options={READ_ONLY_OPTION: True})
+            return self._current_key(session)
 
     def submit(self, submission: TipSubmission) -> Future[str]:
         """Seal ``submission`` to the current key (``read_current_key`` first) and queue it."""
@@ -101,19 +103,12 @@ class TipCommitter:
         self._queue.put(pending)
         return pending.done
 
-    def _read_current_key(self) -> CurrentKey:
-        with self._database.transaction() as session:
-            # Read-only: no SQLite write lock for a lookup.
-            session.connection(execution_options={READ_ONLY_OPTION: True})
-            return self._current_key(session)
-
     def _current_key(self, session: Session) -> CurrentKey:
-        row = session.execute(select(IntakeKey.version, IntakeKey.public_key, IntakeKey.public_key_mac)
-                              .order_by(IntakeKey.version.desc()).limit(1)).first()
-        if row is None:
+        intake_key = current_intake_key(session)
+        if intake_key is None:
             raise service.NotInitialised
-        key = CurrentKey(row.version, checked_intake_public_key(self._secrets.key_integrity_key, row.version,
-                                                                row.public_key, row.public_key_mac))
+        key = CurrentKey(intake_key.version,
+                         trusted_intake_public_key(intake_key, self._secrets.key_integrity_key))
         self._current = key
         return key
 

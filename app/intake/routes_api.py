@@ -18,7 +18,7 @@ from app.intake.group_commit import TipCommitter
 from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
 from app.keys.server_secrets import ServerSecrets
-from app.web.admission import ServiceBusy, admit, release_admission
+from app.web.admission import ServiceBusy, admit, run_admitted
 from app.web.context import AppContext, Context, finishing
 from app.web.forms import CrossSiteForm, posted_from_elsewhere
 from app.web.i18n import N_
@@ -127,11 +127,7 @@ async def stream_multipart(request: Request, session: Session, context: AppConte
         raise ServiceBusy
     async with context.upload_slots:
         # Admitted for the lookup only: the body may take minutes to arrive.
-        await admit(request)
-        try:
-            draft = await run_in_threadpool(_in_own_transaction, context, start)
-        finally:
-            release_admission(request)
+        draft = await run_admitted(request, lambda: _in_own_transaction(context, start))
         reader = StreamingFormReader(
             request.headers["content-type"],
             file_field="files",
@@ -154,7 +150,7 @@ async def stream_multipart(request: Request, session: Session, context: AppConte
             for writer in draft.attachments:
                 writer.abort()
     # The body is in: from here on the request uses the database until its commit, within
-    # admission like every other request (released when the response starts).
+    # admission like every other request (released after the commit).
     await admit(request)
     return draft, reader.fields
 
@@ -184,11 +180,7 @@ async def submit_tip(request: Request, context: Context) -> TipReceipt:
         if not committer.knows_current_key:
             # The first tip of this process (or after an error): the key is read in a worker
             # thread, within a database slot, never in the event loop.
-            await admit(request)
-            try:
-                await run_in_threadpool(committer.read_current_key)
-            finally:
-                release_admission(request)
+            await run_admitted(request, committer.read_current_key)
         # Sealed here, in the event loop: under half a millisecond of CPU, which a worker
         # thread would not run any sooner (the GIL) but would cost two thread hand-overs.
         # Committed with the other tips waiting (group_commit); a commit that does not come
@@ -226,11 +218,7 @@ async def answer_receipt_holder(
                 return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
             return answer(session, holder, body)
 
-    await admit(request)
-    try:
-        return await run_in_threadpool(open_and_answer)
-    finally:
-        release_admission(request)
+    return await run_admitted(request, open_and_answer)
 
 
 @router.post("/followup")

@@ -65,12 +65,12 @@ def current_intake_key(session: Session) -> IntakeKey | None:
 
 
 def trusted_intake_public_key(intake_key: IntakeKey, key_integrity_key: bytes) -> sealing.PublicKey:
-    return checked_intake_public_key(key_integrity_key, intake_key.version, intake_key.public_key,
+    return _checked_intake_public_key(key_integrity_key, intake_key.version, intake_key.public_key,
                                      intake_key.public_key_mac)
 
 
 @functools.lru_cache(maxsize=16)
-def checked_intake_public_key(key_integrity_key: bytes, version: int, raw_public_key: bytes,
+def _checked_intake_public_key(key_integrity_key: bytes, version: int, raw_public_key: bytes,
                               mac: bytes) -> sealing.PublicKey:
     """The intake public key of ``version`` once its MAC checks, parsed once per process.
 

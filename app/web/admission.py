@@ -34,21 +34,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import N_, AppError
-from app.web.security_headers import SECURITY_HEADERS
+from app.errors import N_, AppError, error_body
+from app.web.request_body import RequestTimeout
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ResultT = TypeVar("ResultT")
 
 UNGATED_PATHS = frozenset({"/healthz", "/readyz"})
 UNGATED_PREFIXES = ("/static/",)
@@ -108,19 +106,6 @@ class AdmissionGate:
         self._held -= 1
 
 
-def busy_response_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
-    return [(b"retry-after", str(settings.retry_after_seconds).encode())]
-
-
-def _json_error(status: int, code: str, detail: str,
-                extra_headers: list[tuple[bytes, bytes]] | None = None) -> tuple[Message, Message]:
-    body = json.dumps({"error": code, "detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *SECURITY_HEADERS, *(extra_headers or [])]
-    return ({"type": "http.response.start", "status": status, "headers": headers},
-            {"type": "http.response.body", "body": body})
-
-
 TICKET_KEY = "daylight.database_slot"
 
 
@@ -174,6 +159,16 @@ def release_admission(request: Request) -> None:
         ticket.release()
 
 
+async def run_admitted(request: Request, work: Callable[[], ResultT]) -> ResultT:
+    """``work`` (blocking, database) in a worker thread, within this request's database slot,
+    given back as soon as it returns; 503 ServiceBusy when no slot comes."""
+    await admit(request)
+    try:
+        return await run_in_threadpool(work)
+    finally:
+        release_admission(request)
+
+
 class _BodyTooLarge(Exception):
     """The small body passed its bound: the route refuses it with its own answer."""
 
@@ -215,15 +210,13 @@ class AdmissionMiddleware:
             await self.app(scope, _replay(list(exc.args[0]), receive), send)
             return
         except TimeoutError:
-            await _send_all(send, _json_error(408, "request_timeout", "The request body stopped arriving."))
+            await _refuse(RequestTimeout(), scope, receive, send)
             return
         if messages is None:
             return  # the client went away while sending: nobody to answer
         ticket = AdmissionTicket(self.in_flight)
         if not await ticket.acquire():
-            await _send_all(send, _json_error(
-                503, "busy", "The service is busy. Please try again shortly.",
-                busy_response_headers(self.settings)))
+            await _refuse(ServiceBusy(), scope, receive, send)  # Retry-After: _with_retry_after
             return
         try:
             await self.app(scope, _replay(messages, receive), send)
@@ -233,7 +226,7 @@ class AdmissionMiddleware:
     def _with_retry_after(self, send: Send) -> Send:
         """Every 503, whoever wrote it (a JSON error, a staff page, the report form's page),
         tells the client when to come back: a client that retries at once deepens the flood."""
-        retry_after = busy_response_headers(self.settings)
+        retry_after = [(b"retry-after", str(self.settings.retry_after_seconds).encode())]
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 503 and not any(
@@ -287,6 +280,8 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-async def _send_all(send: Send, messages: tuple[Message, Message]) -> None:
-    for message in messages:
-        await send(message)
+async def _refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
+    """An answer of the middleware's own, in the one error model (the security headers and the
+    request id are added by the middlewares around this one)."""
+    await JSONResponse(error_body(error.code, error.public_message), status_code=error.status)(
+        scope, receive, send)

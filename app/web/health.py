@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import error_body, retry_after_seconds
+from app.errors import error_body
 
 router = APIRouter()
 
@@ -44,5 +44,5 @@ async def readyz(request: Request) -> JSONResponse:
             state.checked_at = asyncio.get_running_loop().time()
     if state.ready:
         return JSONResponse({"status": "ready"})
-    return JSONResponse(error_body("unavailable", "The database does not answer."), status_code=503,
-                        headers={"Retry-After": str(retry_after_seconds(request))})
+    # Retry-After is added to every 503 by app.web.admission.
+    return JSONResponse(error_body("unavailable", "The database does not answer."), status_code=503)
