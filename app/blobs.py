@@ -191,8 +191,10 @@ class DatabaseBlobStore:
 
     def exists(self, blob_id: uuid.UUID) -> bool:
         with self._database.transaction() as session:
-            return session.scalar(select(BlobChunk.position).where(BlobChunk.blob_id == blob_id).limit(1)) \
+            return (
+                session.scalar(select(BlobChunk.position).where(BlobChunk.blob_id == blob_id).limit(1))
                 is not None
+            )
 
     def delete(self, blob_id: uuid.UUID) -> None:
         with self._database.transaction() as session:
@@ -209,14 +211,20 @@ class _ChunkWriter:
     def write(self, data: bytes, /) -> int:
         self._buffer += data
         while len(self._buffer) >= self._chunk_bytes:
-            self._store(bytes(self._buffer[:self._chunk_bytes]))
-            del self._buffer[:self._chunk_bytes]
+            self._store(bytes(self._buffer[: self._chunk_bytes]))
+            del self._buffer[: self._chunk_bytes]
         return len(data)
 
     def _store(self, data: bytes) -> None:
         with self._database.transaction() as session:
-            session.add(BlobChunk(blob_id=self._blob_id, position=self._position, data=data,
-                                  written_on=dt.datetime.now(dt.UTC).date()))
+            session.add(
+                BlobChunk(
+                    blob_id=self._blob_id,
+                    position=self._position,
+                    data=data,
+                    written_on=dt.datetime.now(dt.UTC).date(),
+                )
+            )
         self._position += 1
 
     def close(self) -> None:
@@ -237,8 +245,11 @@ class _ChunkReader:
 
     def _next_chunk(self) -> bytes | None:
         with self._database.transaction() as session:
-            data = session.scalar(select(BlobChunk.data).where(BlobChunk.blob_id == self._blob_id,
-                                                              BlobChunk.position == self._position))
+            data = session.scalar(
+                select(BlobChunk.data).where(
+                    BlobChunk.blob_id == self._blob_id, BlobChunk.position == self._position
+                )
+            )
         self._position += 1
         return data
 

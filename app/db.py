@@ -134,8 +134,9 @@ def _url_options(url: str) -> tuple[str, ...]:
     return (options,) if isinstance(options, str) else tuple(options)
 
 
-def create_database_engine(url: str, *, pool_size: int | None = None,
-                           timeout_seconds: float | None = None) -> Engine:
+def create_database_engine(
+    url: str, *, pool_size: int | None = None, timeout_seconds: float | None = None
+) -> Engine:
     """An engine; ``pool_size`` (connections kept) and ``timeout_seconds`` (the longest a
     statement waits for a pooled connection, or a new PostgreSQL connection for the server)
     for the serving processes, whose admission control is sized to the pool."""
@@ -153,19 +154,27 @@ def create_database_engine(url: str, *, pool_size: int | None = None,
             # verification of a long log is a legitimate long read).
             connect_args.update(
                 connect_timeout=max(1, round(timeout_seconds)),
-                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                options=" ".join((
-                    *_url_options(url),  # kept: e.g. a search_path set in the URL
-                    f"-c lock_timeout={round(timeout_seconds * 1000)}",
-                    f"-c statement_timeout={round(timeout_seconds * 1000 * SERVING_STATEMENT_FACTOR)}")))
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                options=" ".join(
+                    (
+                        *_url_options(url),  # kept: e.g. a search_path set in the URL
+                        f"-c lock_timeout={round(timeout_seconds * 1000)}",
+                        f"-c statement_timeout={round(timeout_seconds * 1000 * SERVING_STATEMENT_FACTOR)}",
+                    )
+                ),
+            )
     if sqlite:
         connect_args["factory"] = _SerialisedSQLiteConnection
     # hide_parameters: a failing statement's error message would otherwise
     # carry its bound values (usernames, row ids, dates) into the logs.
     # pre_ping finds connections a PostgreSQL restart has closed; a SQLite file has no server
     # to lose, and the ping would cost a statement per transaction.
-    engine = create_engine(url, pool_pre_ping=not sqlite, hide_parameters=True, connect_args=connect_args,
-                           **options)
+    engine = create_engine(
+        url, pool_pre_ping=not sqlite, hide_parameters=True, connect_args=connect_args, **options
+    )
     if engine.dialect.name == "sqlite":
         writer_lock = threading.Lock()
 
@@ -190,15 +199,18 @@ class Database:
     def from_settings(cls, settings: Settings, *, pool_size: int | None = None) -> Database:
         """``pool_size`` for a serving process (see app.web.admission); None for commands."""
         engine = create_database_engine(
-            settings.sqlalchemy_url, pool_size=pool_size,
-            timeout_seconds=settings.database_timeout_seconds if pool_size is not None else None)
+            settings.sqlalchemy_url,
+            pool_size=pool_size,
+            timeout_seconds=settings.database_timeout_seconds if pool_size is not None else None,
+        )
         return cls(engine=engine, session_factory=sessionmaker(engine, expire_on_commit=False))
 
     def answers(self) -> bool:
         """Whether the database answers a trivial query now, on a connection of its own (never
         one of the pool's, which may all be busy): the readiness check."""
-        probe = create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True,
-                              connect_args=self._probe_connect_args())
+        probe = create_engine(
+            self.engine.url, poolclass=NullPool, hide_parameters=True, connect_args=self._probe_connect_args()
+        )
         try:
             with probe.connect() as connection:
                 connection.exec_driver_sql("SELECT 1")
@@ -265,8 +277,9 @@ def _run_each(hooks: list[Callable[[], None]], what: str) -> None:
         try:
             hook()
         except Exception:
-            logger.warning("a %s hook failed; its file may remain on disk (ciphertext only)", what,
-                           exc_info=False)
+            logger.warning(
+                "a %s hook failed; its file may remain on disk (ciphertext only)", what, exc_info=False
+            )
 
 
 def run_rollback_cleanups(session: Session) -> None:
@@ -287,5 +300,11 @@ def run_commit_hooks(session: Session) -> None:
 
 def enum_column_type(enum_class: type[StrEnum], name: str) -> SAEnum:
     """A portable enum column: VARCHAR plus a CHECK constraint listing the values."""
-    return SAEnum(enum_class, name=name, native_enum=False, create_constraint=True, length=32,
-                  values_callable=lambda members: [member.value for member in members])
+    return SAEnum(
+        enum_class,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )

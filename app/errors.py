@@ -27,7 +27,6 @@ from app.web.security_headers import SECURITY_HEADERS
 logger = logging.getLogger("daylight")
 
 
-
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention extraction looks for
     """Mark a string for translation (it is translated where a page shows it)."""
     return message
@@ -130,8 +129,9 @@ def database_failure(exc: SQLAlchemyError) -> AppError | None:
         return InsufficientStorage()
     if isinstance(exc, PoolTimeout):
         return ServiceUnavailable()
-    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or (
-            exc.orig is not None and _unavailable(exc.orig))):
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or (exc.orig is not None and _unavailable(exc.orig))
+    ):
         return ServiceUnavailable()
     return None
 
@@ -146,8 +146,7 @@ def _unavailable(original: BaseException) -> bool:
         # 53300: too many connections; 57014: statement timeout/cancel; 40001/40P01:
         # serialization failure and deadlock, where trying again is the answer.
         # 55P03: lock_timeout passed (a lock held by maintenance).
-        return sqlstate.startswith(("08", "57P")) or sqlstate in {"53300", "57014", "40001", "40P01",
-                                                                   "55P03"}
+        return sqlstate.startswith(("08", "57P")) or sqlstate in {"53300", "57014", "40001", "40P01", "55P03"}
     # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
     return type(original).__name__ == "OperationalError"
 
@@ -157,8 +156,9 @@ class InvalidInput(AppError):
     code = "invalid_input"
     public_message = N_("The request is invalid.")
 
-    def __init__(self, public_message: str | None = None, *,
-                 fields: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, public_message: str | None = None, *, fields: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(public_message)
         self.fields = fields or []
 
@@ -174,8 +174,10 @@ def safe_error_fields(errors: Sequence[Any]) -> list[dict[str, str]]:
     narrative) back to the client, into proxies and into logs.
     """
     return [
-        {"field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
-         "message": str(err.get("msg", "invalid"))}
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ()) if part != "body"),
+            "message": str(err.get("msg", "invalid")),
+        }
         for err in errors
     ]
 
@@ -211,16 +213,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
-        body = error_body("invalid_input", {"message": N_("The request is invalid."),
-                                            "fields": safe_error_fields(exc.errors())})
+        body = error_body(
+            "invalid_input",
+            {"message": N_("The request is invalid."), "fields": safe_error_fields(exc.errors())},
+        )
         return JSONResponse(body, status_code=422)
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request refused."
-        return JSONResponse(error_body(code, message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     async def client_gone(_request: Request, _exc: Exception) -> Response:
         # The client hung up mid-body: nobody to answer, nothing to log (a log
@@ -233,9 +238,11 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
         # Rendered by Starlette's outermost middleware, outside our header
         # middleware: the security headers are added here instead.
-        return JSONResponse(error_body("internal_error", f"Internal error (request {request_id})."),
-                            status_code=500,
-                            headers={name.decode(): value.decode() for name, value in SECURITY_HEADERS})
+        return JSONResponse(
+            error_body("internal_error", f"Internal error (request {request_id})."),
+            status_code=500,
+            headers={name.decode(): value.decode() for name, value in SECURITY_HEADERS},
+        )
 
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)

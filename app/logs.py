@@ -72,8 +72,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             exc_type, _, exc_traceback = record.exc_info
             entry["exception"] = exc_type.__name__
-            entry["traceback"] = [f"{frame.filename}:{frame.lineno} in {frame.name}"
-                                  for frame in traceback.extract_tb(exc_traceback)]
+            entry["traceback"] = [
+                f"{frame.filename}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(exc_traceback)
+            ]
         return json.dumps(entry, ensure_ascii=False)
 
 

@@ -45,14 +45,20 @@ ORIGIN = "daylight.bench/audit"
 SIGNING_KEY = signing_key_from_seed(bytes(32))
 PUBLIC_KEY = SIGNING_KEY.public_key()
 ACTOR = events.Actor(id=uuid.UUID(int=0x5EED, version=4), username="bench-lead", role="lead")
-POSTGRES_URL = os.environ.get("DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 INSERT_CHUNK = 50_000
 # The append floor's table: what any write transaction of one row costs, without the audit log's
 # gapless sequence number. Created next to the audit tables, dropped after the series.
-CREATE_PLAIN_TABLE = text("CREATE TABLE bench_plain_rows (id VARCHAR(36) PRIMARY KEY, action VARCHAR(64) "
-                          "NOT NULL, object_id VARCHAR(64), details TEXT NOT NULL)")
-INSERT_PLAIN_ROW = text("INSERT INTO bench_plain_rows (id, action, object_id, details) "
-                        "VALUES (:id, :action, :object_id, :details)")
+CREATE_PLAIN_TABLE = text(
+    "CREATE TABLE bench_plain_rows (id VARCHAR(36) PRIMARY KEY, action VARCHAR(64) "
+    "NOT NULL, object_id VARCHAR(64), details TEXT NOT NULL)"
+)
+INSERT_PLAIN_ROW = text(
+    "INSERT INTO bench_plain_rows (id, action, object_id, details) "
+    "VALUES (:id, :action, :object_id, :details)"
+)
 DROP_PLAIN_TABLE = text("DROP TABLE bench_plain_rows")
 ACTIONS = ("tip.view", "tip.triage", "auth.login", "tip.export", "key.grant")
 
@@ -83,6 +89,7 @@ def timed(call: Callable[[], object]) -> float:
 
 # --- Append cost -------------------------------------------------------------------------------------
 
+
 def append_rows(label: str, database: Database, rounds: int) -> list[Row]:
     """Median of whole write transactions (begin, one insert, commit) and of the inserts alone."""
     txn = {"baseline": [], "record": []}
@@ -92,15 +99,34 @@ def append_rows(label: str, database: Database, rounds: int) -> list[Row]:
 
     def baseline() -> None:
         with database.transaction() as session:
-            call["baseline"].append(timed(lambda: session.execute(INSERT_PLAIN_ROW, {
-                "id": str(uuid.uuid4()), "action": "bench.append", "object_id": str(uuid.uuid4()),
-                "details": json.dumps({"n": len(call["baseline"])})})))
+            call["baseline"].append(
+                timed(
+                    lambda: session.execute(
+                        INSERT_PLAIN_ROW,
+                        {
+                            "id": str(uuid.uuid4()),
+                            "action": "bench.append",
+                            "object_id": str(uuid.uuid4()),
+                            "details": json.dumps({"n": len(call["baseline"])}),
+                        },
+                    )
+                )
+            )
 
     def record() -> None:
         with database.transaction() as session:
-            call["record"].append(timed(lambda: events.record(
-                session, ACTOR, "bench.append", object_type="tip", object_id=uuid.uuid4(),
-                details={"n": len(call["record"])})))
+            call["record"].append(
+                timed(
+                    lambda: events.record(
+                        session,
+                        ACTOR,
+                        "bench.append",
+                        object_type="tip",
+                        object_id=uuid.uuid4(),
+                        details={"n": len(call["record"])},
+                    )
+                )
+            )
 
     for _ in range(10):  # warm the pool, the statement caches and the file
         baseline()
@@ -118,8 +144,9 @@ def append_rows(label: str, database: Database, rounds: int) -> list[Row]:
         Row(f"{label}: txn with a plain insert (baseline)", rounds, base * 1e3, p90(txn["baseline"]) * 1e3),
         Row(f"{label}: txn with events.record()", rounds, rec * 1e3, p90(txn["record"]) * 1e3),
         Row(f"{label}: append = record txn − baseline", None, (rec - base) * 1e3, None, "< 1 ms"),
-        Row(f"{label}: record() call − plain insert call", None, (call_rec - call_base) * 1e3, None,
-            "< 1 ms"),
+        Row(
+            f"{label}: record() call − plain insert call", None, (call_rec - call_base) * 1e3, None, "< 1 ms"
+        ),
     ]
 
 
@@ -166,6 +193,7 @@ def postgres_append(rounds: int) -> list[Row]:
 
 # --- A million events --------------------------------------------------------------------------------
 
+
 def event_rows(engine: Engine, count: int) -> Iterator[tuple[object, ...]]:
     """Rows in the column formats SQLAlchemy itself stores on this dialect (as the ORM would write them)."""
     dialect = engine.dialect
@@ -196,8 +224,10 @@ def event_rows(engine: Engine, count: int) -> Iterator[tuple[object, ...]]:
 
 def bulk_insert(engine: Engine, count: int) -> None:
     columns = [column.name for column in AuditEvent.__table__.columns]
-    statement = (f"INSERT INTO audit_events ({', '.join(columns)}) "  # noqa: S608 - column names, no input
-                 f"VALUES ({', '.join('?' * len(columns))})")
+    statement = (
+        f"INSERT INTO audit_events ({', '.join(columns)}) "  # noqa: S608 - column names, no input
+        f"VALUES ({', '.join('?' * len(columns))})"
+    )
     rows = event_rows(engine, count)
     raw = engine.raw_connection()
     try:
@@ -239,8 +269,15 @@ def million_rows(count: int, proofs: int) -> list[Row]:
             assert report.ok, report.problems
             assert report.size == count
             assert report.checkpoints_checked == 1
-            rows.append(Row(f"verify_database, {count:,} events", 1, verify_seconds * 1e3, None,
-                            f"< 10 s  ({count / verify_seconds:,.0f} events/s)"))
+            rows.append(
+                Row(
+                    f"verify_database, {count:,} events",
+                    1,
+                    verify_seconds * 1e3,
+                    None,
+                    f"< 10 s  ({count / verify_seconds:,.0f} events/s)",
+                )
+            )
 
             progress(f"{proofs} inclusion proofs")
             root = open_signed_checkpoint(checkpoint.signed_note, PUBLIC_KEY, origin=ORIGIN).root_hash
@@ -260,8 +297,13 @@ def proof_row(database: Database, size: int, root: bytes, proofs: int) -> Row:
             proof = inclusion_proof(service.DatabaseNodeStore(session), index, size)
             durations.append(time.perf_counter() - start)
             assert verify_inclusion(stored_leaf(session, index), index, size, proof, root)
-    return Row(f"inclusion_proof at {size:,}, DatabaseNodeStore", proofs, statistics.median(durations) * 1e3,
-               p90(durations) * 1e3, "< 10 ms")
+    return Row(
+        f"inclusion_proof at {size:,}, DatabaseNodeStore",
+        proofs,
+        statistics.median(durations) * 1e3,
+        p90(durations) * 1e3,
+        "< 10 ms",
+    )
 
 
 def stored_leaf(session: Session, index: int) -> bytes:

@@ -47,12 +47,30 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAYLIGHT_")}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "org"
-        subprocess.run([sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         intake_port, staff_port = free_port(), free_port()
-        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir),
-                                   "--intake-port", str(intake_port), "--staff-port", str(staff_port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--intake-port",
+                str(intake_port),
+                "--staff-port",
+                str(staff_port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             intake = httpx.Client(base_url=f"http://127.0.0.1:{intake_port}")
             staff = httpx.Client(base_url=f"http://127.0.0.1:{staff_port}")
@@ -63,8 +81,14 @@ def main() -> int:
                 except httpx.TransportError:
                     time.sleep(0.1)
             users = json.loads((data_dir / "demo-credentials.json").read_text())["users"]
-            tip = {"narrative": "benchmark " * 200, "language": "en", "tactics": ["surveillance"],
-                   "host_country": "NL", "host_city": "Rotterdam", "urgent": False}
+            tip = {
+                "narrative": "benchmark " * 200,
+                "language": "en",
+                "tactics": ["surveillance"],
+                "host_country": "NL",
+                "host_city": "Rotterdam",
+                "urgent": False,
+            }
             login_series = "staff login (Argon2id t=3, 64 MiB)"
             series: dict[str, list[float]] = {"healthz": [], "submit tip (JSON)": [], login_series: []}
             receipt = intake.post("/api/v1/tips", json=tip).json()["receipt"]
@@ -75,9 +99,11 @@ def main() -> int:
                 series["healthz"].append(timed(lambda: intake.get("/healthz"), 200))
                 series["submit tip (JSON)"].append(timed(lambda: intake.post("/api/v1/tips", json=tip), 201))
                 series["followup, valid receipt"].append(
-                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": receipt}), 200))
+                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": receipt}), 200)
+                )
                 series["followup, unknown receipt"].append(
-                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": unknown}), 401))
+                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": unknown}), 401)
+                )
             # A one-time code is accepted once, and only for a later step than the last:
             # each account logs in with the codes of steps -1, 0 and +1, in that order.
             while time.time() % 30 > 20:
@@ -85,11 +111,15 @@ def main() -> int:
             now = time.time()
             for offset in (-1, 0, 1):
                 for user in users:
-                    login = {"username": user["username"], "password": user["password"],
-                             "otp": pyotp.TOTP(user["totp_secret"]).at(now + 30 * offset)}
+                    login = {
+                        "username": user["username"],
+                        "password": user["password"],
+                        "otp": pyotp.TOTP(user["totp_secret"]).at(now + 30 * offset),
+                    }
                     series["healthz"].append(timed(lambda: intake.get("/healthz"), 200))
                     series[login_series].append(
-                        timed(lambda login=login: staff.post("/api/v1/auth/login", json=login), 200))
+                        timed(lambda login=login: staff.post("/api/v1/auth/login", json=login), 200)
+                    )
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -99,8 +129,10 @@ def main() -> int:
         ordered = sorted(values)
         p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
         median = statistics.median(values)
-        print(f"{name:<38} {len(values):>4} {median * 1000:>10.2f} {p90 * 1000:>8.2f} "
-              f"{median / baseline:>10.1f}")
+        print(
+            f"{name:<38} {len(values):>4} {median * 1000:>10.2f} {p90 * 1000:>8.2f} "
+            f"{median / baseline:>10.1f}"
+        )
     return 0
 
 

@@ -69,9 +69,11 @@ def photo_like(size: tuple[int, int], mode: str) -> Image.Image:
     """Smooth gradients under sensor-like noise: compresses (and costs) roughly as a photo does."""
     ramp = Image.linear_gradient("L").resize(size)
     noise = Image.effect_noise(size, 40)
-    bands = [Image.blend(ramp, noise, 0.3),
-             Image.blend(ramp.transpose(Image.Transpose.ROTATE_90).resize(size), noise, 0.2),
-             Image.blend(ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM), noise, 0.4)]
+    bands = [
+        Image.blend(ramp, noise, 0.3),
+        Image.blend(ramp.transpose(Image.Transpose.ROTATE_90).resize(size), noise, 0.2),
+        Image.blend(ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM), noise, 0.4),
+    ]
     image = Image.merge("RGB", bands)
     if mode == "RGBA":
         image.putalpha(ramp.filter(ImageFilter.BoxBlur(2)))
@@ -100,8 +102,11 @@ def png_16bit(width: int, height: int, colour_type: int, *, interlaced: bool) ->
     ("Up" filter, zero residue), per Adam7 pass when interlaced. Interlaced, the 8-bit pixels it
     decodes to are noise, the PNG encoder's slowest input: the report's 9.5 s."""
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
-    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
-               (0, 1, 1, 2)] if interlaced else [(0, 0, 1, 1)])
+    passes = (
+        [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+        if interlaced
+        else [(0, 0, 1, 1)]
+    )
     randomness, compressor, idat = random.Random(13), zlib.compressobj(9), []  # noqa: S311
     for x0, y0, dx, dy in passes:
         pass_width, pass_height = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
@@ -113,8 +118,12 @@ def png_16bit(width: int, height: int, colour_type: int, *, interlaced: bool) ->
         idat.extend(compressor.compress(same_as_above) for _ in range(pass_height - 1))
     idat.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 1 if interlaced else 0)
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"".join(idat))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(idat))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def jpeg_with_bulky_metadata(size: tuple[int, int]) -> bytes:
@@ -123,8 +132,14 @@ def jpeg_with_bulky_metadata(size: tuple[int, int]) -> bytes:
     exif[0x0112] = 6  # rotate: exercises exif_transpose's copy
     exif[0x010E] = "x" * 60_000
     icc = random.Random(1).randbytes(16_000_000)  # noqa: S311
-    return encode(photo_like(size, "RGB"), "JPEG", quality=90, exif=exif.tobytes(), icc_profile=icc,
-                  comment=b"c" * 60_000)
+    return encode(
+        photo_like(size, "RGB"),
+        "JPEG",
+        quality=90,
+        exif=exif.tobytes(),
+        icc_profile=icc,
+        comment=b"c" * 60_000,
+    )
 
 
 def png_with_bulky_chunks(size: tuple[int, int]) -> bytes:
@@ -145,15 +160,17 @@ def cases(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
     photo = lambda mode: photo_like(size, mode)  # noqa: E731
     return {
         "jpeg rgb": lambda: encode(photo("RGB"), "JPEG", quality=90),
-        "jpeg rgb 4:4:4 progressive": lambda: encode(photo("RGB"), "JPEG", quality=95, subsampling=0,
-                                                     progressive=True),
+        "jpeg rgb 4:4:4 progressive": lambda: encode(
+            photo("RGB"), "JPEG", quality=95, subsampling=0, progressive=True
+        ),
         "jpeg cmyk progressive": lambda: encode(photo("CMYK"), "JPEG", quality=90, progressive=True),
         "jpeg grey": lambda: encode(photo("L"), "JPEG", quality=90),
         "jpeg bulky metadata": lambda: jpeg_with_bulky_metadata(size),
         "jpeg 99,000 empty segments": lambda: empty_segments(encode(photo("RGB"), "JPEG"), 99_000),
         "jpeg 8M empty segments (refused)": lambda: empty_segments(encode(photo("RGB"), "JPEG"), 8_000_000),
         "png 99,000 empty chunks": lambda: (lambda p: p[:33] + png_chunk(b"teSt", b"") * 99_000 + p[33:])(
-            encode(photo("RGB"), "PNG", compress_level=1)),
+            encode(photo("RGB"), "PNG", compress_level=1)
+        ),
         "png rgb photo": lambda: encode(photo("RGB"), "PNG", compress_level=1),
         "png rgba noise": lambda: encode(noise(size, "RGBA"), "PNG", compress_level=0),
         "png grey 16-bit": lambda: encode(photo("L").convert("I;16"), "PNG"),
@@ -178,8 +195,9 @@ def cases(size: tuple[int, int]) -> dict[str, Callable[[], bytes]]:
 def measure(data: bytes, workdir: Path) -> dict[str, object]:
     path = workdir / "submitted"
     path.write_bytes(data)
-    completed = subprocess.run([sys.executable, "-c", CHILD, str(path), str(ROOT)],
-                               capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(ROOT)], capture_output=True, text=True, check=True
+    )
     result: dict[str, object] = json.loads(completed.stdout)
     return result
 
@@ -203,10 +221,16 @@ def main() -> None:
                 reserved = None  # refused before Pillow sees it
             result = measure(data, Path(workdir))
             peak = int(str(result["peak"]))
-            priced = (f"{reserved / mib:8.0f}M {reserved / max(peak, 1):6.2f}" if reserved is not None
-                      else f"{'-':>9} {'-':>6}")
-            print(f"{name:38} {len(data) / mib:7.1f}M {peak / mib:8.0f}M {priced} "
-                  f"{float(str(result['cpu'])):5.2f}s  {result['outcome']}", flush=True)
+            priced = (
+                f"{reserved / mib:8.0f}M {reserved / max(peak, 1):6.2f}"
+                if reserved is not None
+                else f"{'-':>9} {'-':>6}"
+            )
+            print(
+                f"{name:38} {len(data) / mib:7.1f}M {peak / mib:8.0f}M {priced} "
+                f"{float(str(result['cpu'])):5.2f}s  {result['outcome']}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -64,9 +64,16 @@ from psycopg import sql
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 HOST = "127.0.0.1"
-POSTGRES_URL = os.environ.get("DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-README_TIP = {"narrative": "A caller from the station phoned my father.", "tactics": ["family_pressure"],
-              "host_country": "IE", "host_city": "Dublin", "urgent": False}
+POSTGRES_URL = os.environ.get(
+    "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+README_TIP = {
+    "narrative": "A caller from the station phoned my father.",
+    "tactics": ["family_pressure"],
+    "host_country": "IE",
+    "host_city": "Dublin",
+    "urgent": False,
+}
 HEALTHZ_INTERVAL_SECONDS = 0.1
 HEALTHZ_TARGET_SECONDS = 1.0
 RATIO_TARGET = 0.5
@@ -81,6 +88,7 @@ DEADLINE_SLACK_SECONDS = 3.0
 
 
 # --- HTTP/1.1, just enough of it ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Head:
@@ -146,8 +154,10 @@ def read_answer_blocking(stream: BinaryIO) -> Head:
 
 
 def request_bytes(port: int, path: str, content_type: str, body: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 class JsonTipRequests:
@@ -158,8 +168,12 @@ class JsonTipRequests:
 
     def __init__(self, port: int) -> None:
         narrative = f"{README_TIP['narrative']} It happened again, call {self.MARKER}."
-        encoded = request_bytes(port, "/api/v1/tips", "application/json",
-                                json.dumps({**README_TIP, "narrative": narrative}).encode())
+        encoded = request_bytes(
+            port,
+            "/api/v1/tips",
+            "application/json",
+            json.dumps({**README_TIP, "narrative": narrative}).encode(),
+        )
         self.before, self.after = encoded.split(self.MARKER.encode())
 
     def request(self, number: int) -> bytes:
@@ -167,10 +181,16 @@ class JsonTipRequests:
 
 
 def multipart_body(boundary: str, fields: dict[str, str], file_bytes: bytes) -> bytes:
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-             for name, value in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="note.txt"\r\n'
-                 "Content-Type: text/plain\r\n\r\n".encode() + file_bytes + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="note.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n".encode()
+        + file_bytes
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts)
 
@@ -178,8 +198,12 @@ def multipart_body(boundary: str, fields: dict[str, str], file_bytes: bytes) -> 
 def multipart_tip(port: int, number: int, file_bytes: int) -> tuple[bytes, bytes]:
     """(head, body) of a multipart report with one text file of ``file_bytes`` bytes."""
     boundary = f"daylight-bench-{number:08d}"
-    fields = {"narrative": f"{README_TIP['narrative']} A photo of the letter, number {number}.",
-              "tactics": "family_pressure", "host_country": "IE", "host_city": "Dublin"}
+    fields = {
+        "narrative": f"{README_TIP['narrative']} A photo of the letter, number {number}.",
+        "tactics": "family_pressure",
+        "host_country": "IE",
+        "host_city": "Dublin",
+    }
     body = multipart_body(boundary, fields, (b"The letter said to come home. " * file_bytes)[:file_bytes])
     request = request_bytes(port, "/api/v1/tips", f"multipart/form-data; boundary={boundary}", body)
     return request[: len(request) - len(body)], body
@@ -194,6 +218,7 @@ async def connect(port: int, timeout: float) -> tuple[asyncio.StreamReader, asyn
 
 
 # --- Client processes ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Tally:
@@ -224,8 +249,16 @@ class Tally:
     def merge(self, other: Tally) -> None:
         self.statuses.update(other.statuses)
         self.latencies.extend(other.latencies)
-        for name in ("unavailable_without_retry_after", "dropped", "timeouts", "connect_failures", "accepted",
-                     "accepted_in_window", "answers", "cpu_seconds"):
+        for name in (
+            "unavailable_without_retry_after",
+            "dropped",
+            "timeouts",
+            "connect_failures",
+            "accepted",
+            "accepted_in_window",
+            "answers",
+            "cpu_seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_plain(self) -> dict[str, Any]:
@@ -269,8 +302,9 @@ class LoadPlan:
     retry_pause: float
 
 
-async def submit_in_a_loop(number: int, plan: LoadPlan, requests: JsonTipRequests, window: Window,
-                           tally: Tally) -> None:
+async def submit_in_a_loop(
+    number: int, plan: LoadPlan, requests: JsonTipRequests, window: Window, tally: Tally
+) -> None:
     stream = None
     sequence = number
     while time.perf_counter() < window.end:
@@ -317,8 +351,9 @@ def load_client(plan: LoadPlan, ready: Any, results: Any) -> None:
 
     async def drive() -> None:
         window = Window.after(plan.warmup, plan.duration)
-        await asyncio.gather(*(submit_in_a_loop(number, plan, requests, window, tally)
-                               for number in plan.submitters))
+        await asyncio.gather(
+            *(submit_in_a_loop(number, plan, requests, window, tally) for number in plan.submitters)
+        )
 
     ready.wait()
     started = cpu_seconds()
@@ -364,6 +399,7 @@ def healthz_sampler(port: int, seconds: float, timeout: float, ready: Any, resul
 
 # --- Slow uploads --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SlowUploadPlan:
     port: int
@@ -386,8 +422,11 @@ class TrickleTally:
     held_at_end: list[float] = field(default_factory=list)  # seconds, for uploads never answered
 
     def as_plain(self) -> dict[str, Any]:
-        return {**self.__dict__, "statuses": dict(self.statuses),
-                "without_retry_after": dict(self.without_retry_after)}
+        return {
+            **self.__dict__,
+            "statuses": dict(self.statuses),
+            "without_retry_after": dict(self.without_retry_after),
+        }
 
 
 def retry_delay(head: Head, remaining: float) -> float:
@@ -414,7 +453,7 @@ async def trickle(number: int, plan: SlowUploadPlan, end: float, tally: TrickleT
         sent = 0
         while not answer.done() and time.perf_counter() < end:
             if sent < len(body):
-                writer.write(body[sent:sent + plan.trickle_bytes_per_second])
+                writer.write(body[sent : sent + plan.trickle_bytes_per_second])
                 sent += plan.trickle_bytes_per_second
             await asyncio.wait({answer}, timeout=1.0)
         if not answer.done():
@@ -476,8 +515,11 @@ def slow_upload_client(plan: SlowUploadPlan, ready: Any, results: Any) -> None:
         window = Window.after(plan.head_start, plan.duration)
         await asyncio.gather(
             *(trickle(number, plan, window.end, tricklers) for number in range(plan.tricklers)),
-            *(delayed(plan.head_start, submit_uploads(number, plan, window, normal))
-              for number in range(plan.normal_submitters)))
+            *(
+                delayed(plan.head_start, submit_uploads(number, plan, window, normal))
+                for number in range(plan.normal_submitters)
+            ),
+        )
 
     ready.wait()
     started = cpu_seconds()
@@ -493,6 +535,7 @@ async def delayed(seconds: float, work: Any) -> None:
 
 # --- Servers and organisations ------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -503,8 +546,9 @@ def free_port() -> int:
 def http_ok(port: int, path: str) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=2) as connection:
-            connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
-                               .encode())
+            connection.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
             return read_answer_blocking(connection.makefile("rb")).status == 200
     except OSError:
         return False
@@ -525,8 +569,9 @@ class PortTaken(RuntimeError):
 def start_server(name: str, command: list[str], env: dict[str, str], ports: list[int], log: Path) -> Server:
     """A server in a process group of its own, healthy on every port."""
     with log.open("wb") as output:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     deadline = time.monotonic() + STARTUP_SECONDS
     while not all(http_ok(port, "/healthz") for port in ports):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -539,8 +584,9 @@ def start_server(name: str, command: list[str], env: dict[str, str], ports: list
 
 
 @contextlib.contextmanager
-def running_server(name: str, command_on: Callable[[list[int]], list[str]], env: dict[str, str],
-                   port_count: int, log: Path) -> Iterator[Server]:
+def running_server(
+    name: str, command_on: Callable[[list[int]], list[str]], env: dict[str, str], port_count: int, log: Path
+) -> Iterator[Server]:
     """``command_on(ports)`` started on free ports; stopped with its whole process group."""
     attempts = 3
     for attempt in range(attempts):
@@ -578,8 +624,9 @@ def daylight_command() -> list[str]:
 
 def serve_takes_worker_flags() -> bool:
     """The worker flags are new; without them `daylight serve` is one process, and so is the floor."""
-    shown = subprocess.run([*daylight_command(), "serve", "--help"], capture_output=True, text=True,
-                           check=True).stdout
+    shown = subprocess.run(
+        [*daylight_command(), "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     return "--intake-workers" in shown and "--staff-workers" in shown
 
 
@@ -607,8 +654,14 @@ def demo_organisation(database: str, scratch: Path, env: dict[str, str]) -> Iter
         separator = "&" if "?" in POSTGRES_URL else "?"
         env["DAYLIGHT_DATABASE_URL"] = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
     try:
-        created = subprocess.run([*daylight_command(), "demo", "--data-dir", str(data_dir)], env=env,
-                                 cwd=ROOT, capture_output=True, text=True, check=False)
+        created = subprocess.run(
+            [*daylight_command(), "demo", "--data-dir", str(data_dir)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if created.returncode != 0:
             raise RuntimeError(f"daylight demo failed on {database}: {created.stderr[-2000:]}")
         yield Organisation(database, data_dir, env, lambda: count_tips(data_dir, schema))
@@ -642,6 +695,7 @@ def settled_count(count: Callable[[], int]) -> int:
 
 
 # --- Measuring a run ----------------------------------------------------------------------------------
+
 
 def process_tree(root: int) -> list[int]:
     """The process and its descendants: the workers of a server, whatever spawned them."""
@@ -743,16 +797,18 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def run_clients(server: Server, targets: list[tuple[Callable[..., None], Any]], seconds: float,
-                answer_timeout: float) -> tuple[list[tuple[str, Any]], Healthz, ServerTreeSampler]:
+def run_clients(
+    server: Server, targets: list[tuple[Callable[..., None], Any]], seconds: float, answer_timeout: float
+) -> tuple[list[tuple[str, Any]], Healthz, ServerTreeSampler]:
     """Run the client processes and the /healthz sampler together; returns their results,
     the /healthz samples and what the server's process tree used meanwhile."""
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(len(targets) + 2)
     results = context.Queue()
     processes = [context.Process(target=target, args=(plan, ready, results)) for target, plan in targets]
-    processes.append(context.Process(target=healthz_sampler,
-                                     args=(server.port, seconds, answer_timeout, ready, results)))
+    processes.append(
+        context.Process(target=healthz_sampler, args=(server.port, seconds, answer_timeout, ready, results))
+    )
     for process in processes:
         process.start()
     collected: list[tuple[str, Any]] = []
@@ -793,8 +849,11 @@ class LoadRun:
         counts: its /healthz and storage are not Daylight's."""
         label = f"{self.database}, {self.clients} clients, {self.server}"
         tally = self.tally
-        found = [f"{label}: {count} answers with status {status}"
-                 for status, count in sorted(tally.statuses.items()) if status not in (201, 503)]
+        found = [
+            f"{label}: {count} answers with status {status}"
+            for status, count in sorted(tally.statuses.items())
+            if status not in (201, 503)
+        ]
         if tally.unavailable_without_retry_after:
             found.append(f"{label}: {tally.unavailable_without_retry_after} 503s without Retry-After")
         if tally.dropped:
@@ -805,8 +864,10 @@ class LoadRun:
             found.append(f"{label}: {tally.timeouts} requests unanswered within the timeout")
         is_daylight = self.stored is not None
         if is_daylight and (self.healthz.failures or self.healthz.worst >= HEALTHZ_TARGET_SECONDS):
-            found.append(f"{label}: /healthz took up to {self.healthz.worst * 1e3:.0f} ms "
-                         f"({self.healthz.failures} failed of {len(self.healthz.latencies)})")
+            found.append(
+                f"{label}: /healthz took up to {self.healthz.worst * 1e3:.0f} ms "
+                f"({self.healthz.failures} failed of {len(self.healthz.latencies)})"
+            )
         if not tally.accepted:
             found.append(f"{label}: no tip accepted")
         if is_daylight and self.stored != tally.accepted:
@@ -814,24 +875,46 @@ class LoadRun:
         return found
 
 
-def run_load(server: Server, database: str, clients: int, args: argparse.Namespace,
-             count: Callable[[], int] | None) -> LoadRun:
+def run_load(
+    server: Server, database: str, clients: int, args: argparse.Namespace, count: Callable[[], int] | None
+) -> LoadRun:
     processes = max(1, min(args.client_processes, clients))
-    plans = [LoadPlan(port=server.port, submitters=list(range(index, clients, processes)),
-                      total_submitters=clients, warmup=args.warmup, duration=args.duration,
-                      answer_timeout=args.answer_timeout, retry_pause=args.retry_pause)
-             for index in range(processes)]
+    plans = [
+        LoadPlan(
+            port=server.port,
+            submitters=list(range(index, clients, processes)),
+            total_submitters=clients,
+            warmup=args.warmup,
+            duration=args.duration,
+            answer_timeout=args.answer_timeout,
+            retry_pause=args.retry_pause,
+        )
+        for index in range(processes)
+    ]
     before = count() if count else None
-    results, healthz, sampler = run_clients(server, [(load_client, plan) for plan in plans],
-                                         args.warmup + args.duration, args.answer_timeout)
+    results, healthz, sampler = run_clients(
+        server, [(load_client, plan) for plan in plans], args.warmup + args.duration, args.answer_timeout
+    )
     tally = Tally()
     for _, plain in results:
         tally.merge(Tally.from_plain(plain))
     stored = settled_count(count) - before if count and before is not None else None
-    run = LoadRun(database, clients, server.name, args.duration, args.warmup + args.duration, tally, healthz,
-                  sampler.peak_rss, sampler.cores, stored)
-    progress(f"{database}, {clients} clients, {server.name}: {run.tips_per_second:,.0f} tips/s, "
-             f"statuses {dict(sorted(tally.statuses.items()))}")
+    run = LoadRun(
+        database,
+        clients,
+        server.name,
+        args.duration,
+        args.warmup + args.duration,
+        tally,
+        healthz,
+        sampler.peak_rss,
+        sampler.cores,
+        stored,
+    )
+    progress(
+        f"{database}, {clients} clients, {server.name}: {run.tips_per_second:,.0f} tips/s, "
+        f"statuses {dict(sorted(tally.statuses.items()))}"
+    )
     return run
 
 
@@ -848,19 +931,25 @@ class SlowUploadRun:
     def failures(self) -> list[str]:
         label = f"{self.database}, slow uploads"
         normal = self.normal
-        found = [f"{label}: {count} normal uploads answered {status}"
-                 for status, count in sorted(normal.statuses.items()) if status not in (201, 503)]
+        found = [
+            f"{label}: {count} normal uploads answered {status}"
+            for status, count in sorted(normal.statuses.items())
+            if status not in (201, 503)
+        ]
         if normal.unavailable_without_retry_after:
             found.append(f"{label}: {normal.unavailable_without_retry_after} 503s without Retry-After")
         if normal.dropped or normal.timeouts or normal.connect_failures:
-            found.append(f"{label}: normal uploads {normal.dropped} dropped, {normal.timeouts} timed out, "
-                         f"{normal.connect_failures} not connected")
+            found.append(
+                f"{label}: normal uploads {normal.dropped} dropped, {normal.timeouts} timed out, "
+                f"{normal.connect_failures} not connected"
+            )
         if not normal.accepted:
             found.append(f"{label}: no normal upload accepted")
         held = max([self.tricklers["longest_held_until_answer"], *self.tricklers["held_at_end"]])
         if held > self.deadline + DEADLINE_SLACK_SECONDS:
-            found.append(f"{label}: a trickling upload was held {held:.1f} s, past the {self.deadline:g} s "
-                         "deadline")
+            found.append(
+                f"{label}: a trickling upload was held {held:.1f} s, past the {self.deadline:g} s deadline"
+            )
         if self.healthz.failures or self.healthz.worst >= HEALTHZ_TARGET_SECONDS:
             found.append(f"{label}: /healthz took up to {self.healthz.worst * 1e3:.0f} ms")
         if self.stored != normal.accepted:
@@ -868,26 +957,42 @@ class SlowUploadRun:
         return found
 
 
-def run_slow_uploads(server: Server, database: str, args: argparse.Namespace,
-                     count: Callable[[], int]) -> SlowUploadRun:
-    plan = SlowUploadPlan(port=server.port, tricklers=args.tricklers,
-                          trickle_bytes_per_second=args.trickle_bytes_per_second,
-                          normal_submitters=args.normal_uploaders, head_start=1.0,
-                          duration=args.slow_duration, answer_timeout=args.answer_timeout,
-                          normal_retry_pause=0.5)
+def run_slow_uploads(
+    server: Server, database: str, args: argparse.Namespace, count: Callable[[], int]
+) -> SlowUploadRun:
+    plan = SlowUploadPlan(
+        port=server.port,
+        tricklers=args.tricklers,
+        trickle_bytes_per_second=args.trickle_bytes_per_second,
+        normal_submitters=args.normal_uploaders,
+        head_start=1.0,
+        duration=args.slow_duration,
+        answer_timeout=args.answer_timeout,
+        normal_retry_pause=0.5,
+    )
     before = count()
-    results, healthz, sampler = run_clients(server, [(slow_upload_client, plan)],
-                                         plan.head_start + plan.duration, args.answer_timeout)
+    results, healthz, sampler = run_clients(
+        server, [(slow_upload_client, plan)], plan.head_start + plan.duration, args.answer_timeout
+    )
     plain = results[0][1]
-    run = SlowUploadRun(database, Tally.from_plain(plain["normal"]), plain["tricklers"], healthz,
-                        sampler.peak_rss,
-                        settled_count(count) - before, args.upload_deadline)
-    progress(f"{database}, slow uploads: normal {dict(sorted(run.normal.statuses.items()))}, "
-             f"tricklers {plain['tricklers']['statuses']}")
+    run = SlowUploadRun(
+        database,
+        Tally.from_plain(plain["normal"]),
+        plain["tricklers"],
+        healthz,
+        sampler.peak_rss,
+        settled_count(count) - before,
+        args.upload_deadline,
+    )
+    progress(
+        f"{database}, slow uploads: normal {dict(sorted(run.normal.statuses.items()))}, "
+        f"tricklers {plain['tricklers']['statuses']}"
+    )
     return run
 
 
 # --- The table ----------------------------------------------------------------------------------------
+
 
 def progress(message: str) -> None:
     print(f"  … {message}", file=sys.stderr, flush=True)
@@ -902,10 +1007,12 @@ def mib(size: int) -> str:
 
 
 def print_load_table(runs: list[LoadRun]) -> None:
-    print(f"{'database':<10} {'clients':>7} {'server':<8} {'tips/s':>8} {'p50 ms':>7} {'p99 ms':>7}  "
-          f"{'answers by status':<20} {'503 no RA':>9} {'dropped':>7} {'timeouts':>8} "
-          f"{'healthz p99/max ms':>18} {'RSS MiB':>7} {'server CPU':>10} {'client CPU':>10} {'ratio':>5} "
-          f"{'stored/201':>12}")
+    print(
+        f"{'database':<10} {'clients':>7} {'server':<8} {'tips/s':>8} {'p50 ms':>7} {'p99 ms':>7}  "
+        f"{'answers by status':<20} {'503 no RA':>9} {'dropped':>7} {'timeouts':>8} "
+        f"{'healthz p99/max ms':>18} {'RSS MiB':>7} {'server CPU':>10} {'client CPU':>10} {'ratio':>5} "
+        f"{'stored/201':>12}"
+    )
     for run in runs:
         tally = run.tally
         statuses = statuses_text(tally.statuses)
@@ -916,23 +1023,29 @@ def print_load_table(runs: list[LoadRun]) -> None:
         healthz = f"{run.healthz.p99 * 1e3:.0f} / {run.healthz.worst * 1e3:.0f}"
         client_cpu = f"{tally.cpu_seconds / run.elapsed:.2f}"
         p50, p99 = percentile(tally.latencies, 0.5) * 1e3, percentile(tally.latencies, 0.99) * 1e3
-        print(f"{run.database:<10} {run.clients:>7} {run.server:<8} {run.tips_per_second:>8.0f} "
-              f"{p50:>7.1f} {p99:>7.1f}  {statuses:<20} {tally.unavailable_without_retry_after:>9} "
-              f"{tally.dropped:>7} {tally.timeouts:>8} {healthz:>18} {mib(run.peak_rss):>7} "
-              f"{run.server_cores:>10.2f} {client_cpu:>10} "
-              f"{ratio:>5} {stored:>12}")
+        print(
+            f"{run.database:<10} {run.clients:>7} {run.server:<8} {run.tips_per_second:>8.0f} "
+            f"{p50:>7.1f} {p99:>7.1f}  {statuses:<20} {tally.unavailable_without_retry_after:>9} "
+            f"{tally.dropped:>7} {tally.timeouts:>8} {healthz:>18} {mib(run.peak_rss):>7} "
+            f"{run.server_cores:>10.2f} {client_cpu:>10} "
+            f"{ratio:>5} {stored:>12}"
+        )
 
 
 def print_slow_table(runs: list[SlowUploadRun], args: argparse.Namespace) -> None:
-    print(f"\nslow uploads: {args.tricklers} clients trickling {args.trickle_bytes_per_second} B/s "
-          f"(upload deadline {args.upload_deadline:g} s, minimum {args.upload_min_rate} B/s), "
-          f"{args.normal_uploaders} normal submitters of a {SMALL_FILE_BYTES // 1024} KiB file "
-          f"for {args.slow_duration:g} s.\nA trickler starts again after each answer (after its Retry-After, "
-          f"or 1 s), so some are mid-upload at the end; one held past the deadline + "
-          f"{DEADLINE_SLACK_SECONDS:g} s fails")
-    print(f"{'database':<10} {'normal: tried':>13} {'201':>5} {'503+RA':>6} {'503 no RA':>9} {'other':>5} "
-          f"{'lost':>4}  {'tricklers: answers':<28} {'held max s':>10} {'held, unanswered at end':>23} "
-          f"{'healthz p99/max ms':>18} {'RSS MiB':>7} {'stored/201':>10}")
+    print(
+        f"\nslow uploads: {args.tricklers} clients trickling {args.trickle_bytes_per_second} B/s "
+        f"(upload deadline {args.upload_deadline:g} s, minimum {args.upload_min_rate} B/s), "
+        f"{args.normal_uploaders} normal submitters of a {SMALL_FILE_BYTES // 1024} KiB file "
+        f"for {args.slow_duration:g} s.\nA trickler starts again after each answer (after its Retry-After, "
+        f"or 1 s), so some are mid-upload at the end; one held past the deadline + "
+        f"{DEADLINE_SLACK_SECONDS:g} s fails"
+    )
+    print(
+        f"{'database':<10} {'normal: tried':>13} {'201':>5} {'503+RA':>6} {'503 no RA':>9} {'other':>5} "
+        f"{'lost':>4}  {'tricklers: answers':<28} {'held max s':>10} {'held, unanswered at end':>23} "
+        f"{'healthz p99/max ms':>18} {'RSS MiB':>7} {'stored/201':>10}"
+    )
     for run in runs:
         normal = run.normal
         unavailable = normal.statuses.get(503, 0)
@@ -949,43 +1062,66 @@ def print_slow_table(runs: list[SlowUploadRun], args: argparse.Namespace) -> Non
         at_end = f"{len(held_at_end)}, ≤{max(held_at_end):.1f} s" if held_at_end else "0"
         healthz = f"{run.healthz.p99 * 1e3:.0f} / {run.healthz.worst * 1e3:.0f}"
         without_retry_after = normal.unavailable_without_retry_after
-        print(f"{run.database:<10} {normal.answers + lost:>13} {normal.statuses.get(201, 0):>5} "
-              f"{unavailable - without_retry_after:>6} {without_retry_after:>9} {other:>5} {lost:>4}  "
-              f"{answers:<28} {tricklers['longest_held_until_answer']:>10.1f} "
-              f"{at_end:>23} {healthz:>18} {mib(run.peak_rss):>7} {f'{run.stored}/{normal.accepted}':>10}")
+        print(
+            f"{run.database:<10} {normal.answers + lost:>13} {normal.statuses.get(201, 0):>5} "
+            f"{unavailable - without_retry_after:>6} {without_retry_after:>9} {other:>5} {lost:>4}  "
+            f"{answers:<28} {tricklers['longest_held_until_answer']:>10.1f} "
+            f"{at_end:>23} {healthz:>18} {mib(run.peak_rss):>7} {f'{run.stored}/{normal.accepted}':>10}"
+        )
 
 
 # --- Main ----------------------------------------------------------------------------------------------
 
+
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 20; --quick 3)")
-    parser.add_argument("--warmup", type=float,
-                        help="seconds of load before measuring (default 2; --quick 0.5)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of load before measuring (default 2; --quick 0.5)"
+    )
     parser.add_argument("--clients", default="20,200", help="concurrent submitters, comma-separated")
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="intake workers of both servers (default: the number of cores)")
-    parser.add_argument("--client-processes", type=int, default=1,
-                        help="processes the load client is split over")
-    parser.add_argument("--answer-timeout", type=float, default=10.0,
-                        help="seconds without an answer that count as a timeout")
-    parser.add_argument("--retry-pause", type=float, default=0.1,
-                        help="seconds a submitter waits after a 503")
-    parser.add_argument("--slow-duration", type=float,
-                        help="seconds of normal uploads (default 20; --quick 8)")
-    parser.add_argument("--upload-deadline", type=float,
-                        help="DAYLIGHT_UPLOAD_DEADLINE_SECONDS of the served app (default 10; --quick 4)")
-    parser.add_argument("--upload-min-rate", type=int, default=1024,
-                        help="DAYLIGHT_UPLOAD_MIN_BYTES_PER_SECOND of the served app")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="intake workers of both servers (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes the load client is split over"
+    )
+    parser.add_argument(
+        "--answer-timeout", type=float, default=10.0, help="seconds without an answer that count as a timeout"
+    )
+    parser.add_argument(
+        "--retry-pause", type=float, default=0.1, help="seconds a submitter waits after a 503"
+    )
+    parser.add_argument(
+        "--slow-duration", type=float, help="seconds of normal uploads (default 20; --quick 8)"
+    )
+    parser.add_argument(
+        "--upload-deadline",
+        type=float,
+        help="DAYLIGHT_UPLOAD_DEADLINE_SECONDS of the served app (default 10; --quick 4)",
+    )
+    parser.add_argument(
+        "--upload-min-rate",
+        type=int,
+        default=1024,
+        help="DAYLIGHT_UPLOAD_MIN_BYTES_PER_SECOND of the served app",
+    )
     parser.add_argument("--tricklers", type=int, default=40)
     parser.add_argument("--trickle-bytes-per-second", type=int, default=4)
     parser.add_argument("--normal-uploaders", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke check, not a measurement")
     args = parser.parse_args()
     quick = args.quick
-    for name, full, short in (("duration", 20.0, 3.0), ("warmup", 2.0, 0.5), ("slow_duration", 20.0, 8.0),
-                              ("upload_deadline", 10.0, 4.0)):
+    for name, full, short in (
+        ("duration", 20.0, 3.0),
+        ("warmup", 2.0, 0.5),
+        ("slow_duration", 20.0, 8.0),
+        ("upload_deadline", 10.0, 4.0),
+    ):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
     args.client_counts = [int(count) for count in args.clients.split(",") if count]
@@ -998,14 +1134,16 @@ def parse_arguments() -> argparse.Namespace:
 
 def server_environment(args: argparse.Namespace) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("DAYLIGHT_")}
-    env.update({
-        # Logins are not measured here; cheap Argon2id makes `daylight demo` quick.
-        "DAYLIGHT_ARGON2__TIME_COST": "1",
-        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": "8",
-        # Short enough that the slow-upload scenario sees its tricklers cut within the run.
-        "DAYLIGHT_UPLOAD_DEADLINE_SECONDS": f"{args.upload_deadline:g}",
-        "DAYLIGHT_UPLOAD_MIN_BYTES_PER_SECOND": str(args.upload_min_rate),
-    })
+    env.update(
+        {
+            # Logins are not measured here; cheap Argon2id makes `daylight demo` quick.
+            "DAYLIGHT_ARGON2__TIME_COST": "1",
+            "DAYLIGHT_ARGON2__MEMORY_COST_KIB": "8",
+            # Short enough that the slow-upload scenario sees its tricklers cut within the run.
+            "DAYLIGHT_UPLOAD_DEADLINE_SECONDS": f"{args.upload_deadline:g}",
+            "DAYLIGHT_UPLOAD_MIN_BYTES_PER_SECOND": str(args.upload_min_rate),
+        }
+    )
     return env
 
 
@@ -1015,21 +1153,46 @@ class ServerExited(RuntimeError):
 
 def still_running(server: Server) -> None:
     if server.process.poll() is not None:
-        raise ServerExited(f"{server.name} exited with status {server.process.returncode} during the "
-                           f"runs; its log ends: {server.log.read_text(errors='replace')[-2000:]}")
+        raise ServerExited(
+            f"{server.name} exited with status {server.process.returncode} during the "
+            f"runs; its log ends: {server.log.read_text(errors='replace')[-2000:]}"
+        )
 
 
-def bench_database(database: str, bare: Server, args: argparse.Namespace, env: dict[str, str],
-                   scratch: Path, daylight_workers: list[str], load_runs: list[LoadRun],
-                   slow_runs: list[SlowUploadRun]) -> None:
+def bench_database(
+    database: str,
+    bare: Server,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    scratch: Path,
+    daylight_workers: list[str],
+    load_runs: list[LoadRun],
+    slow_runs: list[SlowUploadRun],
+) -> None:
     """Every run on one database, appended as it completes (a server that dies ends the rest)."""
     progress(f"{database}: a demo organisation")
-    with demo_organisation(database, scratch, env) as organisation, running_server(
+    with (
+        demo_organisation(database, scratch, env) as organisation,
+        running_server(
             "daylight",
-            lambda ports: [*daylight_command(), "serve", "--data-dir", str(organisation.data_dir),
-                           "--host", HOST, "--intake-port", str(ports[0]), "--staff-port", str(ports[1]),
-                           *daylight_workers],
-            organisation.env, 2, scratch / f"daylight-{database}.log") as daylight:
+            lambda ports: [
+                *daylight_command(),
+                "serve",
+                "--data-dir",
+                str(organisation.data_dir),
+                "--host",
+                HOST,
+                "--intake-port",
+                str(ports[0]),
+                "--staff-port",
+                str(ports[1]),
+                *daylight_workers,
+            ],
+            organisation.env,
+            2,
+            scratch / f"daylight-{database}.log",
+        ) as daylight,
+    ):
         for clients in args.client_counts:
             floor = run_load(bare, database, clients, args, None)
             real = run_load(daylight, database, clients, args, organisation.count_tips)
@@ -1056,35 +1219,64 @@ def main() -> int:
     load_runs: list[LoadRun] = []
     slow_runs: list[SlowUploadRun] = []
     failures: list[str] = []
-    def bare_command(ports: list[int]) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "bare_intake:app", "--app-dir", str(BENCH_DIR),
-                "--host", HOST, "--port", str(ports[0]), "--workers", str(workers), "--no-access-log",
-                "--no-server-header", "--no-proxy-headers", "--lifespan", "off", "--log-level", "warning"]
 
-    with tempfile.TemporaryDirectory(prefix="daylight-load-") as scratch_name, running_server(
-            "bare", bare_command, env, 1, Path(scratch_name) / "bare.log") as bare:
+    def bare_command(ports: list[int]) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_intake:app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--host",
+            HOST,
+            "--port",
+            str(ports[0]),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--no-server-header",
+            "--no-proxy-headers",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ]
+
+    with (
+        tempfile.TemporaryDirectory(prefix="daylight-load-") as scratch_name,
+        running_server("bare", bare_command, env, 1, Path(scratch_name) / "bare.log") as bare,
+    ):
         for database in args.database_names:
             try:
-                bench_database(database, bare, args, env, Path(scratch_name), daylight_workers, load_runs,
-                               slow_runs)
+                bench_database(
+                    database, bare, args, env, Path(scratch_name), daylight_workers, load_runs, slow_runs
+                )
             except (psycopg.OperationalError, RuntimeError) as exc:
                 failures.append(f"{database}: {exc}")
 
-    print(f"\nload: {args.duration:g} s measured after {args.warmup:g} s of warm-up per run, "
-          f"{workers} intake worker(s) on {os.cpu_count()} cores; latencies of 201s; CPU in cores; "
-          f"ratio = Daylight tips/s ÷ bare tips/s in the same run (target ≥ {RATIO_TARGET}, '!' below it)")
+    print(
+        f"\nload: {args.duration:g} s measured after {args.warmup:g} s of warm-up per run, "
+        f"{workers} intake worker(s) on {os.cpu_count()} cores; latencies of 201s; CPU in cores; "
+        f"ratio = Daylight tips/s ÷ bare tips/s in the same run (target ≥ {RATIO_TARGET}, '!' below it)"
+    )
     print_load_table(load_runs)
     print_slow_table(slow_runs, args)
     floors = [run for run in load_runs if run.server == "bare" and run.tally.cpu_seconds > 0]
     if floors:
         ceiling = min(run.tally.answers / run.tally.cpu_seconds for run in floors)
         fastest = max(run.tally.answers / run.elapsed for run in floors)
-        print(f"\nclient ceiling: at least {ceiling:,.0f} answers per client CPU-second (lowest over the "
-              f"bare runs), against at most {fastest:,.0f} answers/s from the bare endpoint: "
-              f"{'the client is not' if ceiling > 2 * fastest else 'the client may be'} the bottleneck")
-    notes += [f"{run.database}, {run.clients} clients: Daylight made {run.ratio:.2f} of the bare endpoint's "
-              f"tips/s, below the {RATIO_TARGET} target (a target, not an exit criterion)"
-              for run in load_runs if run.ratio is not None and run.ratio < RATIO_TARGET]
+        print(
+            f"\nclient ceiling: at least {ceiling:,.0f} answers per client CPU-second (lowest over the "
+            f"bare runs), against at most {fastest:,.0f} answers/s from the bare endpoint: "
+            f"{'the client is not' if ceiling > 2 * fastest else 'the client may be'} the bottleneck"
+        )
+    notes += [
+        f"{run.database}, {run.clients} clients: Daylight made {run.ratio:.2f} of the bare endpoint's "
+        f"tips/s, below the {RATIO_TARGET} target (a target, not an exit criterion)"
+        for run in load_runs
+        if run.ratio is not None and run.ratio < RATIO_TARGET
+    ]
     for note in notes:
         print(note)
     for run in load_runs:

@@ -43,10 +43,16 @@ from app.triage import service, tags
 from app.triage.repository import fold_queue_count_changes, tips_visible_to
 from app.triage.schemas import QueueFilters
 
-POSTGRES_URL = os.environ.get("DAYLIGHT_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-STATUS_WEIGHTS = {TipStatus.NEW: 8, TipStatus.IN_REVIEW: 6, TipStatus.NEEDS_INFO: 3, TipStatus.VERIFIED: 33,
-                  TipStatus.REJECTED: 50}
+POSTGRES_URL = os.environ.get(
+    "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+STATUS_WEIGHTS = {
+    TipStatus.NEW: 8,
+    TipStatus.IN_REVIEW: 6,
+    TipStatus.NEEDS_INFO: 3,
+    TipStatus.VERIFIED: 33,
+    TipStatus.REJECTED: 50,
+}
 TACTICS = ["family_pressure", "persuade_to_return", "station_contact", "surveillance", "digital_threats"]
 COUNTRIES = ["IE", "NL", "DE", "US"]
 COPY_ROWS = 100_000  # per COPY statement: the statement-level triggers run once per statement
@@ -56,14 +62,42 @@ CHANGES_BEFORE_READ = 50
 ASSIGNED_TO_READER = 300
 OTHER_CASEWORKERS = 40
 
-TIP_COLUMNS = ", ".join((
-    "id", "ref", "status", "urgent", "received_on", "last_activity_on", "intake_key_version",
-    "content_key_version", "sealed_data_key", "narrative_encrypted", "answers_encrypted",
-    "receipt_lookup_hash", "receipt_public_key", "receipt_public_key_mac", "assignee_id", "indexed",
-    "submitter_activity"))
-CASE_COLUMNS = ", ".join((
-    "id", "ref", "status", "restricted", "created_on", "created_by_id", "intake_key_version",
-    "content_key_version", "sealed_data_key", "title_encrypted", "summary_encrypted"))
+TIP_COLUMNS = ", ".join(
+    (
+        "id",
+        "ref",
+        "status",
+        "urgent",
+        "received_on",
+        "last_activity_on",
+        "intake_key_version",
+        "content_key_version",
+        "sealed_data_key",
+        "narrative_encrypted",
+        "answers_encrypted",
+        "receipt_lookup_hash",
+        "receipt_public_key",
+        "receipt_public_key_mac",
+        "assignee_id",
+        "indexed",
+        "submitter_activity",
+    )
+)
+CASE_COLUMNS = ", ".join(
+    (
+        "id",
+        "ref",
+        "status",
+        "restricted",
+        "created_on",
+        "created_by_id",
+        "intake_key_version",
+        "content_key_version",
+        "sealed_data_key",
+        "title_encrypted",
+        "summary_encrypted",
+    )
+)
 
 
 def progress(message: str) -> None:
@@ -78,8 +112,9 @@ class Staff:
     others: tuple[uuid.UUID, ...]
 
 
-def generated_tips(count: int, staff: Staff, key: bytes, rng: random.Random) -> Iterator[
-        tuple[tuple[object, ...], list[bytes]]]:
+def generated_tips(
+    count: int, staff: Staff, key: bytes, rng: random.Random
+) -> Iterator[tuple[tuple[object, ...], list[bytes]]]:
     """(tips row, its tags) for ``count`` tips."""
     start = dt.date(2023, 1, 1)
     statuses = list(STATUS_WEIGHTS)
@@ -97,9 +132,25 @@ def generated_tips(count: int, staff: Staff, key: bytes, rng: random.Random) -> 
         assignee = None
         if status in (TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO) and rng.random() < 0.3:
             assignee = staff.caseworker if rng.random() < to_reader else rng.choice(staff.others)
-        row = (tip_id, "T-" + tip_id.hex[:12].upper(), status.value, rng.random() < 0.05, received, received,
-               1, 1, os.urandom(64), os.urandom(64), os.urandom(64), os.urandom(32), os.urandom(32),
-               os.urandom(32), assignee, indexed, False)
+        row = (
+            tip_id,
+            "T-" + tip_id.hex[:12].upper(),
+            status.value,
+            rng.random() < 0.05,
+            received,
+            received,
+            1,
+            1,
+            os.urandom(64),
+            os.urandom(64),
+            os.urandom(64),
+            os.urandom(32),
+            os.urandom(32),
+            os.urandom(32),
+            assignee,
+            indexed,
+            False,
+        )
         tip_tags = []
         if indexed:
             tip_tags = [tags.tag(key, "tactic", tactic) for tactic in rng.sample(TACTICS, 2)]
@@ -135,12 +186,28 @@ def populate(database: Database, count: int, staff: Staff, intake_private: seali
         members: list[tuple[object, ...]] = []
         for number in range(count // 1000):
             case_id, restricted = uuid.uuid4(), number % 10 == 0
-            cases.append((case_id, f"C-{number:08d}", "open", restricted, dt.date(2025, 1, 1), staff.lead,
-                          1, 1, os.urandom(64), os.urandom(64), os.urandom(64)))
-            case_tips.extend((case_id, tip_id) for tip_id in verified[number * 5:(number + 1) * 5])
+            cases.append(
+                (
+                    case_id,
+                    f"C-{number:08d}",
+                    "open",
+                    restricted,
+                    dt.date(2025, 1, 1),
+                    staff.lead,
+                    1,
+                    1,
+                    os.urandom(64),
+                    os.urandom(64),
+                    os.urandom(64),
+                )
+            )
+            case_tips.extend((case_id, tip_id) for tip_id in verified[number * 5 : (number + 1) * 5])
             members.append((case_id, staff.lead))
-        copies = (("cases", CASE_COLUMNS, cases), ("case_tips", "case_id, tip_id", case_tips),
-                  ("case_members", "case_id, account_id", members))
+        copies = (
+            ("cases", CASE_COLUMNS, cases),
+            ("case_tips", "case_id, tip_id", case_tips),
+            ("case_members", "case_id, account_id", members),
+        )
         for table, columns, values in copies:
             with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for value in values:
@@ -155,8 +222,12 @@ def populate(database: Database, count: int, staff: Staff, intake_private: seali
         connection.exec_driver_sql("VACUUM ANALYZE")
 
 
-def timed_ms(database: Database, call: Callable[[Session], object], rounds: int,
-             prepare: Callable[[], object] = lambda: None) -> tuple[float, float]:
+def timed_ms(
+    database: Database,
+    call: Callable[[Session], object],
+    rounds: int,
+    prepare: Callable[[], object] = lambda: None,
+) -> tuple[float, float]:
     durations = []
     for _ in range(rounds + 3):
         prepare()
@@ -176,19 +247,28 @@ def deep_cursor(database: Database, principal: Principal, filters: QueueFilters)
     with database.transaction() as session:
         total = session.scalar(select(func.count()).select_from(statement.subquery()))
         assert total is not None
-        last_read = session.scalars(statement.order_by(Tip.urgent.desc(), Tip.received_on, Tip.id)
-                                    .offset(int(total * DEEP_FRACTION)).limit(1)).one()
+        last_read = session.scalars(
+            statement.order_by(Tip.urgent.desc(), Tip.received_on, Tip.id)
+            .offset(int(total * DEEP_FRACTION))
+            .limit(1)
+        ).one()
         return service._encode_cursor(last_read)  # the format only the service knows
 
 
 def changes_before_each_read(database: Database, rng: random.Random) -> Callable[[], object]:
     """Commits CHANGES_BEFORE_READ status changes, so the next read has them to fold."""
+
     def change_statuses() -> None:
         with database.transaction() as session:
-            tip_ids = session.scalars(select(Tip.id).where(Tip.status == TipStatus.NEW)
-                                      .offset(rng.randrange(10_000)).limit(CHANGES_BEFORE_READ)).all()
+            tip_ids = session.scalars(
+                select(Tip.id)
+                .where(Tip.status == TipStatus.NEW)
+                .offset(rng.randrange(10_000))
+                .limit(CHANGES_BEFORE_READ)
+            ).all()
             session.execute(update(Tip).where(Tip.id.in_(tip_ids)).values(status=TipStatus.IN_REVIEW))
             session.execute(update(Tip).where(Tip.id.in_(tip_ids)).values(status=TipStatus.NEW))
+
     return change_statuses
 
 
@@ -204,15 +284,33 @@ def bench_size(admin_url: str, count: int, rounds: int) -> None:
         upgrade_to_head(engine)
         with database.transaction() as session:
             _, intake_private, _ = create_intake_key(session, key_integrity_key=os.urandom(32))
-            staff = Staff(caseworker=uuid.uuid4(), lead=uuid.uuid4(),
-                          others=tuple(uuid.uuid4() for _ in range(OTHER_CASEWORKERS)))
-            session.add_all([
-                StaffAccount(id=staff.caseworker, username="bench-caseworker", role=Role.CASEWORKER,
-                             created_on=dt.date.today()),
-                StaffAccount(id=staff.lead, username="bench-lead", role=Role.LEAD,
-                             created_on=dt.date.today()),
-                *(StaffAccount(id=other, username=f"bench-caseworker-{number}", role=Role.CASEWORKER,
-                               created_on=dt.date.today()) for number, other in enumerate(staff.others))])
+            staff = Staff(
+                caseworker=uuid.uuid4(),
+                lead=uuid.uuid4(),
+                others=tuple(uuid.uuid4() for _ in range(OTHER_CASEWORKERS)),
+            )
+            session.add_all(
+                [
+                    StaffAccount(
+                        id=staff.caseworker,
+                        username="bench-caseworker",
+                        role=Role.CASEWORKER,
+                        created_on=dt.date.today(),
+                    ),
+                    StaffAccount(
+                        id=staff.lead, username="bench-lead", role=Role.LEAD, created_on=dt.date.today()
+                    ),
+                    *(
+                        StaffAccount(
+                            id=other,
+                            username=f"bench-caseworker-{number}",
+                            role=Role.CASEWORKER,
+                            created_on=dt.date.today(),
+                        )
+                        for number, other in enumerate(staff.others)
+                    ),
+                ]
+            )
         progress(f"loading {count:,} tips")
         started = time.perf_counter()
         populate(database, count, staff, intake_private)
@@ -221,11 +319,15 @@ def bench_size(admin_url: str, count: int, rounds: int) -> None:
         with database.transaction() as session:
             fold_queue_count_changes(session)
         folded = time.perf_counter() - started
-        principal = Principal(account_id=staff.caseworker, username="bench-caseworker", role=Role.CASEWORKER,
-                              session_id=uuid.uuid4(),
-                              keys=UnlockedKeys(personal=sealing.generate_private_key(),
-                                                intake={1: intake_private}),
-                              reauthenticated_at=dt.datetime.now(dt.UTC), csrf_token="")
+        principal = Principal(
+            account_id=staff.caseworker,
+            username="bench-caseworker",
+            role=Role.CASEWORKER,
+            session_id=uuid.uuid4(),
+            keys=UnlockedKeys(personal=sealing.generate_private_key(), intake={1: intake_private}),
+            reauthenticated_at=dt.datetime.now(dt.UTC),
+            csrf_token="",
+        )
         with database.transaction() as session:
             second = service.list_queue(session, principal, QueueFilters()).next_cursor
         rejected = QueueFilters(status=TipStatus.REJECTED)
@@ -239,26 +341,41 @@ def bench_size(admin_url: str, count: int, rounds: int) -> None:
             ("filtered: country=IE + urgent", QueueFilters(country="IE", urgent=True), ready),
             ("filtered: tactic + country", QueueFilters(tactic="surveillance", country="IE"), ready),
             ("second page (keyset cursor)", QueueFilters(cursor=second), ready),
-            (f"deep page (after {DEEP_FRACTION:.0%} of the queue)",
-             QueueFilters(cursor=deep_cursor(database, principal, QueueFilters())), ready),
-            (f"deep page, status=rejected (after {DEEP_FRACTION:.0%})",
-             rejected.model_copy(update={"cursor": deep_cursor(database, principal, rejected)}), ready),
-            (f"first page, folding {CHANGES_BEFORE_READ * 2} changes", QueueFilters(),
-             changes_before_each_read(database, random.Random(7))),  # noqa: S311 - benchmark data
+            (
+                f"deep page (after {DEEP_FRACTION:.0%} of the queue)",
+                QueueFilters(cursor=deep_cursor(database, principal, QueueFilters())),
+                ready,
+            ),
+            (
+                f"deep page, status=rejected (after {DEEP_FRACTION:.0%})",
+                rejected.model_copy(update={"cursor": deep_cursor(database, principal, rejected)}),
+                ready,
+            ),
+            (
+                f"first page, folding {CHANGES_BEFORE_READ * 2} changes",
+                QueueFilters(),
+                changes_before_each_read(database, random.Random(7)),  # noqa: S311 - benchmark data
+            ),
         ]
         floor = timed_ms(database, lambda session: session.execute(text("SELECT 1")).scalar_one(), rounds)
         title = f"queue over {count:,} tips (PostgreSQL)"
         print(f"\n{title:<52} {'median':>10} {'p90':>10} {'x floor':>8}  target {TARGET_MS:.0f} ms")
-        print(f"  (loaded in {loaded:.0f} s through the triggers; the first fold took {folded * 1e3:.0f} ms; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        print(
+            f"  (loaded in {loaded:.0f} s through the triggers; the first fold took {folded * 1e3:.0f} ms; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
         print(f"{'transaction with SELECT 1 (floor)':<52} {floor[0]:>7.2f} ms {floor[1]:>7.2f} ms")
         for name, filters, prepare in cases:
+
             def read_page(session: Session, filters: QueueFilters = filters) -> object:
                 return service.list_queue(session, principal, filters)
+
             median, p90 = timed_ms(database, read_page, rounds, prepare)
             verdict = "ok" if median < TARGET_MS else "MISSED"
-            print(f"{name:<52} {median:>7.2f} ms {p90:>7.2f} ms {median / floor[0]:>7.1f}x  {verdict}",
-                  flush=True)
+            print(
+                f"{name:<52} {median:>7.2f} ms {p90:>7.2f} ms {median / floor[0]:>7.1f}x  {verdict}",
+                flush=True,
+            )
     finally:
         engine.dispose()
         with admin.begin() as connection:
@@ -268,8 +385,13 @@ def bench_size(admin_url: str, count: int, rounds: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tips", type=int, nargs="+", default=[100_000, 1_000_000],
-                        help="queue sizes to load and time, one run each (default: 100000 1000000)")
+    parser.add_argument(
+        "--tips",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="queue sizes to load and time, one run each (default: 100000 1000000)",
+    )
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     try:

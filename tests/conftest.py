@@ -51,8 +51,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         # A test of something SQLite cannot do (two writers at once) is not run there at all,
         # rather than run and skipped: a skip in CI would hide a test that never runs.
-        names = [name for name in backends() if name == "postgresql"] \
-            if metafunc.definition.get_closest_marker("postgresql_only") else backends()
+        names = (
+            [name for name in backends() if name == "postgresql"]
+            if metafunc.definition.get_closest_marker("postgresql_only")
+            else backends()
+        )
         metafunc.parametrize("backend", names, indirect=True, scope="session")
 
 
@@ -164,8 +167,9 @@ class Organisation:
 def organisation(db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> Organisation:
     intake = make_intake_key(db_session, server_secrets)
     members = {
-        role: make_member(db_session, settings, server_secrets, role,
-                          grant=intake if role in KEY_HOLDING_ROLES else None)
+        role: make_member(
+            db_session, settings, server_secrets, role, grant=intake if role in KEY_HOLDING_ROLES else None
+        )
         for role in Role
     }
     db_session.commit()  # releases the savepoint; the outer test transaction still rolls back
@@ -174,15 +178,21 @@ def organisation(db_session: Session, settings: Settings, server_secrets: Server
 
 @pytest.fixture
 def intake_client(settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_intake_app(settings, database=database), base_url="https://testserver",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_intake_app(settings, database=database),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
         yield client
 
 
 @pytest.fixture
 def staff_client(settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(create_staff_app(settings, database=database), base_url="https://testserver",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_staff_app(settings, database=database),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
         yield client
 
 
@@ -211,8 +221,11 @@ def signed_in(settings: Settings, database: Database) -> Iterator[Client]:
 
     def client_for(member: StaffMember) -> TestClient:
         if member.account.id not in clients:
-            client = TestClient(create_staff_app(settings, database=database), base_url="https://testserver",
-                                raise_server_exceptions=False)
+            client = TestClient(
+                create_staff_app(settings, database=database),
+                base_url="https://testserver",
+                raise_server_exceptions=False,
+            )
             opened.append(client.__enter__())
             assert login(client, member).status_code == 200
             clients[member.account.id] = client

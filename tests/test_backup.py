@@ -120,8 +120,11 @@ def test_a_backup_copies_the_blobs_rows_name_and_leaves_orphans_behind(
     database = Database.from_settings(settings)
     try:
         with TestClient(create_intake_app(settings, database=database), base_url="https://intake") as intake:
-            sent = intake.post("/api/v1/tips", data={"narrative": "with a file"},
-                               files=[("files", ("a.bin", b"evidence" * 100, "application/pdf"))])
+            sent = intake.post(
+                "/api/v1/tips",
+                data={"narrative": "with a file"},
+                files=[("files", ("a.bin", b"evidence" * 100, "application/pdf"))],
+            )
             assert sent.status_code == 201
     finally:
         database.engine.dispose()

@@ -140,8 +140,14 @@ HOUR = dt.timedelta(hours=1)
 
 def _name_by_a_row(database: Database, tip_id: uuid.UUID, blob_id: uuid.UUID) -> None:
     with database.transaction() as session:
-        session.add(TipAttachment(id=blob_id, tip_id=tip_id, details_encrypted=b"sealed",
-                                  added_on=dt.datetime.now(dt.UTC).date()))
+        session.add(
+            TipAttachment(
+                id=blob_id,
+                tip_id=tip_id,
+                details_encrypted=b"sealed",
+                added_on=dt.datetime.now(dt.UTC).date(),
+            )
+        )
 
 
 def _file_blob(settings: Settings, *, idle_for: dt.timedelta) -> uuid.UUID:
@@ -163,9 +169,11 @@ def _chunked_blob(database: Database, *, written_days_ago: tuple[int, ...]) -> u
     today = dt.datetime.now(dt.UTC).date()
     with database.transaction() as session:
         for position, days in enumerate(written_days_ago):
-            session.execute(update(BlobChunk)
-                            .where(BlobChunk.blob_id == blob_id, BlobChunk.position == position)
-                            .values(written_on=today - dt.timedelta(days=days)))
+            session.execute(
+                update(BlobChunk)
+                .where(BlobChunk.blob_id == blob_id, BlobChunk.position == position)
+                .values(written_on=today - dt.timedelta(days=days))
+            )
     return blob_id
 
 
@@ -220,8 +228,11 @@ def test_the_sweep_removes_a_crashs_orphan_chunks_and_keeps_young_and_named_ones
 
 
 def test_a_blob_whose_row_commits_after_the_listing_is_kept(
-    settings: Settings, database: Database, organisation: Organisation, server_secrets: ServerSecrets,
-    monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    database: Database,
+    organisation: Organisation,
+    server_secrets: ServerSecrets,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with database.transaction() as session:
         tip_id, _ = make_tip(session, server_secrets)
@@ -265,7 +276,8 @@ def test_the_written_on_migration_keeps_chunks_down_and_up_and_dates_old_ones_to
     data_dir: Path, committed_database_url: str | None
 ) -> None:
     settings = Settings(
-        data_dir=data_dir, argon2=CHEAP_ARGON2,
+        data_dir=data_dir,
+        argon2=CHEAP_ARGON2,
         database_url=SecretStr(committed_database_url) if committed_database_url else None,
     )
     database = Database.from_settings(settings)
@@ -279,8 +291,9 @@ def test_the_written_on_migration_keeps_chunks_down_and_up_and_dates_old_ones_to
         indexes = {index["name"] for index in inspect(database.engine).get_indexes("blob_chunks")}
         assert "ix_blob_chunks_blob_id_written_on" in indexes
         with database.transaction() as session:
-            chunks = session.execute(select(BlobChunk.position, BlobChunk.written_on)
-                                     .where(BlobChunk.blob_id == blob_id)).all()
+            chunks = session.execute(
+                select(BlobChunk.position, BlobChunk.written_on).where(BlobChunk.blob_id == blob_id)
+            ).all()
         # Chunks from before the column look young (written on the upgrade's day): the sweep
         # waits for them rather than guessing. The database's day may be a local one.
         assert sorted(position for position, _ in chunks) == [0, 1]

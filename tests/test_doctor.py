@@ -100,8 +100,14 @@ def test_orphan_blobs_are_counted_never_named_and_young_ones_are_not_counted(
     database = Database.from_settings(settings)
     try:
         with database.transaction() as session:
-            session.add(BlobChunk(blob_id=crashed_chunks, position=0, data=b"ciphertext",
-                                  written_on=dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3)))
+            session.add(
+                BlobChunk(
+                    blob_id=crashed_chunks,
+                    position=0,
+                    data=b"ciphertext",
+                    written_on=dt.datetime.now(dt.UTC).date() - dt.timedelta(days=3),
+                )
+            )
     finally:
         database.engine.dispose()
 

@@ -70,51 +70,98 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     later_file_name = f"CANARY-LATER-{canary}.pdf"
     later_evidence = f"CANARY-LATER-FILE-{canary}".encode() * 100
 
-    settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
-                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+    settings = Settings(
+        data_dir=data_dir,
+        argon2=CHEAP_ARGON2,
+        database_url=SecretStr(committed_database_url) if committed_database_url else None,
+    )
     database = Database.from_settings(settings)
     organisation = init_organisation(settings, database)
     server_secrets = load_server_secrets(settings.secrets_dir)
     password, totp_secret = secrets.token_urlsafe(16), new_totp_secret()
     with database.transaction() as session:
         account, personal_private = create_account(
-            session, username="caseworker", role=Role.CASEWORKER, password=password,
-            totp_secret=totp_secret, settings=settings, server_secrets=server_secrets)
-        grant_intake_key(session, intake_key=organisation.intake_key,
-                         intake_private=organisation.intake_private, grantee=account, granted_by_id=None,
-                         key_integrity_key=server_secrets.key_integrity_key)
+            session,
+            username="caseworker",
+            role=Role.CASEWORKER,
+            password=password,
+            totp_secret=totp_secret,
+            settings=settings,
+            server_secrets=server_secrets,
+        )
+        grant_intake_key(
+            session,
+            intake_key=organisation.intake_key,
+            intake_private=organisation.intake_private,
+            grantee=account,
+            granted_by_id=None,
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
 
-    submitter_headers = {"x-forwarded-for": spoofed_ip, "x-real-ip": spoofed_ip, "user-agent": user_agent,
-                         "forwarded": f"for={spoofed_ip}"}
+    submitter_headers = {
+        "x-forwarded-for": spoofed_ip,
+        "x-real-ip": spoofed_ip,
+        "user-agent": user_agent,
+        "forwarded": f"for={spoofed_ip}",
+    }
     with TestClient(create_intake_app(settings, database=database), base_url="https://intake") as intake:
         # The report form's last post, as a browser sends it, with a way to be reached.
-        submitted = intake.post("/report", headers=submitter_headers,
-                                data={"narrative": narrative, "host_city": city, "host_country": "CN",
-                                      "tactics": ["family_pressure"], "contact_preference": "other_channel",
-                                      "contact_details": contact, "step": "review"},
-                                files=[("files", (file_name, evidence, "image/jpeg"))])
+        submitted = intake.post(
+            "/report",
+            headers=submitter_headers,
+            data={
+                "narrative": narrative,
+                "host_city": city,
+                "host_country": "CN",
+                "tactics": ["family_pressure"],
+                "contact_preference": "other_channel",
+                "contact_details": contact,
+                "step": "review",
+            },
+            files=[("files", (file_name, evidence, "image/jpeg"))],
+        )
         assert submitted.status_code == 201
         found = re.search(r'<p class="receipt"[^>]*>(.*?)</p>', submitted.text, re.S)
         assert found is not None
         receipt = re.sub(r"<[^>]+>", "", found.group(1))
-        assert intake.post("/api/v1/followup/messages", headers=submitter_headers,
-                           json={"receipt": receipt, "body": answer}).status_code == 201
-        assert intake.post("/followup/files", headers=submitter_headers, data={"receipt": receipt},
-                           files=[("files", (later_file_name, later_evidence, "application/pdf"))]
-                           ).status_code == 201
+        assert (
+            intake.post(
+                "/api/v1/followup/messages",
+                headers=submitter_headers,
+                json={"receipt": receipt, "body": answer},
+            ).status_code
+            == 201
+        )
+        assert (
+            intake.post(
+                "/followup/files",
+                headers=submitter_headers,
+                data={"receipt": receipt},
+                files=[("files", (later_file_name, later_evidence, "application/pdf"))],
+            ).status_code
+            == 201
+        )
 
     with TestClient(create_staff_app(settings, database=database), base_url="https://staff") as staff:
-        assert staff.post("/api/v1/auth/login", json={
-            "username": "caseworker", "password": password,
-            "otp": pyotp.TOTP(totp_secret).now()}).status_code == 200
+        assert (
+            staff.post(
+                "/api/v1/auth/login",
+                json={"username": "caseworker", "password": password, "otp": pyotp.TOTP(totp_secret).now()},
+            ).status_code
+            == 200
+        )
         [item] = staff.get("/api/v1/tips").json()["items"]
         detail = staff.get(f"/api/v1/tips/{item['id']}").json()
         assert (detail["narrative"], detail["contact_details"]) == (narrative, contact)
         with database.transaction() as session:
             tip = session.get_one(Tip, uuid.UUID(item["id"]))
             add_message(session, tip, reply, author=MessageAuthor.STAFF, server_secrets=server_secrets)
-            data_key = TIP_DATA_KEY.open(organisation.intake_private, tip.sealed_data_key,
-                                         row_id=str(tip.id), key_version=tip.intake_key_version)
+            data_key = TIP_DATA_KEY.open(
+                organisation.intake_private,
+                tip.sealed_data_key,
+                row_id=str(tip.id),
+                key_version=tip.intake_key_version,
+            )
         assert staff.post("/api/v1/auth/logout").status_code == 204
 
     # The receipt holder still reads the reply (so the canary is really stored somewhere, sealed).
@@ -128,8 +175,21 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
     assert (data_dir / "daylight.sqlite3").exists() or committed_database_url
     assert len(list((data_dir / "blobs").iterdir())) == 2
 
-    secrets_on_disk = [narrative, city, reply, answer, file_name, spoofed_ip, user_agent, receipt,
-                       receipt.replace("-", ""), password, totp_secret, contact, later_file_name]
+    secrets_on_disk = [
+        narrative,
+        city,
+        reply,
+        answer,
+        file_name,
+        spoofed_ip,
+        user_agent,
+        receipt,
+        receipt.replace("-", ""),
+        password,
+        totp_secret,
+        contact,
+        later_file_name,
+    ]
     for haystack_name, haystack in (("disk", disk), ("database", dump)):
         for needle in secrets_on_disk:
             for encoded in encodings(needle):
@@ -138,9 +198,11 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
         assert later_evidence[:64] not in haystack
         # No key that opens content is stored in clear: not the intake private
         # key, not the member's personal key, not the tip's data key.
-        for key_name, key in (("intake private key", organisation.intake_private.raw),
-                              ("personal private key", personal_private.raw),
-                              ("tip data key", data_key)):
+        for key_name, key in (
+            ("intake private key", organisation.intake_private.raw),
+            ("personal private key", personal_private.raw),
+            ("tip data key", data_key),
+        ):
             assert key not in haystack, f"{key_name} found in {haystack_name}"
             assert key[:16] not in haystack, f"part of the {key_name} found in {haystack_name}"
     assert organisation.recovery_key.encode() not in disk + dump

@@ -44,16 +44,21 @@ def assert_busy(response: Any) -> None:
 
 # --- The database does not answer ----------------------------------------------------------------
 
+
 @pytest.fixture
 def unreachable(settings: Settings) -> Settings:
     """The organisation's settings with a database nobody listens for (connection refused)."""
-    return settings.model_copy(update={"database_url": SecretStr(UNREACHABLE_POSTGRES),
-                                       "database_timeout_seconds": 1.0})
+    return settings.model_copy(
+        update={"database_url": SecretStr(UNREACHABLE_POSTGRES), "database_timeout_seconds": 1.0}
+    )
 
 
 def test_a_tip_to_an_unreachable_database_is_503_with_retry_after(unreachable: Settings) -> None:
-    with TestClient(create_intake_app(unreachable, pool_size=2), base_url="https://testserver",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_intake_app(unreachable, pool_size=2),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
         assert_busy(client.post("/api/v1/tips", json=VALID))
         assert_busy(client.post("/api/v1/followup", json={"receipt": "X" * 24}))
         assert_busy(client.post("/report", data={"narrative": "x", "step": "review"}))
@@ -63,18 +68,24 @@ def test_a_tip_to_an_unreachable_database_is_503_with_retry_after(unreachable: S
 
 
 def test_staff_login_to_an_unreachable_database_is_503_with_retry_after(unreachable: Settings) -> None:
-    with TestClient(create_staff_app(unreachable, pool_size=2), base_url="https://testserver",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_staff_app(unreachable, pool_size=2),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
         assert_busy(client.post("/api/v1/auth/login", json={"username": "a", "password": "b", "otp": "1"}))
         assert client.get("/healthz").status_code == 200
 
 
-def test_readiness_is_200_while_the_database_answers(intake_client: TestClient, organisation: Organisation,
-                                                     ) -> None:
+def test_readiness_is_200_while_the_database_answers(
+    intake_client: TestClient,
+    organisation: Organisation,
+) -> None:
     assert intake_client.get("/readyz").json() == {"status": "ready"}
 
 
 # --- The disk is full ----------------------------------------------------------------------------
+
 
 class FullDiskWriter:
     def write(self, data: bytes, /) -> int:
@@ -85,11 +96,18 @@ class FullDiskWriter:
 
 
 def test_an_upload_onto_a_full_disk_is_507_and_stores_nothing(
-        intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(blobs.BlobStore, "create", lambda self, blob_id: FullDiskWriter())
-    response = intake_client.post("/api/v1/tips", data={"narrative": "See the file."},
-                                  files=[("files", ("a.txt", b"evidence" * 1000, "text/plain"))])
+    response = intake_client.post(
+        "/api/v1/tips",
+        data={"narrative": "See the file."},
+        files=[("files", ("a.txt", b"evidence" * 1000, "text/plain"))],
+    )
     assert response.status_code == 507, response.text
     assert response.json()["error"] == "insufficient_storage"
     assert (count(db_session, Tip), count(db_session, TipAttachment)) == (0, 0)
@@ -130,10 +148,14 @@ def full_sqlite(full_disk_settings: Settings) -> Iterator[FullDatabase]:
 
 
 def test_a_tip_into_a_full_sqlite_database_is_507_and_the_service_recovers(
-        full_disk_settings: Settings, full_sqlite: FullDatabase) -> None:
+    full_disk_settings: Settings, full_sqlite: FullDatabase
+) -> None:
     database = full_sqlite.database
-    with TestClient(create_intake_app(full_disk_settings, database=database), base_url="https://testserver",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_intake_app(full_disk_settings, database=database),
+        base_url="https://testserver",
+        raise_server_exceptions=False,
+    ) as client:
         statuses = [client.post("/api/v1/tips", json=VALID).status_code for _ in range(40)]
         accepted = statuses.count(201)
         # Tips are taken while pages are free; once the file is full, every one is 507.
@@ -157,17 +179,20 @@ def _sqlite_error(code: int) -> sqlite3.OperationalError:
     return error
 
 
-@pytest.mark.parametrize(("error", "meaning"), [
-    (_db_error(_sqlite_error(13)), InsufficientStorage),          # SQLITE_FULL
-    (_db_error(psycopg.errors.DiskFull()), InsufficientStorage),   # 53100
-    (OSError(errno.ENOSPC, "full"), InsufficientStorage),
-    (OSError(errno.EDQUOT, "quota"), InsufficientStorage),
-    (_db_error(_sqlite_error(5)), ServiceUnavailable),            # SQLITE_BUSY past busy_timeout
-    (_db_error(psycopg.errors.AdminShutdown()), ServiceUnavailable),
-    (_db_error(psycopg.errors.TooManyConnections()), ServiceUnavailable),
-    (_db_error(psycopg.OperationalError("connection refused")), ServiceUnavailable),
-    (PoolTimeout("QueuePool limit reached"), ServiceUnavailable),
-])
+@pytest.mark.parametrize(
+    ("error", "meaning"),
+    [
+        (_db_error(_sqlite_error(13)), InsufficientStorage),  # SQLITE_FULL
+        (_db_error(psycopg.errors.DiskFull()), InsufficientStorage),  # 53100
+        (OSError(errno.ENOSPC, "full"), InsufficientStorage),
+        (OSError(errno.EDQUOT, "quota"), InsufficientStorage),
+        (_db_error(_sqlite_error(5)), ServiceUnavailable),  # SQLITE_BUSY past busy_timeout
+        (_db_error(psycopg.errors.AdminShutdown()), ServiceUnavailable),
+        (_db_error(psycopg.errors.TooManyConnections()), ServiceUnavailable),
+        (_db_error(psycopg.OperationalError("connection refused")), ServiceUnavailable),
+        (PoolTimeout("QueuePool limit reached"), ServiceUnavailable),
+    ],
+)
 def test_availability_and_space_errors_are_told_apart_from_bugs(error: BaseException, meaning: type) -> None:
     if isinstance(error, OSError):
         assert storage_full(error)
@@ -175,10 +200,13 @@ def test_availability_and_space_errors_are_told_apart_from_bugs(error: BaseExcep
     assert isinstance(database_failure(error), meaning)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("error", [
-    _db_error(_sqlite_error(1)),                          # SQLITE_ERROR: a bad statement is a bug
-    _db_error(psycopg.errors.UndefinedColumn()),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        _db_error(_sqlite_error(1)),  # SQLITE_ERROR: a bad statement is a bug
+        _db_error(psycopg.errors.UndefinedColumn()),
+    ],
+)
 def test_a_programming_error_stays_a_500(error: OperationalError) -> None:
     assert database_failure(error) is None
 
@@ -188,53 +216,71 @@ def test_a_programming_error_stays_a_500(error: OperationalError) -> None:
 LONE_SURROGATE_JSON = '"\\ud800"'
 
 
-@pytest.mark.parametrize(("path", "template"), [
-    ("/api/v1/tips", '{"narrative": %s}'),
-    ("/api/v1/tips", '{"narrative": "x", "host_city": %s}'),
-    ("/api/v1/tips", '{"narrative": "x", "tactics": [%s]}'),
-    ("/api/v1/followup", '{"receipt": %s}'),
-    ("/api/v1/followup/messages", '{"receipt": "0000-0000-0000-0000-0000-0000", "body": %s}'),
-    ("/api/v1/followup/messages", '{"receipt": %s, "body": "hello"}'),
-])
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/api/v1/tips", '{"narrative": %s}'),
+        ("/api/v1/tips", '{"narrative": "x", "host_city": %s}'),
+        ("/api/v1/tips", '{"narrative": "x", "tactics": [%s]}'),
+        ("/api/v1/followup", '{"receipt": %s}'),
+        ("/api/v1/followup/messages", '{"receipt": "0000-0000-0000-0000-0000-0000", "body": %s}'),
+        ("/api/v1/followup/messages", '{"receipt": %s, "body": "hello"}'),
+    ],
+)
 def test_a_lone_surrogate_in_any_json_field_is_a_4xx(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        path: str, template: str) -> None:
-    response = intake_client.post(path, content=(template % LONE_SURROGATE_JSON).encode(),
-                                  headers={"content-type": "application/json"})
+    intake_client: TestClient, organisation: Organisation, db_session: Session, path: str, template: str
+) -> None:
+    response = intake_client.post(
+        path, content=(template % LONE_SURROGATE_JSON).encode(), headers={"content-type": "application/json"}
+    )
     assert 400 <= response.status_code < 500, response.text
     assert (count(db_session, Tip), count(db_session, TipMessage)) == (0, 0)
 
 
 def test_a_surrogate_pair_is_a_character_and_is_accepted(
-        intake_client: TestClient, organisation: Organisation) -> None:
-    response = intake_client.post("/api/v1/tips", content=b'{"narrative": "\\ud83d\\ude00 they came"}',
-                                  headers={"content-type": "application/json"})
+    intake_client: TestClient, organisation: Organisation
+) -> None:
+    response = intake_client.post(
+        "/api/v1/tips",
+        content=b'{"narrative": "\\ud83d\\ude00 they came"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 201
 
 
 def test_surrogates_encoded_as_bytes_in_forms_are_a_4xx_or_replaced(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     # UTF-8 has no encoding for a surrogate: ED A0 80 is invalid, in a multipart field or a form.
     boundary = "b0undary"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="narrative"\r\n\r\n'.encode()
-            + b"\xed\xa0\x80" + f"\r\n--{boundary}--\r\n".encode())
-    refused = intake_client.post("/api/v1/tips", content=body,
-                                 headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="narrative"\r\n\r\n'.encode()
+        + b"\xed\xa0\x80"
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    refused = intake_client.post(
+        "/api/v1/tips", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert 400 <= refused.status_code < 500
     for path in ("/report/step", "/followup"):
-        form = intake_client.post(path, content=b"narrative=%ED%A0%80&receipt=%ED%A0%80&step=what&go=next",
-                                  headers={"content-type": "application/x-www-form-urlencoded"})
+        form = intake_client.post(
+            path,
+            content=b"narrative=%ED%A0%80&receipt=%ED%A0%80&step=what&go=next",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert form.status_code < 500
 
 
-def test_receipts_still_open_after_these_faults(intake_client: TestClient,
-                                                 organisation: Organisation) -> None:
+def test_receipts_still_open_after_these_faults(
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     receipt = submit(intake_client)
     assert intake_client.post("/api/v1/followup", json={"receipt": receipt}).status_code == 200
 
 
 def test_utf8_encoded_surrogate_bytes_in_json_are_a_4xx(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     # No escape: the bytes of a surrogate encoded as if it were a character (ED A0 80).
     body = b'{"receipt": "0000-0000-0000-0000-0000-0000", "body": "\xed\xa0\x80"}'
     for path in ("/api/v1/followup/messages", "/api/v1/followup", "/api/v1/tips"):

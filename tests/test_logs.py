@@ -14,8 +14,15 @@ CANARY = "CANARY-RECEIPT-0000-1111-2222"
 
 
 def record_with(message: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:
-    return logging.LogRecord("daylight", logging.ERROR, __file__, 1, message, args,
-                             (type(exc), exc, exc.__traceback__) if exc else None)
+    return logging.LogRecord(
+        "daylight",
+        logging.ERROR,
+        __file__,
+        1,
+        message,
+        args,
+        (type(exc), exc, exc.__traceback__) if exc else None,
+    )
 
 
 def test_a_line_is_json_without_arguments_or_exception_messages() -> None:

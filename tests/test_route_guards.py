@@ -24,13 +24,25 @@ from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_intake_app, create_
 from tests.auth.factories import login
 from tests.conftest import Organisation
 
-INTAKE_PUBLIC_ROUTES = frozenset({
-    ("GET", "/"), ("POST", "/report/step"), ("POST", "/report"), ("POST", "/receipt"), ("GET", "/safety"),
-    ("GET", "/followup"), ("POST", "/followup"), ("POST", "/followup/reply"), ("POST", "/followup/files"),
-    ("POST", "/followup/delete"),
-    ("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/api/v1/tips"),
-    ("POST", "/api/v1/followup"), ("POST", "/api/v1/followup/messages"),
-})
+INTAKE_PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/"),
+        ("POST", "/report/step"),
+        ("POST", "/report"),
+        ("POST", "/receipt"),
+        ("GET", "/safety"),
+        ("GET", "/followup"),
+        ("POST", "/followup"),
+        ("POST", "/followup/reply"),
+        ("POST", "/followup/files"),
+        ("POST", "/followup/delete"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", "/api/v1/tips"),
+        ("POST", "/api/v1/followup"),
+        ("POST", "/api/v1/followup/messages"),
+    }
+)
 STATIC_MOUNT = "/static"
 
 ALL_ROLES = frozenset(Role)
@@ -177,8 +189,9 @@ def test_every_staff_route_is_public_by_name_or_guarded(apps: tuple[FastAPI, Fas
     assert set(EXPECTED_ACCESS) <= set(route_table(staff))
 
 
-@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/api/v1/tips",
-                                  "/api/v1/auth/login", "/api/v1/audit/events"])
+@pytest.mark.parametrize(
+    "path", ["/docs", "/redoc", "/openapi.json", "/api/v1/tips", "/api/v1/auth/login", "/api/v1/audit/events"]
+)
 def test_intake_app_has_no_docs_schema_or_staff_paths(intake_client: TestClient, path: str) -> None:
     assert intake_client.get(path).status_code in (404, 405)
     if path != "/api/v1/tips":  # POST /api/v1/tips is the public submission endpoint
@@ -191,8 +204,9 @@ def test_staff_app_has_no_docs_or_schema(staff_client: TestClient, path: str) ->
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[a-z_]+\}", lambda match: "grant" if match.group() == "{action}" else str(uuid.uuid4()),
-                  path)
+    return re.sub(
+        r"\{[a-z_]+\}", lambda match: "grant" if match.group() == "{action}" else str(uuid.uuid4()), path
+    )
 
 
 def _call(client: TestClient, method: str, path: str) -> int:

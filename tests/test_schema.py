@@ -16,32 +16,34 @@ from tests.conftest import Backend
 
 # Binary columns that hold no secret: public keys and their MACs, salts, one-way hashes.
 # Every other binary column must be declared as an encrypted-column contract.
-NON_SECRET_BINARY_COLUMNS = frozenset({
-    ("intake_keys", "public_key"),
-    ("intake_keys", "public_key_mac"),
-    ("intake_keys", "recovery_public_key"),
-    ("staff_accounts", "password_salt"),
-    ("staff_accounts", "login_verifier"),
-    ("staff_accounts", "public_key"),
-    ("staff_accounts", "public_key_mac"),
-    ("staff_sessions", "token_hash"),
-    ("account_links", "token_hash"),
-    ("audit_checkpoints", "root_hash"),
-    ("audit_checkpoints", "compact_range"),
-    ("audit_nodes", "hash"),
-    # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
-    ("tip_tags", "tag"),
-    # The same tags as keys of the queue counts (app.triage.models.TipQueueCount).
-    ("tip_queue_counts", "first_tag"),
-    ("tip_queue_counts", "second_tag"),
-    ("tip_queue_count_changes", "first_tag"),
-    ("tip_queue_count_changes", "second_tag"),
-    # Attachment ciphertext (ATTACHMENT_BLOB, STREAM), when blobs live in the database.
-    ("blob_chunks", "data"),
-    ("tips", "receipt_lookup_hash"),
-    ("tips", "receipt_public_key"),
-    ("tips", "receipt_public_key_mac"),
-})
+NON_SECRET_BINARY_COLUMNS = frozenset(
+    {
+        ("intake_keys", "public_key"),
+        ("intake_keys", "public_key_mac"),
+        ("intake_keys", "recovery_public_key"),
+        ("staff_accounts", "password_salt"),
+        ("staff_accounts", "login_verifier"),
+        ("staff_accounts", "public_key"),
+        ("staff_accounts", "public_key_mac"),
+        ("staff_sessions", "token_hash"),
+        ("account_links", "token_hash"),
+        ("audit_checkpoints", "root_hash"),
+        ("audit_checkpoints", "compact_range"),
+        ("audit_nodes", "hash"),
+        # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
+        ("tip_tags", "tag"),
+        # The same tags as keys of the queue counts (app.triage.models.TipQueueCount).
+        ("tip_queue_counts", "first_tag"),
+        ("tip_queue_counts", "second_tag"),
+        ("tip_queue_count_changes", "first_tag"),
+        ("tip_queue_count_changes", "second_tag"),
+        # Attachment ciphertext (ATTACHMENT_BLOB, STREAM), when blobs live in the database.
+        ("blob_chunks", "data"),
+        ("tips", "receipt_lookup_hash"),
+        ("tips", "receipt_public_key"),
+        ("tips", "receipt_public_key_mac"),
+    }
+)
 
 
 def test_one_head() -> None:
@@ -73,9 +75,12 @@ def test_models_and_migrations_agree(backend: Backend) -> None:
 
 
 def test_the_queue_indexes_put_urgent_tips_first(backend: Backend) -> None:
-    query = ("SELECT sql FROM sqlite_master WHERE name = :name" if backend.engine.dialect.name == "sqlite"
-             # This run's schema only: other runs on the server have their own copies.
-             else "SELECT indexdef FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()")
+    query = (
+        "SELECT sql FROM sqlite_master WHERE name = :name"
+        if backend.engine.dialect.name == "sqlite"
+        # This run's schema only: other runs on the server have their own copies.
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = :name AND schemaname = current_schema()"
+    )
     with backend.engine.connect() as connection:
         for name in EXPRESSION_INDEXES:
             definition = connection.execute(text(query), {"name": name}).scalar_one()

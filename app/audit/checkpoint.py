@@ -132,8 +132,11 @@ def open_signed_checkpoint(note: str, public_key: Ed25519PublicKey, *, origin: s
         raise CheckpointError(f"the checkpoint is for origin {checkpoint.origin!r}, not {origin!r}")
     key_id = note_key_id(origin, public_key)
     # A signature line is ours when both the name and the key ID match; the spec says to skip the rest.
-    ours = [signature[KEY_ID_SIZE:] for name, signature in signatures
-            if name == origin and signature[:KEY_ID_SIZE] == key_id]
+    ours = [
+        signature[KEY_ID_SIZE:]
+        for name, signature in signatures
+        if name == origin and signature[:KEY_ID_SIZE] == key_id
+    ]
     if not ours:
         raise CheckpointError(f"the note has no signature by the key {origin}+{key_id.hex()}")
     signed_bytes = text.encode("utf-8")

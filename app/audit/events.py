@@ -127,16 +127,20 @@ def leaf_hashes_of_rows(rows: Iterable[Sequence[Any]]) -> list[bytes]:
         if actor_id is None:
             actor_id_json = "null"
         elif type(actor_id) is str and len(actor_id) == 32:  # SQLite's stored hex form
-            actor_id_json = quote(f"{actor_id[:8]}-{actor_id[8:12]}-{actor_id[12:16]}-"
-                                  f"{actor_id[16:20]}-{actor_id[20:]}".lower())
+            actor_id_json = quote(
+                f"{actor_id[:8]}-{actor_id[8:12]}-{actor_id[12:16]}-{actor_id[16:20]}-{actor_id[20:]}".lower()
+            )
         else:
             actor_id_json = _json_or_null(_actor_text(actor_id))
-        add(sha256(
-            f"{head}{int(seq)},{quote(time_text)},{actor_id_json},"
-            f"{'null' if actor is None else quote(actor)},{'null' if role is None else quote(role)},"
-            f"{quote(action)},{'null' if object_type is None else quote(object_type)},"
-            f"{'null' if object_id is None else quote(object_id)},{quote(outcome)},{quote(details)}]".encode()
-        ).digest())
+        add(
+            sha256(
+                f"{head}{int(seq)},{quote(time_text)},{actor_id_json},"
+                f"{'null' if actor is None else quote(actor)},{'null' if role is None else quote(role)},"
+                f"{quote(action)},{'null' if object_type is None else quote(object_type)},"
+                f"{'null' if object_id is None else quote(object_id)},"
+                f"{quote(outcome)},{quote(details)}]".encode()
+            ).digest()
+        )
     return hashes
 
 
@@ -217,11 +221,17 @@ def _append_statement(*, on_conflict_do_nothing: bool) -> Insert:
     source = select(next_seq, *(bindparam(column.name, type_=column.type) for column in value_columns))
     columns = ["seq", *(column.name for column in value_columns)]
     if on_conflict_do_nothing:
-        return postgresql.insert(table).from_select(columns, source).on_conflict_do_nothing(
-            index_elements=["seq"]).returning(table.c.seq)
+        return (
+            postgresql.insert(table)
+            .from_select(columns, source)
+            .on_conflict_do_nothing(index_elements=["seq"])
+            .returning(table.c.seq)
+        )
     return insert(table).from_select(columns, source).returning(table.c.seq)
 
 
 # Built once, indexed by "is PostgreSQL": the compiled forms are cached, so a call costs one execution.
-_APPEND_STATEMENTS = (_append_statement(on_conflict_do_nothing=False),
-                      _append_statement(on_conflict_do_nothing=True))
+_APPEND_STATEMENTS = (
+    _append_statement(on_conflict_do_nothing=False),
+    _append_statement(on_conflict_do_nothing=True),
+)

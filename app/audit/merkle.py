@@ -272,8 +272,9 @@ def consistency_proof(store: PerfectNodeStore, old_size: int, new_size: int) -> 
     return proof_top_down
 
 
-def verify_inclusion(leaf_hash: bytes, leaf_index: int, tree_size: int, proof: Sequence[bytes],
-                     root: bytes) -> bool:
+def verify_inclusion(
+    leaf_hash: bytes, leaf_index: int, tree_size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
     """RFC 9162 §2.1.3.2: does ``proof`` show the leaf at ``leaf_index`` in the tree of ``tree_size``
     leaves with this ``root``? False on any malformed input (sizes, hash lengths, proof length).
 
@@ -312,8 +313,9 @@ def verify_inclusion(leaf_hash: bytes, leaf_index: int, tree_size: int, proof: S
     return sn == 0 and r == root
 
 
-def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes,
-                       proof: Sequence[bytes]) -> bool:
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> bool:
     """RFC 9162 §2.1.4.2: is the tree (old_size, old_root) a prefix of the tree (new_size, new_root)?
 
     Edge cases the RFC leaves to the caller: old_size == new_size needs an empty proof and equal roots;

@@ -304,8 +304,9 @@ def iter_raw_event_batches(
         connection.execute(select(1))  # begin, so the raw cursor reads inside it
     driver_connection: Any = connection.connection.driver_connection
     postgres = connection.dialect.name == "postgresql"
-    cursor = (driver_connection.cursor(name=f"audit_{uuid.uuid4().hex}") if postgres
-              else driver_connection.cursor())
+    cursor = (
+        driver_connection.cursor(name=f"audit_{uuid.uuid4().hex}") if postgres else driver_connection.cursor()
+    )
     try:
         cursor.execute(f"{EVENT_SQL} WHERE seq > {'%s' if postgres else '?'} ORDER BY seq", (after_seq,))
         while batch := cursor.fetchmany(STREAM_BATCH):
@@ -398,10 +399,10 @@ def _confirm_intact(
             before = first - 1  # the tree size before this batch
             while boundaries and boundaries[0] <= before + len(leaves):
                 size = boundaries.pop(0)
-                compact.extend(leaves[compact.size - before:size - before])
+                compact.extend(leaves[compact.size - before : size - before])
                 if compact.root() != signed[size]:
                     return None
-            compact.extend(leaves[compact.size - before:])
+            compact.extend(leaves[compact.size - before :])
     finally:
         batches.close()
     if any(size > compact.size for size in signed):

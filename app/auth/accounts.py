@@ -76,20 +76,40 @@ def _link_hash(token: bytes) -> bytes:
     return hashlib.sha256(bind("daylight/account-link/v1", token)).digest()
 
 
-def issue_link(session: Session, account: StaffAccount, purpose: LinkPurpose, *,
-               actor: audit.Actor, server_secrets: ServerSecrets) -> str:
+def issue_link(
+    session: Session,
+    account: StaffAccount,
+    purpose: LinkPurpose,
+    *,
+    actor: audit.Actor,
+    server_secrets: ServerSecrets,
+) -> str:
     """A new one-time link token (replacing any earlier one of the same purpose)."""
-    session.execute(delete(AccountLink).where(AccountLink.account_id == account.id,
-                                              AccountLink.purpose == purpose))
+    session.execute(
+        delete(AccountLink).where(AccountLink.account_id == account.id, AccountLink.purpose == purpose)
+    )
     if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.TOTP_RESET):
         # A fresh secret the member will prove with a code; until then no login.
         set_totp_secret(account, new_totp_secret(), server_secrets, confirmed=False)
     token = secrets.token_bytes(32)
-    session.add(AccountLink(token_hash=_link_hash(token), account_id=account.id, purpose=purpose,
-                            created_by_id=actor.id, expires_at=utc_now() + LINK_LIFETIME))
+    session.add(
+        AccountLink(
+            token_hash=_link_hash(token),
+            account_id=account.id,
+            purpose=purpose,
+            created_by_id=actor.id,
+            expires_at=utc_now() + LINK_LIFETIME,
+        )
+    )
     revoke_sessions(session, account.id)
-    audit.record(session, actor, "account.link_issued", object_type="account", object_id=account.id,
-                 details={"purpose": purpose.value})
+    audit.record(
+        session,
+        actor,
+        "account.link_issued",
+        object_type="account",
+        object_id=account.id,
+        details={"purpose": purpose.value},
+    )
     session.flush()
     return encode_token(token)
 
@@ -102,10 +122,15 @@ class OpenLink:
 
 def open_link(session: Session, token_value: str, now: dt.datetime | None = None) -> OpenLink:
     token = decode_token(token_value)
-    row = None if token is None else session.execute(
-        select(AccountLink, StaffAccount).join(StaffAccount, StaffAccount.id == AccountLink.account_id)
-        .where(AccountLink.token_hash == _link_hash(token))
-    ).first()
+    row = (
+        None
+        if token is None
+        else session.execute(
+            select(AccountLink, StaffAccount)
+            .join(StaffAccount, StaffAccount.id == AccountLink.account_id)
+            .where(AccountLink.token_hash == _link_hash(token))
+        ).first()
+    )
     if row is None:
         raise LinkInvalid
     link, account = row
@@ -121,14 +146,23 @@ def enrolment_secret(opened: OpenLink, server_secrets: ServerSecrets) -> str | N
     return totp_secret_of(opened.account, server_secrets.totp_key)
 
 
-def complete_link(session: Session, opened: OpenLink, *, otp: str, new_password: str | None,
-                  current_password: str | None, settings: Settings, server_secrets: ServerSecrets) -> None:
+def complete_link(
+    session: Session,
+    opened: OpenLink,
+    *,
+    otp: str,
+    new_password: str | None,
+    current_password: str | None,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> None:
     """Finish what the link is for. The link is used up only when everything succeeded."""
     account, purpose = opened.account, opened.link.purpose
     if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
         check_new_password(new_password or "", username=account.username)
     if purpose is LinkPurpose.TOTP_RESET and (
-            current_password is None or password_matches(account, current_password) is None):
+        current_password is None or password_matches(account, current_password) is None
+    ):
         raise CurrentPasswordRejected
     if not accept_totp(session, account, otp, server_secrets.totp_key, utc_now()):
         raise CodeRejected
@@ -143,23 +177,43 @@ def complete_link(session: Session, opened: OpenLink, *, otp: str, new_password:
     account.locked_until = None
     session.delete(opened.link)
     revoke_sessions(session, account.id)
-    audit.record(session, account_actor(account), "account.link_completed", object_type="account",
-                 object_id=account.id, details={"purpose": purpose.value})
+    audit.record(
+        session,
+        account_actor(account),
+        "account.link_completed",
+        object_type="account",
+        object_id=account.id,
+        details={"purpose": purpose.value},
+    )
     session.flush()
 
 
-def invite_account(session: Session, *, username: str, role: Role, actor: audit.Actor,
-                   server_secrets: ServerSecrets) -> tuple[StaffAccount, str]:
+def invite_account(
+    session: Session, *, username: str, role: Role, actor: audit.Actor, server_secrets: ServerSecrets
+) -> tuple[StaffAccount, str]:
     """A new account with no password yet, and its activation link token."""
     if session.scalars(select(StaffAccount.id).where(StaffAccount.username == username)).first():
         raise UsernameTaken
-    account = StaffAccount(id=uuid.uuid4(), username=username, role=role, is_active=True,
-                           totp_confirmed=False, totp_last_step=0, failed_logins=0,
-                           created_on=utc_now().date())
+    account = StaffAccount(
+        id=uuid.uuid4(),
+        username=username,
+        role=role,
+        is_active=True,
+        totp_confirmed=False,
+        totp_last_step=0,
+        failed_logins=0,
+        created_on=utc_now().date(),
+    )
     session.add(account)
     session.flush()
-    audit.record(session, actor, "account.create", object_type="account", object_id=account.id,
-                 details={"role": role.value})
+    audit.record(
+        session,
+        actor,
+        "account.create",
+        object_type="account",
+        object_id=account.id,
+        details={"role": role.value},
+    )
     token = issue_link(session, account, LinkPurpose.ACTIVATION, actor=actor, server_secrets=server_secrets)
     return account, token
 
@@ -171,11 +225,11 @@ def account_for_admin(session: Session, account_id: uuid.UUID) -> StaffAccount:
     return account
 
 
-def update_account(session: Session, account: StaffAccount, *, actor: audit.Actor,
-                   role: Role | None, is_active: bool | None) -> None:
+def update_account(
+    session: Session, account: StaffAccount, *, actor: audit.Actor, role: Role | None, is_active: bool | None
+) -> None:
     """Change role or activity; both end the member's sessions at once."""
-    if account.id == actor.id and (
-            (role is not None and role != account.role) or is_active is False):
+    if account.id == actor.id and ((role is not None and role != account.role) or is_active is False):
         raise OwnAccount
     changed = False
     if role is not None and role != account.role:
@@ -188,8 +242,14 @@ def update_account(session: Session, account: StaffAccount, *, actor: audit.Acto
         changed = True
     if changed:
         revoke_sessions(session, account.id)
-        audit.record(session, actor, "account.update", object_type="account", object_id=account.id,
-                     details={"role": Role(account.role).value, "is_active": account.is_active})
+        audit.record(
+            session,
+            actor,
+            "account.update",
+            object_type="account",
+            object_id=account.id,
+            details={"role": Role(account.role).value, "is_active": account.is_active},
+        )
     session.flush()
 
 

@@ -45,8 +45,15 @@ def session_cookie(request: Request, settings: Settings) -> tuple[str, bool]:
 
 def set_session_cookie(request: Request, response: Response, settings: Settings, value: str) -> None:
     name, secure = session_cookie(request, settings)
-    response.set_cookie(name, value, max_age=settings.session_absolute_hours * 3600, path="/",
-                        secure=secure, httponly=True, samesite="strict")
+    response.set_cookie(
+        name,
+        value,
+        max_age=settings.session_absolute_hours * 3600,
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="strict",
+    )
 
 
 def clear_session_cookie(request: Request, response: Response, settings: Settings) -> None:

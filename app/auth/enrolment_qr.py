@@ -39,8 +39,18 @@ def qr_svg(uri: str) -> str:
     buffer = io.BytesIO()
     # light="#fff" draws an opaque background: on a transparent one a dark
     # page theme would leave dark modules on dark ground, and no camera reads that.
-    qr.save(buffer, kind="svg", scale=scale, dark="#000", light="#fff", xmldecl=False, svgns=True,
-            svgclass=None, lineclass=None, nl=False)
+    qr.save(
+        buffer,
+        kind="svg",
+        scale=scale,
+        dark="#000",
+        light="#fff",
+        xmldecl=False,
+        svgns=True,
+        svgclass=None,
+        lineclass=None,
+        nl=False,
+    )
     svg = buffer.getvalue().decode("utf-8")
     if not svg.startswith("<svg "):
         raise RuntimeError("segno's SVG writer changed its output; review qr_svg before use")

@@ -47,20 +47,20 @@ class PasswordRejection(StrEnum):
 
 
 _PUBLIC_MESSAGES: dict[PasswordRejection, str] = {
-    PasswordRejection.TOO_SHORT:
-        f"Choose a password of at least {MIN_PASSWORD_CHARACTERS} characters. "
-        "A few unrelated words make a long password that is easy to remember.",
-    PasswordRejection.TOO_LONG:
-        f"Choose a password of at most {MAX_PASSWORD_CHARACTERS} characters.",
-    PasswordRejection.REPEATED_CHARACTER:
-        "A password made of one repeated character is guessed at once. Choose another.",
-    PasswordRejection.CONTAINS_USERNAME:
-        "The password must not contain your username. Choose another.",
-    PasswordRejection.COMMON:
-        "This password is on a list of commonly used passwords that attackers try first. Choose another.",
-    PasswordRejection.COMMON_WITH_DECORATION:
+    PasswordRejection.TOO_SHORT: f"Choose a password of at least {MIN_PASSWORD_CHARACTERS} characters. "
+    "A few unrelated words make a long password that is easy to remember.",
+    PasswordRejection.TOO_LONG: f"Choose a password of at most {MAX_PASSWORD_CHARACTERS} characters.",
+    PasswordRejection.REPEATED_CHARACTER: (
+        "A password made of one repeated character is guessed at once. Choose another."
+    ),
+    PasswordRejection.CONTAINS_USERNAME: "The password must not contain your username. Choose another.",
+    PasswordRejection.COMMON: (
+        "This password is on a list of commonly used passwords that attackers try first. Choose another."
+    ),
+    PasswordRejection.COMMON_WITH_DECORATION: (
         "This password is a common password or a very short word with numbers or symbols added "
-        "at the end, which attackers try first. Choose another.",
+        "at the end, which attackers try first. Choose another."
+    ),
 }
 
 

@@ -28,11 +28,20 @@ class Permission(StrEnum):
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.CASEWORKER: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
-                                Permission.WORK_CASES}),
-    Role.LEAD: frozenset({Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS,
-                          Permission.LEAD_TRIAGE, Permission.WORK_CASES, Permission.MANAGE_KEY_GRANTS,
-                          Permission.MANAGE_STATIONS}),
+    Role.CASEWORKER: frozenset(
+        {Permission.VIEW_QUEUE, Permission.READ_TIP_CONTENT, Permission.TRIAGE_TIPS, Permission.WORK_CASES}
+    ),
+    Role.LEAD: frozenset(
+        {
+            Permission.VIEW_QUEUE,
+            Permission.READ_TIP_CONTENT,
+            Permission.TRIAGE_TIPS,
+            Permission.LEAD_TRIAGE,
+            Permission.WORK_CASES,
+            Permission.MANAGE_KEY_GRANTS,
+            Permission.MANAGE_STATIONS,
+        }
+    ),
     Role.ADMIN: frozenset({Permission.MANAGE_ACCOUNTS}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT_LOG}),
 }

@@ -43,16 +43,23 @@ async def login(request: Request, session: DbSession, context: Context) -> Respo
 
     def authenticate() -> Response:
         outcome = service.authenticate(
-            session, username=body.username, password=body.password, otp=body.otp,
-            settings=context.settings, totp_key=context.secrets.totp_key,
+            session,
+            username=body.username,
+            password=body.password,
+            otp=body.otp,
+            settings=context.settings,
+            totp_key=context.secrets.totp_key,
         )
         if outcome is None:
             # Returned, not raised: the failure counter must commit.
             return JSONResponse(INVALID_LOGIN, status_code=401)
         account, keys = outcome
         cookie_value = service.start_session(session, account, keys)
-        response = JSONResponse(SessionInfo(username=account.username, role=account.role,
-                                            holds_intake_key=bool(keys.intake)).model_dump())
+        response = JSONResponse(
+            SessionInfo(
+                username=account.username, role=account.role, holds_intake_key=bool(keys.intake)
+            ).model_dump()
+        )
         set_session_cookie(request, response, context.settings, cookie_value)
         return response
 
@@ -69,13 +76,15 @@ def logout(request: Request, principal: CurrentStaff, session: DbSession, contex
 
 @router.get("/session", response_model=SessionInfo)
 def whoami(principal: CurrentStaff) -> SessionInfo:
-    return SessionInfo(username=principal.username, role=principal.role,
-                       holds_intake_key=bool(principal.keys.intake))
+    return SessionInfo(
+        username=principal.username, role=principal.role, holds_intake_key=bool(principal.keys.intake)
+    )
 
 
 @router.post("/step-up", status_code=204)
-async def step_up(request: Request, principal: CurrentStaff, session: DbSession,
-                  context: Context) -> Response:
+async def step_up(
+    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> Response:
     body = await read_json(request, StepUpRequest, context.settings)
     confirmed = await run_in_threadpool(service.step_up, session, principal, body.password)
     # Returned, not raised: a wrong password counts towards the lockout.
@@ -83,24 +92,38 @@ async def step_up(request: Request, principal: CurrentStaff, session: DbSession,
 
 
 @router.post("/password", status_code=204)
-async def change_password(request: Request, principal: CurrentStaff, session: DbSession,
-                          context: Context) -> Response:
+async def change_password(
+    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> Response:
     body = await read_json(request, ChangePasswordRequest, context.settings)
-    changed = await run_in_threadpool(service.change_password, session, principal, body.current_password,
-                                      body.new_password, settings=context.settings)
+    changed = await run_in_threadpool(
+        service.change_password,
+        session,
+        principal,
+        body.current_password,
+        body.new_password,
+        settings=context.settings,
+    )
     return Response(status_code=204) if changed else JSONResponse(WRONG_PASSWORD, status_code=403)
 
 
 @router.get("/sessions", response_model=list[SessionView])
 def list_sessions(principal: CurrentStaff, session: DbSession) -> list[SessionView]:
-    return [SessionView(id=row.id, created_at=row.created_at, last_seen_at=row.last_seen_at,
-                        current=row.id == principal.session_id)
-            for row in service.sessions_of(session, principal.account_id)]
+    return [
+        SessionView(
+            id=row.id,
+            created_at=row.created_at,
+            last_seen_at=row.last_seen_at,
+            current=row.id == principal.session_id,
+        )
+        for row in service.sessions_of(session, principal.account_id)
+    ]
 
 
 @router.post("/logout-everywhere", status_code=204)
-def logout_everywhere(request: Request, principal: CurrentStaff, session: DbSession,
-                      context: Context) -> Response:
+def logout_everywhere(
+    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> Response:
     service.log_out_everywhere(session, principal)
     response = Response(status_code=204)
     clear_session_cookie(request, response, context.settings)
@@ -108,15 +131,25 @@ def logout_everywhere(request: Request, principal: CurrentStaff, session: DbSess
 
 
 def account_view(account: StaffAccount, key_holders: set[uuid.UUID]) -> AccountView:
-    return AccountView(id=account.id, username=account.username, role=account.role,
-                       is_active=account.is_active, activated=account.login_verifier is not None,
-                       locked=service.is_locked(account, service.utc_now()),
-                       holds_intake_key=account.id in key_holders, created_on=account.created_on)
+    return AccountView(
+        id=account.id,
+        username=account.username,
+        role=account.role,
+        is_active=account.is_active,
+        activated=account.login_verifier is not None,
+        locked=service.is_locked(account, service.utc_now()),
+        holds_intake_key=account.id in key_holders,
+        created_on=account.created_on,
+    )
 
 
 def link_issued(account: StaffAccount, purpose: LinkPurpose, token: str) -> LinkIssued:
-    return LinkIssued(account_id=account.id, purpose=purpose, link_path=f"/link/{token}",
-                      expires_in_hours=int(accounts.LINK_LIFETIME.total_seconds() // 3600))
+    return LinkIssued(
+        account_id=account.id,
+        purpose=purpose,
+        link_path=f"/link/{token}",
+        expires_in_hours=int(accounts.LINK_LIFETIME.total_seconds() // 3600),
+    )
 
 
 @accounts_router.get("", response_model=list[AccountView])
@@ -126,12 +159,18 @@ def list_accounts(_admin: AccountAdmin, session: DbSession) -> list[AccountView]
 
 
 @accounts_router.post("", status_code=201, response_model=LinkIssued)
-async def create_account(request: Request, admin: AccountAdmin, session: DbSession,
-                         context: Context) -> LinkIssued:
+async def create_account(
+    request: Request, admin: AccountAdmin, session: DbSession, context: Context
+) -> LinkIssued:
     body = await read_json(request, CreateAccountRequest, context.settings)
     account, token = await run_in_threadpool(
-        accounts.invite_account, session, username=body.username, role=body.role,
-        actor=admin.actor, server_secrets=context.secrets)
+        accounts.invite_account,
+        session,
+        username=body.username,
+        role=body.role,
+        actor=admin.actor,
+        server_secrets=context.secrets,
+    )
     return link_issued(account, LinkPurpose.ACTIVATION, token)
 
 
@@ -142,36 +181,38 @@ def get_account(account_id: uuid.UUID, _admin: AccountAdmin, session: DbSession)
 
 
 @accounts_router.patch("/{account_id}", response_model=AccountView)
-async def update_account(account_id: uuid.UUID, request: Request, admin: AccountAdmin,
-                         session: DbSession, context: Context) -> AccountView:
+async def update_account(
+    account_id: uuid.UUID, request: Request, admin: AccountAdmin, session: DbSession, context: Context
+) -> AccountView:
     body = await read_json(request, UpdateAccountRequest, context.settings)
 
     def update() -> AccountView:
         account = accounts.account_for_admin(session, account_id)
-        accounts.update_account(session, account, actor=admin.actor, role=body.role,
-                                is_active=body.is_active)
+        accounts.update_account(session, account, actor=admin.actor, role=body.role, is_active=body.is_active)
         return account_view(account, accounts.accounts_holding_keys(session))
 
     return await run_in_threadpool(update)
 
 
-def _reset(session: DbSession, context: Context, admin: Principal, account_id: uuid.UUID,
-           purpose: LinkPurpose) -> LinkIssued:
+def _reset(
+    session: DbSession, context: Context, admin: Principal, account_id: uuid.UUID, purpose: LinkPurpose
+) -> LinkIssued:
     account = accounts.account_for_admin(session, account_id)
-    token = accounts.issue_link(session, account, purpose, actor=admin.actor,
-                                server_secrets=context.secrets)
+    token = accounts.issue_link(session, account, purpose, actor=admin.actor, server_secrets=context.secrets)
     return link_issued(account, purpose, token)
 
 
 @accounts_router.post("/{account_id}/reset-password", status_code=201, response_model=LinkIssued)
-def reset_password(account_id: uuid.UUID, admin: AccountAdmin, session: DbSession,
-                   context: Context) -> LinkIssued:
+def reset_password(
+    account_id: uuid.UUID, admin: AccountAdmin, session: DbSession, context: Context
+) -> LinkIssued:
     return _reset(session, context, admin, account_id, LinkPurpose.PASSWORD_RESET)
 
 
 @accounts_router.post("/{account_id}/reset-2fa", status_code=201, response_model=LinkIssued)
-def reset_two_factor(account_id: uuid.UUID, admin: AccountAdmin, session: DbSession,
-                     context: Context) -> LinkIssued:
+def reset_two_factor(
+    account_id: uuid.UUID, admin: AccountAdmin, session: DbSession, context: Context
+) -> LinkIssued:
     return _reset(session, context, admin, account_id, LinkPurpose.TOTP_RESET)
 
 
@@ -179,8 +220,12 @@ def reset_two_factor(account_id: uuid.UUID, admin: AccountAdmin, session: DbSess
 def view_link(token: str, session: DbSession, context: Context) -> LinkView:
     opened = accounts.open_link(session, token)
     secret = accounts.enrolment_secret(opened, context.secrets)
-    return LinkView(purpose=opened.link.purpose, username=opened.account.username, totp_secret=secret,
-                    totp_uri=totp_provisioning_uri(secret, opened.account.username) if secret else None)
+    return LinkView(
+        purpose=opened.link.purpose,
+        username=opened.account.username,
+        totp_secret=secret,
+        totp_uri=totp_provisioning_uri(secret, opened.account.username) if secret else None,
+    )
 
 
 @links_router.post("/{token}", status_code=204)
@@ -188,9 +233,15 @@ async def complete_link(token: str, request: Request, session: DbSession, contex
     body = await read_json(request, CompleteLinkRequest, context.settings)
 
     def complete() -> None:
-        accounts.complete_link(session, accounts.open_link(session, token), otp=body.otp,
-                               new_password=body.new_password, current_password=body.current_password,
-                               settings=context.settings, server_secrets=context.secrets)
+        accounts.complete_link(
+            session,
+            accounts.open_link(session, token),
+            otp=body.otp,
+            new_password=body.new_password,
+            current_password=body.current_password,
+            settings=context.settings,
+            server_secrets=context.secrets,
+        )
 
     await run_in_threadpool(complete)
     return Response(status_code=204)

@@ -329,9 +329,7 @@ async def update_account_form(
     role = Role(fields["role"]) if fields.get("role") in {r.value for r in Role} else None
     is_active = {"true": True, "false": False}.get(fields.get("is_active", ""))
     account = accounts.account_for_admin(session, account_id)
-    accounts.update_account(
-        session, account, actor=admin.actor, role=role, is_active=is_active
-    )
+    accounts.update_account(session, account, actor=admin.actor, role=role, is_active=is_active)
     return see_other(f"/admin/accounts/{account_id}")
 
 

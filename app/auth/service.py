@@ -47,7 +47,7 @@ STEP_UP_WINDOW = dt.timedelta(minutes=5)
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=30)
 TOTP_DIGITS = 6
 # Verified for unknown usernames so that they cost one Argon2id run too.
-_DUMMY_SALT = b"daylight-dummy-salt"[:kdf.SALT_BYTES]
+_DUMMY_SALT = b"daylight-dummy-salt"[: kdf.SALT_BYTES]
 
 
 def utc_now() -> dt.datetime:
@@ -78,10 +78,12 @@ class UnlockedKeys:
         return f"UnlockedKeys(intake_versions={sorted(self.intake)})"
 
     def to_bytes(self) -> bytes:
-        return json.dumps({
-            "personal": base64.b64encode(self.personal.raw).decode(),
-            "intake": {str(v): base64.b64encode(k.raw).decode() for v, k in self.intake.items()},
-        }).encode()
+        return json.dumps(
+            {
+                "personal": base64.b64encode(self.personal.raw).decode(),
+                "intake": {str(v): base64.b64encode(k.raw).decode() for v, k in self.intake.items()},
+            }
+        ).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UnlockedKeys:
@@ -120,8 +122,9 @@ def new_totp_secret() -> str:
     return pyotp.random_base32()
 
 
-def set_password_and_new_key_pair(account: StaffAccount, password: str, *, settings: Settings,
-                                  server_secrets: ServerSecrets) -> sealing.PrivateKey:
+def set_password_and_new_key_pair(
+    account: StaffAccount, password: str, *, settings: Settings, server_secrets: ServerSecrets
+) -> sealing.PrivateKey:
     """Give the account a password and a fresh personal key pair, wrapped under the password.
 
     A new key pair, not a re-wrap: this is for activation and for an admin
@@ -131,14 +134,16 @@ def set_password_and_new_key_pair(account: StaffAccount, password: str, *, setti
     personal_private = sealing.generate_private_key()
     personal_public = personal_private.public_key()
     account.public_key = personal_public.raw
-    account.public_key_mac = public_key_mac(server_secrets.key_integrity_key, personal_public,
-                                            *staff_key_context(account.id))
+    account.public_key_mac = public_key_mac(
+        server_secrets.key_integrity_key, personal_public, *staff_key_context(account.id)
+    )
     _wrap_under_password(account, password, personal_private, settings)
     return personal_private
 
 
-def _wrap_under_password(account: StaffAccount, password: str, personal_private: sealing.PrivateKey,
-                         settings: Settings) -> None:
+def _wrap_under_password(
+    account: StaffAccount, password: str, personal_private: sealing.PrivateKey, settings: Settings
+) -> None:
     salt = kdf.new_salt()
     params = argon2_parameters(settings)
     login_keys = kdf.derive_login_keys(password, salt, params)
@@ -148,13 +153,16 @@ def _wrap_under_password(account: StaffAccount, password: str, personal_private:
     account.argon2_parallelism = params.parallelism
     account.login_verifier = login_keys.verifier
     account.wrapped_private_key = PERSONAL_PRIVATE_KEY.seal(
-        login_keys.key_encryption_key, personal_private.raw, row_id=str(account.id))
+        login_keys.key_encryption_key, personal_private.raw, row_id=str(account.id)
+    )
 
 
-def set_totp_secret(account: StaffAccount, totp_secret: str, server_secrets: ServerSecrets, *,
-                    confirmed: bool) -> None:
-    account.totp_secret_encrypted = TOTP_SECRET.seal(server_secrets.totp_key, totp_secret.encode(),
-                                                     row_id=str(account.id))
+def set_totp_secret(
+    account: StaffAccount, totp_secret: str, server_secrets: ServerSecrets, *, confirmed: bool
+) -> None:
+    account.totp_secret_encrypted = TOTP_SECRET.seal(
+        server_secrets.totp_key, totp_secret.encode(), row_id=str(account.id)
+    )
     account.totp_confirmed = confirmed
     account.totp_last_step = 0
 
@@ -177,18 +185,25 @@ def create_account(
 ) -> tuple[StaffAccount, sealing.PrivateKey]:
     """An account ready to log in (demo, tests, recovery tooling); the admin flow is
     `accounts.invite_account`. Returns the unwrapped personal private key too."""
-    account = StaffAccount(id=uuid.uuid4(), username=username, role=role, is_active=True,
-                           totp_last_step=0, failed_logins=0, created_on=utc_now().date())
-    personal_private = set_password_and_new_key_pair(account, password, settings=settings,
-                                                     server_secrets=server_secrets)
+    account = StaffAccount(
+        id=uuid.uuid4(),
+        username=username,
+        role=role,
+        is_active=True,
+        totp_last_step=0,
+        failed_logins=0,
+        created_on=utc_now().date(),
+    )
+    personal_private = set_password_and_new_key_pair(
+        account, password, settings=settings, server_secrets=server_secrets
+    )
     set_totp_secret(account, totp_secret, server_secrets, confirmed=True)
     session.add(account)
     session.flush()
     return account, personal_private
 
 
-def accept_totp(session: Session, account: StaffAccount, otp: str, totp_key: bytes,
-                 now: dt.datetime) -> bool:
+def accept_totp(session: Session, account: StaffAccount, otp: str, totp_key: bytes, now: dt.datetime) -> bool:
     """Accept a code of the current step or one step either side, never a step already used."""
     totp = pyotp.TOTP(totp_secret_of(account, totp_key), digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
     current_step = int(now.timestamp()) // TOTP_STEP_SECONDS
@@ -232,22 +247,37 @@ def authenticate(
     if account is None or not account.can_log_in or is_locked(account, now):
         kdf.derive_login_keys(password, _DUMMY_SALT, argon2_parameters(settings))
         # The typed username is not recorded: people type passwords into it.
-        audit.record(session, account_actor(account) if account else audit.Actor(None, None, None),
-                     "auth.login", object_type="account", object_id=account.id if account else None,
-                     outcome=audit.Outcome.DENIED if account else audit.Outcome.FAILURE,
-                     details={"reason": _refusal_reason(account, now)})
+        audit.record(
+            session,
+            account_actor(account) if account else audit.Actor(None, None, None),
+            "auth.login",
+            object_type="account",
+            object_id=account.id if account else None,
+            outcome=audit.Outcome.DENIED if account else audit.Outcome.FAILURE,
+            details={"reason": _refusal_reason(account, now)},
+        )
         return None
     login_keys = derive_account_login_keys(account, password)
     if not hmac.compare_digest(login_keys.verifier, account.login_verifier or b"") or not accept_totp(
         session, account, otp, totp_key, now
     ):
         record_failed_login(session, account, now)
-        audit.record(session, account_actor(account), "auth.login", object_type="account",
-                     object_id=account.id, outcome=audit.Outcome.FAILURE, details={"reason": "credentials"})
+        audit.record(
+            session,
+            account_actor(account),
+            "auth.login",
+            object_type="account",
+            object_id=account.id,
+            outcome=audit.Outcome.FAILURE,
+            details={"reason": "credentials"},
+        )
         return None
-    session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
-                    .values(failed_logins=0, locked_until=None)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id)
+        .values(failed_logins=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
     audit.record(session, account_actor(account), "auth.login", object_type="account", object_id=account.id)
     personal = unwrap_personal_key(account, login_keys)
     keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account, personal))
@@ -281,35 +311,48 @@ def lockout_duration(failures: int) -> dt.timedelta | None:
 def record_failed_login(session: Session, account: StaffAccount, now: dt.datetime) -> None:
     # Incremented in the database, so concurrent failures are all counted.
     failures = session.execute(
-        update(StaffAccount).where(StaffAccount.id == account.id)
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id)
         .values(failed_logins=StaffAccount.failed_logins + 1)
         .returning(StaffAccount.failed_logins)
         .execution_options(synchronize_session=False)
     ).scalar_one()
     duration = lockout_duration(failures)
     if duration is not None:
-        session.execute(update(StaffAccount).where(StaffAccount.id == account.id)
-                        .values(locked_until=now + duration)
-                        .execution_options(synchronize_session=False))
-        audit.record(session, account_actor(account), "auth.lockout", object_type="account",
-                     object_id=account.id, details={"failures": failures,
-                                                    "minutes": int(duration.total_seconds() // 60)})
+        session.execute(
+            update(StaffAccount)
+            .where(StaffAccount.id == account.id)
+            .values(locked_until=now + duration)
+            .execution_options(synchronize_session=False)
+        )
+        audit.record(
+            session,
+            account_actor(account),
+            "auth.lockout",
+            object_type="account",
+            object_id=account.id,
+            details={"failures": failures, "minutes": int(duration.total_seconds() // 60)},
+        )
 
 
 def derive_account_login_keys(account: StaffAccount, password: str) -> kdf.LoginKeys:
-    if (account.password_salt is None or account.argon2_time_cost is None
-            or account.argon2_memory_cost_kib is None or account.argon2_parallelism is None):
+    if (
+        account.password_salt is None
+        or account.argon2_time_cost is None
+        or account.argon2_memory_cost_kib is None
+        or account.argon2_parallelism is None
+    ):
         raise ValueError("the account has no password yet")
-    params = kdf.Argon2Parameters(account.argon2_time_cost, account.argon2_memory_cost_kib,
-                                  account.argon2_parallelism)
+    params = kdf.Argon2Parameters(
+        account.argon2_time_cost, account.argon2_memory_cost_kib, account.argon2_parallelism
+    )
     return kdf.derive_login_keys(password, account.password_salt, params)
 
 
 def password_matches(account: StaffAccount, password: str) -> kdf.LoginKeys | None:
     """The login keys when ``password`` is the account's, else None (always one Argon2id run)."""
     login_keys = derive_account_login_keys(account, password)
-    if account.login_verifier is None or not hmac.compare_digest(login_keys.verifier,
-                                                                 account.login_verifier):
+    if account.login_verifier is None or not hmac.compare_digest(login_keys.verifier, account.login_verifier):
         return None
     return login_keys
 
@@ -317,8 +360,11 @@ def password_matches(account: StaffAccount, password: str) -> kdf.LoginKeys | No
 def unwrap_personal_key(account: StaffAccount, login_keys: kdf.LoginKeys) -> sealing.PrivateKey:
     if account.wrapped_private_key is None:
         raise ValueError("the account has no key pair yet")
-    return sealing.PrivateKey(PERSONAL_PRIVATE_KEY.open(
-        login_keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)))
+    return sealing.PrivateKey(
+        PERSONAL_PRIVATE_KEY.open(
+            login_keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)
+        )
+    )
 
 
 def _token_lookup_hash(token: bytes) -> bytes:
@@ -326,8 +372,9 @@ def _token_lookup_hash(token: bytes) -> bytes:
 
 
 def _token_session_key(token: bytes) -> bytes:
-    return HKDFExpand(algorithm=hashes.SHA256(), length=32,
-                      info=bind("daylight/session-key/v1")).derive(token)
+    return HKDFExpand(algorithm=hashes.SHA256(), length=32, info=bind("daylight/session-key/v1")).derive(
+        token
+    )
 
 
 def encode_token(token: bytes) -> str:
@@ -342,22 +389,26 @@ def decode_token(value: str) -> bytes | None:
     return token if len(token) == 32 else None
 
 
-def start_session(session: Session, account: StaffAccount, keys: UnlockedKeys,
-                  now: dt.datetime | None = None) -> str:
+def start_session(
+    session: Session, account: StaffAccount, keys: UnlockedKeys, now: dt.datetime | None = None
+) -> str:
     """A new session (always a new id, never a reused one); returns the cookie value."""
     now = now or utc_now()
     token = secrets.token_bytes(32)
     session_id = uuid.uuid4()
-    session.add(StaffSession(
-        id=session_id,
-        token_hash=_token_lookup_hash(token),
-        account_id=account.id,
-        created_at=now,
-        last_seen_at=now,
-        reauthenticated_at=now,
-        unlocked_keys_encrypted=SESSION_KEYS.seal(_token_session_key(token), keys.to_bytes(),
-                                                  row_id=str(session_id)),
-    ))
+    session.add(
+        StaffSession(
+            id=session_id,
+            token_hash=_token_lookup_hash(token),
+            account_id=account.id,
+            created_at=now,
+            last_seen_at=now,
+            reauthenticated_at=now,
+            unlocked_keys_encrypted=SESSION_KEYS.seal(
+                _token_session_key(token), keys.to_bytes(), row_id=str(session_id)
+            ),
+        )
+    )
     session.flush()
     return encode_token(token)
 
@@ -369,8 +420,9 @@ class ExpiredSession:
     session_id: uuid.UUID
 
 
-def resume_session(session: Session, cookie_value: str, settings: Settings,
-                   now: dt.datetime | None = None) -> Principal | ExpiredSession | None:
+def resume_session(
+    session: Session, cookie_value: str, settings: Settings, now: dt.datetime | None = None
+) -> Principal | ExpiredSession | None:
     """The principal for a session cookie; ExpiredSession to destroy; None when unknown."""
     now = now or utc_now()
     token = decode_token(cookie_value)
@@ -389,25 +441,33 @@ def resume_session(session: Session, cookie_value: str, settings: Settings,
     if not account.is_active or now >= idle_deadline or now >= absolute_deadline:
         return ExpiredSession(staff_session.id)
     try:
-        keys = UnlockedKeys.from_bytes(SESSION_KEYS.open(
-            _token_session_key(token), staff_session.unlocked_keys_encrypted, row_id=str(staff_session.id)
-        ))
+        keys = UnlockedKeys.from_bytes(
+            SESSION_KEYS.open(
+                _token_session_key(token), staff_session.unlocked_keys_encrypted, row_id=str(staff_session.id)
+            )
+        )
     except DecryptionError:
         return None
     if now - as_utc(staff_session.last_seen_at) >= LAST_SEEN_RESOLUTION:
         staff_session.last_seen_at = now
         session.flush()
-    return Principal(account_id=account.id, username=account.username, role=Role(account.role),
-                     session_id=staff_session.id, keys=keys,
-                     reauthenticated_at=as_utc(staff_session.reauthenticated_at),
-                     csrf_token=_csrf_token(token))
+    return Principal(
+        account_id=account.id,
+        username=account.username,
+        role=Role(account.role),
+        session_id=staff_session.id,
+        keys=keys,
+        reauthenticated_at=as_utc(staff_session.reauthenticated_at),
+        csrf_token=_csrf_token(token),
+    )
 
 
 def _csrf_token(token: bytes) -> str:
     # Derived from the cookie's token: an attacker's page can neither read
     # the cookie nor compute this, and the server stores nothing extra.
-    return encode_token(HKDFExpand(algorithm=hashes.SHA256(), length=32,
-                                   info=bind("daylight/csrf/v1")).derive(token))
+    return encode_token(
+        HKDFExpand(algorithm=hashes.SHA256(), length=32, info=bind("daylight/csrf/v1")).derive(token)
+    )
 
 
 def end_session(session: Session, session_id: uuid.UUID) -> None:
@@ -424,8 +484,9 @@ def log_out_everywhere(session: Session, principal: Principal) -> None:
     audit.record(session, principal.actor, "auth.logout_everywhere")
 
 
-def revoke_sessions(session: Session, account_id: uuid.UUID, *,
-                    keep_session_id: uuid.UUID | None = None) -> None:
+def revoke_sessions(
+    session: Session, account_id: uuid.UUID, *, keep_session_id: uuid.UUID | None = None
+) -> None:
     """End every session of an account (but ``keep_session_id``), with the keys sealed in them.
 
     Called on every change that must reach sessions at once: deactivation,
@@ -438,8 +499,13 @@ def revoke_sessions(session: Session, account_id: uuid.UUID, *,
 
 
 def sessions_of(session: Session, account_id: uuid.UUID) -> list[StaffSession]:
-    return list(session.scalars(select(StaffSession).where(StaffSession.account_id == account_id)
-                                .order_by(StaffSession.created_at.desc())))
+    return list(
+        session.scalars(
+            select(StaffSession)
+            .where(StaffSession.account_id == account_id)
+            .order_by(StaffSession.created_at.desc())
+        )
+    )
 
 
 def recently_reauthenticated(principal: Principal, now: dt.datetime | None = None) -> bool:
@@ -453,14 +519,18 @@ def step_up(session: Session, principal: Principal, password: str) -> bool:
         record_failed_login(session, account, utc_now())
         audit.record(session, principal.actor, "auth.step_up", outcome=audit.Outcome.FAILURE)
         return False
-    session.execute(update(StaffSession).where(StaffSession.id == principal.session_id)
-                    .values(reauthenticated_at=utc_now()))
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.id == principal.session_id)
+        .values(reauthenticated_at=utc_now())
+    )
     audit.record(session, principal.actor, "auth.step_up")
     return True
 
 
-def change_password(session: Session, principal: Principal, current_password: str, new_password: str,
-                    *, settings: Settings) -> bool:
+def change_password(
+    session: Session, principal: Principal, current_password: str, new_password: str, *, settings: Settings
+) -> bool:
     """Re-wrap the personal key under a new password; end the member's other sessions.
 
     The key pair stays the same, so key grants sealed to it keep working.
@@ -470,12 +540,19 @@ def change_password(session: Session, principal: Principal, current_password: st
     check_new_password(new_password, username=account.username)
     if password_matches(account, current_password) is None:
         record_failed_login(session, account, utc_now())
-        audit.record(session, principal.actor, "auth.password_change", object_type="account",
-                     object_id=account.id, outcome=audit.Outcome.FAILURE)
+        audit.record(
+            session,
+            principal.actor,
+            "auth.password_change",
+            object_type="account",
+            object_id=account.id,
+            outcome=audit.Outcome.FAILURE,
+        )
         return False
     _wrap_under_password(account, new_password, principal.keys.personal, settings)
     revoke_sessions(session, account.id, keep_session_id=principal.session_id)
-    audit.record(session, principal.actor, "auth.password_change", object_type="account",
-                 object_id=account.id)
+    audit.record(
+        session, principal.actor, "auth.password_change", object_type="account", object_id=account.id
+    )
     session.flush()
     return True

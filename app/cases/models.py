@@ -47,7 +47,8 @@ class Case(Base):
     created_on: Mapped[dt.date] = mapped_column(Date)
     closed_on: Mapped[dt.date | None] = mapped_column(Date)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
     # As on tips (app.intake.models): the version sealing the data key now, and the one
     # bound into the content's AAD since the case was created.
     intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
@@ -71,16 +72,18 @@ class CaseTip(Base):
     __tablename__ = "case_tips"
 
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
-    tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True,
-                                              index=True)
+    tip_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class CaseMember(Base):
     __tablename__ = "case_members"
 
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff_accounts.id", ondelete="CASCADE"),
-                                                  primary_key=True, index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class CaseNote(Base):

@@ -18,8 +18,11 @@ def is_member(principal: Principal) -> Exists:
 
 def tips_hidden_from(principal: Principal) -> Select[uuid.UUID]:
     """Ids of tips in a restricted case the caller is not a member of."""
-    return (select(CaseTip.tip_id).join(Case, Case.id == CaseTip.case_id)
-            .where(Case.restricted.is_(True), ~is_member(principal)))
+    return (
+        select(CaseTip.tip_id)
+        .join(Case, Case.id == CaseTip.case_id)
+        .where(Case.restricted.is_(True), ~is_member(principal))
+    )
 
 
 def cases_visible_to(principal: Principal) -> Select[Case]:
@@ -31,5 +34,6 @@ def cases_visible_to(principal: Principal) -> Select[Case]:
 
 def case_readable_by(principal: Principal, case_id: uuid.UUID) -> Select[Case]:
     """The case, if visible and its key version unlocked by the caller."""
-    return (cases_visible_to(principal)
-            .where(Case.id == case_id, Case.intake_key_version.in_(sorted(principal.keys.intake))))
+    return cases_visible_to(principal).where(
+        Case.id == case_id, Case.intake_key_version.in_(sorted(principal.keys.intake))
+    )

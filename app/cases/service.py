@@ -144,8 +144,9 @@ def create_case(
     return case
 
 
-def load_case(session: Session, principal: Principal, case_id: uuid.UUID, *,
-              for_update: bool = False) -> tuple[Case, bytes]:
+def load_case(
+    session: Session, principal: Principal, case_id: uuid.UUID, *, for_update: bool = False
+) -> tuple[Case, bytes]:
     """A case the caller may read, and its data key; NotFound for anything else (restricted included).
 
     Writers pass ``for_update``: the case row is locked (PostgreSQL) and read again, so that two
@@ -367,7 +368,9 @@ def _station_links(session: Session, case: Case, data_key: bytes) -> list[Statio
             relation=link.relation.value,
             confidence=link.confidence.value,
             evidence=LINK_EVIDENCE.open(
-                data_key, link.evidence_encrypted, row_id=link_row_id(case.id, link.id),
+                data_key,
+                link.evidence_encrypted,
+                row_id=link_row_id(case.id, link.id),
                 key_version=case.content_key_version,
             ).decode(),
             proposed_by=username,

@@ -35,8 +35,7 @@ class Contract:
         ENCRYPTED_COLUMNS[key] = self
 
     def context(self, row_id: RowId, key_version: int) -> bytes:
-        return bind("daylight/contract/v1", type(self).__name__, self.table, self.column,
-                    row_id, key_version)
+        return bind("daylight/contract/v1", type(self).__name__, self.table, self.column, row_id, key_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +43,28 @@ class EnvelopeColumn(Contract):
     """A field encrypted under a symmetric key (a tip's data key, a password-derived key)."""
 
     def seal(self, key: bytes, plaintext: bytes, *, row_id: RowId, key_version: int = 1) -> bytes:
-        return envelope.seal_envelope(key, plaintext, self.context(row_id, key_version),
-                                      key_version=key_version)
+        return envelope.seal_envelope(
+            key, plaintext, self.context(row_id, key_version), key_version=key_version
+        )
 
     def open(self, key: bytes, ciphertext: bytes, *, row_id: RowId, key_version: int = 1) -> bytes:
-        return envelope.open_envelope(key, ciphertext, self.context(row_id, key_version),
-                                      key_version=key_version)
+        return envelope.open_envelope(
+            key, ciphertext, self.context(row_id, key_version), key_version=key_version
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class SealedColumn(Contract):
     """A value sealed with HPKE to a hybrid public key (data keys, key grants, replies)."""
 
-    def seal(self, public_key: sealing.PublicKey, plaintext: bytes, *, row_id: RowId,
-             key_version: int = 1) -> bytes:
+    def seal(
+        self, public_key: sealing.PublicKey, plaintext: bytes, *, row_id: RowId, key_version: int = 1
+    ) -> bytes:
         return sealing.seal_to(public_key, plaintext, self.context(row_id, key_version))
 
-    def open(self, private_key: sealing.PrivateKey, sealed: bytes, *, row_id: RowId,
-             key_version: int = 1) -> bytes:
+    def open(
+        self, private_key: sealing.PrivateKey, sealed: bytes, *, row_id: RowId, key_version: int = 1
+    ) -> bytes:
         return sealing.open_sealed(private_key, sealed, self.context(row_id, key_version))
 
 
@@ -75,10 +78,12 @@ class StreamColumn(Contract):
     def decryptor(self, key: bytes, *, row_id: RowId, key_version: int = 1) -> StreamDecryptor:
         return StreamDecryptor(key, self.context(row_id, key_version))
 
-    def encrypt_file(self, source: BinaryIO, sink: BinaryIO, key: bytes, *, row_id: RowId,
-                     key_version: int = 1) -> int:
+    def encrypt_file(
+        self, source: BinaryIO, sink: BinaryIO, key: bytes, *, row_id: RowId, key_version: int = 1
+    ) -> int:
         return streaming.encrypt_file(source, sink, key, self.context(row_id, key_version))
 
-    def decrypt_chunks(self, source: streaming.ReadableBytes, key: bytes, *, row_id: RowId,
-                       key_version: int = 1) -> Iterator[bytes]:
+    def decrypt_chunks(
+        self, source: streaming.ReadableBytes, key: bytes, *, row_id: RowId, key_version: int = 1
+    ) -> Iterator[bytes]:
         return streaming.decrypt_chunks(source, key, self.context(row_id, key_version))

@@ -58,7 +58,8 @@ def derive_login_keys(password: str, salt: bytes, params: Argon2Parameters) -> L
     )
 
     def expand(purpose: str) -> bytes:
-        return HKDFExpand(algorithm=hashes.SHA256(), length=32,
-                          info=bind("daylight/login/v1", purpose)).derive(master)
+        return HKDFExpand(
+            algorithm=hashes.SHA256(), length=32, info=bind("daylight/login/v1", purpose)
+        ).derive(master)
 
     return LoginKeys(verifier=expand("verifier"), key_encryption_key=expand("key-encryption"))

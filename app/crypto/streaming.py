@@ -68,8 +68,9 @@ def _nonce(prefix: bytes, counter: int, *, final: bool) -> bytes:
 class StreamEncryptor:
     """Feed plaintext with `update`, end with `finalize`; write what each returns, in order."""
 
-    def __init__(self, data_key: bytes, aad: bytes, *, salt: bytes | None = None,
-                 nonce_prefix: bytes | None = None) -> None:
+    def __init__(
+        self, data_key: bytes, aad: bytes, *, salt: bytes | None = None, nonce_prefix: bytes | None = None
+    ) -> None:
         # salt and nonce_prefix are injectable for known-answer tests only.
         salt = os.urandom(SALT_BYTES) if salt is None else salt
         prefix = os.urandom(NONCE_PREFIX_BYTES) if nonce_prefix is None else nonce_prefix
@@ -84,8 +85,7 @@ class StreamEncryptor:
         self._finished = False
 
     def _seal_chunk(self, chunk: bytes, *, final: bool) -> bytes:
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._counter, final=final), chunk,
-                                    self.header)
+        sealed = self._aead.encrypt(_nonce(self._prefix, self._counter, final=final), chunk, self.header)
         self._counter += 1
         return sealed
 
@@ -140,8 +140,7 @@ class StreamDecryptor:
     def _open_chunk(self, sealed: bytes, *, final: bool) -> bytes:
         assert self._aead is not None  # noqa: S101 - set by _read_header before any chunk
         try:
-            chunk = self._aead.decrypt(_nonce(self._prefix, self._counter, final=final), sealed,
-                                       self._header)
+            chunk = self._aead.decrypt(_nonce(self._prefix, self._counter, final=final), sealed, self._header)
         except InvalidTag as exc:
             raise DecryptionError from exc
         self._counter += 1

@@ -47,22 +47,29 @@ UPLOAD_CHUNK_POOL_SIZE = 4
 
 # Routes reachable without a staff session. Everything on the intake app is
 # public by design; on the staff app only these two (test_route_guards.py).
-STAFF_PUBLIC_ROUTES = frozenset({
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("POST", "/api/v1/auth/login"),
-    # One-time account links: the token in the path is the credential.
-    ("GET", "/api/v1/account-links/{token}"),
-    ("POST", "/api/v1/account-links/{token}"),
-    ("GET", "/login"),
-    ("POST", "/login"),
-    ("GET", "/link/{token}"),
-    ("POST", "/link/{token}"),
-})
+STAFF_PUBLIC_ROUTES = frozenset(
+    {
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", "/api/v1/auth/login"),
+        # One-time account links: the token in the path is the credential.
+        ("GET", "/api/v1/account-links/{token}"),
+        ("POST", "/api/v1/account-links/{token}"),
+        ("GET", "/login"),
+        ("POST", "/login"),
+        ("GET", "/link/{token}"),
+        ("POST", "/link/{token}"),
+    }
+)
 
 
-def build_context(settings: Settings, database: Database | None = None, *,
-                  secret_names: tuple[str, ...] = SECRET_NAMES, pool_size: int | None = None) -> AppContext:
+def build_context(
+    settings: Settings,
+    database: Database | None = None,
+    *,
+    secret_names: tuple[str, ...] = SECRET_NAMES,
+    pool_size: int | None = None,
+) -> AppContext:
     """``database`` for tests (their rolled-back connection); otherwise one is made, its pool
     ``pool_size`` for a serving process (`daylight serve`), sized to its admission control."""
     blob_database = database
@@ -71,8 +78,11 @@ def build_context(settings: Settings, database: Database | None = None, *,
         # Chunks of files stored in the database are written while uploads stream, outside
         # admission: on a pool of their own, they never take a connection an admitted
         # request is waiting for.
-        blob_database = Database.from_settings(settings, pool_size=UPLOAD_CHUNK_POOL_SIZE) \
-            if settings.blob_storage == "database" and pool_size is not None else database
+        blob_database = (
+            Database.from_settings(settings, pool_size=UPLOAD_CHUNK_POOL_SIZE)
+            if settings.blob_storage == "database" and pool_size is not None
+            else database
+        )
     assert blob_database is not None  # noqa: S101 - set on both paths above
     return AppContext(
         settings=settings,
@@ -89,8 +99,9 @@ def serving_pool_size(settings: Settings) -> int:
     return settings.max_database_requests + 2
 
 
-def create_intake_app(settings: Settings, *, database: Database | None = None,
-                      pool_size: int | None = None) -> FastAPI:
+def create_intake_app(
+    settings: Settings, *, database: Database | None = None, pool_size: int | None = None
+) -> FastAPI:
     context = build_context(settings, database, secret_names=INTAKE_SECRETS, pool_size=pool_size)
     app = build_app(context, title="Daylight intake")
     app.state.tip_committer = TipCommitter(context.database, context.secrets)
@@ -102,8 +113,9 @@ def create_intake_app(settings: Settings, *, database: Database | None = None,
     return app
 
 
-def create_staff_app(settings: Settings, *, database: Database | None = None,
-                     pool_size: int | None = None) -> FastAPI:
+def create_staff_app(
+    settings: Settings, *, database: Database | None = None, pool_size: int | None = None
+) -> FastAPI:
     context = build_context(settings, database, secret_names=STAFF_SECRETS, pool_size=pool_size)
     app = build_app(context, title="Daylight staff")
     app.include_router(health_router)

@@ -59,8 +59,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         organisation = init_organisation(settings, database)
     except OrganisationExists:
         database.engine.dispose()
-        print(f"daylight: an organisation already exists in {args.data_dir}; nothing changed.",
-              file=sys.stderr)
+        print(
+            f"daylight: an organisation already exists in {args.data_dir}; nothing changed.", file=sys.stderr
+        )
         return 1
     database.engine.dispose()
     print(f"Created a Daylight organisation in {args.data_dir}.\n")
@@ -77,8 +78,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         organisation, accounts = create_demo(settings, database)
     except OrganisationExists:
-        print(f"daylight: an organisation already exists in {args.data_dir}; nothing changed.",
-              file=sys.stderr)
+        print(
+            f"daylight: an organisation already exists in {args.data_dir}; nothing changed.", file=sys.stderr
+        )
         return 1
     finally:
         database.engine.dispose()
@@ -113,15 +115,28 @@ def cmd_keys_recover(args: argparse.Namespace) -> int:
         with database.transaction() as session:
             intake_key = current_intake_key(session)
             account = session.scalars(
-                select(StaffAccount).where(StaffAccount.username == args.username)).first()
+                select(StaffAccount).where(StaffAccount.username == args.username)
+            ).first()
             if intake_key is None or account is None:
                 print("daylight: no such organisation or account; nothing changed.", file=sys.stderr)
                 return 1
             intake_private = recover_intake_key(intake_key, recovery_key)
-            grant_intake_key(session, intake_key=intake_key, intake_private=intake_private, grantee=account,
-                             granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
-            audit.record(session, audit.SYSTEM, "key.recover", object_type="account", object_id=account.id,
-                         details={"key_version": intake_key.version})
+            grant_intake_key(
+                session,
+                intake_key=intake_key,
+                intake_private=intake_private,
+                grantee=account,
+                granted_by_id=None,
+                key_integrity_key=server_secrets.key_integrity_key,
+            )
+            audit.record(
+                session,
+                audit.SYSTEM,
+                "key.recover",
+                object_type="account",
+                object_id=account.id,
+                details={"key_version": intake_key.version},
+            )
     except (ValueError, DecryptionError) as exc:
         reason = "the recovery key did not open the intake key" if isinstance(exc, DecryptionError) else exc
         print(f"daylight: {reason}; nothing changed.", file=sys.stderr)
@@ -146,9 +161,13 @@ def _read_recovery_keys(versions: Sequence[int]) -> list[str]:
     return [line.strip() for line in sys.stdin if line.strip()]
 
 
-def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server_secrets: ServerSecrets,
-                            database: Database, versions: Sequence[int],
-                            ) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
+def _unlock_rotation_source(
+    args: argparse.Namespace,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    database: Database,
+    versions: Sequence[int],
+) -> tuple[Mapping[int, sealing.PrivateKey], audit.Actor]:
     """Open the key ``versions`` `keys rotate` needs: with a lead's login, or recovery keys."""
     if args.username is None:
         recovery_keys = _read_recovery_keys(versions)
@@ -161,8 +180,14 @@ def _unlock_rotation_source(args: argparse.Namespace, settings: Settings, server
     # The staff login's own check (lockout, one-time code, audit), in a transaction of its own:
     # a refused attempt is counted and recorded like one at the login page.
     with database.transaction() as session:
-        found = authenticate(session, username=args.username, password=password, otp=otp,
-                             settings=settings, totp_key=server_secrets.totp_key)
+        found = authenticate(
+            session,
+            username=args.username,
+            password=password,
+            otp=otp,
+            settings=settings,
+            totp_key=server_secrets.totp_key,
+        )
     if found is None:
         raise rotation.RotationRefused("the login was refused")
     account, keys = found
@@ -176,9 +201,12 @@ def _confirm_recipients(args: argparse.Namespace, database: Database) -> None:
     may have leaked must have been revoked first, or the new key goes to them as well."""
     with database.transaction() as session:
         recipients = rotation.successor_recipients(session)
-    print(f"The new intake key will be granted to {len(recipients)} members who hold the current one: "
-          f"{', '.join(recipients) or 'nobody'}.\nRevoke anyone whose copy of the key may have leaked "
-          "(staff UI, Key grants) before going on.", flush=True)
+    print(
+        f"The new intake key will be granted to {len(recipients)} members who hold the current one: "
+        f"{', '.join(recipients) or 'nobody'}.\nRevoke anyone whose copy of the key may have leaked "
+        "(staff UI, Key grants) before going on.",
+        flush=True,
+    )
     if args.yes:
         return
     if not sys.stdin.isatty():
@@ -199,14 +227,17 @@ def _progress_bar(done: int, total: int) -> None:
 
 def _print_new_recovery_key(started: rotation.Rotation) -> None:
     if started.recovery_key is None:
-        print(f"Resuming the rotation from intake key version {started.from_version} "
-              f"to {started.to_version}.")
+        print(
+            f"Resuming the rotation from intake key version {started.from_version} to {started.to_version}."
+        )
         return
     print(f"Created intake key version {started.to_version}.\n")
     print("NEW RECOVERY KEY (shown once; print it, store it offline, never on this server):\n")
     print(f"    {started.recovery_key}\n")
-    print(f"The recovery key of version {started.from_version} stops working when the rotation ends.",
-          flush=True)
+    print(
+        f"The recovery key of version {started.from_version} stops working when the rotation ends.",
+        flush=True,
+    )
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
@@ -220,9 +251,15 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         unlocked, actor = _unlock_rotation_source(args, settings, server_secrets, database, versions)
         if len(versions) == 1:  # starting; a resumed rotation made its grants when it started
             _confirm_recipients(args, database)
-        report = rotation.run(database, unlocked, actor, key_integrity_key=server_secrets.key_integrity_key,
-                              batch_size=args.batch_size, on_started=_print_new_recovery_key,
-                              progress=_progress_bar)
+        report = rotation.run(
+            database,
+            unlocked,
+            actor,
+            key_integrity_key=server_secrets.key_integrity_key,
+            batch_size=args.batch_size,
+            on_started=_print_new_recovery_key,
+            progress=_progress_bar,
+        )
     except rotation.StillSealedToOldKey as exc:
         print(f"daylight: {exc}.", file=sys.stderr)
         return 1
@@ -230,21 +267,25 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         print(f"daylight: {exc}; nothing changed.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ndaylight: interrupted; run the same command again to resume the rotation.",
-              file=sys.stderr)
+        print("\ndaylight: interrupted; run the same command again to resume the rotation.", file=sys.stderr)
         return 130
     except DBAPIError as exc:
         # A lost connection, a deadlock with a purge, a conflicting concurrent run: each step is
         # its own transaction, so whatever committed stays and the rest resumes.
-        print(f"\ndaylight: the database refused a step ({type(exc.orig).__name__}); run the same "
-              "command again to resume the rotation.", file=sys.stderr)
+        print(
+            f"\ndaylight: the database refused a step ({type(exc.orig).__name__}); run the same "
+            "command again to resume the rotation.",
+            file=sys.stderr,
+        )
         return 1
     finally:
         database.engine.dispose()
     counts = ", ".join(f"{count} {name}" for name, count in report.resealed.items())
-    print(f"Rotated the intake key from version {report.from_version} to {report.to_version}: "
-          f"re-sealed {counts}. Version {report.from_version} is destroyed; {report.holders} members "
-          f"hold version {report.to_version} and use it from their next login.")
+    print(
+        f"Rotated the intake key from version {report.from_version} to {report.to_version}: "
+        f"re-sealed {counts}. Version {report.from_version} is destroyed; {report.holders} members "
+        f"hold version {report.to_version} and use it from their next login."
+    )
     if report.scrub_problems:
         print("daylight: copies of the old key's wraps may remain in the database files:", file=sys.stderr)
         for problem in report.scrub_problems:
@@ -261,8 +302,13 @@ def cmd_accounts_invite(args: argparse.Namespace) -> int:
     server_secrets = load_server_secrets(settings.secrets_dir)
     try:
         with database.transaction() as session:
-            _, token = invite_account(session, username=args.username, role=Role(args.role),
-                                      actor=audit.SYSTEM, server_secrets=server_secrets)
+            _, token = invite_account(
+                session,
+                username=args.username,
+                role=Role(args.role),
+                actor=audit.SYSTEM,
+                server_secrets=server_secrets,
+            )
     except UsernameTaken:
         print(f"daylight: the username {args.username} is taken; nothing changed.", file=sys.stderr)
         return 1
@@ -281,8 +327,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Exit 0 when the log is intact; 1, naming the first bad event, otherwise."""
     if args.export is not None:
         if args.verifier_key is None and args.data_dir is None:
-            print("daylight: --export needs --verifier-key (or --data-dir for this server's key)",
-                  file=sys.stderr)
+            print(
+                "daylight: --export needs --verifier-key (or --data-dir for this server's key)",
+                file=sys.stderr,
+            )
             return 2
         if args.verifier_key is not None:
             name, public_key = parse_verifier_key(args.verifier_key)
@@ -300,11 +348,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         with database.engine.connect() as connection:
             connection.execution_options(**{READ_ONLY_OPTION: True})
             report = audit_service.verify_database(
-                connection, audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin)
+                connection, audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin
+            )
         database.engine.dispose()
     if report.ok:
-        print(f"ok: {report.size} events, root {report.root.hex()}, "
-              f"{report.checkpoints_checked} signed checkpoints verified")
+        print(
+            f"ok: {report.size} events, root {report.root.hex()}, "
+            f"{report.checkpoints_checked} signed checkpoints verified"
+        )
         return 0
     first = f"first bad event: {report.first_bad_seq}" if report.first_bad_seq else "checkpoints are bad"
     print(f"TAMPERED: {first}", file=sys.stderr)
@@ -315,8 +366,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     settings, database, server_secrets = _audit_database(args)
-    public_key_line = verifier_key(audit_service.signing_key(server_secrets).public_key(),
-                                   settings.audit_log_origin)
+    public_key_line = verifier_key(
+        audit_service.signing_key(server_secrets).public_key(), settings.audit_log_origin
+    )
     with database.transaction() as session:
         audit.record(session, audit.SYSTEM, "audit.export")
     with database.transaction() as session, _output(args.output) as sink:
@@ -329,8 +381,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
     settings, database, server_secrets = _audit_database(args)
     with database.transaction() as session:
-        checkpoint = audit_service.write_checkpoint(session, audit_service.signing_key(server_secrets),
-                                                    settings.audit_log_origin)
+        checkpoint = audit_service.write_checkpoint(
+            session, audit_service.signing_key(server_secrets), settings.audit_log_origin
+        )
         latest = checkpoint or audit_service.latest_checkpoint(session)
         print(latest.signed_note if latest else "no events yet: nothing to sign", end="" if latest else "\n")
     database.engine.dispose()
@@ -368,8 +421,9 @@ def cmd_stations_export(args: argparse.Namespace) -> int:
     database = Database.from_settings(settings)
     with database.transaction() as session:
         stations = registry.all_stations(session)
-        text = (registry.export_csv(stations) if args.format == "csv"
-                else registry.export_json(stations) + "\n")
+        text = (
+            registry.export_csv(stations) if args.format == "csv" else registry.export_json(stations) + "\n"
+        )
         audit.record(session, audit.SYSTEM, "stations.export", details={"format": args.format})
     database.engine.dispose()
     with _output(args.output) as sink:
@@ -384,13 +438,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"daylight: {exc}", file=sys.stderr)
         return 1
     files = manifest["files"]
-    print(f"backed up the {manifest['database']} database and {len(files)} files "  # type: ignore[arg-type]
-          f"to {args.output} (with a manifest of checksums). It holds the server's secrets: keep it offline.")
+    print(
+        f"backed up the {manifest['database']} database and {len(files)} files "  # type: ignore[arg-type]
+        f"to {args.output} (with a manifest of checksums). It holds the server's secrets: keep it offline."
+    )
     from_environment = manifest["secrets_from_environment"]
     if from_environment:
-        print(f"daylight: not in the backup, because the environment supplies them: "
-              f"{', '.join(from_environment)}. Back them up yourself: a restore opens nothing "  # type: ignore[arg-type]
-              f"without them.", file=sys.stderr)
+        print(
+            f"daylight: not in the backup, because the environment supplies them: "
+            f"{', '.join(from_environment)}. Back them up yourself: a restore opens nothing "  # type: ignore[arg-type]
+            f"without them.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -400,8 +459,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except backup_module.BackupError as exc:
         print(f"daylight: {exc}", file=sys.stderr)
         return 1
-    print(f"restored the backup of {manifest['created_on']} into {args.data_dir}; "
-          f"now run: daylight audit verify --data-dir {args.data_dir}")
+    print(
+        f"restored the backup of {manifest['created_on']} into {args.data_dir}; "
+        f"now run: daylight audit verify --data-dir {args.data_dir}"
+    )
     return 0
 
 
@@ -423,9 +484,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
     if report.skipped:
         print("skipped: another node is purging right now")
         return 0
-    print(f"purged {report.rejected + report.stale_new} tips ({report.rejected} rejected over "
-          f"{settings.retention_rejected_days} days, {report.stale_new} untouched in new over "
-          f"{settings.retention_stale_new_days} days) and {report.files} files; their keys are destroyed")
+    print(
+        f"purged {report.rejected + report.stale_new} tips ({report.rejected} rejected over "
+        f"{settings.retention_rejected_days} days, {report.stale_new} untouched in new over "
+        f"{settings.retention_stale_new_days} days) and {report.files} files; their keys are destroyed"
+    )
     return 0
 
 
@@ -440,11 +503,19 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging()
-    print(f"Intake app on http://{args.host}:{args.intake_port}/ ({args.intake_workers} workers)  "
-          f"staff app on http://{args.host}:{args.staff_port}/ ({args.staff_workers} workers)", flush=True)
-    serve_module.serve(args.data_dir, host=args.host, intake_port=args.intake_port,
-                       staff_port=args.staff_port, intake_workers=args.intake_workers,
-                       staff_workers=args.staff_workers)
+    print(
+        f"Intake app on http://{args.host}:{args.intake_port}/ ({args.intake_workers} workers)  "
+        f"staff app on http://{args.host}:{args.staff_port}/ ({args.staff_workers} workers)",
+        flush=True,
+    )
+    serve_module.serve(
+        args.data_dir,
+        host=args.host,
+        intake_port=args.intake_port,
+        staff_port=args.staff_port,
+        intake_workers=args.intake_workers,
+        staff_workers=args.staff_workers,
+    )
     return 0
 
 
@@ -462,31 +533,42 @@ def build_parser() -> argparse.ArgumentParser:
     code = command("demo-code", "print the current one-time code of demo accounts")
     code.add_argument("--username")
     code.set_defaults(run=cmd_demo_code)
-    keys = commands.add_parser("keys", help="intake key custody").add_subparsers(dest="keys_command",
-                                                                                 required=True)
+    keys = commands.add_parser("keys", help="intake key custody").add_subparsers(
+        dest="keys_command", required=True
+    )
     recover = keys.add_parser("recover", help="grant the intake key with the recovery key (read from stdin)")
     recover.add_argument("--data-dir", type=_data_dir, required=True)
     recover.add_argument("--username", required=True)
     recover.set_defaults(run=cmd_keys_recover)
-    rotate = keys.add_parser("rotate", help="a new intake key, every data key re-sealed to it, the old one "
-                                            "destroyed; resumable (recovery key, or a lead's password and "
-                                            "one-time code, from stdin)")
+    rotate = keys.add_parser(
+        "rotate",
+        help="a new intake key, every data key re-sealed to it, the old one "
+        "destroyed; resumable (recovery key, or a lead's password and "
+        "one-time code, from stdin)",
+    )
     rotate.add_argument("--data-dir", type=_data_dir, required=True)
     rotate.add_argument("--username", help="a lead who holds the key (default: use the recovery key)")
-    rotate.add_argument("--yes", action="store_true",
-                        help="grant the new key to the current holders without asking")
-    rotate.add_argument("--batch-size", type=_positive_int, default=rotation.DEFAULT_BATCH_SIZE,
-                        help="data keys re-sealed per transaction")
+    rotate.add_argument(
+        "--yes", action="store_true", help="grant the new key to the current holders without asking"
+    )
+    rotate.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=rotation.DEFAULT_BATCH_SIZE,
+        help="data keys re-sealed per transaction",
+    )
     rotate.set_defaults(run=cmd_keys_rotate)
     accounts = commands.add_parser("accounts", help="staff accounts").add_subparsers(
-        dest="accounts_command", required=True)
+        dest="accounts_command", required=True
+    )
     invite = accounts.add_parser("invite", help="create an account and print its activation link")
     invite.add_argument("--data-dir", type=_data_dir, required=True)
     invite.add_argument("--username", required=True)
     invite.add_argument("--role", choices=[role.value for role in Role], default=Role.ADMIN.value)
     invite.set_defaults(run=cmd_accounts_invite)
     audit_commands = commands.add_parser("audit", help="the tamper-evident audit log").add_subparsers(
-        dest="audit_command", required=True)
+        dest="audit_command", required=True
+    )
     verify = audit_commands.add_parser("verify", help="check the log; exit 1 naming the first bad event")
     verify.add_argument("--data-dir", type=_data_dir)
     verify.add_argument("--export", type=Path, help="check an export file offline instead")
@@ -508,13 +590,16 @@ def build_parser() -> argparse.ArgumentParser:
     restore_command.add_argument("--from", dest="source", type=Path, required=True)
     restore_command.set_defaults(run=cmd_restore)
     stations = commands.add_parser("stations", help="the station registry").add_subparsers(
-        dest="stations_command", required=True)
-    station_import = stations.add_parser("import",
-                                         help="import stations from CSV or JSON (a dry run unless --apply)")
+        dest="stations_command", required=True
+    )
+    station_import = stations.add_parser(
+        "import", help="import stations from CSV or JSON (a dry run unless --apply)"
+    )
     station_import.add_argument("file", type=Path)
     station_import.add_argument("--data-dir", type=_data_dir, required=True)
-    station_import.add_argument("--format", choices=["csv", "json"],
-                                help="default: from the file's extension")
+    station_import.add_argument(
+        "--format", choices=["csv", "json"], help="default: from the file's extension"
+    )
     station_import.add_argument("--apply", action="store_true", help="write the changes")
     station_import.set_defaults(run=cmd_stations_import)
     station_export = stations.add_parser("export", help="the registry as CSV or JSON")
@@ -526,10 +611,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--intake-port", type=int, default=8000)
     serve.add_argument("--staff-port", type=int, default=8001)
-    serve.add_argument("--intake-workers", type=_positive_int, default=serve_module.default_worker_count(),
-                       help="intake app processes (default: one per core)")
-    serve.add_argument("--staff-workers", type=_positive_int, default=serve_module.default_worker_count(),
-                       help="staff app processes (default: one per core)")
+    serve.add_argument(
+        "--intake-workers",
+        type=_positive_int,
+        default=serve_module.default_worker_count(),
+        help="intake app processes (default: one per core)",
+    )
+    serve.add_argument(
+        "--staff-workers",
+        type=_positive_int,
+        default=serve_module.default_worker_count(),
+        help="staff app processes (default: one per core)",
+    )
     serve.set_defaults(run=cmd_serve)
     return parser
 

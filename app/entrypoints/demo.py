@@ -29,20 +29,27 @@ SEED_FILE = Path(__file__).resolve().parents[1] / "stations" / "seed" / "station
 DEMO_TIPS = (
     TipSubmission(
         narrative="(Demo) A man who said he worked for the 'service station' in our city phoned "
-                  "my father in Fuzhou and told him I should come home to 'sort out my papers'.",
+        "my father in Fuzhou and told him I should come home to 'sort out my papers'.",
         tactics=[Tactic.FAMILY_PRESSURE, Tactic.PERSUADE_TO_RETURN, Tactic.STATION_CONTACT],
-        host_country="IE", host_city="Dublin", urgent=False,
+        host_country="IE",
+        host_city="Dublin",
+        urgent=False,
     ),
     TipSubmission(
         narrative="(Demo) After I posted about the camps, I received messages saying my sister "
-                  "would lose her job unless I delete my account.",
+        "would lose her job unless I delete my account.",
         tactics=[Tactic.DIGITAL_THREATS, Tactic.FAMILY_PRESSURE],
-        host_country="NL", host_city="Amsterdam", urgent=True,
+        host_country="NL",
+        host_city="Amsterdam",
+        urgent=True,
     ),
     TipSubmission(
         narrative="(Demo) The consulate refused to renew my passport and said I must apply in person "
-                  "in China.",
-        tactics=[Tactic.DOCUMENT_DENIAL], host_country="CA", host_city=None, urgent=False,
+        "in China.",
+        tactics=[Tactic.DOCUMENT_DENIAL],
+        host_country="CA",
+        host_city=None,
+        urgent=False,
     ),
 )
 
@@ -61,15 +68,30 @@ def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation
     accounts: list[DemoAccount] = []
     with database.transaction() as session:
         for role in Role:
-            demo = DemoAccount(role=role.value, username=f"demo-{role.value}",
-                               password=secrets.token_urlsafe(18), totp_secret=new_totp_secret())
-            account, _ = create_account(session, username=demo.username, role=role,
-                                        password=demo.password, totp_secret=demo.totp_secret,
-                                        settings=settings, server_secrets=server_secrets)
+            demo = DemoAccount(
+                role=role.value,
+                username=f"demo-{role.value}",
+                password=secrets.token_urlsafe(18),
+                totp_secret=new_totp_secret(),
+            )
+            account, _ = create_account(
+                session,
+                username=demo.username,
+                role=role,
+                password=demo.password,
+                totp_secret=demo.totp_secret,
+                settings=settings,
+                server_secrets=server_secrets,
+            )
             if role in KEY_HOLDING_ROLES:
-                grant_intake_key(session, intake_key=organisation.intake_key,
-                                 intake_private=organisation.intake_private, grantee=account,
-                                 granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
+                grant_intake_key(
+                    session,
+                    intake_key=organisation.intake_key,
+                    intake_private=organisation.intake_private,
+                    grantee=account,
+                    granted_by_id=None,
+                    key_integrity_key=server_secrets.key_integrity_key,
+                )
             accounts.append(demo)
         drafts = []
         for submission in DEMO_TIPS:
@@ -78,18 +100,24 @@ def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation
         # The public seed of the station registry (app/stations/seed/).
         registry.apply(session, registry.parse(SEED_FILE.read_bytes(), "csv"), audit.SYSTEM)
         first_tip = session.get_one(Tip, drafts[0].id)
-        intake_service.add_message(session, first_tip, "(Demo) Thank you. Which city did the "
-                                   "caller say the station was in?", author=MessageAuthor.STAFF,
-                                   server_secrets=server_secrets)
+        intake_service.add_message(
+            session,
+            first_tip,
+            "(Demo) Thank you. Which city did the caller say the station was in?",
+            author=MessageAuthor.STAFF,
+            server_secrets=server_secrets,
+        )
     write_credentials(settings.data_dir / CREDENTIALS_FILE, accounts)
     return organisation, accounts
 
 
 def write_credentials(path: Path, accounts: list[DemoAccount]) -> None:
-    document = {"users": [
-        {"role": a.role, "username": a.username, "password": a.password, "totp_secret": a.totp_secret}
-        for a in accounts
-    ]}
+    document = {
+        "users": [
+            {"role": a.role, "username": a.username, "password": a.password, "totp_secret": a.totp_secret}
+            for a in accounts
+        ]
+    }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2)

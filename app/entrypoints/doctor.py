@@ -250,8 +250,9 @@ def check_audit(settings: Settings, database: Database, now: dt.datetime) -> lis
     return findings
 
 
-def check_orphan_blobs(settings: Settings, database: Database, now: dt.datetime,
-                       older_than: dt.timedelta = ORPHAN_MIN_AGE) -> list[Finding]:
+def check_orphan_blobs(
+    settings: Settings, database: Database, now: dt.datetime, older_than: dt.timedelta = ORPHAN_MIN_AGE
+) -> list[Finding]:
     # A count only: blob names are attachment ids, and a report is often pasted somewhere.
     orphans = len(find_orphan_blobs(settings, database, older_than=older_than, now=now))
     if not orphans:

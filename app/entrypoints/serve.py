@@ -91,14 +91,16 @@ def sweep_at_startup(settings: Settings) -> None:
         logger.warning("removed %s orphan blobs left by an interrupted upload", removed)
 
 
-def serve(data_dir: Path, *, host: str, intake_port: int, staff_port: int,
-          intake_workers: int, staff_workers: int) -> None:
+def serve(
+    data_dir: Path, *, host: str, intake_port: int, staff_port: int, intake_workers: int, staff_workers: int
+) -> None:
     settings = load_settings(data_dir)
     intake_listener = bind_listener(host, intake_port)
     staff_listener = bind_listener(host, staff_port)
     sweep_at_startup(settings)
-    specs = [WorkerSpec("intake", index, intake_listener) for index in range(intake_workers)] + \
-            [WorkerSpec("staff", index, staff_listener) for index in range(staff_workers)]
+    specs = [WorkerSpec("intake", index, intake_listener) for index in range(intake_workers)] + [
+        WorkerSpec("staff", index, staff_listener) for index in range(staff_workers)
+    ]
     Supervisor(data_dir, specs).run()
 
 
@@ -112,9 +114,11 @@ class Supervisor:
 
     def _start(self, slot: int) -> None:
         spec = self._specs[slot]
-        process = self._context.Process(target=run_worker, args=(self._data_dir, spec.app, spec.index,
-                                                                  spec.listener),
-                                        name=f"daylight-{spec.app}-{spec.index}")
+        process = self._context.Process(
+            target=run_worker,
+            args=(self._data_dir, spec.app, spec.index, spec.listener),
+            name=f"daylight-{spec.app}-{spec.index}",
+        )
         process.start()
         self._workers[slot] = process
 
@@ -131,8 +135,11 @@ class Supervisor:
                 time.sleep(0.2)
                 for slot, process in list(self._workers.items()):
                     if not process.is_alive() and not self._stopping:
-                        logger.error("a %s worker exited (code %s); starting it again",
-                                     self._specs[slot].app, process.exitcode)
+                        logger.error(
+                            "a %s worker exited (code %s); starting it again",
+                            self._specs[slot].app,
+                            process.exitcode,
+                        )
                         time.sleep(RESTART_BACKOFF_SECONDS)
                         self._start(slot)
         finally:
@@ -157,26 +164,37 @@ def run_worker(data_dir: Path, app_name: str, index: int, listener: socket.socke
     settings = load_settings(data_dir)
     factory = create_intake_app if app_name == "intake" else create_staff_app
     app = factory(settings, pool_size=serving_pool_size(settings))
-    server = uvicorn.Server(uvicorn.Config(
-        app,
-        # No access log: it would record client addresses and request times.
-        access_log=False,
-        # Never take a client address from X-Forwarded-For or similar.
-        proxy_headers=False, forwarded_allow_ips="",
-        server_header=False, log_level="warning", lifespan="off",
-        # Our JSON handler (app.logs) for every logger, uvicorn's included.
-        log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            # No access log: it would record client addresses and request times.
+            access_log=False,
+            # Never take a client address from X-Forwarded-For or similar.
+            proxy_headers=False,
+            forwarded_allow_ips="",
+            server_header=False,
+            log_level="warning",
+            lifespan="off",
+            # Our JSON handler (app.logs) for every logger, uvicorn's included.
+            log_config=None,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+    )
     # One staff worker signs checkpoints (several would be safe, only wasteful).
     signs_checkpoints = app_name == "staff" and index == 0
     asyncio.run(_serve_worker(server, listener, settings if signs_checkpoints else None))
 
 
-async def _serve_worker(server: uvicorn.Server, listener: socket.socket, checkpoint_settings: Settings | None,
-                        ) -> None:
-    checkpoints = asyncio.create_task(_checkpoint_periodically(checkpoint_settings)) \
-        if checkpoint_settings is not None else None
+async def _serve_worker(
+    server: uvicorn.Server,
+    listener: socket.socket,
+    checkpoint_settings: Settings | None,
+) -> None:
+    checkpoints = (
+        asyncio.create_task(_checkpoint_periodically(checkpoint_settings))
+        if checkpoint_settings is not None
+        else None
+    )
     try:
         await server.serve(sockets=[listener])
     finally:

@@ -174,10 +174,26 @@ _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, struct.erro
 # depth (tests/intake/test_cleaning.py checks these against Pillow's own allocator). A mode not
 # listed is refused rather than guessed at.
 _STORED_BYTES_PER_PIXEL: Final = {
-    "1": 1, "L": 1, "P": 1,
-    "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
-    "LA": 4, "La": 4, "PA": 4, "RGB": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 4,
-    "LAB": 4, "HSV": 4, "I": 4, "F": 4,
+    "1": 1,
+    "L": 1,
+    "P": 1,
+    "I;16": 2,
+    "I;16B": 2,
+    "I;16L": 2,
+    "I;16N": 2,
+    "LA": 4,
+    "La": 4,
+    "PA": 4,
+    "RGB": 4,
+    "RGBA": 4,
+    "RGBa": 4,
+    "RGBX": 4,
+    "CMYK": 4,
+    "YCbCr": 4,
+    "LAB": 4,
+    "HSV": 4,
+    "I": 4,
+    "F": 4,
 }
 # Pillow keeps a pointer per row: a one-pixel-wide column of 50 million rows costs 400 MB of
 # pointers for 50 MB of pixels, so the pixel count alone does not bound it.
@@ -249,7 +265,8 @@ class ImageCleaningBusy(AppError):
 class UnreadableImage(InvalidInput):
     code = "unreadable_image"
     public_message = N_(
-        "A picture could not be read. It may be damaged; try sending it again or as a screenshot.")
+        "A picture could not be read. It may be damaged; try sending it again or as a screenshot."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +320,9 @@ class ImageMemoryBudget:
 
     def _take(self, nbytes: int) -> None:
         with self._given_back:
-            if not self._given_back.wait_for(lambda: self._in_use + nbytes <= self.limit_bytes,
-                                             timeout=self.wait_seconds):
+            if not self._given_back.wait_for(
+                lambda: self._in_use + nbytes <= self.limit_bytes, timeout=self.wait_seconds
+            ):
                 raise ImageCleaningBusy
             self._in_use += nbytes
 
@@ -352,8 +370,9 @@ class ImageMemoryReservation:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.release()
 
 
@@ -382,8 +401,9 @@ def clean_image(data: bytes, *, max_pixels: int, memory: ImageMemoryReservation)
     return CleanedImage(data=out.getvalue(), content_type=content_type)
 
 
-def clean_image_into(data: bytes, write: Callable[[bytes], object], *, max_pixels: int,
-                     memory: ImageMemoryReservation) -> str:
+def clean_image_into(
+    data: bytes, write: Callable[[bytes], object], *, max_pixels: int, memory: ImageMemoryReservation
+) -> str:
     """Decode, re-encode from pixels, and pass the new file to `write` in pieces; returns its type.
 
     Raises ImageTooLarge when width*height > max_pixels (checked from the header
@@ -406,8 +426,9 @@ def clean_image_into(data: bytes, write: Callable[[bytes], object], *, max_pixel
     output_type = _OUTPUT_TYPE[source_type]
     held_on_entry = memory.held_bytes
     try:
-        pixels = _read_first_frame(data, source_type, output_type, max_pixels,
-                                   memory, file_bytes=max(held_on_entry, len(data)))
+        pixels = _read_first_frame(
+            data, source_type, output_type, max_pixels, memory, file_bytes=max(held_on_entry, len(data))
+        )
         _encode(pixels, output_type, write)
     finally:
         memory.shrink_to(held_on_entry)
@@ -424,9 +445,18 @@ def cleaning_memory_bytes(data: bytes) -> int:
     container = _container_within_limits(data, source_type)
     with _open_header(data, source_type) as opened:
         width, height = opened.size
-        return (len(data) + _parsing_bytes(source_type, len(data), container)
-                + _pixel_bytes(source_type, width, height, opened.mode,
-                               _encodable_mode(opened, _OUTPUT_TYPE[source_type]), container))
+        return (
+            len(data)
+            + _parsing_bytes(source_type, len(data), container)
+            + _pixel_bytes(
+                source_type,
+                width,
+                height,
+                opened.mode,
+                _encodable_mode(opened, _OUTPUT_TYPE[source_type]),
+                container,
+            )
+        )
 
 
 def _open_header(data: bytes, source_type: str) -> Image.Image:
@@ -445,8 +475,12 @@ def _open_header(data: bytes, source_type: str) -> Image.Image:
 
 def _parsing_bytes(source_type: str, file_bytes: int, container: _Container) -> int:
     text = _PNG_TEXT_BYTES if source_type == PNG else 0
-    return (_PARSED_COPIES_OF_FILE * file_bytes + container.parser_steps * _PARSER_BYTES_PER_STEP
-            + text + _FIXED_CODEC_BYTES)
+    return (
+        _PARSED_COPIES_OF_FILE * file_bytes
+        + container.parser_steps * _PARSER_BYTES_PER_STEP
+        + text
+        + _FIXED_CODEC_BYTES
+    )
 
 
 def _image_bytes(width: int, height: int, mode: str) -> int:
@@ -457,15 +491,21 @@ def _image_bytes(width: int, height: int, mode: str) -> int:
     return height * (width * bytes_per_pixel + _ROW_POINTER_BYTES)
 
 
-def _pixel_bytes(source_type: str, width: int, height: int, mode: str, encodable_mode: str,
-                 container: _Container) -> int:
+def _pixel_bytes(
+    source_type: str, width: int, height: int, mode: str, encodable_mode: str, container: _Container
+) -> int:
     decoded = _image_bytes(width, height, mode)
     encodable = _image_bytes(width, height, encodable_mode)
     # Two full images at once: the decoded one and its transposed, converted or fresh copy.
     peak = 2 * max(decoded, encodable)
     if container.jpeg_buffers_every_coefficient:
-        padded_samples = (-(-width // _JPEG_PADDING) * _JPEG_PADDING
-                          * -(-height // _JPEG_PADDING) * _JPEG_PADDING * Image.getmodebands(mode))
+        padded_samples = (
+            -(-width // _JPEG_PADDING)
+            * _JPEG_PADDING
+            * -(-height // _JPEG_PADDING)
+            * _JPEG_PADDING
+            * Image.getmodebands(mode)
+        )
         peak = max(peak, decoded + padded_samples * _JPEG_COEFFICIENT_BYTES)
     elif source_type == WEBP:
         rgba_buffers = _WEBP_DECODER_RGBA_BUFFERS * width * height * 4
@@ -508,7 +548,7 @@ def _scan_jpeg(data: bytes) -> _Container:
             continue
         if code < 0xC0 or position + 4 > len(data):
             break  # Pillow refuses the file here
-        length = int.from_bytes(data[position + 2:position + 4], "big")
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
         if code == 0xDA:  # SOS: the first scan
             scan_components = data[position + 4] if position + 4 < len(data) else None
             one_pass = orderly and components is not None and scan_components == components
@@ -528,9 +568,9 @@ def _scan_png(data: bytes) -> _Container:
     position, steps = 8, 0
     while steps <= _MAX_PARSER_STEPS and position + 12 <= len(data):
         steps += 1
-        if data[position + 4:position + 8] == b"IEND":
+        if data[position + 4 : position + 8] == b"IEND":
             break
-        position += 12 + int.from_bytes(data[position:position + 4], "big")
+        position += 12 + int.from_bytes(data[position : position + 4], "big")
     return _Container(steps)
 
 
@@ -568,15 +608,22 @@ def _scan_webp(data: bytes) -> _Container:
         position, stop = chunks.pop()
         while steps <= _MAX_PARSER_STEPS and position + 8 <= stop:
             steps += 1
-            size = int.from_bytes(data[position + 4:position + 8], "little")
-            if data[position:position + 4] == b"ANMF":
+            size = int.from_bytes(data[position + 4 : position + 8], "little")
+            if data[position : position + 4] == b"ANMF":
                 chunks.append((position + 8 + 16, min(stop, position + 8 + size)))
             position += 8 + size + (size & 1)
     return _Container(steps)
 
 
-def _read_first_frame(data: bytes, source_type: str, output_type: str, max_pixels: int,
-                      memory: ImageMemoryReservation, *, file_bytes: int) -> _Pixels:
+def _read_first_frame(
+    data: bytes,
+    source_type: str,
+    output_type: str,
+    max_pixels: int,
+    memory: ImageMemoryReservation,
+    *,
+    file_bytes: int,
+) -> _Pixels:
     container = _container_within_limits(data, source_type)
     # What the parser keeps of the file is held before the header says anything more.
     parsed = file_bytes + _parsing_bytes(source_type, file_bytes, container)
@@ -590,8 +637,9 @@ def _read_first_frame(data: bytes, source_type: str, output_type: str, max_pixel
         if width * height > max_pixels:
             raise ImageTooLarge
         header_mode, encodable_mode = opened.mode, _encodable_mode(opened, output_type)
-        memory.grow_to(parsed + _pixel_bytes(source_type, width, height, header_mode, encodable_mode,
-                                             container))
+        memory.grow_to(
+            parsed + _pixel_bytes(source_type, width, height, header_mode, encodable_mode, container)
+        )
         try:
             opened.load()  # the first frame only; later frames are never decoded
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -599,7 +647,10 @@ def _read_first_frame(data: bytes, source_type: str, output_type: str, max_pixel
         except (*_DECODE_ERRORS, Warning) as exc:
             raise UnreadableImage from exc
         if (opened.mode, opened.size, _encodable_mode(opened, output_type)) != (
-                header_mode, (width, height), encodable_mode):
+            header_mode,
+            (width, height),
+            encodable_mode,
+        ):
             # The reservation was made for what the header said; no plugin we use changes its
             # mind for the first frame, and a file that makes one do so is not taken further.
             raise UnreadableImage
@@ -671,8 +722,12 @@ def _transparency_key(decoded: Image.Image) -> int | bytes | tuple[int, int, int
     elif decoded.mode in ("1", "L", "I", "I;16"):
         if isinstance(value, int) and 0 <= value <= 0xFFFF:
             return value
-    elif (decoded.mode == "RGB" and isinstance(value, tuple) and len(value) == 3
-          and all(isinstance(channel, int) and 0 <= channel <= 0xFFFF for channel in value)):
+    elif (
+        decoded.mode == "RGB"
+        and isinstance(value, tuple)
+        and len(value) == 3
+        and all(isinstance(channel, int) and 0 <= channel <= 0xFFFF for channel in value)
+    ):
         return (value[0], value[1], value[2])
     return None
 
@@ -698,5 +753,6 @@ def _encode(pixels: _Pixels, output_type: str, write: Callable[[bytes], object])
     else:
         params["compress_level"] = PNG_COMPRESS_LEVEL
     with pixels.image:
-        pixels.image.save(cast(IO[bytes], _WriteOnlyFile(write)), format=_PILLOW_ENCODER[output_type],
-                          **params)
+        pixels.image.save(
+            cast(IO[bytes], _WriteOnlyFile(write)), format=_PILLOW_ENCODER[output_type], **params
+        )

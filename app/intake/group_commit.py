@@ -68,8 +68,9 @@ class TipCommitter:
     """One per process: ``submit`` seals in the caller's thread and returns a future that
     resolves to the receipt once the tip has committed."""
 
-    def __init__(self, database: Database, server_secrets: ServerSecrets, *,
-                 max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, database: Database, server_secrets: ServerSecrets, *, max_group: int = MAX_GROUP
+    ) -> None:
         self._database = database
         self._secrets = server_secrets
         self._max_group = max_group
@@ -95,9 +96,15 @@ class TipCommitter:
         if key is None:
             raise service.NotInitialised
         tip_id, data_key = uuid.uuid4(), envelope.new_data_key()
-        sealed = service.seal_tip(tip_id, data_key, content_version=key.version, seal_version=key.version,
-                                  seal_public=key.public_key, submission=submission,
-                                  server_secrets=self._secrets)
+        sealed = service.seal_tip(
+            tip_id,
+            data_key,
+            content_version=key.version,
+            seal_version=key.version,
+            seal_public=key.public_key,
+            submission=submission,
+            server_secrets=self._secrets,
+        )
         pending = _PendingTip(sealed=sealed, data_key=data_key, station_id=submission.station_id)
         self._ensure_running()
         self._queue.put(pending)
@@ -107,8 +114,9 @@ class TipCommitter:
         intake_key = current_intake_key(session)
         if intake_key is None:
             raise service.NotInitialised
-        key = CurrentKey(intake_key.version,
-                         trusted_intake_public_key(intake_key, self._secrets.key_integrity_key))
+        key = CurrentKey(
+            intake_key.version, trusted_intake_public_key(intake_key, self._secrets.key_integrity_key)
+        )
         self._current = key
         return key
 
@@ -181,8 +189,9 @@ class TipCommitter:
 def _reseal_to(pending: _PendingTip, key: CurrentKey) -> None:
     row = pending.sealed.row
     row["intake_key_version"] = key.version
-    row["sealed_data_key"] = TIP_DATA_KEY.seal(key.public_key, pending.data_key, row_id=str(row["id"]),
-                                               key_version=key.version)
+    row["sealed_data_key"] = TIP_DATA_KEY.seal(
+        key.public_key, pending.data_key, row_id=str(row["id"]), key_version=key.version
+    )
 
 
 def _known_stations(session: Session, station_ids: set[uuid.UUID]) -> set[uuid.UUID]:

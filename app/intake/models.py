@@ -96,12 +96,15 @@ class Tip(Base):
 
     # Workflow state (DESIGN 4: plaintext, so the queue sorts and filters in the database).
     assignee_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_accounts.id", ondelete="SET NULL"), index=True)
+        ForeignKey("staff_accounts.id", ondelete="SET NULL"), index=True
+    )
     # Two-person rule: who proposed verification; a different lead confirms.
     verification_proposed_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
     rejection_reason: Mapped[RejectionReason | None] = mapped_column(
-        enum_column_type(RejectionReason, "rejection_reason"))
+        enum_column_type(RejectionReason, "rejection_reason")
+    )
     duplicate_of_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tips.id", ondelete="SET NULL"))
     # The submitter answered or added files since staff last read the tip.
     submitter_activity: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -118,7 +121,9 @@ class Tip(Base):
         back_populates="tip", cascade="all, delete-orphan", passive_deletes=True
     )
     messages: Mapped[list[TipMessage]] = relationship(
-        back_populates="tip", cascade="all, delete-orphan", passive_deletes=True,
+        back_populates="tip",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="TipMessage.position",
     )
 

@@ -73,22 +73,33 @@ def _every_chunk_before(blob_id: SQLColumnExpression[uuid.UUID], day: dt.date) -
 
 
 def _orphan_files(store: BlobStore, database: Database, cutoff: dt.datetime) -> frozenset[uuid.UUID]:
-    idle = {blob_id for blob_id in store.blob_ids()
-            if (written := store.last_written(blob_id)) is not None and written < cutoff}
+    idle = {
+        blob_id
+        for blob_id in store.blob_ids()
+        if (written := store.last_written(blob_id)) is not None and written < cutoff
+    }
     return frozenset(idle - blob_ids_named_by_rows(database, idle))
 
 
 def _orphan_chunked(database: Database, cutoff: dt.datetime) -> frozenset[uuid.UUID]:
     day = chunk_days_certainly_before(cutoff)
     with database.transaction() as session:
-        return frozenset(session.scalars(
-            select(BlobChunk.blob_id).distinct()
-            .where(BlobChunk.written_on < day, _no_row_names(BlobChunk.blob_id),
-                   _every_chunk_before(BlobChunk.blob_id, day))))
+        return frozenset(
+            session.scalars(
+                select(BlobChunk.blob_id)
+                .distinct()
+                .where(
+                    BlobChunk.written_on < day,
+                    _no_row_names(BlobChunk.blob_id),
+                    _every_chunk_before(BlobChunk.blob_id, day),
+                )
+            )
+        )
 
 
-def find_orphan_blobs(settings: Settings, database: Database, *, older_than: dt.timedelta,
-                      now: dt.datetime | None = None) -> OrphanBlobs:
+def find_orphan_blobs(
+    settings: Settings, database: Database, *, older_than: dt.timedelta, now: dt.datetime | None = None
+) -> OrphanBlobs:
     """Blobs, in the data dir and in `blob_chunks`, that no attachment row names and that
     nothing has written to for longer than `older_than`.
 
@@ -96,12 +107,15 @@ def find_orphan_blobs(settings: Settings, database: Database, *, older_than: dt.
     switched storage still has the other kind's orphans.
     """
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
-    return OrphanBlobs(files=_orphan_files(BlobStore(settings.blobs_dir), database, cutoff),
-                       chunked=_orphan_chunked(database, cutoff))
+    return OrphanBlobs(
+        files=_orphan_files(BlobStore(settings.blobs_dir), database, cutoff),
+        chunked=_orphan_chunked(database, cutoff),
+    )
 
 
-def _remove_file_if_still_orphan(store: BlobStore, database: Database, blob_id: uuid.UUID,
-                                 cutoff: dt.datetime) -> bool:
+def _remove_file_if_still_orphan(
+    store: BlobStore, database: Database, blob_id: uuid.UUID, cutoff: dt.datetime
+) -> bool:
     written = store.last_written(blob_id)
     if written is None or written >= cutoff:
         return False
@@ -118,14 +132,19 @@ def _remove_chunks_if_still_orphan(database: Database, blob_id: uuid.UUID, cutof
     with database.transaction() as session:
         removed = session.execute(
             delete(BlobChunk)
-            .where(BlobChunk.blob_id == blob_id, _no_row_names(BlobChunk.blob_id),
-                   _every_chunk_before(BlobChunk.blob_id, day))
-            .execution_options(synchronize_session=False))
+            .where(
+                BlobChunk.blob_id == blob_id,
+                _no_row_names(BlobChunk.blob_id),
+                _every_chunk_before(BlobChunk.blob_id, day),
+            )
+            .execution_options(synchronize_session=False)
+        )
     return bool(getattr(removed, "rowcount", 0))
 
 
-def sweep_orphan_blobs(settings: Settings, database: Database, *, older_than: dt.timedelta,
-                       now: dt.datetime | None = None) -> int:
+def sweep_orphan_blobs(
+    settings: Settings, database: Database, *, older_than: dt.timedelta, now: dt.datetime | None = None
+) -> int:
     """Delete the orphans `find_orphan_blobs` lists; returns how many blobs were removed.
 
     `older_than` must be at least the longest an upload may last: an upload still
@@ -136,8 +155,10 @@ def sweep_orphan_blobs(settings: Settings, database: Database, *, older_than: dt
     cutoff = now - older_than
     orphans = find_orphan_blobs(settings, database, older_than=older_than, now=now)
     store = BlobStore(settings.blobs_dir)
-    removed = sum(_remove_file_if_still_orphan(store, database, blob_id, cutoff)
-                  for blob_id in sorted(orphans.files))
-    removed += sum(_remove_chunks_if_still_orphan(database, blob_id, cutoff)
-                   for blob_id in sorted(orphans.chunked))
+    removed = sum(
+        _remove_file_if_still_orphan(store, database, blob_id, cutoff) for blob_id in sorted(orphans.files)
+    )
+    removed += sum(
+        _remove_chunks_if_still_orphan(database, blob_id, cutoff) for blob_id in sorted(orphans.chunked)
+    )
     return removed

@@ -29,8 +29,11 @@ def normalize_receipt(typed: str) -> str | None:
 def receipt_lookup_hash(pepper: bytes, typed: str) -> bytes:
     """The stored hash for a typed receipt; malformed input hashes too (same work, no match)."""
     digits = normalize_receipt(typed)
-    message = bind("daylight/receipt/v1", digits) if digits is not None else bind(
-        "daylight/receipt/malformed", typed[:200])
+    message = (
+        bind("daylight/receipt/v1", digits)
+        if digits is not None
+        else bind("daylight/receipt/malformed", typed[:200])
+    )
     return hmac.new(pepper, message, hashlib.sha256).digest()
 
 

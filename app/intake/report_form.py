@@ -32,55 +32,107 @@ from app.web.i18n import N_
 PREFER_NOT_TO_SAY = "prefer_not_to_say"
 MULTI_VALUE_FIELDS = ("tactics", "perpetrators")
 BOOLEAN_FIELDS = ("ongoing", "urgent")
-SINGLE_VALUE_FIELDS = ("narrative", "language", "host_country", "host_city", "incident_month",
-                       "incident_year", "ongoing", "station_id", "urgent", "contact_preference",
-                       "contact_details", "referral_consent")
+SINGLE_VALUE_FIELDS = (
+    "narrative",
+    "language",
+    "host_country",
+    "host_city",
+    "incident_month",
+    "incident_year",
+    "ongoing",
+    "station_id",
+    "urgent",
+    "contact_preference",
+    "contact_details",
+    "referral_consent",
+)
 REPORT_FIELDS = frozenset({*SINGLE_VALUE_FIELDS, *MULTI_VALUE_FIELDS})
 
 TACTIC_CHOICES: tuple[tuple[Tactic, str, str], ...] = (
-    (Tactic.FAMILY_PRESSURE, N_("My family back home was pressured or threatened"),
-     N_("For example, police visited or phoned relatives, or they lost a job or a pension because of you.")),
-    (Tactic.PERSUADE_TO_RETURN, N_("Someone pushed me to go back"),
-     N_("Calls, messages or visits urging you to return, sometimes with promises or threats.")),
-    (Tactic.STATION_CONTACT, N_("An overseas police \"service station\" contacted me"),
-     N_("An office abroad that says it helps with driving licences or paperwork, but asked about you "
-        "or others.")),
-    (Tactic.SURVEILLANCE, N_("I was watched or followed"),
-     N_("Someone followed you, photographed you, or asked others about where you live or who you meet.")),
-    (Tactic.DIGITAL_THREATS, N_("I was threatened or harassed online"),
-     N_("Threats, hacking attempts or fake accounts in messaging apps, email or social media.")),
-    (Tactic.DOCUMENT_DENIAL, N_("My passport or documents were refused or taken"),
-     N_("A consulate refused to renew a passport or issue a paper unless you did something in return.")),
-    (Tactic.LEGAL_COERCION, N_("Someone used the law or the courts against me"),
-     N_("For example, an Interpol notice, an extradition request or false reports to the police here.")),
-    (Tactic.PHYSICAL, N_("I was threatened with violence or attacked"),
-     N_("Any threat to hurt you or people close to you, or an attack.")),
-    (Tactic.OTHER, N_("Something else"),
-     N_("Anything that does not fit above. You can describe it in your own words later.")),
+    (
+        Tactic.FAMILY_PRESSURE,
+        N_("My family back home was pressured or threatened"),
+        N_(
+            "For example, police visited or phoned relatives, or they lost a job or a pension because of you."
+        ),
+    ),
+    (
+        Tactic.PERSUADE_TO_RETURN,
+        N_("Someone pushed me to go back"),
+        N_("Calls, messages or visits urging you to return, sometimes with promises or threats."),
+    ),
+    (
+        Tactic.STATION_CONTACT,
+        N_('An overseas police "service station" contacted me'),
+        N_(
+            "An office abroad that says it helps with driving licences or paperwork, but asked about you "
+            "or others."
+        ),
+    ),
+    (
+        Tactic.SURVEILLANCE,
+        N_("I was watched or followed"),
+        N_("Someone followed you, photographed you, or asked others about where you live or who you meet."),
+    ),
+    (
+        Tactic.DIGITAL_THREATS,
+        N_("I was threatened or harassed online"),
+        N_("Threats, hacking attempts or fake accounts in messaging apps, email or social media."),
+    ),
+    (
+        Tactic.DOCUMENT_DENIAL,
+        N_("My passport or documents were refused or taken"),
+        N_("A consulate refused to renew a passport or issue a paper unless you did something in return."),
+    ),
+    (
+        Tactic.LEGAL_COERCION,
+        N_("Someone used the law or the courts against me"),
+        N_("For example, an Interpol notice, an extradition request or false reports to the police here."),
+    ),
+    (
+        Tactic.PHYSICAL,
+        N_("I was threatened with violence or attacked"),
+        N_("Any threat to hurt you or people close to you, or an attack."),
+    ),
+    (
+        Tactic.OTHER,
+        N_("Something else"),
+        N_("Anything that does not fit above. You can describe it in your own words later."),
+    ),
 )
 
 PERPETRATOR_CHOICES: tuple[tuple[Perpetrator, str], ...] = (
     (Perpetrator.POLICE, N_("Police from the home country")),
     (Perpetrator.EMBASSY_OR_CONSULATE, N_("An embassy or a consulate")),
-    (Perpetrator.SERVICE_STATION, N_("An overseas police \"service station\"")),
+    (Perpetrator.SERVICE_STATION, N_('An overseas police "service station"')),
     (Perpetrator.ASSOCIATION, N_("A community, business or student association")),
     (Perpetrator.PERSON_ONLINE, N_("A person online")),
     (Perpetrator.UNKNOWN, N_("I do not know who it was")),
 )
 
 CONTACT_CHOICES: tuple[tuple[ContactPreference, str, str], ...] = (
-    (ContactPreference.RECEIPT_ONLY, N_("Only through my receipt (safest)"),
-     N_("You come back to this site with your receipt to read our replies. We keep no way to reach you.")),
-    (ContactPreference.OTHER_CHANNEL, N_("Also another way"),
-     N_("Tell us how, for example a Signal number. We store it encrypted, but anyone who later reads "
-        "your report could also see it.")),
+    (
+        ContactPreference.RECEIPT_ONLY,
+        N_("Only through my receipt (safest)"),
+        N_("You come back to this site with your receipt to read our replies. We keep no way to reach you."),
+    ),
+    (
+        ContactPreference.OTHER_CHANNEL,
+        N_("Also another way"),
+        N_(
+            "Tell us how, for example a Signal number. We store it encrypted, but anyone who later reads "
+            "your report could also see it."
+        ),
+    ),
 )
 
 CONSENT_CHOICES: tuple[tuple[ReferralConsent | None, str], ...] = (
     (ReferralConsent.NONE, N_("No, keep my report within this organisation")),
     (ReferralConsent.PARTNERS_ONLY, N_("Yes, to trusted partner organisations, but not to the authorities")),
-    (ReferralConsent.AUTHORITIES_AND_PARTNERS, N_("Yes, to the authorities where I live and to partner "
-                                                  "organisations")),
+    (
+        ReferralConsent.AUTHORITIES_AND_PARTNERS,
+        N_("Yes, to the authorities where I live and to partner organisations"),
+    ),
     (None, N_("Prefer not to say (we treat this as no)")),
 )
 
@@ -94,8 +146,11 @@ class Step:
 
 STEPS: tuple[Step, ...] = (
     Step("what", N_("What happened"), ("tactics",)),
-    Step("where", N_("Where and when"), ("host_country", "host_city", "incident_month", "incident_year",
-                                         "ongoing")),
+    Step(
+        "where",
+        N_("Where and when"),
+        ("host_country", "host_city", "incident_month", "incident_year", "ongoing"),
+    ),
     Step("who", N_("Who was behind it"), ("perpetrators", "station_id")),
     Step("story", N_("In your own words"), ("narrative", "urgent")),
     Step("contact", N_("Contact and sharing"), ("contact_preference", "contact_details", "referral_consent")),
@@ -125,14 +180,18 @@ _FIELD_MESSAGES: dict[str, str] = {
 _SPECIFIC_MESSAGES: dict[tuple[str, str], str] = {
     ("narrative", "string_too_long"): N_(
         "What you wrote is longer than 20,000 characters. Please shorten it; "
-        "you can send the rest as a message once you have your receipt."),
+        "you can send the rest as a message once you have your receipt."
+    ),
     ("contact_details", "string_too_long"): N_("This is longer than 500 characters. Please shorten it."),
 }
 UNKNOWN_FIELD_MESSAGE = N_("The form has a field this site does not know.")
 
 # Bounds the browser is told about, the same as the model's.
-LIMITS = {"narrative": NARRATIVE_MAX_CHARS, "host_city": CITY_MAX_CHARS,
-          "contact_details": CONTACT_DETAILS_MAX_CHARS}
+LIMITS = {
+    "narrative": NARRATIVE_MAX_CHARS,
+    "host_city": CITY_MAX_CHARS,
+    "contact_details": CONTACT_DETAILS_MAX_CHARS,
+}
 
 
 @dataclass
@@ -144,8 +203,13 @@ class ReportState:
     @classmethod
     def from_form(cls, fields: Mapping[str, Sequence[str]]) -> ReportState:
         # Only known names are kept: a crafted field is neither echoed into a page nor stored.
-        return cls({name: [str(value) for value in values] for name, values in fields.items()
-                    if name in REPORT_FIELDS})
+        return cls(
+            {
+                name: [str(value) for value in values]
+                for name, values in fields.items()
+                if name in REPORT_FIELDS
+            }
+        )
 
     def first(self, name: str) -> str:
         values = self.values.get(name, [])

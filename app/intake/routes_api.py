@@ -44,6 +44,7 @@ def tip_committer(request: Request) -> TipCommitter:
     committer: TipCommitter = request.app.state.tip_committer
     return committer
 
+
 # One answer for every receipt that opens nothing, malformed or not.
 UNKNOWN_RECEIPT = error_body("unknown_receipt", "No report matches this receipt.")
 # The report form also posts which step it came from; it means nothing to the submission.
@@ -71,8 +72,12 @@ def _form_to_submission(fields: dict[str, list[str]]) -> TipSubmission:
     return submission
 
 
-async def receive_urlencoded_tip(request: Request, session: Session, context: AppContext,
-                                 received_fields: dict[str, list[str]] | None = None) -> str:
+async def receive_urlencoded_tip(
+    request: Request,
+    session: Session,
+    context: AppContext,
+    received_fields: dict[str, list[str]] | None = None,
+) -> str:
     """A form posted without files (a browser may send these urlencoded)."""
     body = await read_bounded_body(request, context.settings)
     try:
@@ -87,8 +92,12 @@ async def receive_urlencoded_tip(request: Request, session: Session, context: Ap
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
 
-async def receive_form_tip(request: Request, session: Session, context: AppContext,
-                           received_fields: dict[str, list[str]] | None = None) -> str:
+async def receive_form_tip(
+    request: Request,
+    session: Session,
+    context: AppContext,
+    received_fields: dict[str, list[str]] | None = None,
+) -> str:
     """``received_fields`` fills with the text fields as they are read, for a page that
     must show the answers again if the upload is refused halfway."""
     kind = media_type(request)
@@ -110,11 +119,15 @@ def _in_own_transaction(context: AppContext, start: Callable[[Session, ServerSec
         return start(lookup, context.secrets)
 
 
-async def stream_multipart(request: Request, session: Session, context: AppContext,
-                           start: Callable[[Session, ServerSecrets], DraftT], *,
-                           text_fields: frozenset[str],
-                           received_fields: dict[str, list[str]] | None = None,
-                           ) -> tuple[DraftT, dict[str, list[str]]]:
+async def stream_multipart(
+    request: Request,
+    session: Session,
+    context: AppContext,
+    start: Callable[[Session, ServerSecrets], DraftT],
+    *,
+    text_fields: frozenset[str],
+    received_fields: dict[str, list[str]] | None = None,
+) -> tuple[DraftT, dict[str, list[str]]]:
     """Stream a multipart body: files are encrypted to disk as they arrive.
 
     The request's database session is first used after the last byte has
@@ -133,16 +146,20 @@ async def stream_multipart(request: Request, session: Session, context: AppConte
             file_field="files",
             text_fields=text_fields,
             open_file=lambda content_type: draft.open_attachment(
-                session, context.blobs, settings=settings, content_type=content_type),
+                session, context.blobs, settings=settings, content_type=content_type
+            ),
             max_field_bytes=settings.max_json_bytes,
             max_files=settings.max_files_per_tip,
             max_parts=settings.max_form_parts,
             fields=received_fields,
         )
         try:
-            async for chunk in bounded_stream(request, settings.max_request_bytes,
-                                              idle_timeout=settings.request_idle_timeout_seconds,
-                                              floor=TransferFloor.for_uploads(settings)):
+            async for chunk in bounded_stream(
+                request,
+                settings.max_request_bytes,
+                idle_timeout=settings.request_idle_timeout_seconds,
+                floor=TransferFloor.for_uploads(settings),
+            ):
                 # In a thread: a closing part may be a photo being re-encoded.
                 await run_in_threadpool(reader.feed, chunk)
             await run_in_threadpool(reader.finish)
@@ -155,10 +172,15 @@ async def stream_multipart(request: Request, session: Session, context: AppConte
     return draft, reader.fields
 
 
-async def receive_multipart_tip(request: Request, session: Session, context: AppContext,
-                                received_fields: dict[str, list[str]] | None = None) -> str:
-    draft, fields = await stream_multipart(request, session, context, service.start_tip,
-                                           text_fields=FORM_FIELDS, received_fields=received_fields)
+async def receive_multipart_tip(
+    request: Request,
+    session: Session,
+    context: AppContext,
+    received_fields: dict[str, list[str]] | None = None,
+) -> str:
+    draft, fields = await stream_multipart(
+        request, session, context, service.start_tip, text_fields=FORM_FIELDS, received_fields=received_fields
+    )
     submission = _form_to_submission(fields)
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
@@ -199,7 +221,9 @@ ReceiptBody = TypeVar("ReceiptBody", bound=ReceiptRequest)
 
 
 async def answer_receipt_holder(
-    request: Request, context: AppContext, model: type[ReceiptBody],
+    request: Request,
+    context: AppContext,
+    model: type[ReceiptBody],
     answer: Callable[[Session, service.ReceiptHolder, ReceiptBody], JSONResponse],
 ) -> JSONResponse:
     """Read a receipt-bearing body, open the tip it names and answer; the same 401 otherwise.
@@ -212,8 +236,9 @@ async def answer_receipt_holder(
 
     def open_and_answer() -> JSONResponse:
         with context.database.transaction() as session:
-            holder = service.tip_for_receipt(session, body.receipt,
-                                             receipt_pepper=context.secrets.receipt_pepper)
+            holder = service.tip_for_receipt(
+                session, body.receipt, receipt_pepper=context.secrets.receipt_pepper
+            )
             if holder is None:
                 return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
             return answer(session, holder, body)
@@ -224,15 +249,19 @@ async def answer_receipt_holder(
 @router.post("/followup")
 async def followup(request: Request, context: Context) -> JSONResponse:
     return await answer_receipt_holder(
-        request, context, ReceiptRequest,
-        lambda _session, holder, _body: JSONResponse(service.followup_view(holder).model_dump(mode="json")))
+        request,
+        context,
+        ReceiptRequest,
+        lambda _session, holder, _body: JSONResponse(service.followup_view(holder).model_dump(mode="json")),
+    )
 
 
 @router.post("/followup/messages", status_code=201)
 async def followup_message(request: Request, context: Context) -> JSONResponse:
     def send(session: Session, holder: service.ReceiptHolder, body: FollowupMessageRequest) -> JSONResponse:
-        service.add_message(session, holder.tip, body.body, author=MessageAuthor.SUBMITTER,
-                            server_secrets=context.secrets)
+        service.add_message(
+            session, holder.tip, body.body, author=MessageAuthor.SUBMITTER, server_secrets=context.secrets
+        )
         return JSONResponse({"status": holder.tip.status}, status_code=201)
 
     return await answer_receipt_holder(request, context, FollowupMessageRequest, send)

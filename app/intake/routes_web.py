@@ -88,14 +88,19 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
         return [translate(labels[value]) for value in state.all(name) if value in labels]
 
     month = state.first("incident_month")
-    when = [part for part in (
-        # Only what the form offers: a crafted value ("²", 5,000 digits) is not a month.
-        months.get(int(month), "") if re.fullmatch(r"[0-9]{1,2}", month) else "",
-        state.first("incident_year"),
-        translate(N_("still going on")) if state.first("ongoing") else "",
-    ) if part]
-    place = [part for part in (state.first("host_city"), countries.get(state.first("host_country"), ""))
-             if part]
+    when = [
+        part
+        for part in (
+            # Only what the form offers: a crafted value ("²", 5,000 digits) is not a month.
+            months.get(int(month), "") if re.fullmatch(r"[0-9]{1,2}", month) else "",
+            state.first("incident_year"),
+            translate(N_("still going on")) if state.first("ongoing") else "",
+        )
+        if part
+    ]
+    place = [
+        part for part in (state.first("host_city"), countries.get(state.first("host_country"), "")) if part
+    ]
     contact = chosen("contact_preference", contact_labels) or [translate(contact_labels["receipt_only"])]
     if state.first("contact_preference") == "other_channel" and state.first("contact_details"):
         contact.append(state.first("contact_details"))
@@ -106,14 +111,23 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
         SummaryItem(N_("Where"), "where", place),
         SummaryItem(N_("When"), "where", when),
         SummaryItem(N_("Who was behind it"), "who", chosen("perpetrators", perpetrator_labels)),
-        SummaryItem(N_("Station"), "who", [stations[state.first("station_id")]]
-                    if state.first("station_id") in stations else []),
+        SummaryItem(
+            N_("Station"),
+            "who",
+            [stations[state.first("station_id")]] if state.first("station_id") in stations else [],
+        ),
         SummaryItem(N_("In your own words"), "story", said),
-        SummaryItem(N_("Immediate danger"), "story",
-                    [translate(N_("Yes, someone is in immediate danger"))] if state.first("urgent") else []),
+        SummaryItem(
+            N_("Immediate danger"),
+            "story",
+            [translate(N_("Yes, someone is in immediate danger"))] if state.first("urgent") else [],
+        ),
         SummaryItem(N_("Contact"), "contact", contact),
-        SummaryItem(N_("Passing on your report"), "contact",
-                    [translate(consent_labels[consent_value])] if consent_value in consent_labels else []),
+        SummaryItem(
+            N_("Passing on your report"),
+            "contact",
+            [translate(consent_labels[consent_value])] if consent_value in consent_labels else [],
+        ),
     ]
 
 
@@ -135,34 +149,58 @@ def _station_rows(context: Context) -> _StationRows:
         with context.database.transaction() as session:
             # Read-only: a page view must not take SQLite's write lock (BEGIN IMMEDIATE).
             session.connection(execution_options={READ_ONLY_OPTION: True})
-            statement = select(Station.id, Station.city, Station.country).order_by(Station.country,
-                                                                                  Station.city_key)
+            statement = select(Station.id, Station.city, Station.country).order_by(
+                Station.country, Station.city_key
+            )
             rows = [(station_id, city, country) for station_id, city, country in session.execute(statement)]
-        _station_rows_cache[key] = (weakref.ref(context.database), time.monotonic() + STATION_LIST_SECONDS,
-                                    rows)
+        _station_rows_cache[key] = (
+            weakref.ref(context.database),
+            time.monotonic() + STATION_LIST_SECONDS,
+            rows,
+        )
         return rows
 
 
 def _station_choices(context: Context, language: Language) -> list[tuple[str, str]]:
     """The registry's stations as a submitter may name them: city and country, no case data."""
     countries = dict(_countries(language))
-    return [(str(station_id), f"{city}, {countries.get(country, country)}")
-            for station_id, city, country in _station_rows(context)]
+    return [
+        (str(station_id), f"{city}, {countries.get(country, country)}")
+        for station_id, city, country in _station_rows(context)
+    ]
 
 
-def show_step(request: Request, context: Context, step: Step, state: ReportState, *,
-              errors: Sequence[FieldError] = (), status_code: int = 200) -> HTMLResponse:
+def show_step(
+    request: Request,
+    context: Context,
+    step: Step,
+    state: ReportState,
+    *,
+    errors: Sequence[FieldError] = (),
+    status_code: int = 200,
+) -> HTMLResponse:
     language = Language(language_for(request).code)
     stations = _station_choices(context, language) if step.key in ("who", "review") else []
     return render_page(
-        request, "intake/report_step.html", status_code=status_code,
-        step=step, step_number=report_form.STEP_KEYS.index(step.key) + 1, steps=report_form.STEPS,
-        state=state, errors=list(errors), error_fields={error.field for error in errors},
+        request,
+        "intake/report_step.html",
+        status_code=status_code,
+        step=step,
+        step_number=report_form.STEP_KEYS.index(step.key) + 1,
+        steps=report_form.STEPS,
+        state=state,
+        errors=list(errors),
+        error_fields={error.field for error in errors},
         hidden=state.hidden_fields(except_fields=(*step.fields, "language")),
-        tactic_choices=report_form.TACTIC_CHOICES, perpetrator_choices=report_form.PERPETRATOR_CHOICES,
-        contact_choices=report_form.CONTACT_CHOICES, consent_choices=report_form.CONSENT_CHOICES,
-        countries=_countries(language), months=_months(language), years=report_form.incident_years(),
-        limits=report_form.LIMITS, urgent=bool(state.first("urgent")),
+        tactic_choices=report_form.TACTIC_CHOICES,
+        perpetrator_choices=report_form.PERPETRATOR_CHOICES,
+        contact_choices=report_form.CONTACT_CHOICES,
+        consent_choices=report_form.CONSENT_CHOICES,
+        countries=_countries(language),
+        months=_months(language),
+        years=report_form.incident_years(),
+        limits=report_form.LIMITS,
+        urgent=bool(state.first("urgent")),
         summary=_summary(state, language, dict(stations)) if step is REVIEW else [],
         stations=stations,
         max_files=context.settings.max_files_per_tip,
@@ -182,8 +220,9 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
     try:
         fields = await read_form_values(request, context.settings)
     except AppError as exc:
-        raise FormRejected(exc.status, [FieldError("", exc.public_message)], ReportState(),
-                           report_form.STEPS[0]) from None
+        raise FormRejected(
+            exc.status, [FieldError("", exc.public_message)], ReportState(), report_form.STEPS[0]
+        ) from None
     state = ReportState.from_form(fields)
     current = report_form.step_named(_first(fields, "step")) or report_form.STEPS[0]
     go = _first(fields, "go")
@@ -196,15 +235,22 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
     else:
         errors = report_form.step_errors(state, current)
         if errors:
-            return await run_in_threadpool(show_step, request, context, current, state, errors=errors,
-                                           status_code=422)
+            return await run_in_threadpool(
+                show_step, request, context, current, state, errors=errors, status_code=422
+            )
         target = report_form.neighbour(current, 1)
     if target is REVIEW:
         _, errors = report_form.validate(state)
         if errors:  # an answer of an earlier step (a crafted or stale form): back to it
-            return await run_in_threadpool(show_step, request, context,
-                                           report_form.first_step_with_errors(errors), state,
-                                           errors=errors, status_code=422)
+            return await run_in_threadpool(
+                show_step,
+                request,
+                context,
+                report_form.first_step_with_errors(errors),
+                state,
+                errors=errors,
+                status_code=422,
+            )
     return await run_in_threadpool(show_step, request, context, target, state)
 
 
@@ -212,32 +258,45 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
 async def submit_report_form(request: Request, session: UploadDbSession, context: Context) -> HTMLResponse:
     if posted_from_elsewhere(request):
         # Nothing of another site's post is shown back: it could plant words on our page.
-        raise FormRejected(CrossSiteForm.status, [FieldError("", CrossSiteForm.public_message)],
-                           ReportState(), report_form.STEPS[0])
+        raise FormRejected(
+            CrossSiteForm.status,
+            [FieldError("", CrossSiteForm.public_message)],
+            ReportState(),
+            report_form.STEPS[0],
+        )
     received: dict[str, list[str]] = {}
     try:
         receipt = await receive_form_tip(request, session, context, received)
     except InvalidSubmission as exc:
-        raise FormRejected(exc.status, exc.errors, exc.state,
-                           report_form.first_step_with_errors(exc.errors)) from None
+        raise FormRejected(
+            exc.status, exc.errors, exc.state, report_form.first_step_with_errors(exc.errors)
+        ) from None
     except AppError as exc:  # too large, unreadable, busy, not initialised: still a page
-        raise FormRejected(exc.status, [FieldError("", exc.public_message)],
-                           ReportState.from_form(received), REVIEW) from None
+        raise FormRejected(
+            exc.status, [FieldError("", exc.public_message)], ReportState.from_form(received), REVIEW
+        ) from None
     urgent = bool(ReportState.from_form(received).first("urgent"))
     return _receipt_page(request, receipt, urgent=urgent, status_code=201)
 
 
 def _receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: int = 200) -> HTMLResponse:
-    return render_page(request, "intake/receipt.html", status_code=status_code, receipt=receipt,
-                       receipt_groups=receipt.split("-"), urgent=urgent)
+    return render_page(
+        request,
+        "intake/receipt.html",
+        status_code=status_code,
+        receipt=receipt,
+        receipt_groups=receipt.split("-"),
+        urgent=urgent,
+    )
 
 
 async def form_rejected_handler(request: Request, exc: Exception) -> HTMLResponse:
     assert isinstance(exc, FormRejected)  # noqa: S101 - registered for FormRejected only
     context = request.app.state.context
     # In a worker thread: a step page may read the station list (never in the event loop).
-    return await run_in_threadpool(show_step, request, context, exc.step, exc.state, errors=exc.errors,
-                                   status_code=exc.status)
+    return await run_in_threadpool(
+        show_step, request, context, exc.step, exc.state, errors=exc.errors, status_code=exc.status
+    )
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str:
@@ -250,40 +309,69 @@ def _first(fields: dict[str, list[str]], name: str) -> str:
 STATUS_TEXT = {
     TipStatus.NEW: (N_("Received"), N_("Your report has arrived and is waiting to be read.")),
     TipStatus.IN_REVIEW: (N_("Being reviewed"), N_("A caseworker is looking at your report.")),
-    TipStatus.NEEDS_INFO: (N_("We have a question for you"),
-                           N_("Please read the latest message below and answer if you can.")),
+    TipStatus.NEEDS_INFO: (
+        N_("We have a question for you"),
+        N_("Please read the latest message below and answer if you can."),
+    ),
     TipStatus.VERIFIED: (N_("Verified"), N_("We have checked your report and are working with it.")),
-    TipStatus.REJECTED: (N_("Closed"),
-                         N_("We are not taking this report further. Thank you for sending it.")),
+    TipStatus.REJECTED: (
+        N_("Closed"),
+        N_("We are not taking this report further. Thank you for sending it."),
+    ),
 }
 UNKNOWN_RECEIPT_MESSAGE = N_("No report matches this receipt. Check it and try again.")
 EMPTY_MESSAGE = N_("Write a message before sending.")
 LONG_MESSAGE = N_("Your message is longer than 20,000 characters. Please shorten it or send it in parts.")
 
 
-def _followup_start(request: Request, *, typed: str = "", errors: Sequence[str] = (),
-                    status_code: int = 200) -> HTMLResponse:
-    return render_page(request, "intake/followup_start.html", status_code=status_code,
-                       typed_receipt=typed, messages=list(errors), language_path="/followup")
+def _followup_start(
+    request: Request, *, typed: str = "", errors: Sequence[str] = (), status_code: int = 200
+) -> HTMLResponse:
+    return render_page(
+        request,
+        "intake/followup_start.html",
+        status_code=status_code,
+        typed_receipt=typed,
+        messages=list(errors),
+        language_path="/followup",
+    )
 
 
-def _followup_page(request: Request, holder: service.ReceiptHolder, receipt: str, *,
-                   notices: Sequence[str] = (), errors: Sequence[str] = (), draft: str = "",
-                   status_code: int = 200) -> HTMLResponse:
+def _followup_page(
+    request: Request,
+    holder: service.ReceiptHolder,
+    receipt: str,
+    *,
+    notices: Sequence[str] = (),
+    errors: Sequence[str] = (),
+    draft: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
     view = service.followup_view(holder)
     title, explanation = STATUS_TEXT[TipStatus(view.status)]
-    return render_page(request, "intake/followup.html", status_code=status_code, view=view,
-                       receipt=receipt, status_title=title, status_explanation=explanation,
-                       notices=list(notices), messages=list(errors), draft=draft,
-                       max_files=request.app.state.context.settings.max_files_per_tip,
-                       photos_cleaned=request.app.state.context.settings.strip_attachment_metadata)
+    return render_page(
+        request,
+        "intake/followup.html",
+        status_code=status_code,
+        view=view,
+        receipt=receipt,
+        status_title=title,
+        status_explanation=explanation,
+        notices=list(notices),
+        messages=list(errors),
+        draft=draft,
+        max_files=request.app.state.context.settings.max_files_per_tip,
+        photos_cleaned=request.app.state.context.settings.strip_attachment_metadata,
+    )
 
 
-async def _open_with_receipt(request: Request, session: DbSession, context: Context,
-                             fields: dict[str, list[str]]) -> service.ReceiptHolder | None:
+async def _open_with_receipt(
+    request: Request, session: DbSession, context: Context, fields: dict[str, list[str]]
+) -> service.ReceiptHolder | None:
     receipt = _first(fields, "receipt")
-    return await run_in_threadpool(service.tip_for_receipt, session, receipt,
-                                   receipt_pepper=context.secrets.receipt_pepper)
+    return await run_in_threadpool(
+        service.tip_for_receipt, session, receipt, receipt_pepper=context.secrets.receipt_pepper
+    )
 
 
 ReceiptPost = tuple[dict[str, list[str]], service.ReceiptHolder]
@@ -298,8 +386,9 @@ async def _receipt_post(request: Request, session: DbSession, context: Context) 
         return _followup_start(request, errors=[exc.public_message], status_code=exc.status)
     holder = await _open_with_receipt(request, session, context, fields)
     if holder is None:
-        return _followup_start(request, typed=_first(fields, "receipt")[:100],
-                               errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401)
+        return _followup_start(
+            request, typed=_first(fields, "receipt")[:100], errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401
+        )
     return fields, holder
 
 
@@ -338,10 +427,22 @@ async def followup_reply(request: Request, session: DbSession, context: Context)
     fields, holder = opened
     receipt, body = _first(fields, "receipt"), _first(fields, "body").strip()
     if not body or len(body) > MESSAGE_MAX_CHARS:
-        return _followup_page(request, holder, receipt, errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
-                              draft=_first(fields, "body"), status_code=422)
-    await run_in_threadpool(service.add_message, session, holder.tip, body,
-                            author=MessageAuthor.SUBMITTER, server_secrets=context.secrets)
+        return _followup_page(
+            request,
+            holder,
+            receipt,
+            errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
+            draft=_first(fields, "body"),
+            status_code=422,
+        )
+    await run_in_threadpool(
+        service.add_message,
+        session,
+        holder.tip,
+        body,
+        author=MessageAuthor.SUBMITTER,
+        server_secrets=context.secrets,
+    )
     return _followup_page(request, holder, receipt, notices=[N_("Your message was sent.")], status_code=201)
 
 
@@ -353,8 +454,14 @@ async def followup_files(request: Request, session: UploadDbSession, context: Co
         return _followup_start(request, errors=[CrossSiteForm.public_message], status_code=403)
     received: dict[str, list[str]] = {}
     try:
-        draft, fields = await stream_multipart(request, session, context, service.start_followup_files,
-                                               text_fields=frozenset({"receipt"}), received_fields=received)
+        draft, fields = await stream_multipart(
+            request,
+            session,
+            context,
+            service.start_followup_files,
+            text_fields=frozenset({"receipt"}),
+            received_fields=received,
+        )
     except AppError as exc:
         # Raised, so that the files written so far are deleted with the rollback.
         raise FollowupRefused(exc.status, exc.public_message, receipt=_first(received, "receipt")) from None
@@ -362,11 +469,17 @@ async def followup_files(request: Request, session: UploadDbSession, context: Co
     if holder is None:
         raise FollowupRefused(401, UNKNOWN_RECEIPT_MESSAGE)
     if not draft.attachments:
-        return _followup_page(request, holder, _first(fields, "receipt"),
-                              errors=[N_("Choose at least one file to send.")], status_code=422)
+        return _followup_page(
+            request,
+            holder,
+            _first(fields, "receipt"),
+            errors=[N_("Choose at least one file to send.")],
+            status_code=422,
+        )
     await run_in_threadpool(service.add_followup_files, session, holder.tip, draft)
-    return _followup_page(request, holder, _first(fields, "receipt"),
-                          notices=[N_("Your files were received.")], status_code=201)
+    return _followup_page(
+        request, holder, _first(fields, "receipt"), notices=[N_("Your files were received.")], status_code=201
+    )
 
 
 class FollowupRefused(AppError):
@@ -388,8 +501,9 @@ async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResp
 
     def render() -> HTMLResponse:
         with context.database.transaction() as session:
-            holder = service.tip_for_receipt(session, exc.receipt,
-                                             receipt_pepper=context.secrets.receipt_pepper)
+            holder = service.tip_for_receipt(
+                session, exc.receipt, receipt_pepper=context.secrets.receipt_pepper
+            )
             if holder is None:
                 return _followup_start(request, errors=[exc.message], status_code=exc.status)
             return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
@@ -410,14 +524,21 @@ async def followup_delete(request: Request, session: DbSession, context: Context
         return opened
     fields, holder = opened
     if _first(fields, "confirm") != "yes":
-        return render_page(request, "intake/followup_delete.html", receipt=_first(fields, "receipt"),
-                           language_path="/followup")
+        return render_page(
+            request,
+            "intake/followup_delete.html",
+            receipt=_first(fields, "receipt"),
+            language_path="/followup",
+        )
     await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
     return render_page(request, "intake/followup_deleted.html", language_path="/followup")
 
 
-
 @router.get("/safety", response_class=HTMLResponse)
 def safety(request: Request) -> HTMLResponse:
-    return render_page(request, "intake/safety.html", language_path="/safety",
-                       photos_cleaned=request.app.state.context.settings.strip_attachment_metadata)
+    return render_page(
+        request,
+        "intake/safety.html",
+        language_path="/safety",
+        photos_cleaned=request.app.state.context.settings.strip_attachment_metadata,
+    )

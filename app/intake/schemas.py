@@ -58,25 +58,29 @@ class TipSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    narrative: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                                max_length=NARRATIVE_MAX_CHARS)]
+    narrative: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NARRATIVE_MAX_CHARS)
+    ]
     language: Language = Language.ENGLISH
     tactics: Annotated[list[Tactic], Field(max_length=len(Tactic)), AfterValidator(_unique)] = []
     host_country: CountryCode | None = None
-    host_city: Annotated[str, StringConstraints(strip_whitespace=True,
-                                                max_length=CITY_MAX_CHARS)] | None = None
+    host_city: Annotated[str, StringConstraints(strip_whitespace=True, max_length=CITY_MAX_CHARS)] | None = (
+        None
+    )
     incident_month: Annotated[int, Field(ge=1, le=12)] | None = None
-    incident_year: Annotated[int, Field(ge=EARLIEST_INCIDENT_YEAR),
-                             AfterValidator(_not_in_the_future)] | None = None
+    incident_year: (
+        Annotated[int, Field(ge=EARLIEST_INCIDENT_YEAR), AfterValidator(_not_in_the_future)] | None
+    ) = None
     ongoing: bool = False
-    perpetrators: Annotated[list[Perpetrator], Field(max_length=len(Perpetrator)),
-                            AfterValidator(_unique)] = []
+    perpetrators: Annotated[
+        list[Perpetrator], Field(max_length=len(Perpetrator)), AfterValidator(_unique)
+    ] = []
     station_id: uuid.UUID | None = None
     urgent: bool = False
     contact_preference: ContactPreference = ContactPreference.RECEIPT_ONLY
-    contact_details: Annotated[str, StringConstraints(strip_whitespace=True,
-                                                      max_length=CONTACT_DETAILS_MAX_CHARS)] | None = Field(
-        default=None, validate_default=True)
+    contact_details: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=CONTACT_DETAILS_MAX_CHARS)] | None
+    ) = Field(default=None, validate_default=True)
     referral_consent: ReferralConsent | None = None
 
     @field_validator("contact_details")
@@ -118,8 +122,7 @@ class ReceiptRequest(BaseModel):
 
 
 class FollowupMessageRequest(ReceiptRequest):
-    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                           max_length=MESSAGE_MAX_CHARS)]
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_CHARS)]
 
 
 class TipReceipt(BaseModel):

@@ -67,8 +67,9 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def _trusted_intake_key(session: Session,
-                        server_secrets: ServerSecrets) -> tuple[IntakeKey, sealing.PublicKey]:
+def _trusted_intake_key(
+    session: Session, server_secrets: ServerSecrets
+) -> tuple[IntakeKey, sealing.PublicKey]:
     intake_key = current_intake_key(session)
     if intake_key is None:
         raise NotInitialised
@@ -117,16 +118,27 @@ class AttachmentWriter:
     the upload ends.
     """
 
-    def __init__(self, *, attachment_id: uuid.UUID, data_key: bytes, key_version: int,
-                 blob_store: BlobStorage, max_bytes: int, content_type: str | None,
-                 clean_images: bool, max_image_bytes: int, max_image_pixels: int,
-                 image_memory: cleaning.ImageMemoryBudget) -> None:
+    def __init__(
+        self,
+        *,
+        attachment_id: uuid.UUID,
+        data_key: bytes,
+        key_version: int,
+        blob_store: BlobStorage,
+        max_bytes: int,
+        content_type: str | None,
+        clean_images: bool,
+        max_image_bytes: int,
+        max_image_pixels: int,
+        image_memory: cleaning.ImageMemoryBudget,
+    ) -> None:
         self.attachment_id = attachment_id
         self.data_key = data_key
         self.content_type = _declared_content_type(content_type)
         self.metadata = cleaning.MetadataOutcome.NOT_REMOVED
-        self._encryptor = ATTACHMENT_BLOB.encryptor(data_key, row_id=str(attachment_id),
-                                                    key_version=key_version)
+        self._encryptor = ATTACHMENT_BLOB.encryptor(
+            data_key, row_id=str(attachment_id), key_version=key_version
+        )
         self._max_bytes = max_bytes
         self._clean_images = clean_images
         self._max_image_bytes = max_image_bytes
@@ -159,7 +171,7 @@ class AttachmentWriter:
     def _decide(self) -> None:
         assert self._held is not None  # noqa: S101 - only called while holding
         head = b"".join(self._held)
-        self._image = self._clean_images and cleaning.sniff_image(head[:cleaning.SNIFF_BYTES]) is not None
+        self._image = self._clean_images and cleaning.sniff_image(head[: cleaning.SNIFF_BYTES]) is not None
         if not self._image:
             self._held = None
             self._sink.write(self._encryptor.update(head))
@@ -190,7 +202,8 @@ class AttachmentWriter:
             self._memory.shrink_to(len(encoded))
             self.size = 0
             self.content_type = cleaning.clean_image_into(
-                encoded, self._encrypt_cleaned, max_pixels=self._max_image_pixels, memory=self._memory)
+                encoded, self._encrypt_cleaned, max_pixels=self._max_image_pixels, memory=self._memory
+            )
             self.metadata = cleaning.MetadataOutcome.REMOVED
         finally:
             _CLEANING_SLOTS.release()
@@ -202,7 +215,7 @@ class AttachmentWriter:
             # megabytes (noise survives no compressor): the file limit holds for what is stored.
             raise cleaning.ImageTooLarge
         for start in range(0, len(data), _CLEANED_PIECE_BYTES):
-            self._sink.write(self._encryptor.update(data[start:start + _CLEANED_PIECE_BYTES]))
+            self._sink.write(self._encryptor.update(data[start : start + _CLEANED_PIECE_BYTES]))
 
     def abort(self) -> None:
         self._held = None
@@ -211,8 +224,9 @@ class AttachmentWriter:
 
     def details(self) -> bytes:
         """What staff are told about the file, sealed with its key: no name, ever."""
-        return json.dumps({"size": self.size, "content_type": self.content_type,
-                           "metadata": self.metadata.value}).encode()
+        return json.dumps(
+            {"size": self.size, "content_type": self.content_type, "metadata": self.metadata.value}
+        ).encode()
 
 
 @dataclass
@@ -242,17 +256,23 @@ class UploadDraft(abc.ABC):
             return self.intake_key.version, self.intake_public
         return current.version, trusted_intake_public_key(current, self.server_secrets.key_integrity_key)
 
-    def open_attachment(self, session: Session, blob_store: BlobStorage, *, settings: Settings,
-                        content_type: str | None) -> AttachmentWriter:
+    def open_attachment(
+        self, session: Session, blob_store: BlobStorage, *, settings: Settings, content_type: str | None
+    ) -> AttachmentWriter:
         attachment_id = uuid.uuid4()
         data_key = self._writer_key()
         # Registered before the first byte lands: a failed request leaves no orphan file.
         on_rollback(session, lambda: blob_store.delete(attachment_id))
         writer = AttachmentWriter(
-            attachment_id=attachment_id, data_key=data_key, key_version=self.intake_key.version,
-            blob_store=blob_store, max_bytes=settings.max_file_bytes,
-            content_type=content_type, clean_images=settings.strip_attachment_metadata,
-            max_image_bytes=settings.max_image_bytes, max_image_pixels=settings.max_image_pixels,
+            attachment_id=attachment_id,
+            data_key=data_key,
+            key_version=self.intake_key.version,
+            blob_store=blob_store,
+            max_bytes=settings.max_file_bytes,
+            content_type=content_type,
+            clean_images=settings.strip_attachment_metadata,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
             image_memory=_image_memory_budget(settings.image_memory_budget_bytes),
         )
         self.attachments.append(writer)
@@ -290,8 +310,9 @@ STATION_NOT_LISTED = N_("Choose a station from the list.")
 
 
 def unknown_station() -> InvalidInput:
-    return InvalidInput(STATION_NOT_LISTED,
-                        fields=[{"field": "station_id", "message": "not a station in the registry"}])
+    return InvalidInput(
+        STATION_NOT_LISTED, fields=[{"field": "station_id", "message": "not a station in the registry"}]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,9 +323,16 @@ class SealedTip:
     receipt: str = field(repr=False)
 
 
-def seal_tip(tip_id: uuid.UUID, data_key: bytes, *, content_version: int, seal_version: int,
-             seal_public: sealing.PublicKey, submission: TipSubmission,
-             server_secrets: ServerSecrets) -> SealedTip:
+def seal_tip(
+    tip_id: uuid.UUID,
+    data_key: bytes,
+    *,
+    content_version: int,
+    seal_version: int,
+    seal_public: sealing.PublicKey,
+    submission: TipSubmission,
+    server_secrets: ServerSecrets,
+) -> SealedTip:
     """The tips row for a submission: every field sealed, a fresh receipt; no database access,
     so it runs outside any transaction (and outside SQLite's write lock)."""
     receipt = new_receipt()
@@ -312,25 +340,36 @@ def seal_tip(tip_id: uuid.UUID, data_key: bytes, *, content_version: int, seal_v
     assert digits is not None  # noqa: S101 - a fresh receipt always normalises
     row_id = str(tip_id)
     receipt_public = receipt_private_key(server_secrets.receipt_pepper, digits).public_key()
-    return SealedTip(receipt=receipt, row={
-        "id": tip_id,
-        "ref": "T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
-        "status": TipStatus.NEW,
-        "urgent": submission.urgent,
-        "received_on": today(),
-        "last_activity_on": today(),
-        "intake_key_version": seal_version,
-        "content_key_version": content_version,
-        "sealed_data_key": TIP_DATA_KEY.seal(seal_public, data_key, row_id=row_id, key_version=seal_version),
-        "narrative_encrypted": TIP_NARRATIVE.seal(data_key, submission.narrative.encode(),
-                                                  row_id=row_id, key_version=content_version),
-        "answers_encrypted": TIP_ANSWERS.seal(data_key, json.dumps(submission.answers()).encode(),
-                                              row_id=row_id, key_version=content_version),
-        "receipt_lookup_hash": receipt_lookup_hash(server_secrets.receipt_pepper, digits),
-        "receipt_public_key": receipt_public.raw,
-        "receipt_public_key_mac": public_key_mac(server_secrets.key_integrity_key, receipt_public,
-                                                 *_receipt_key_context(tip_id)),
-    })
+    return SealedTip(
+        receipt=receipt,
+        row={
+            "id": tip_id,
+            "ref": "T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
+            "status": TipStatus.NEW,
+            "urgent": submission.urgent,
+            "received_on": today(),
+            "last_activity_on": today(),
+            "intake_key_version": seal_version,
+            "content_key_version": content_version,
+            "sealed_data_key": TIP_DATA_KEY.seal(
+                seal_public, data_key, row_id=row_id, key_version=seal_version
+            ),
+            "narrative_encrypted": TIP_NARRATIVE.seal(
+                data_key, submission.narrative.encode(), row_id=row_id, key_version=content_version
+            ),
+            "answers_encrypted": TIP_ANSWERS.seal(
+                data_key,
+                json.dumps(submission.answers()).encode(),
+                row_id=row_id,
+                key_version=content_version,
+            ),
+            "receipt_lookup_hash": receipt_lookup_hash(server_secrets.receipt_pepper, digits),
+            "receipt_public_key": receipt_public.raw,
+            "receipt_public_key_mac": public_key_mac(
+                server_secrets.key_integrity_key, receipt_public, *_receipt_key_context(tip_id)
+            ),
+        },
+    )
 
 
 def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
@@ -339,23 +378,36 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
         raise unknown_station()
     version = draft.intake_key.version
     seal_version, seal_public = draft.sealing_key_now(session)
-    sealed = seal_tip(draft.id, draft.data_key, content_version=version, seal_version=seal_version,
-                      seal_public=seal_public, submission=submission, server_secrets=draft.server_secrets)
+    sealed = seal_tip(
+        draft.id,
+        draft.data_key,
+        content_version=version,
+        seal_version=seal_version,
+        seal_public=seal_public,
+        submission=submission,
+        server_secrets=draft.server_secrets,
+    )
     session.add(Tip(**sealed.row))
     for writer in draft.attachments:
-        session.add(TipAttachment(
-            id=writer.attachment_id, tip_id=draft.id, added_on=today(),
-            details_encrypted=ATTACHMENT_DETAILS.seal(draft.data_key, writer.details(),
-                                                      row_id=str(writer.attachment_id), key_version=version),
-        ))
+        session.add(
+            TipAttachment(
+                id=writer.attachment_id,
+                tip_id=draft.id,
+                added_on=today(),
+                details_encrypted=ATTACHMENT_DETAILS.seal(
+                    draft.data_key, writer.details(), row_id=str(writer.attachment_id), key_version=version
+                ),
+            )
+        )
     session.flush()
     return sealed.receipt
 
 
 def start_followup_files(session: Session, server_secrets: ServerSecrets) -> FollowupFilesDraft:
     intake_key, intake_public = _trusted_intake_key(session, server_secrets)
-    return FollowupFilesDraft(intake_key=intake_key, intake_public=intake_public,
-                              server_secrets=server_secrets)
+    return FollowupFilesDraft(
+        intake_key=intake_key, intake_public=intake_public, server_secrets=server_secrets
+    )
 
 
 def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) -> int:
@@ -369,16 +421,24 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
     # The same lock as delete_tip: a file is added to a tip that still exists, or not at all.
     session.execute(select(Tip.id).where(Tip.id == tip.id).with_for_update())
     for writer in draft.attachments:
-        session.add(TipAttachment(
-            id=writer.attachment_id, tip_id=tip.id, added_on=today(),
-            intake_key_version=seal_version,
-            content_key_version=version,
-            sealed_data_key=FOLLOWUP_ATTACHMENT_KEY.seal(
-                seal_public, writer.data_key,
-                row_id=attachment_row_id(tip.id, writer.attachment_id), key_version=seal_version),
-            details_encrypted=ATTACHMENT_DETAILS.seal(writer.data_key, writer.details(),
-                                                      row_id=str(writer.attachment_id), key_version=version),
-        ))
+        session.add(
+            TipAttachment(
+                id=writer.attachment_id,
+                tip_id=tip.id,
+                added_on=today(),
+                intake_key_version=seal_version,
+                content_key_version=version,
+                sealed_data_key=FOLLOWUP_ATTACHMENT_KEY.seal(
+                    seal_public,
+                    writer.data_key,
+                    row_id=attachment_row_id(tip.id, writer.attachment_id),
+                    key_version=seal_version,
+                ),
+                details_encrypted=ATTACHMENT_DETAILS.seal(
+                    writer.data_key, writer.details(), row_id=str(writer.attachment_id), key_version=version
+                ),
+            )
+        )
     if draft.attachments:
         _note_submitter_activity(tip)
     session.flush()
@@ -429,8 +489,9 @@ class ReceiptHolder:
     private_key: sealing.PrivateKey = field(repr=False)
 
 
-def tip_for_receipt(session: Session, typed_receipt: object, *,
-                    receipt_pepper: bytes) -> ReceiptHolder | None:
+def tip_for_receipt(
+    session: Session, typed_receipt: object, *, receipt_pepper: bytes
+) -> ReceiptHolder | None:
     """The tip a receipt opens, or None; valid and invalid receipts cost the same work."""
     if not isinstance(typed_receipt, str):
         typed_receipt = ""
@@ -448,10 +509,14 @@ def followup_view(holder: ReceiptHolder) -> FollowupView:
     for message in holder.tip.messages:
         body = None
         if message.body_for_submitter is not None:
-            body = MESSAGE_FOR_SUBMITTER.open(holder.private_key, message.body_for_submitter,
-                                              row_id=message_row_id(holder.tip.id, message.id)).decode()
-        messages.append(FollowupMessage(author=message.author, sent_on=message.sent_on.isoformat(),
-                                        body=body))
+            body = MESSAGE_FOR_SUBMITTER.open(
+                holder.private_key,
+                message.body_for_submitter,
+                row_id=message_row_id(holder.tip.id, message.id),
+            ).decode()
+        messages.append(
+            FollowupMessage(author=message.author, sent_on=message.sent_on.isoformat(), body=body)
+        )
     return FollowupView(status=holder.tip.status, messages=messages)
 
 
@@ -460,8 +525,15 @@ def _next_position(session: Session, tip: Tip) -> int:
     return (current or 0) + 1
 
 
-def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
-                server_secrets: ServerSecrets, author_account_id: uuid.UUID | None = None) -> TipMessage:
+def add_message(
+    session: Session,
+    tip: Tip,
+    body: str,
+    *,
+    author: MessageAuthor,
+    server_secrets: ServerSecrets,
+    author_account_id: uuid.UUID | None = None,
+) -> TipMessage:
     """A message on a tip, under its own data key sealed to the intake key.
 
     Staff messages are also sealed to the receipt-derived public key, so the
@@ -480,16 +552,25 @@ def add_message(session: Session, tip: Tip, body: str, *, author: MessageAuthor,
         sent_on=today(),
         intake_key_version=intake_key.version,
         content_key_version=intake_key.version,
-        sealed_data_key=MESSAGE_DATA_KEY.seal(intake_public, data_key, row_id=row_id,
-                                              key_version=intake_key.version),
-        body_encrypted=MESSAGE_BODY.seal(data_key, body.encode(), row_id=row_id,
-                                         key_version=intake_key.version),
+        sealed_data_key=MESSAGE_DATA_KEY.seal(
+            intake_public, data_key, row_id=row_id, key_version=intake_key.version
+        ),
+        body_encrypted=MESSAGE_BODY.seal(
+            data_key, body.encode(), row_id=row_id, key_version=intake_key.version
+        ),
         body_for_submitter=(
             MESSAGE_FOR_SUBMITTER.seal(
-                trusted_public_key(server_secrets.key_integrity_key, tip.receipt_public_key,
-                                   tip.receipt_public_key_mac, *_receipt_key_context(tip.id)),
-                body.encode(), row_id=row_id)
-            if author is MessageAuthor.STAFF else None
+                trusted_public_key(
+                    server_secrets.key_integrity_key,
+                    tip.receipt_public_key,
+                    tip.receipt_public_key_mac,
+                    *_receipt_key_context(tip.id),
+                ),
+                body.encode(),
+                row_id=row_id,
+            )
+            if author is MessageAuthor.STAFF
+            else None
         ),
     )
     session.add(message)

@@ -52,9 +52,11 @@ class Language(StrEnum):
 # CLDR (through Babel) lists every ISO 3166-1 alpha-2 code plus some that are
 # not countries in ISO 3166-1: exceptional reservations, groupings and
 # private-use codes. Those are removed, leaving the 249 assigned codes.
-_NOT_ISO_3166_1 = frozenset({"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN",
-                             "XA", "XB", "XK", "ZZ"})
+_NOT_ISO_3166_1 = frozenset(
+    {"AC", "CP", "CQ", "DG", "EA", "EU", "EZ", "IC", "QO", "TA", "UN", "XA", "XB", "XK", "ZZ"}
+)
 COUNTRY_CODES: frozenset[str] = frozenset(
-    code for code in map(str, Locale("en").territories)
+    code
+    for code in map(str, Locale("en").territories)
     if len(code) == 2 and code.isalpha() and code.isupper() and code not in _NOT_ISO_3166_1
 )

@@ -38,8 +38,9 @@ def _grantee(session: Session, account_id: uuid.UUID) -> StaffAccount:
     return account
 
 
-def grant_to_member(session: Session, principal: Principal, account_id: uuid.UUID, *,
-                    server_secrets: ServerSecrets) -> IntakeKeyGrant:
+def grant_to_member(
+    session: Session, principal: Principal, account_id: uuid.UUID, *, server_secrets: ServerSecrets
+) -> IntakeKeyGrant:
     intake_key = current_intake_key(session)
     intake_private = principal.intake_private_key(intake_key.version) if intake_key else None
     if intake_key is None or intake_private is None:
@@ -47,11 +48,22 @@ def grant_to_member(session: Session, principal: Principal, account_id: uuid.UUI
     grantee = _grantee(session, account_id)
     if grantee.role not in KEY_HOLDING_ROLES or not grantee.can_log_in:
         raise CannotHoldKey
-    grant = grant_intake_key(session, intake_key=intake_key, intake_private=intake_private,
-                             grantee=grantee, granted_by_id=principal.account_id,
-                             key_integrity_key=server_secrets.key_integrity_key)
-    audit.record(session, principal.actor, "key.grant", object_type="account", object_id=grantee.id,
-                 details={"key_version": intake_key.version})
+    grant = grant_intake_key(
+        session,
+        intake_key=intake_key,
+        intake_private=intake_private,
+        grantee=grantee,
+        granted_by_id=principal.account_id,
+        key_integrity_key=server_secrets.key_integrity_key,
+    )
+    audit.record(
+        session,
+        principal.actor,
+        "key.grant",
+        object_type="account",
+        object_id=grantee.id,
+        details={"key_version": intake_key.version},
+    )
     return grant
 
 

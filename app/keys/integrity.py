@@ -26,12 +26,14 @@ class UntrustedPublicKey(AppError):
 
 
 def public_key_mac(integrity_key: bytes, public_key: sealing.PublicKey, *context: BindingPart) -> bytes:
-    return hmac.new(integrity_key, bind("daylight/public-key/v1", *context, public_key.raw),
-                    hashlib.sha256).digest()
+    return hmac.new(
+        integrity_key, bind("daylight/public-key/v1", *context, public_key.raw), hashlib.sha256
+    ).digest()
 
 
-def trusted_public_key(integrity_key: bytes, raw_public_key: bytes, mac: bytes,
-                       *context: BindingPart) -> sealing.PublicKey:
+def trusted_public_key(
+    integrity_key: bytes, raw_public_key: bytes, mac: bytes, *context: BindingPart
+) -> sealing.PublicKey:
     """The stored public key, once its MAC proves the server wrote it for this row."""
     public_key = sealing.PublicKey(raw_public_key)
     if not hmac.compare_digest(public_key_mac(integrity_key, public_key, *context), mac):

@@ -55,7 +55,8 @@ class IntakeKeyRotation(Base):
 
     __tablename__ = "intake_key_rotations"
 
-    to_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), primary_key=True,
-                                            autoincrement=False)
+    to_version: Mapped[int] = mapped_column(
+        ForeignKey("intake_keys.version"), primary_key=True, autoincrement=False
+    )
     from_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"), unique=True)
     started_on: Mapped[dt.date] = mapped_column(Date)

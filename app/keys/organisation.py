@@ -33,18 +33,21 @@ def _database_has_organisation(database: Database) -> bool:
         return current_intake_key(session) is not None
 
 
-def init_organisation(settings: Settings, database: Database, *,
-                      environment: Environment = Environment.PRODUCTION) -> NewOrganisation:
+def init_organisation(
+    settings: Settings, database: Database, *, environment: Environment = Environment.PRODUCTION
+) -> NewOrganisation:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if settings.secrets_dir.exists() or _database_has_organisation(database):
         raise OrganisationExists(str(settings.data_dir))
     env_file = settings.data_dir / DATA_DIR_ENV_FILE
-    env_file.write_text(f"# Written by daylight init; environment variables override it.\n"
-                        f"DAYLIGHT_ENVIRONMENT={environment.value}\n")
+    env_file.write_text(
+        f"# Written by daylight init; environment variables override it.\n"
+        f"DAYLIGHT_ENVIRONMENT={environment.value}\n"
+    )
     server_secrets = create_server_secrets(settings.secrets_dir)
     upgrade_to_head(database.engine)
     with database.transaction() as session:
         intake_key, intake_private, recovery_key = create_intake_key(
-            session, key_integrity_key=server_secrets.key_integrity_key)
-    return NewOrganisation(intake_key=intake_key, intake_private=intake_private,
-                           recovery_key=recovery_key)
+            session, key_integrity_key=server_secrets.key_integrity_key
+        )
+    return NewOrganisation(intake_key=intake_key, intake_private=intake_private, recovery_key=recovery_key)

@@ -18,7 +18,6 @@ from app.web.context import Context, DbSession
 router = APIRouter(prefix="/api/v1/key-grants")
 
 
-
 class GrantCandidate(BaseModel):
     account_id: uuid.UUID
     username: str
@@ -28,11 +27,16 @@ class GrantCandidate(BaseModel):
 
 def grant_candidates(session: DbSession) -> list[GrantCandidate]:
     holders = set(session.scalars(select(IntakeKeyGrant.account_id)))
-    members = session.scalars(select(StaffAccount).where(StaffAccount.role.in_(KEY_HOLDING_ROLES),
-                                                         StaffAccount.is_active.is_(True))
-                              .order_by(StaffAccount.username))
-    return [GrantCandidate(account_id=m.id, username=m.username, role=m.role,
-                           holds_intake_key=m.id in holders) for m in members if m.can_log_in]
+    members = session.scalars(
+        select(StaffAccount)
+        .where(StaffAccount.role.in_(KEY_HOLDING_ROLES), StaffAccount.is_active.is_(True))
+        .order_by(StaffAccount.username)
+    )
+    return [
+        GrantCandidate(account_id=m.id, username=m.username, role=m.role, holds_intake_key=m.id in holders)
+        for m in members
+        if m.can_log_in
+    ]
 
 
 @router.get("", response_model=list[GrantCandidate])
@@ -41,14 +45,16 @@ def list_grants(_lead: GrantManager, session: DbSession) -> list[GrantCandidate]
 
 
 @router.put("/{account_id}", status_code=204)
-def grant(account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, session: DbSession,
-          context: Context) -> Response:
+def grant(
+    account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, session: DbSession, context: Context
+) -> Response:
     grants.grant_to_member(session, lead, account_id, server_secrets=context.secrets)
     return Response(status_code=204)
 
 
 @router.delete("/{account_id}", status_code=204)
-def revoke(account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff,
-           session: DbSession) -> Response:
+def revoke(
+    account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, session: DbSession
+) -> Response:
     grants.revoke_from_member(session, lead, account_id)
     return Response(status_code=204)

@@ -18,7 +18,6 @@ from app.web.pages import render_staff_page
 router = APIRouter()
 
 
-
 def _keys_page(
     request: Request, lead: Principal, session: DbSession, *, status_code: int = 200, error: str | None = None
 ) -> HTMLResponse:

@@ -96,8 +96,9 @@ class ServerSecrets:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ServerSecrets):
             return NotImplemented
-        return hmac.compare_digest(repr(sorted(self._values.items())).encode(),
-                                   repr(sorted(other._values.items())).encode())
+        return hmac.compare_digest(
+            repr(sorted(self._values.items())).encode(), repr(sorted(other._values.items())).encode()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 

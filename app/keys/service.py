@@ -30,8 +30,9 @@ def _recovery_private_key(recovery_key: str) -> sealing.PrivateKey:
     return sealing.derive_private_key(digits.encode(), "recovery-key")
 
 
-def create_intake_key(session: Session, *, key_integrity_key: bytes,
-                      version: int = 1) -> tuple[IntakeKey, sealing.PrivateKey, str]:
+def create_intake_key(
+    session: Session, *, key_integrity_key: bytes, version: int = 1
+) -> tuple[IntakeKey, sealing.PrivateKey, str]:
     """Create an intake key version; returns it, its private half and the recovery key to print once."""
     intake_private = sealing.generate_private_key()
     intake_public = intake_private.public_key()
@@ -65,13 +66,15 @@ def current_intake_key(session: Session) -> IntakeKey | None:
 
 
 def trusted_intake_public_key(intake_key: IntakeKey, key_integrity_key: bytes) -> sealing.PublicKey:
-    return _checked_intake_public_key(key_integrity_key, intake_key.version, intake_key.public_key,
-                                     intake_key.public_key_mac)
+    return _checked_intake_public_key(
+        key_integrity_key, intake_key.version, intake_key.public_key, intake_key.public_key_mac
+    )
 
 
 @functools.lru_cache(maxsize=16)
-def _checked_intake_public_key(key_integrity_key: bytes, version: int, raw_public_key: bytes,
-                              mac: bytes) -> sealing.PublicKey:
+def _checked_intake_public_key(
+    key_integrity_key: bytes, version: int, raw_public_key: bytes, mac: bytes
+) -> sealing.PublicKey:
     """The intake public key of ``version`` once its MAC checks, parsed once per process.
 
     Cached on everything the check reads: a rotation (a new version) or a database writer
@@ -95,16 +98,21 @@ def grant_intake_key(
         raise ValueError(f"a {grantee.role} cannot hold the intake key")
     if grantee.public_key is None or grantee.public_key_mac is None or not grantee.is_active:
         raise ValueError("the account is not active yet")
-    session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == grantee.id,
-                                                 IntakeKeyGrant.key_version == intake_key.version))
+    session.execute(
+        delete(IntakeKeyGrant).where(
+            IntakeKeyGrant.account_id == grantee.id, IntakeKeyGrant.key_version == intake_key.version
+        )
+    )
     grant = IntakeKeyGrant(
         account_id=grantee.id,
         key_version=intake_key.version,
         sealed_private_key=INTAKE_KEY_GRANT.seal(
-            trusted_public_key(key_integrity_key, grantee.public_key, grantee.public_key_mac,
-                               *staff_key_context(grantee.id)),
+            trusted_public_key(
+                key_integrity_key, grantee.public_key, grantee.public_key_mac, *staff_key_context(grantee.id)
+            ),
             intake_private.raw,
-            row_id=str(grantee.id), key_version=intake_key.version,
+            row_id=str(grantee.id),
+            key_version=intake_key.version,
         ),
         granted_by_id=granted_by_id,
         granted_on=dt.datetime.now(dt.UTC).date(),
@@ -120,10 +128,14 @@ def unlock_granted_keys(
     """Every intake key version granted to ``account``, opened with its personal key."""
     grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
     return {
-        grant.key_version: sealing.PrivateKey(INTAKE_KEY_GRANT.open(
-            personal_private, grant.sealed_private_key,
-            row_id=str(account.id), key_version=grant.key_version,
-        ))
+        grant.key_version: sealing.PrivateKey(
+            INTAKE_KEY_GRANT.open(
+                personal_private,
+                grant.sealed_private_key,
+                row_id=str(account.id),
+                key_version=grant.key_version,
+            )
+        )
         for grant in grants
     }
 
@@ -136,7 +148,11 @@ def revoke_intake_key(session: Session, account_id: uuid.UUID) -> None:
 
 def recover_intake_key(intake_key: IntakeKey, recovery_key: str) -> sealing.PrivateKey:
     """Open the recovery wrap; raises ValueError or DecryptionError for a wrong recovery key."""
-    return sealing.PrivateKey(INTAKE_KEY_RECOVERY_WRAP.open(
-        _recovery_private_key(recovery_key), intake_key.recovery_wrapped_private_key,
-        row_id=str(intake_key.version), key_version=intake_key.version,
-    ))
+    return sealing.PrivateKey(
+        INTAKE_KEY_RECOVERY_WRAP.open(
+            _recovery_private_key(recovery_key),
+            intake_key.recovery_wrapped_private_key,
+            row_id=str(intake_key.version),
+            key_version=intake_key.version,
+        )
+    )

@@ -96,8 +96,12 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         raise Forbidden("Only a lead confirms a link to a station.")
     case, _ = case_service.load_case(session, principal, case_id, for_update=True)
     # Locked and read again: two leads confirming at once are decided one after the other.
-    link = session.scalars(select(CaseStationLink).where(CaseStationLink.id == link_id).with_for_update()
-                           .execution_options(populate_existing=True)).first()
+    link = session.scalars(
+        select(CaseStationLink)
+        .where(CaseStationLink.id == link_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     if link is None or link.case_id != case.id:
         raise NotFound
     if link.confirmed_on is not None:

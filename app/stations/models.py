@@ -52,15 +52,17 @@ class Station(Base):
     city_key: Mapped[str] = mapped_column(String(100))  # case- and space-folded, for matching
     country: Mapped[str] = mapped_column(String(2), index=True)
     operating_bureau: Mapped[str] = mapped_column(String(100), index=True)
-    status: Mapped[StationStatus] = mapped_column(enum_column_type(StationStatus, "station_status"),
-                                                  index=True)
+    status: Mapped[StationStatus] = mapped_column(
+        enum_column_type(StationStatus, "station_status"), index=True
+    )
     first_reported: Mapped[dt.date | None] = mapped_column(Date)  # the first of the month reported
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
     notes: Mapped[str] = mapped_column(Text, default="")
 
     sources: Mapped[list[StationSource]] = relationship(
-        back_populates="station", cascade="all, delete-orphan", order_by="StationSource.position")
+        back_populates="station", cascade="all, delete-orphan", order_by="StationSource.position"
+    )
 
 
 class StationSource(Base):
@@ -107,8 +109,10 @@ class CaseStationLink(Base):
     confidence: Mapped[Confidence] = mapped_column(enum_column_type(Confidence, "link_confidence"))
     evidence_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     proposed_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
     proposed_on: Mapped[dt.date] = mapped_column(Date)
     confirmed_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("staff_accounts.id", ondelete="SET NULL"))
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
     confirmed_on: Mapped[dt.date | None] = mapped_column(Date)

@@ -326,20 +326,34 @@ def apply(session: Session, rows: Sequence[StationRow], actor: audit.Actor) -> I
         station = existing.get(row.key)
         previous = station.status if station is not None else None
         if station is None:
-            station = Station(city_key=city_key(row.city), country=row.country,
-                              operating_bureau=row.operating_bureau)
+            station = Station(
+                city_key=city_key(row.city), country=row.country, operating_bureau=row.operating_bureau
+            )
             session.add(station)
         station.city, station.status, station.first_reported = row.city, row.status, row.first_reported
         station.latitude, station.longitude, station.notes = row.latitude, row.longitude, row.notes
-        station.sources = [StationSource(position=position, title=source.title, publisher=source.publisher,
-                                         published_on=source.published_on, url=source.url)
-                           for position, source in enumerate(row.sources)]
+        station.sources = [
+            StationSource(
+                position=position,
+                title=source.title,
+                publisher=source.publisher,
+                published_on=source.published_on,
+                url=source.url,
+            )
+            for position, source in enumerate(row.sources)
+        ]
         session.flush()
         if previous is not row.status:
-            session.add(StationStatusChange(station_id=station.id,
-                                            from_status=previous.value if previous else None,
-                                            to_status=row.status.value, actor_id=actor.id, changed_on=today,
-                                            source=row.sources[0].title if row.sources else None))
+            session.add(
+                StationStatusChange(
+                    station_id=station.id,
+                    from_status=previous.value if previous else None,
+                    to_status=row.status.value,
+                    actor_id=actor.id,
+                    changed_on=today,
+                    source=row.sources[0].title if row.sources else None,
+                )
+            )
     audit.record(
         session,
         actor,

@@ -37,13 +37,18 @@ def list_stations(
         statement = statement.where(Station.operating_bureau == bureau)
     if status:
         statement = statement.where(Station.status == status)
-    return {"items": [{"id": str(station.id), **registry.station_document(station)}
-                      for station in session.scalars(statement)]}
+    return {
+        "items": [
+            {"id": str(station.id), **registry.station_document(station)}
+            for station in session.scalars(statement)
+        ]
+    }
 
 
 @router.post("/import")
-async def import_stations(request: Request, principal: StationManager, session: DbSession, context: Context,
-                          apply: bool = False) -> dict[str, Any]:
+async def import_stations(
+    request: Request, principal: StationManager, session: DbSession, context: Context, apply: bool = False
+) -> dict[str, Any]:
     """The file as the body (text/csv or application/json): a dry run unless ?apply=true."""
     file_format = IMPORT_TYPES.get(media_type(request) or "")
     if file_format is None:
@@ -56,8 +61,10 @@ async def import_stations(request: Request, principal: StationManager, session: 
         return {
             "applied": apply,
             "created": [f"{row.city}, {row.country}" for row in result.created],
-            "updated": [{"station": f"{row.city}, {row.country}", "changes": changes}
-                        for row, changes in result.updated],
+            "updated": [
+                {"station": f"{row.city}, {row.country}", "changes": changes}
+                for row, changes in result.updated
+            ],
             "unchanged": len(result.unchanged),
         }
 
@@ -65,12 +72,19 @@ async def import_stations(request: Request, principal: StationManager, session: 
 
 
 @router.get("/export")
-def export_stations(principal: StationManager, session: DbSession,
-                    format: Literal["csv", "json"] = "csv") -> Response:
+def export_stations(
+    principal: StationManager, session: DbSession, format: Literal["csv", "json"] = "csv"
+) -> Response:
     stations = registry.all_stations(session)
     audit.record(session, principal.actor, "stations.export", details={"format": format})
     if format == "csv":
-        return Response(registry.export_csv(stations), media_type="text/csv; charset=utf-8",
-                        headers={"content-disposition": 'attachment; filename="stations.csv"'})
-    return Response(registry.export_json(stations), media_type="application/json",
-                    headers={"content-disposition": 'attachment; filename="stations.json"'})
+        return Response(
+            registry.export_csv(stations),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="stations.csv"'},
+        )
+    return Response(
+        registry.export_json(stations),
+        media_type="application/json",
+        headers={"content-disposition": 'attachment; filename="stations.json"'},
+    )

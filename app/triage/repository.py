@@ -66,15 +66,23 @@ def fold_queue_count_changes(session: Session) -> None:
         # One statement: exactly the rows this DELETE removed are added, however many writers
         # commit meanwhile (a separate SELECT and DELETE could each see a different set).
         moved = delete(changes).returning(*key_columns, changes.change).cte("moved")
-        per_key = (select(*(moved.c[name] for name in _COUNT_KEY), func.sum(moved.c.change))
-                   .group_by(*(moved.c[name] for name in _COUNT_KEY)).having(func.sum(moved.c.change) != 0))
+        per_key = (
+            select(*(moved.c[name] for name in _COUNT_KEY), func.sum(moved.c.change))
+            .group_by(*(moved.c[name] for name in _COUNT_KEY))
+            .having(func.sum(moved.c.change) != 0)
+        )
         upsert: postgresql.Insert | sqlite.Insert = (
-            postgresql.insert(TipQueueCount).from_select([*_COUNT_KEY, "tip_count"], per_key).add_cte(moved))
+            postgresql.insert(TipQueueCount).from_select([*_COUNT_KEY, "tip_count"], per_key).add_cte(moved)
+        )
     else:
         # SQLite runs one writer at a time: nothing is appended between this read and the DELETE.
         # (The WHERE is SQLite's: an upsert's SELECT needs one to parse.)
-        per_key = (select(*key_columns, func.sum(changes.change)).where(true())
-                   .group_by(*key_columns).having(func.sum(changes.change) != 0))
+        per_key = (
+            select(*key_columns, func.sum(changes.change))
+            .where(true())
+            .group_by(*key_columns)
+            .having(func.sum(changes.change) != 0)
+        )
         upsert = sqlite.insert(TipQueueCount).from_select([*_COUNT_KEY, "tip_count"], per_key)
     folded = upsert.on_conflict_do_update(
         index_elements=list(_COUNT_KEY),
@@ -85,6 +93,8 @@ def fold_queue_count_changes(session: Session) -> None:
         session.execute(delete(changes).execution_options(synchronize_session=False))
     if emptied:
         # A purged tip's tags and state must not outlive it as a row counting zero tips.
-        session.execute(delete(TipQueueCount).where(
-            tuple_(*(getattr(TipQueueCount, name) for name in _COUNT_KEY)).in_(emptied))
-            .execution_options(synchronize_session=False))
+        session.execute(
+            delete(TipQueueCount)
+            .where(tuple_(*(getattr(TipQueueCount, name) for name in _COUNT_KEY)).in_(emptied))
+            .execution_options(synchronize_session=False)
+        )

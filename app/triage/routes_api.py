@@ -40,8 +40,9 @@ ContentReader = CurrentStaff
 
 
 @router.get("", response_model=QueuePage)
-def list_tips(principal: QueueReader, session: DbSession,
-              filters: Annotated[QueueFilters, Query()]) -> QueuePage:
+def list_tips(
+    principal: QueueReader, session: DbSession, filters: Annotated[QueueFilters, Query()]
+) -> QueuePage:
     return service.list_queue(session, principal, filters)
 
 
@@ -54,8 +55,13 @@ def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) ->
 
 
 @router.get("/{tip_id}/attachments/{attachment_id}")
-def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: ContentReader,
-                        session: DbSession, context: Context) -> StreamingResponse:
+def download_attachment(
+    tip_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    principal: ContentReader,
+    session: DbSession,
+    context: Context,
+) -> StreamingResponse:
     try:
         tip, data_key = service.open_tip(session, principal, tip_id)
     except DecryptionError:
@@ -67,23 +73,31 @@ def download_attachment(tip_id: uuid.UUID, attachment_id: uuid.UUID, principal: 
         key, key_version = service.attachment_key(principal, tip, data_key, attachment)
     except DecryptionError:
         raise IntegrityFailure from None
-    audit.record(session, principal.actor, "tip.attachment_download", object_type="attachment",
-                 object_id=attachment_id, details={"tip": str(tip.id)})
+    audit.record(
+        session,
+        principal.actor,
+        "tip.attachment_download",
+        object_type="attachment",
+        object_id=attachment_id,
+        details={"tip": str(tip.id)},
+    )
     source = context.blobs.open(attachment_id)
 
     def plaintext() -> Iterator[bytes]:
         # A tampered or truncated blob raises mid-stream and the connection is
         # cut: the reader never receives a complete-looking file.
         with contextlib.closing(source):
-            yield from ATTACHMENT_BLOB.decrypt_chunks(source, key, row_id=str(attachment_id),
-                                                      key_version=key_version)
+            yield from ATTACHMENT_BLOB.decrypt_chunks(
+                source, key, row_id=str(attachment_id), key_version=key_version
+            )
 
-    return StreamingResponse(plaintext(), media_type="application/octet-stream",
-                             headers={"content-disposition": "attachment"})
-
+    return StreamingResponse(
+        plaintext(), media_type="application/octet-stream", headers={"content-disposition": "attachment"}
+    )
 
 
 # --- The workflow (app/triage/workflow.py holds every rule) -------------------------------------------
+
 
 @router.post("/{tip_id}/claim", response_model=QueueItem)
 def claim(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueItem:
@@ -96,19 +110,28 @@ def release(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueI
 
 
 @router.post("/{tip_id}/assign", response_model=QueueItem)
-async def assign(tip_id: uuid.UUID, request: Request, principal: Lead, session: DbSession,
-                 context: Context) -> QueueItem:
+async def assign(
+    tip_id: uuid.UUID, request: Request, principal: Lead, session: DbSession, context: Context
+) -> QueueItem:
     body = await read_json(request, AssignRequest, context.settings)
     return await run_in_threadpool(
-        lambda: service.queue_item_of(session, workflow.assign(session, principal, tip_id, body.assignee_id)))
+        lambda: service.queue_item_of(session, workflow.assign(session, principal, tip_id, body.assignee_id))
+    )
 
 
 @router.post("/{tip_id}/messages", response_model=QueueItem, status_code=201)
-async def send_message(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
-                       context: Context) -> QueueItem:
+async def send_message(
+    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+) -> QueueItem:
     body = await read_json(request, StaffMessageRequest, context.settings)
-    return await run_in_threadpool(lambda: service.queue_item_of(session, workflow.send_message(
-        session, principal, tip_id, body.body, question=body.question, server_secrets=context.secrets)))
+    return await run_in_threadpool(
+        lambda: service.queue_item_of(
+            session,
+            workflow.send_message(
+                session, principal, tip_id, body.body, question=body.question, server_secrets=context.secrets
+            ),
+        )
+    )
 
 
 @router.post("/{tip_id}/verification", response_model=QueueItem)
@@ -122,16 +145,21 @@ def confirm_verification(tip_id: uuid.UUID, principal: Lead, session: DbSession)
 
 
 @router.post("/{tip_id}/reject", response_model=QueueItem)
-async def reject(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
-                 context: Context) -> QueueItem:
+async def reject(
+    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+) -> QueueItem:
     body = await read_json(request, RejectRequest, context.settings)
-    return await run_in_threadpool(lambda: service.queue_item_of(
-        session, workflow.reject(session, principal, tip_id, body.reason, body.duplicate_of)))
+    return await run_in_threadpool(
+        lambda: service.queue_item_of(
+            session, workflow.reject(session, principal, tip_id, body.reason, body.duplicate_of)
+        )
+    )
 
 
 @router.post("/{tip_id}/notes", response_model=NoteView, status_code=201)
-async def add_note(tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession,
-                   context: Context) -> NoteView:
+async def add_note(
+    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+) -> NoteView:
     body = await read_json(request, NoteRequest, context.settings)
 
     def write() -> NoteView:

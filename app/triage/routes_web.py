@@ -47,22 +47,44 @@ def queue_page(request: Request, principal: QueueReader, session: DbSession) -> 
     page = service.list_queue(session, principal, filters)
     base = {name: value for name, value in request.query_params.items() if value != "" and name != "cursor"}
     return render_staff_page(
-        request, "staff/queue.html", principal=principal, page=page, filters=filters, query=base,
-        statuses=[status.value for status in TipStatus], tactics=[tactic.value for tactic in Tactic],
-        holds_key=bool(principal.keys.intake), error=error, status_code=422 if error else 200,
+        request,
+        "staff/queue.html",
+        principal=principal,
+        page=page,
+        filters=filters,
+        query=base,
+        statuses=[status.value for status in TipStatus],
+        tactics=[tactic.value for tactic in Tactic],
+        holds_key=bool(principal.keys.intake),
+        error=error,
+        status_code=422 if error else 200,
     )
 
 
 def _assignable(session: Session, version: int) -> list[StaffAccount]:
-    return list(session.scalars(
-        select(StaffAccount).join(IntakeKeyGrant, IntakeKeyGrant.account_id == StaffAccount.id)
-        .where(IntakeKeyGrant.key_version == version, StaffAccount.is_active.is_(True),
-               StaffAccount.role.in_(list(KEY_HOLDING_ROLES)))
-        .order_by(StaffAccount.username)))
+    return list(
+        session.scalars(
+            select(StaffAccount)
+            .join(IntakeKeyGrant, IntakeKeyGrant.account_id == StaffAccount.id)
+            .where(
+                IntakeKeyGrant.key_version == version,
+                StaffAccount.is_active.is_(True),
+                StaffAccount.role.in_(list(KEY_HOLDING_ROLES)),
+            )
+            .order_by(StaffAccount.username)
+        )
+    )
 
 
-def _tip_page(request: Request, principal: Principal, session: Session, tip_id: uuid.UUID, *,
-              error: str | None = None, status_code: int = 200) -> HTMLResponse:
+def _tip_page(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    tip_id: uuid.UUID,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     try:
         tip = service.read_tip(session, principal, tip_id)
         duplicates = service.duplicate_candidates(session, principal, tip_id)
@@ -71,8 +93,14 @@ def _tip_page(request: Request, principal: Principal, session: Session, tip_id: 
     # The row read_tip loaded (no second unwrap of its data key).
     version = session.get_one(Tip, tip_id).intake_key_version
     return render_staff_page(
-        request, "staff/tip.html", principal=principal, tip=tip, duplicates=duplicates, error=error,
-        status_code=status_code, is_lead=principal.can(Permission.LEAD_TRIAGE),
+        request,
+        "staff/tip.html",
+        principal=principal,
+        tip=tip,
+        duplicates=duplicates,
+        error=error,
+        status_code=status_code,
+        is_lead=principal.can(Permission.LEAD_TRIAGE),
         can_triage=principal.can(Permission.TRIAGE_TIPS),
         assignable=_assignable(session, version) if principal.can(Permission.LEAD_TRIAGE) else [],
         reasons=[reason.value for reason in RejectionReason],
@@ -80,8 +108,9 @@ def _tip_page(request: Request, principal: Principal, session: Session, tip_id: 
 
 
 @router.get("/tips/{tip_id}", response_class=HTMLResponse)
-def tip_page(tip_id: uuid.UUID, request: Request, principal: CurrentStaff,
-             session: DbSession) -> HTMLResponse:
+def tip_page(
+    tip_id: uuid.UUID, request: Request, principal: CurrentStaff, session: DbSession
+) -> HTMLResponse:
     return _tip_page(request, principal, session, tip_id)
 
 
@@ -102,8 +131,14 @@ def _text_field(fields: dict[str, str], name: str, what: str) -> str:
     return value
 
 
-def _run_tip_action(session: Session, principal: Principal, context: Context, tip_id: uuid.UUID, action: str,
-                    fields: dict[str, str]) -> None:
+def _run_tip_action(
+    session: Session,
+    principal: Principal,
+    context: Context,
+    tip_id: uuid.UUID,
+    action: str,
+    fields: dict[str, str],
+) -> None:
     if action == "claim":
         workflow.claim(session, principal, tip_id)
     elif action == "release":
@@ -114,8 +149,14 @@ def _run_tip_action(session: Session, principal: Principal, context: Context, ti
             raise InvalidInput("Choose whom to assign the report to.")
         workflow.assign(session, principal, tip_id, assignee)
     elif action == "message":
-        workflow.send_message(session, principal, tip_id, _text_field(fields, "body", "message"),
-                              question=fields.get("question") == "yes", server_secrets=context.secrets)
+        workflow.send_message(
+            session,
+            principal,
+            tip_id,
+            _text_field(fields, "body", "message"),
+            question=fields.get("question") == "yes",
+            server_secrets=context.secrets,
+        )
     elif action == "propose":
         workflow.propose_verification(session, principal, tip_id)
     elif action == "confirm":
@@ -134,8 +175,9 @@ def _run_tip_action(session: Session, principal: Principal, context: Context, ti
 
 
 @router.post("/tips/{tip_id}/{action}", response_class=HTMLResponse)
-async def tip_action(tip_id: uuid.UUID, action: str, request: Request, principal: Triager, session: DbSession,
-                     context: Context) -> Response:
+async def tip_action(
+    tip_id: uuid.UUID, action: str, request: Request, principal: Triager, session: DbSession, context: Context
+) -> Response:
     """One workflow step from the tip page; a refused step shows the page again with the reason."""
     fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
 
@@ -148,8 +190,9 @@ async def tip_action(tip_id: uuid.UUID, action: str, request: Request, principal
         except DecryptionError:
             raise IntegrityFailure from None
         except AppError as exc:
-            return _tip_page(request, principal, session, tip_id, error=exc.public_message,
-                             status_code=exc.status)
+            return _tip_page(
+                request, principal, session, tip_id, error=exc.public_message, status_code=exc.status
+            )
         return RedirectResponse(f"/tips/{tip_id}", status_code=303)
 
     return await run_in_threadpool(act)

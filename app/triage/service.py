@@ -64,8 +64,9 @@ from app.triage.schemas import (
 )
 
 
-def _count_by_tip(session: Session, model: type[TipAttachment] | type[TipMessage],
-                  tip_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+def _count_by_tip(
+    session: Session, model: type[TipAttachment] | type[TipMessage], tip_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
     if not tip_ids:
         return {}
     rows = session.execute(
@@ -83,13 +84,20 @@ def _usernames(session: Session, account_ids: set[uuid.UUID | None]) -> dict[uui
 
 
 def _queue_item(tip: Tip, attachments: int, messages: int, names: dict[uuid.UUID, str]) -> QueueItem:
-    return QueueItem(id=tip.id, ref=tip.ref, status=tip.status, urgent=tip.urgent,
-                     received_on=tip.received_on, last_activity_on=tip.last_activity_on,
-                     attachment_count=attachments, message_count=messages,
-                     assignee=names.get(tip.assignee_id) if tip.assignee_id else None,
-                     verification_proposed=tip.verification_proposed_by_id is not None,
-                     submitter_activity=tip.submitter_activity,
-                     rejection_reason=tip.rejection_reason.value if tip.rejection_reason else None)
+    return QueueItem(
+        id=tip.id,
+        ref=tip.ref,
+        status=tip.status,
+        urgent=tip.urgent,
+        received_on=tip.received_on,
+        last_activity_on=tip.last_activity_on,
+        attachment_count=attachments,
+        message_count=messages,
+        assignee=names.get(tip.assignee_id) if tip.assignee_id else None,
+        verification_proposed=tip.verification_proposed_by_id is not None,
+        submitter_activity=tip.submitter_activity,
+        rejection_reason=tip.rejection_reason.value if tip.rejection_reason else None,
+    )
 
 
 FilteredSelect = TypeVar("FilteredSelect", bound=Select[*tuple[Any, ...]])  # any row shape
@@ -144,8 +152,9 @@ def _filtered(statement: FilteredSelect, principal: Principal, filters: QueueFil
 QueueCounter = type[TipQueueCount] | type[TipQueueCountChange]
 
 
-def _counter_conditions(counter: QueueCounter, principal: Principal,
-                        filters: QueueFilters) -> list[ColumnElement[bool]]:
+def _counter_conditions(
+    counter: QueueCounter, principal: Principal, filters: QueueFilters
+) -> list[ColumnElement[bool]]:
     """`_filtered`'s workflow filters, on the queue counters' key."""
     conditions: list[ColumnElement[bool]] = []
     if filters.assignee is not None:
@@ -189,22 +198,29 @@ def _status_counts(session: Session, principal: Principal, filters: QueueFilters
         return counts
     fold_queue_count_changes(session)
     counted = [
-        select(counter.status.label("status"), amount.label("tips"))
-        .where(tuple_(counter.first_tag, counter.second_tag).in_(facets),
-               *_counter_conditions(counter, principal, filters))
-        for counter, amount in ((TipQueueCount, TipQueueCount.tip_count),
-                                (TipQueueCountChange, TipQueueCountChange.change))
+        select(counter.status.label("status"), amount.label("tips")).where(
+            tuple_(counter.first_tag, counter.second_tag).in_(facets),
+            *_counter_conditions(counter, principal, filters),
+        )
+        for counter, amount in (
+            (TipQueueCount, TipQueueCount.tip_count),
+            (TipQueueCountChange, TipQueueCountChange.change),
+        )
     ]
     # Driven from the hidden ids, one lookup by primary key each (a correlated subquery, the
     # filters inside): started from `tips` instead, a filter such as `mine` could have the
     # planner read every tip assigned to the caller to find the few hidden ones.
     hidden_ids = tip_ids_hidden_in_queue_from(principal).subquery()
-    status_if_filtered = _filtered(select(Tip.status).where(Tip.id == hidden_ids.c.tip_id), principal,
-                                   filters).scalar_subquery()
+    status_if_filtered = _filtered(
+        select(Tip.status).where(Tip.id == hidden_ids.c.tip_id), principal, filters
+    ).scalar_subquery()
     hidden = select(status_if_filtered.label("status"), literal(-1).label("tips"))
     every = union_all(*counted, hidden.select_from(hidden_ids)).subquery()
-    per_status = (select(every.c.status, func.sum(every.c.tips)).where(every.c.status.is_not(None))
-                  .group_by(every.c.status))
+    per_status = (
+        select(every.c.status, func.sum(every.c.tips))
+        .where(every.c.status.is_not(None))
+        .group_by(every.c.status)
+    )
     for status, count in session.execute(per_status):
         counts[TipStatus(status).value] = int(count)
     return counts
@@ -213,8 +229,9 @@ def _status_counts(session: Session, principal: Principal, filters: QueueFilters
 QUEUE_ORDER = (Tip.urgent.desc(), Tip.received_on.asc(), Tip.id.asc())
 
 
-def _page_ids(statement: Select[Tip],
-              filters: QueueFilters) -> Select[uuid.UUID] | CompoundSelect[*tuple[Any, ...]]:
+def _page_ids(
+    statement: Select[Tip], filters: QueueFilters
+) -> Select[uuid.UUID] | CompoundSelect[*tuple[Any, ...]]:
     """The ids of the filtered queue's next page, plus one to tell whether more follow.
 
     Ids only: PostgreSQL reads them from the queue index alone (tag filters probe the tag
@@ -250,7 +267,7 @@ def list_queue(session: Session, principal: Principal, filters: QueueFilters | N
     # The rows themselves under the visibility rule again, by id: the filters have chosen them.
     page = tips_visible_to(principal).where(Tip.id.in_(_page_ids(statement, filters)))
     rows = list(session.scalars(page.order_by(*QUEUE_ORDER).limit(filters.limit + 1)))
-    tips, more = rows[:filters.limit], len(rows) > filters.limit
+    tips, more = rows[: filters.limit], len(rows) > filters.limit
     tip_ids = [tip.id for tip in tips]
     counts = _status_counts(session, principal, filters)
     audit.record(session, principal.actor, "tips.list", details={"count": len(tips)})
@@ -270,8 +287,9 @@ def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple
     intake_private = principal.intake_private_key(tip.intake_key_version) if tip else None
     if tip is None or intake_private is None:
         raise NotFound
-    return tip, TIP_DATA_KEY.open(intake_private, tip.sealed_data_key, row_id=str(tip.id),
-                                  key_version=tip.intake_key_version)
+    return tip, TIP_DATA_KEY.open(
+        intake_private, tip.sealed_data_key, row_id=str(tip.id), key_version=tip.intake_key_version
+    )
 
 
 def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDetail:
@@ -282,12 +300,14 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         # must not both write its tags. Row locks come before the audit append in every
         # transaction (see the end of this function), so the two never wait on each other
         # in opposite orders.
-        session.scalars(select(Tip).where(Tip.id == tip.id).with_for_update()
-                        .execution_options(populate_existing=True)).one()
+        session.scalars(
+            select(Tip).where(Tip.id == tip.id).with_for_update().execution_options(populate_existing=True)
+        ).one()
     version = tip.content_key_version
     row_id = str(tip.id)
-    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id,
-                                          key_version=version))
+    answers = json.loads(
+        TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=row_id, key_version=version)
+    )
     intake_private = principal.intake_private_key(tip.intake_key_version)
     if intake_private is None:
         # Read again under the lock: a key rotation moved the tip to a version this session
@@ -301,24 +321,44 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
     attachments = []
     for attachment in tip.attachments:
         key, key_version = attachment_key(principal, tip, data_key, attachment)
-        details = json.loads(ATTACHMENT_DETAILS.open(key, attachment.details_encrypted,
-                                                     row_id=str(attachment.id), key_version=key_version))
-        attachments.append(AttachmentSummary(
-            id=attachment.id, size=details["size"], content_type=details["content_type"],
-            added_on=attachment.added_on,
-            # Files from before metadata stripping existed carry no mark: treat them as not cleaned.
-            metadata_removed=details.get("metadata") == "removed"))
+        details = json.loads(
+            ATTACHMENT_DETAILS.open(
+                key, attachment.details_encrypted, row_id=str(attachment.id), key_version=key_version
+            )
+        )
+        attachments.append(
+            AttachmentSummary(
+                id=attachment.id,
+                size=details["size"],
+                content_type=details["content_type"],
+                added_on=attachment.added_on,
+                # Files from before metadata stripping existed carry no mark: treat them as not cleaned.
+                metadata_removed=details.get("metadata") == "removed",
+            )
+        )
     messages = [_open_message(principal, message) for message in tip.messages]
-    notes = list(session.scalars(select(TipNote).where(TipNote.tip_id == tip.id)
-                                 .order_by(TipNote.written_on, TipNote.id)))
-    history = list(session.scalars(
-        select(TipEvent).where(TipEvent.tip_id == tip.id).order_by(TipEvent.position)))
-    names = _usernames(session, {tip.assignee_id, tip.verification_proposed_by_id,
-                                 *(note.author_id for note in notes), *(event.actor_id for event in history)})
+    notes = list(
+        session.scalars(
+            select(TipNote).where(TipNote.tip_id == tip.id).order_by(TipNote.written_on, TipNote.id)
+        )
+    )
+    history = list(
+        session.scalars(select(TipEvent).where(TipEvent.tip_id == tip.id).order_by(TipEvent.position))
+    )
+    names = _usernames(
+        session,
+        {
+            tip.assignee_id,
+            tip.verification_proposed_by_id,
+            *(note.author_id for note in notes),
+            *(event.actor_id for event in history),
+        },
+    )
     return TipDetail(
         **_queue_item(tip, len(attachments), len(messages), names).model_dump(),
-        narrative=TIP_NARRATIVE.open(data_key, tip.narrative_encrypted, row_id=row_id,
-                                     key_version=version).decode(),
+        narrative=TIP_NARRATIVE.open(
+            data_key, tip.narrative_encrypted, row_id=row_id, key_version=version
+        ).decode(),
         language=answers["language"],
         tactics=answers["tactics"],
         host_country=answers["host_country"],
@@ -333,15 +373,23 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
         contact_details=answers.get("contact_details"),
         referral_consent=answers.get("referral_consent"),
         duplicate_of=_visible_or_none(session, principal, tip.duplicate_of_id),
-        verification_proposed_by=names.get(tip.verification_proposed_by_id) if tip.verification_proposed_by_id
+        verification_proposed_by=names.get(tip.verification_proposed_by_id)
+        if tip.verification_proposed_by_id
         else None,
         attachments=attachments,
         messages=messages,
         notes=[_note_view(note, data_key, version, names) for note in notes],
-        history=[TipEventView(action=event.action, from_status=event.from_status, to_status=event.to_status,
-                              actor=names.get(event.actor_id) if event.actor_id else None,
-                              detail=event.detail, happened_on=event.happened_on)
-                 for event in history],
+        history=[
+            TipEventView(
+                action=event.action,
+                from_status=event.from_status,
+                to_status=event.to_status,
+                actor=names.get(event.actor_id) if event.actor_id else None,
+                detail=event.detail,
+                happened_on=event.happened_on,
+            )
+            for event in history
+        ],
     )
 
 
@@ -353,25 +401,34 @@ def _visible_or_none(session: Session, principal: Principal, tip_id: uuid.UUID |
 
 
 def _note_view(note: TipNote, data_key: bytes, version: int, names: dict[uuid.UUID, str]) -> NoteView:
-    body = NOTE_BODY.open(data_key, note.body_encrypted, row_id=note_row_id(note.tip_id, note.id),
-                          key_version=version)
-    return NoteView(id=note.id, author=names.get(note.author_id) if note.author_id else None,
-                    written_on=note.written_on, body=body.decode())
+    body = NOTE_BODY.open(
+        data_key, note.body_encrypted, row_id=note_row_id(note.tip_id, note.id), key_version=version
+    )
+    return NoteView(
+        id=note.id,
+        author=names.get(note.author_id) if note.author_id else None,
+        written_on=note.written_on,
+        body=body.decode(),
+    )
 
 
 DUPLICATE_WINDOW = dt.timedelta(days=90)
 DUPLICATE_LIMIT = 10
 
 
-def duplicate_candidates(session: Session, principal: Principal,
-                         tip_id: uuid.UUID) -> list[DuplicateCandidate]:
+def duplicate_candidates(
+    session: Session, principal: Principal, tip_id: uuid.UUID
+) -> list[DuplicateCandidate]:
     """Tips that may report the same events: same station or city, an overlapping tactic, received
     within 90 days. Matched on blind-index tags, so only opened (indexed) tips take part.
     Suggestions only: nothing is ever merged."""
     tip, data_key = open_tip(session, principal, tip_id)
     audit.record(session, principal.actor, "tip.duplicates", object_type="tip", object_id=tip.id)
-    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
-                                          key_version=tip.content_key_version))
+    answers = json.loads(
+        TIP_ANSWERS.open(
+            data_key, tip.answers_encrypted, row_id=str(tip.id), key_version=tip.content_key_version
+        )
+    )
     labels = tags.labels_of(answers)
     places = [(kind, value) for kind, value in labels if kind in ("city", "station")]
     tactics = [(kind, value) for kind, value in labels if kind == "tactic"]
@@ -383,39 +440,61 @@ def duplicate_candidates(session: Session, principal: Principal,
             by_tag[tag_value] = f"{kind}: {value}"
     place_tags = [t for t, label in by_tag.items() if not label.startswith("tactic")]
     tactic_tags = [t for t, label in by_tag.items() if label.startswith("tactic")]
-    candidates = list(session.scalars(
-        tips_readable_by(principal)
-        .where(Tip.id != tip.id,
-               Tip.received_on.between(tip.received_on - DUPLICATE_WINDOW,
-                                       tip.received_on + DUPLICATE_WINDOW),
-               Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(place_tags))),
-               Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(tactic_tags))))
-        .order_by(Tip.received_on.desc(), Tip.id)
-        .limit(DUPLICATE_LIMIT)))
+    candidates = list(
+        session.scalars(
+            tips_readable_by(principal)
+            .where(
+                Tip.id != tip.id,
+                Tip.received_on.between(
+                    tip.received_on - DUPLICATE_WINDOW, tip.received_on + DUPLICATE_WINDOW
+                ),
+                Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(place_tags))),
+                Tip.id.in_(select(TipTag.tip_id).where(TipTag.tag.in_(tactic_tags))),
+            )
+            .order_by(Tip.received_on.desc(), Tip.id)
+            .limit(DUPLICATE_LIMIT)
+        )
+    )
     shared: dict[uuid.UUID, list[str]] = {candidate.id: [] for candidate in candidates}
     if candidates:
         for candidate_id, tag_value in session.execute(
-                select(TipTag.tip_id, TipTag.tag).where(TipTag.tip_id.in_(list(shared)),
-                                                        TipTag.tag.in_(list(by_tag)))):
+            select(TipTag.tip_id, TipTag.tag).where(
+                TipTag.tip_id.in_(list(shared)), TipTag.tag.in_(list(by_tag))
+            )
+        ):
             shared[candidate_id].append(by_tag[tag_value])
-    return [DuplicateCandidate(id=candidate.id, ref=candidate.ref, status=candidate.status.value,
-                               received_on=candidate.received_on, shared=sorted(shared[candidate.id]))
-            for candidate in candidates]
+    return [
+        DuplicateCandidate(
+            id=candidate.id,
+            ref=candidate.ref,
+            status=candidate.status.value,
+            received_on=candidate.received_on,
+            shared=sorted(shared[candidate.id]),
+        )
+        for candidate in candidates
+    ]
 
 
-def attachment_key(principal: Principal, tip: Tip, tip_data_key: bytes,
-                   attachment: TipAttachment) -> tuple[bytes, int]:
+def attachment_key(
+    principal: Principal, tip: Tip, tip_data_key: bytes, attachment: TipAttachment
+) -> tuple[bytes, int]:
     """The data key of an attachment and the key version its content is bound to: the tip's,
     or for a file added at follow-up its own, sealed to the intake key and bound to this tip."""
-    if (attachment.sealed_data_key is None or attachment.intake_key_version is None
-            or attachment.content_key_version is None):
+    if (
+        attachment.sealed_data_key is None
+        or attachment.intake_key_version is None
+        or attachment.content_key_version is None
+    ):
         return tip_data_key, tip.content_key_version
     intake_private = principal.intake_private_key(attachment.intake_key_version)
     if intake_private is None:
         raise NotFound
-    key = FOLLOWUP_ATTACHMENT_KEY.open(intake_private, attachment.sealed_data_key,
-                                       row_id=attachment_row_id(tip.id, attachment.id),
-                                       key_version=attachment.intake_key_version)
+    key = FOLLOWUP_ATTACHMENT_KEY.open(
+        intake_private,
+        attachment.sealed_data_key,
+        row_id=attachment_row_id(tip.id, attachment.id),
+        key_version=attachment.intake_key_version,
+    )
     return key, attachment.content_key_version
 
 
@@ -424,9 +503,10 @@ def _open_message(principal: Principal, message: TipMessage) -> StaffMessage:
     intake_private = principal.intake_private_key(message.intake_key_version)
     if intake_private is None:
         raise NotFound
-    data_key = MESSAGE_DATA_KEY.open(intake_private, message.sealed_data_key, row_id=row_id,
-                                     key_version=message.intake_key_version)
-    body = MESSAGE_BODY.open(data_key, message.body_encrypted, row_id=row_id,
-                             key_version=message.content_key_version)
-    return StaffMessage(id=message.id, author=message.author, sent_on=message.sent_on,
-                        body=body.decode())
+    data_key = MESSAGE_DATA_KEY.open(
+        intake_private, message.sealed_data_key, row_id=row_id, key_version=message.intake_key_version
+    )
+    body = MESSAGE_BODY.open(
+        data_key, message.body_encrypted, row_id=row_id, key_version=message.content_key_version
+    )
+    return StaffMessage(id=message.id, author=message.author, sent_on=message.sent_on, body=body.decode())

@@ -27,8 +27,9 @@ from app.triage.models import TipTag
 
 
 def filter_key(intake_private: sealing.PrivateKey, version: int) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=bind("daylight/tip-filter-index/v1", version)).derive(intake_private.raw)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=bind("daylight/tip-filter-index/v1", version)
+    ).derive(intake_private.raw)
 
 
 def tag(key: bytes, kind: str, value: str) -> bytes:
@@ -55,8 +56,9 @@ def labels_of(answers: Mapping[str, object]) -> list[tuple[str, str]]:
     return labels
 
 
-def index_tip(session: Session, tip: Tip, answers: Mapping[str, object],
-              intake_private: sealing.PrivateKey) -> None:
+def index_tip(
+    session: Session, tip: Tip, answers: Mapping[str, object], intake_private: sealing.PrivateKey
+) -> None:
     """Write the tip's tags once, under its key version's filter key."""
     if tip.indexed:
         return

@@ -69,23 +69,37 @@ def _require_status(tip: Tip, allowed: frozenset[TipStatus], doing: str) -> None
         raise IllegalTransition(f"A report that is {tip.status.value.replace('_', ' ')} cannot be {doing}.")
 
 
-def record_step(session: Session, principal: Principal, tip: Tip, action: str, *,
-                from_status: TipStatus | None = None, detail: str | None = None) -> None:
+def record_step(
+    session: Session,
+    principal: Principal,
+    tip: Tip,
+    action: str,
+    *,
+    from_status: TipStatus | None = None,
+    detail: str | None = None,
+) -> None:
     """The tip's history row and the audit event, in the caller's transaction."""
     position = (session.scalar(select(func.max(TipEvent.position)).where(TipEvent.tip_id == tip.id)) or 0) + 1
-    session.add(TipEvent(
-        tip_id=tip.id, position=position, action=action,
-        from_status=from_status.value if from_status else None,
-        to_status=tip.status.value if from_status and from_status is not tip.status else None,
-        actor_id=principal.account_id, detail=detail, happened_on=intake_service.today(),
-    ))
+    session.add(
+        TipEvent(
+            tip_id=tip.id,
+            position=position,
+            action=action,
+            from_status=from_status.value if from_status else None,
+            to_status=tip.status.value if from_status and from_status is not tip.status else None,
+            actor_id=principal.account_id,
+            detail=detail,
+            happened_on=intake_service.today(),
+        )
+    )
     details: dict[str, audit.DetailValue] = {"status": tip.status.value}
     if from_status is not None and from_status is not tip.status:
         details["from"] = from_status.value
     if detail is not None:
         details["detail"] = detail
-    audit.record(session, principal.actor, f"tip.{action}", object_type="tip", object_id=tip.id,
-                 details=details)
+    audit.record(
+        session, principal.actor, f"tip.{action}", object_type="tip", object_id=tip.id, details=details
+    )
 
 
 def _move(tip: Tip, status: TipStatus) -> TipStatus:
@@ -123,27 +137,44 @@ def assign(session: Session, principal: Principal, tip_id: uuid.UUID, assignee_i
     tip = load_for_update(session, principal, tip_id)
     _require_status(tip, OPEN_STATUSES, "assigned")
     assignee = session.get(StaffAccount, assignee_id)
-    holds_key = session.scalar(select(IntakeKeyGrant.id).where(
-        IntakeKeyGrant.account_id == assignee_id, IntakeKeyGrant.key_version == tip.intake_key_version))
+    holds_key = session.scalar(
+        select(IntakeKeyGrant.id).where(
+            IntakeKeyGrant.account_id == assignee_id, IntakeKeyGrant.key_version == tip.intake_key_version
+        )
+    )
     if assignee is None or not assignee.is_active or assignee.role not in KEY_HOLDING_ROLES or not holds_key:
-        raise InvalidInput("Assign reports only to an active caseworker or lead who holds the intake key.",
-                           fields=[{"field": "assignee_id",
-                                    "message": "not a member who can read this report"}])
+        raise InvalidInput(
+            "Assign reports only to an active caseworker or lead who holds the intake key.",
+            fields=[{"field": "assignee_id", "message": "not a member who can read this report"}],
+        )
     tip.assignee_id = assignee.id
     previous = _move(tip, TipStatus.IN_REVIEW) if tip.status is TipStatus.NEW else tip.status
     record_step(session, principal, tip, "assign", from_status=previous, detail=assignee.username)
     return tip
 
 
-def send_message(session: Session, principal: Principal, tip_id: uuid.UUID, body: str, *, question: bool,
-                 server_secrets: ServerSecrets) -> Tip:
+def send_message(
+    session: Session,
+    principal: Principal,
+    tip_id: uuid.UUID,
+    body: str,
+    *,
+    question: bool,
+    server_secrets: ServerSecrets,
+) -> Tip:
     """A reply, or a question that waits for the submitter (needs_info). Sealed to the
     receipt-derived key, so only the receipt holder reads it."""
     tip = load_for_update(session, principal, tip_id)
     _require_hands_on(principal, tip)
     _require_status(tip, frozenset({TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO}), "asked or answered")
-    intake_service.add_message(session, tip, body, author=MessageAuthor.STAFF, server_secrets=server_secrets,
-                               author_account_id=principal.account_id)
+    intake_service.add_message(
+        session,
+        tip,
+        body,
+        author=MessageAuthor.STAFF,
+        server_secrets=server_secrets,
+        author_account_id=principal.account_id,
+    )
     previous = tip.status
     if question:
         _move(tip, TipStatus.NEEDS_INFO)
@@ -179,19 +210,28 @@ def confirm_verification(session: Session, principal: Principal, tip_id: uuid.UU
     return tip
 
 
-def reject(session: Session, principal: Principal, tip_id: uuid.UUID, reason: RejectionReason,
-           duplicate_of: uuid.UUID | None = None) -> Tip:
+def reject(
+    session: Session,
+    principal: Principal,
+    tip_id: uuid.UUID,
+    reason: RejectionReason,
+    duplicate_of: uuid.UUID | None = None,
+) -> Tip:
     tip = load_for_update(session, principal, tip_id)
     _require_hands_on(principal, tip)
     _require_status(tip, OPEN_STATUSES, "rejected")
     if (reason is RejectionReason.DUPLICATE) != (duplicate_of is not None):
-        raise InvalidInput("A duplicate names the report it duplicates, and only a duplicate does.",
-                           fields=[{"field": "duplicate_of", "message": "required exactly for a duplicate"}])
+        raise InvalidInput(
+            "A duplicate names the report it duplicates, and only a duplicate does.",
+            fields=[{"field": "duplicate_of", "message": "required exactly for a duplicate"}],
+        )
     if duplicate_of is not None:
         original = session.scalars(tip_readable_by(principal, duplicate_of)).first()
         if original is None or original.id == tip.id:
-            raise InvalidInput("The report it duplicates was not found.",
-                               fields=[{"field": "duplicate_of", "message": "not a report you can read"}])
+            raise InvalidInput(
+                "The report it duplicates was not found.",
+                fields=[{"field": "duplicate_of", "message": "not a report you can read"}],
+            )
         tip.duplicate_of_id = original.id
     tip.rejection_reason = reason
     tip.verification_proposed_by_id = None
@@ -200,17 +240,23 @@ def reject(session: Session, principal: Principal, tip_id: uuid.UUID, reason: Re
     return tip
 
 
-def add_note(session: Session, principal: Principal, tip_id: uuid.UUID, body: str,
-             data_key: bytes) -> TipNote:
+def add_note(
+    session: Session, principal: Principal, tip_id: uuid.UUID, body: str, data_key: bytes
+) -> TipNote:
     """A staff-only note, under the tip's data key (the caller has opened the tip). Like every
     other step, on a tip one works on: one's own, or any for a lead."""
     tip = load_for_update(session, principal, tip_id)
     _require_hands_on(principal, tip)
     note_id = uuid.uuid4()
-    note = TipNote(id=note_id, tip_id=tip.id, author_id=principal.account_id,
-                   written_on=intake_service.today(),
-                   body_encrypted=NOTE_BODY.seal(data_key, body.encode(), row_id=note_row_id(tip.id, note_id),
-                                                 key_version=tip.content_key_version))
+    note = TipNote(
+        id=note_id,
+        tip_id=tip.id,
+        author_id=principal.account_id,
+        written_on=intake_service.today(),
+        body_encrypted=NOTE_BODY.seal(
+            data_key, body.encode(), row_id=note_row_id(tip.id, note_id), key_version=tip.content_key_version
+        ),
+    )
     session.add(note)
     record_step(session, principal, tip, "note")
     session.flush()

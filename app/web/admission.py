@@ -177,10 +177,16 @@ class AdmissionMiddleware:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.in_flight = AdmissionGate(settings.max_requests_in_flight, queue=settings.admission_queue,
-                                       wait=settings.admission_wait_seconds)
-        self.database_slots = AdmissionGate(settings.max_database_requests, queue=settings.admission_queue,
-                                            wait=settings.admission_wait_seconds)
+        self.in_flight = AdmissionGate(
+            settings.max_requests_in_flight,
+            queue=settings.admission_queue,
+            wait=settings.admission_wait_seconds,
+        )
+        self.database_slots = AdmissionGate(
+            settings.max_database_requests,
+            queue=settings.admission_queue,
+            wait=settings.admission_wait_seconds,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -229,8 +235,11 @@ class AdmissionMiddleware:
         retry_after = [(b"retry-after", str(self.settings.retry_after_seconds).encode())]
 
         async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 503 and not any(
-                    name.lower() == b"retry-after" for name, _ in message.get("headers", [])):
+            if (
+                message["type"] == "http.response.start"
+                and message["status"] == 503
+                and not any(name.lower() == b"retry-after" for name, _ in message.get("headers", []))
+            ):
                 message = {**message, "headers": [*message.get("headers", []), *retry_after]}
             await send(message)
 
@@ -284,4 +293,5 @@ async def _refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -
     """An answer of the middleware's own, in the one error model (the security headers and the
     request id are added by the middlewares around this one)."""
     await JSONResponse(error_body(error.code, error.public_message), status_code=error.status)(
-        scope, receive, send)
+        scope, receive, send
+    )

@@ -35,8 +35,13 @@ def build_app(context: AppContext, *, title: str) -> FastAPI:
         # FastAPI's OpenTelemetry hooks would record client addresses in spans
         # (and log validation failures with their input) if an operator's
         # environment configured an exporter.
-        telemetry={"tracing": False, "metrics": False, "logs": False,
-                   "operation_spans": False, "auto_configure": False},
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
         # An outer bound on any body; each route applies its own, tighter one.
         max_body_size=context.settings.max_request_bytes,
     )

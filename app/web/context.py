@@ -29,6 +29,7 @@ class AppContext:
     # Uploads streaming at once in this app (settings.max_concurrent_uploads).
     upload_slots: asyncio.Semaphore
 
+
 def context_of(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context

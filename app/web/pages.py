@@ -31,6 +31,7 @@ LANGUAGE_OPTIONS = (
 )
 _BY_CODE = {option.code: option for option in LANGUAGE_OPTIONS}
 
+
 def _environment(language: Language) -> Environment:
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
@@ -63,8 +64,10 @@ def language_for(request: Request) -> LanguageOption:
 def render_page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A submitter's page in the language of its link."""
     language = language_for(request)
-    html = _ENVIRONMENTS[Language(language.code)].get_template(template).render(
-        language=language, languages=LANGUAGE_OPTIONS, **context
+    html = (
+        _ENVIRONMENTS[Language(language.code)]
+        .get_template(template)
+        .render(language=language, languages=LANGUAGE_OPTIONS, **context)
     )
     return HTMLResponse(html, status_code=status_code)
 
@@ -90,17 +93,23 @@ STAFF_NAVIGATION = (
 )
 
 
-def render_staff_page(request: Request, template: str, *, principal: Any = None, status_code: int = 200,
-                      **context: Any) -> HTMLResponse:
+def render_staff_page(
+    request: Request, template: str, *, principal: Any = None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
     """A staff page; ``principal`` (when signed in) decides the navigation."""
     navigation = []
     if principal is not None:
         navigation = [
-            {"key": item.key, "label": item.label, "path": item.path,
-             "current": request.url.path.startswith(item.path)}
+            {
+                "key": item.key,
+                "label": item.label,
+                "path": item.path,
+                "current": request.url.path.startswith(item.path),
+            }
             for item in STAFF_NAVIGATION
             if item.permission is None or principal.can(item.permission)
         ]
-    html = _STAFF_ENVIRONMENT.get_template(template).render(principal=principal, navigation=navigation,
-                                                             **context)
+    html = _STAFF_ENVIRONMENT.get_template(template).render(
+        principal=principal, navigation=navigation, **context
+    )
     return HTMLResponse(html, status_code=status_code)

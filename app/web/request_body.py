@@ -57,8 +57,11 @@ class TransferFloor:
 
     @classmethod
     def for_uploads(cls, settings: Settings) -> TransferFloor:
-        return cls(settings.upload_deadline_seconds, settings.upload_min_bytes_per_second,
-                   settings.upload_rate_grace_seconds)
+        return cls(
+            settings.upload_deadline_seconds,
+            settings.upload_min_bytes_per_second,
+            settings.upload_rate_grace_seconds,
+        )
 
     def seconds_left(self, elapsed: float, received: int) -> float:
         """How long the client may still take for its next bytes before it breaks the floor."""
@@ -71,8 +74,9 @@ class TransferFloor:
         return left
 
 
-async def bounded_stream(request: Request, limit: int, *, idle_timeout: float,
-                         floor: TransferFloor | None = None) -> AsyncIterator[bytes]:
+async def bounded_stream(
+    request: Request, limit: int, *, idle_timeout: float, floor: TransferFloor | None = None
+) -> AsyncIterator[bytes]:
     """The body in chunks; 413 as soon as it is known to exceed ``limit`` bytes,
     408 when the client goes silent for ``idle_timeout`` seconds, or falls below ``floor``."""
     declared = _declared_length(request)
@@ -103,8 +107,14 @@ async def bounded_stream(request: Request, limit: int, *, idle_timeout: float,
 
 async def read_bounded_body(request: Request, settings: Settings) -> bytes:
     """A small body (JSON, a urlencoded form), whole, within ``max_json_bytes``."""
-    return b"".join([chunk async for chunk in bounded_stream(
-        request, settings.max_json_bytes, idle_timeout=settings.request_idle_timeout_seconds)])
+    return b"".join(
+        [
+            chunk
+            async for chunk in bounded_stream(
+                request, settings.max_json_bytes, idle_timeout=settings.request_idle_timeout_seconds
+            )
+        ]
+    )
 
 
 def validate_model(model: type[ModelT], data: object) -> ModelT:

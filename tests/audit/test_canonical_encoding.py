@@ -10,12 +10,25 @@ import uuid
 from app.audit.events import ENTRY_FORMAT, canonical_entry, format_time, leaf_hashes_of_rows
 from app.audit.merkle import leaf_hash
 
-AWKWARD_TEXT = ['', 'plain', 'quote " inside', 'back\\slash', 'line\nbreak\ttab', '\x00\x1f\x7f',
-                'نۇر', '李明', '🙂 emoji', '","injected":"', '\u2028\u2029', 'null']
+AWKWARD_TEXT = [
+    "",
+    "plain",
+    'quote " inside',
+    "back\\slash",
+    "line\nbreak\ttab",
+    "\x00\x1f\x7f",
+    "نۇر",
+    "李明",
+    "🙂 emoji",
+    '","injected":"',
+    "\u2028\u2029",
+    "null",
+]
 
 
-def random_event(rng: random.Random, seq: int) -> tuple[int, dt.datetime, uuid.UUID | None, str | None,
-                                                        str | None, str, str | None, str | None, str, str]:
+def random_event(
+    rng: random.Random, seq: int
+) -> tuple[int, dt.datetime, uuid.UUID | None, str | None, str | None, str, str | None, str | None, str, str]:
     def text(nullable: bool) -> str | None:
         if nullable and rng.random() < 0.2:
             return None
@@ -24,24 +37,46 @@ def random_event(rng: random.Random, seq: int) -> tuple[int, dt.datetime, uuid.U
     moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=rng.randrange(10**14))
     actor_id = None if rng.random() < 0.2 else uuid.UUID(int=rng.getrandbits(128), version=4)
     details = json.dumps({"note": text(False)}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return (seq, moment, actor_id, text(True), text(True), text(False) or "x", text(True), text(True),
-            rng.choice(["success", "failure", "denied"]), details)
+    return (
+        seq,
+        moment,
+        actor_id,
+        text(True),
+        text(True),
+        text(False) or "x",
+        text(True),
+        text(True),
+        rng.choice(["success", "failure", "denied"]),
+        details,
+    )
 
 
 def as_sqlite_row(event: tuple) -> tuple:  # type: ignore[type-arg]
     """The same event as SQLite's driver hands it back: stored text for times and UUIDs."""
     seq, moment, actor_id, *rest = event
-    return (seq, moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
-            None if actor_id is None else actor_id.hex, *rest)
+    return (
+        seq,
+        moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        None if actor_id is None else actor_id.hex,
+        *rest,
+    )
 
 
 def test_the_entry_is_compact_json_of_every_column() -> None:
     rng = random.Random(1)
     for seq in range(1, 200):
         event = random_event(rng, seq)
-        expected = json.dumps([ENTRY_FORMAT, seq, format_time(event[1]),
-                               None if event[2] is None else str(event[2]), *event[3:]],
-                              separators=(",", ":"), ensure_ascii=False).encode()
+        expected = json.dumps(
+            [
+                ENTRY_FORMAT,
+                seq,
+                format_time(event[1]),
+                None if event[2] is None else str(event[2]),
+                *event[3:],
+            ],
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
         assert canonical_entry(*event) == expected
         assert canonical_entry(*as_sqlite_row(event)) == expected
 

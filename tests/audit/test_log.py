@@ -299,11 +299,15 @@ def test_a_checkpoint_is_due_only_with_new_events_after_the_interval(
 
 
 def test_concurrent_appends_take_every_number_once_in_commit_order(
-        data_dir: Path, committed_database_url: str | None) -> None:
+    data_dir: Path, committed_database_url: str | None
+) -> None:
     """Appenders race for the same max(seq) + 1; some roll back. The committed log is
     still 1..n with no gap and no duplicate, and a checkpoint covers all of it."""
-    settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
-                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+    settings = Settings(
+        data_dir=data_dir,
+        argon2=CHEAP_ARGON2,
+        database_url=SecretStr(committed_database_url) if committed_database_url else None,
+    )
     database = Database.from_settings(settings)
     upgrade_to_head(database.engine)
     workers, rounds = 6, 15

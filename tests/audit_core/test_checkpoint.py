@@ -28,12 +28,7 @@ OTHER_KEY = signing_key_from_seed(bytes(range(1, 33)))
 CHECKPOINT = Checkpoint(origin=ORIGIN, tree_size=5, root_hash=bytes(32), time=1700000000)
 
 # Computed once with this module and pinned: any change to the wire format shows up here.
-EXPECTED_BODY = (
-    "daylight.test/audit\n"
-    "5\n"
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
-    "time 1700000000\n"
-)
+EXPECTED_BODY = "daylight.test/audit\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\ntime 1700000000\n"
 EXPECTED_SIGNATURE_LINE = (
     "— daylight.test/audit "
     "YY/YMINOlKimXOnI2XRO7kH22Rv0mex/6GO5wMG8y5Q/dA/pF8PdXP5m5slpT0DwhVzbbiB2KKswnc+sduy5cmJHig4=\n"
@@ -58,6 +53,7 @@ def foreign_signature_line(body: str, key: Ed25519PrivateKey, name: str) -> str:
 
 
 # --- Known answer and round trip -------------------------------------------------------------------------
+
 
 def test_known_answer_for_a_fixed_seed() -> None:
     assert checkpoint_body(CHECKPOINT) == EXPECTED_BODY
@@ -102,29 +98,46 @@ def test_signing_key_from_seed_needs_32_bytes() -> None:
 
 # --- Checkpoint values -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("origin", ["", "has space", "tab\there", "new\nline", "plus+sign", "nbsp\u00a0x",
-                                    "ctrl\x01", "em\u2003space", "\ud800"])
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "",
+        "has space",
+        "tab\there",
+        "new\nline",
+        "plus+sign",
+        "nbsp\u00a0x",
+        "ctrl\x01",
+        "em\u2003space",
+        "\ud800",
+    ],
+)
 def test_checkpoint_refuses_origins_that_cannot_be_key_names(origin: str) -> None:
     with pytest.raises(CheckpointError, match="origin"):
         Checkpoint(origin=origin, tree_size=1, root_hash=bytes(32), time=1)
 
 
-@pytest.mark.parametrize(("tree_size", "root_hash", "time"), [
-    (-1, bytes(32), 1),
-    (2**63, bytes(32), 1),
-    (True, bytes(32), 1),
-    (1, bytes(31), 1),
-    (1, bytes(33), 1),
-    (1, bytearray(32), 1),
-    (1, bytes(32), -1),
-    (1, bytes(32), 2**63),
-])
+@pytest.mark.parametrize(
+    ("tree_size", "root_hash", "time"),
+    [
+        (-1, bytes(32), 1),
+        (2**63, bytes(32), 1),
+        (True, bytes(32), 1),
+        (1, bytes(31), 1),
+        (1, bytes(33), 1),
+        (1, bytearray(32), 1),
+        (1, bytes(32), -1),
+        (1, bytes(32), 2**63),
+    ],
+)
 def test_checkpoint_refuses_out_of_range_fields(tree_size: int, root_hash: bytes, time: int) -> None:
     with pytest.raises(CheckpointError):
         Checkpoint(origin=ORIGIN, tree_size=tree_size, root_hash=root_hash, time=time)
 
 
 # --- Forgeries and foreign keys --------------------------------------------------------------------------
+
 
 def test_a_forged_signature_is_refused() -> None:
     line_start = EXPECTED_NOTE.index("\u2014")
@@ -150,13 +163,16 @@ def test_a_signature_with_our_key_id_but_another_keys_signature_is_refused() -> 
         open_note(note)
 
 
-@pytest.mark.parametrize(("line", "replacement"), [
-    ("\n5\n", "\n6\n"),
-    ("\n5\n", "\n4\n"),
-    ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-    ("time 1700000000", "time 1700000001"),
-    ("time 1700000000", "time 1600000000"),
-])
+@pytest.mark.parametrize(
+    ("line", "replacement"),
+    [
+        ("\n5\n", "\n6\n"),
+        ("\n5\n", "\n4\n"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ("time 1700000000", "time 1700000001"),
+        ("time 1700000000", "time 1600000000"),
+    ],
+)
 def test_editing_the_body_after_signing_is_detected(line: str, replacement: str) -> None:
     assert line in EXPECTED_BODY
     edited = EXPECTED_NOTE.replace(line, replacement, 1)
@@ -205,25 +221,29 @@ def test_a_bad_signature_by_our_key_next_to_a_good_one_is_refused() -> None:
 
 # --- Malformed notes -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("note", "message"), [
-    (EXPECTED_BODY + EXPECTED_SIGNATURE_LINE, "no blank line"),  # missing blank line
-    (EXPECTED_NOTE + "garbage", "trailing data"),
-    (EXPECTED_NOTE + "garbage\n", "not a signature line"),
-    (EXPECTED_NOTE + "\n", "no signature lines"),
-    (EXPECTED_NOTE.rstrip("\n"), "trailing data"),
-    (EXPECTED_BODY + "\n", "no signature lines"),
-    (EXPECTED_BODY, "no blank line"),
-    ("", "no blank line"),
-    (EXPECTED_NOTE.replace("\n", "\r\n"), "control characters"),
-    (EXPECTED_NOTE.replace("\u2014 ", "- "), "not a signature line"),
-    (EXPECTED_NOTE.replace("\u2014 ", "\u2014"), "not a signature line"),
-    (EXPECTED_NOTE.replace(f"\u2014 {ORIGIN} ", f"\u2014 {ORIGIN}  "), "signature line"),
-    (EXPECTED_NOTE.replace("\n\u2014", "\n\n\u2014"), "must not be empty"),  # two blank lines
-    (EXPECTED_NOTE.replace("Hig4=", "Hig4"), "not valid base64"),
-    (EXPECTED_NOTE.replace("Hig4=", "Hig5="), "not canonical base64"),
-    (EXPECTED_NOTE.replace("Hig4=", "Hig4= "), "signature line"),
-    ("\u2014 x AAAAAA==\n\n" + EXPECTED_SIGNATURE_LINE, "checkpoint"),
-])
+
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [
+        (EXPECTED_BODY + EXPECTED_SIGNATURE_LINE, "no blank line"),  # missing blank line
+        (EXPECTED_NOTE + "garbage", "trailing data"),
+        (EXPECTED_NOTE + "garbage\n", "not a signature line"),
+        (EXPECTED_NOTE + "\n", "no signature lines"),
+        (EXPECTED_NOTE.rstrip("\n"), "trailing data"),
+        (EXPECTED_BODY + "\n", "no signature lines"),
+        (EXPECTED_BODY, "no blank line"),
+        ("", "no blank line"),
+        (EXPECTED_NOTE.replace("\n", "\r\n"), "control characters"),
+        (EXPECTED_NOTE.replace("\u2014 ", "- "), "not a signature line"),
+        (EXPECTED_NOTE.replace("\u2014 ", "\u2014"), "not a signature line"),
+        (EXPECTED_NOTE.replace(f"\u2014 {ORIGIN} ", f"\u2014 {ORIGIN}  "), "signature line"),
+        (EXPECTED_NOTE.replace("\n\u2014", "\n\n\u2014"), "must not be empty"),  # two blank lines
+        (EXPECTED_NOTE.replace("Hig4=", "Hig4"), "not valid base64"),
+        (EXPECTED_NOTE.replace("Hig4=", "Hig5="), "not canonical base64"),
+        (EXPECTED_NOTE.replace("Hig4=", "Hig4= "), "signature line"),
+        ("\u2014 x AAAAAA==\n\n" + EXPECTED_SIGNATURE_LINE, "checkpoint"),
+    ],
+)
 def test_malformed_notes_are_refused(note: str, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
         open_note(note)
@@ -252,32 +272,35 @@ def sign_raw_body(body: str) -> str:
 ROOT_LINE = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (f"{ORIGIN}\n05\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
-    (f"{ORIGIN}\n+5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
-    (f"{ORIGIN}\n-5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
-    (f"{ORIGIN}\n 5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
-    (f"{ORIGIN}\n5.0\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
-    (f"{ORIGIN}\n\u0665\n{ROOT_LINE}\ntime 1\n", "leading zeros"),  # ARABIC-INDIC DIGIT FIVE
-    (f"{ORIGIN}\n9223372036854775808\n{ROOT_LINE}\ntime 1\n", "tree size"),
-    (f"{ORIGIN}\n99999999999999999999\n{ROOT_LINE}\ntime 1\n", "tree size"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 01\n", "leading zeros"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime -1\n", "leading zeros"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime +1\n", "leading zeros"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime  1\n", "leading zeros"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime\n", "time"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\nTime 1\n", "time"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\n", "no time line"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 1\nextra line\n", "extension line"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 1\ntime 2\n", "extension line"),
-    (f"{ORIGIN}\n5\n", "origin, a tree size and a root"),
-    (f"{ORIGIN}\n5\n{base64.b64encode(bytes(30)).decode()}\ntime 1\n", "32 bytes, not 30"),
-    (f"{ORIGIN}\n5\n{base64.b64encode(bytes(33)).decode()}\ntime 1\n", "32 bytes, not 33"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE.rstrip('=')}\ntime 1\n", "base64"),
-    (f"{ORIGIN}\n5\n{ROOT_LINE[:-2]}B=\ntime 1\n", "canonical base64"),  # non-zero padding bits
-    (f"{ORIGIN}\n5\n{'_' * 43}=\ntime 1\n", "base64"),  # URL-safe alphabet
-    (f"bad origin\n5\n{ROOT_LINE}\ntime 1\n", "origin"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (f"{ORIGIN}\n05\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
+        (f"{ORIGIN}\n+5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
+        (f"{ORIGIN}\n-5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
+        (f"{ORIGIN}\n 5\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
+        (f"{ORIGIN}\n5.0\n{ROOT_LINE}\ntime 1\n", "leading zeros"),
+        (f"{ORIGIN}\n\u0665\n{ROOT_LINE}\ntime 1\n", "leading zeros"),  # ARABIC-INDIC DIGIT FIVE
+        (f"{ORIGIN}\n9223372036854775808\n{ROOT_LINE}\ntime 1\n", "tree size"),
+        (f"{ORIGIN}\n99999999999999999999\n{ROOT_LINE}\ntime 1\n", "tree size"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 01\n", "leading zeros"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime -1\n", "leading zeros"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime +1\n", "leading zeros"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime  1\n", "leading zeros"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime\n", "time"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\nTime 1\n", "time"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\n", "no time line"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 1\nextra line\n", "extension line"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE}\ntime 1\ntime 2\n", "extension line"),
+        (f"{ORIGIN}\n5\n", "origin, a tree size and a root"),
+        (f"{ORIGIN}\n5\n{base64.b64encode(bytes(30)).decode()}\ntime 1\n", "32 bytes, not 30"),
+        (f"{ORIGIN}\n5\n{base64.b64encode(bytes(33)).decode()}\ntime 1\n", "32 bytes, not 33"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE.rstrip('=')}\ntime 1\n", "base64"),
+        (f"{ORIGIN}\n5\n{ROOT_LINE[:-2]}B=\ntime 1\n", "canonical base64"),  # non-zero padding bits
+        (f"{ORIGIN}\n5\n{'_' * 43}=\ntime 1\n", "base64"),  # URL-safe alphabet
+        (f"bad origin\n5\n{ROOT_LINE}\ntime 1\n", "origin"),
+    ],
+)
 def test_validly_signed_but_malformed_bodies_are_refused(body: str, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
         open_note(sign_raw_body(body))
@@ -290,6 +313,7 @@ def test_the_same_body_signed_raw_is_accepted() -> None:
 
 
 # --- Verifier keys ---------------------------------------------------------------------------------------
+
 
 def test_verifier_key_round_trip() -> None:
     parsed = parse_verifier_key(EXPECTED_VERIFIER_KEY)
@@ -316,19 +340,22 @@ def test_verifier_key_format_matches_the_spec() -> None:
 SHORT_ED25519_KEY = base64.b64encode(b"\x01" + bytes(31)).decode()
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "verifier key is"),
-    (f"{ORIGIN}+618fd830", "verifier key is"),
-    (f"{ORIGIN}+618fd830+AQOh+extra", "base64"),
-    (EXPECTED_VERIFIER_KEY.replace("618fd830", "618fd831"), "does not match"),
-    (EXPECTED_VERIFIER_KEY.replace("618fd830", "618fd83"), "8 hex digits"),
-    (EXPECTED_VERIFIER_KEY.replace("618fd830", " 618fd830"), "8 hex digits"),
-    (EXPECTED_VERIFIER_KEY.replace(ORIGIN, "daylight.test/other"), "does not match"),
-    (EXPECTED_VERIFIER_KEY.replace(ORIGIN, "bad name"), "name"),
-    (EXPECTED_VERIFIER_KEY.replace("+AQ", "+Ag"), "Ed25519"),  # signature type 0x02
-    (f"{ORIGIN}+618fd830+{SHORT_ED25519_KEY}", "Ed25519"),
-    (f"{ORIGIN}+618fd830+AQOh!", "base64"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "verifier key is"),
+        (f"{ORIGIN}+618fd830", "verifier key is"),
+        (f"{ORIGIN}+618fd830+AQOh+extra", "base64"),
+        (EXPECTED_VERIFIER_KEY.replace("618fd830", "618fd831"), "does not match"),
+        (EXPECTED_VERIFIER_KEY.replace("618fd830", "618fd83"), "8 hex digits"),
+        (EXPECTED_VERIFIER_KEY.replace("618fd830", " 618fd830"), "8 hex digits"),
+        (EXPECTED_VERIFIER_KEY.replace(ORIGIN, "daylight.test/other"), "does not match"),
+        (EXPECTED_VERIFIER_KEY.replace(ORIGIN, "bad name"), "name"),
+        (EXPECTED_VERIFIER_KEY.replace("+AQ", "+Ag"), "Ed25519"),  # signature type 0x02
+        (f"{ORIGIN}+618fd830+{SHORT_ED25519_KEY}", "Ed25519"),
+        (f"{ORIGIN}+618fd830+AQOh!", "base64"),
+    ],
+)
 def test_malformed_verifier_keys_are_refused(text: str, message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
         parse_verifier_key(text)

@@ -29,6 +29,7 @@ SMALL = 40
 
 # --- An independent reference: RFC 9162 §2.1.1, §2.1.3.1 and §2.1.4.1 transcribed literally ---------------
 
+
 def reference_leaf(entry: bytes) -> bytes:
     return sha256(b"\x00" + entry).digest()
 
@@ -92,6 +93,7 @@ ROOTS = [reference_mth(LEAVES[:size]) for size in range(SMALL + 1)]
 
 
 # --- Hash primitives and roots ---------------------------------------------------------------------------
+
 
 def test_hash_primitives_use_the_rfc_domain_separation_prefixes() -> None:
     assert leaf_hash(b"abc") == sha256(b"\x00abc").digest()
@@ -183,14 +185,17 @@ def test_compact_range_storage_round_trip(size: int) -> None:
     assert CompactRange.from_bytes(memoryview(stored)).roots == compact_range.roots  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stored", [
-    b"",
-    b"\x00" * 7,
-    (3).to_bytes(8, "big") + b"\x00" * 32,  # size 3 needs two hashes
-    (2).to_bytes(8, "big"),  # size 2 needs one hash
-    (0).to_bytes(8, "big") + b"\x00" * 32,  # size 0 needs none
-    (1).to_bytes(8, "big") + b"\x00" * 33,
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"",
+        b"\x00" * 7,
+        (3).to_bytes(8, "big") + b"\x00" * 32,  # size 3 needs two hashes
+        (2).to_bytes(8, "big"),  # size 2 needs one hash
+        (0).to_bytes(8, "big") + b"\x00" * 32,  # size 0 needs none
+        (1).to_bytes(8, "big") + b"\x00" * 33,
+    ],
+)
 def test_compact_range_from_bytes_refuses_malformed_data(stored: bytes) -> None:
     with pytest.raises(ValueError, match="compact range"):
         CompactRange.from_bytes(stored)
@@ -260,6 +265,7 @@ def test_a_store_returning_a_bad_hash_is_refused() -> None:
 
 
 # --- Inclusion proofs ------------------------------------------------------------------------------------
+
 
 def test_inclusion_proofs_match_the_reference_and_verify() -> None:
     for size in range(1, SMALL + 1):
@@ -383,6 +389,7 @@ def test_single_leaf_tree_needs_an_empty_inclusion_proof() -> None:
 
 # --- Consistency proofs ----------------------------------------------------------------------------------
 
+
 def test_consistency_proofs_match_the_reference_and_verify() -> None:
     for new_size in range(1, SMALL + 1):
         for old_size in range(1, new_size + 1):
@@ -468,6 +475,7 @@ def test_consistency_fails_on_malformed_hashes_without_raising(malformed: object
 
 # --- Properties over random trees ------------------------------------------------------------------------
 
+
 @st.composite
 def trees(draw: st.DrawFn, max_size: int = 300) -> list[bytes]:
     size = draw(st.integers(min_value=1, max_value=max_size))
@@ -477,8 +485,9 @@ def trees(draw: st.DrawFn, max_size: int = 300) -> list[bytes]:
 
 @PROPERTY
 @given(leaves=trees(), data=st.data())
-def test_property_inclusion_proofs_verify_and_tampering_fails(leaves: list[bytes],
-                                                              data: st.DataObject) -> None:
+def test_property_inclusion_proofs_verify_and_tampering_fails(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
     size = len(leaves)
     index = data.draw(st.integers(min_value=0, max_value=size - 1))
     store = InMemoryNodeStore(leaves)
@@ -497,8 +506,9 @@ def test_property_inclusion_proofs_verify_and_tampering_fails(leaves: list[bytes
 
 @PROPERTY
 @given(leaves=trees(), data=st.data())
-def test_property_consistency_proofs_verify_and_tampering_fails(leaves: list[bytes],
-                                                                data: st.DataObject) -> None:
+def test_property_consistency_proofs_verify_and_tampering_fails(
+    leaves: list[bytes], data: st.DataObject
+) -> None:
     new_size = len(leaves)
     old_size = data.draw(st.integers(min_value=1, max_value=new_size))
     store = InMemoryNodeStore(leaves)

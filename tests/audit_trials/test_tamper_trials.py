@@ -87,8 +87,12 @@ def make_fields(number: int, rng: random.Random) -> Fields:
         object_type=None if number % 4 == 0 else "tip",
         object_id=None if number % 4 == 0 else f"tip-{number:04d}",
         outcome=OUTCOMES[number % len(OUTCOMES)],
-        details=json.dumps({"n": number, "why": "ré-examen"} if number % 3 else {},
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        details=json.dumps(
+            {"n": number, "why": "ré-examen"} if number % 3 else {},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ),
     )
 
 
@@ -106,11 +110,20 @@ def log_entries(fields: Sequence[Fields] = FIELDS) -> list[Entry]:
 LEAVES: tuple[bytes, ...] = tuple(leaf_hash(entry) for _, entry, _ in log_entries())
 
 
-def signed(size: int, *, root: bytes | None = None, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN,
-           stored_size: int | None = None) -> SignedCheckpoint:
-    checkpoint = Checkpoint(origin=origin, tree_size=size,
-                            root_hash=root_from_leaf_hashes(LEAVES[:size]) if root is None else root,
-                            time=SIGNED_AT + size)
+def signed(
+    size: int,
+    *,
+    root: bytes | None = None,
+    key: Ed25519PrivateKey = KEY,
+    origin: str = ORIGIN,
+    stored_size: int | None = None,
+) -> SignedCheckpoint:
+    checkpoint = Checkpoint(
+        origin=origin,
+        tree_size=size,
+        root_hash=root_from_leaf_hashes(LEAVES[:size]) if root is None else root,
+        time=SIGNED_AT + size,
+    )
     return SignedCheckpoint(size if stored_size is None else stored_size, sign_checkpoint(checkpoint, key))
 
 
@@ -141,13 +154,20 @@ def split_note(note: str) -> tuple[str, str]:
 def with_root(checkpoint: SignedCheckpoint, root: bytes) -> SignedCheckpoint:
     """The same note with another root in its body and the old signature line kept."""
     _, signature_line = split_note(checkpoint.signed_note)
-    body = checkpoint_body(Checkpoint(origin=ORIGIN, tree_size=checkpoint.tree_size, root_hash=root,
-                                      time=SIGNED_AT + checkpoint.tree_size))
+    body = checkpoint_body(
+        Checkpoint(
+            origin=ORIGIN,
+            tree_size=checkpoint.tree_size,
+            root_hash=root,
+            time=SIGNED_AT + checkpoint.tree_size,
+        )
+    )
     return SignedCheckpoint(checkpoint.tree_size, f"{body}\n{signature_line}")
 
 
-def replace(checkpoints: Sequence[SignedCheckpoint], size: int,
-            new: SignedCheckpoint) -> list[SignedCheckpoint]:
+def replace(
+    checkpoints: Sequence[SignedCheckpoint], size: int, new: SignedCheckpoint
+) -> list[SignedCheckpoint]:
     return [new if checkpoint.tree_size == size else checkpoint for checkpoint in checkpoints]
 
 
@@ -168,8 +188,9 @@ def different_value(name: str, old: object, rng: random.Random) -> Any:
         return rng.choice([outcome for outcome in OUTCOMES if outcome != old])
     if name == "details":
         assert isinstance(old, str)
-        return rng.choice([value for value in ("{}", '{"n":-1}', old.replace("}", ',"x":1}'),
-                                               old + " ") if value != old])
+        return rng.choice(
+            [value for value in ("{}", '{"n":-1}', old.replace("}", ',"x":1}'), old + " ") if value != old]
+        )
     # actor, role, object_type, object_id: nullable text
     if old is None:
         return rng.choice(["", "None", "null", "staff-0"])
@@ -184,6 +205,7 @@ def edited(fields: Fields, name: str, value: object) -> Fields:
 
 
 # --- The untouched log ---------------------------------------------------------------------------------
+
 
 def test_the_untouched_log_verifies() -> None:
     report = verify(log_entries())
@@ -224,12 +246,14 @@ def test_the_fixture_log_is_varied() -> None:
 
 # --- Named tamperings with the events ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", FIELD_NAMES)
 @pytest.mark.parametrize("seq", [1, 13, 14, 40, 64, 65, SIZE])
 def test_editing_one_field_of_one_event_is_detected_at_or_before_it(name: str, seq: int) -> None:
     fields = list(FIELDS)
-    fields[seq - 1] = edited(fields[seq - 1], name, different_value(name, getattr(fields[seq - 1], name),
-                                                                    seeded(seq)))
+    fields[seq - 1] = edited(
+        fields[seq - 1], name, different_value(name, getattr(fields[seq - 1], name), seeded(seq))
+    )
     report = verify(log_entries(fields))
     assert detected(report)
     assert report.first_bad_seq is not None
@@ -288,8 +312,9 @@ def test_truncating_the_last_events_is_detected_after_the_new_end(k: int) -> Non
 
 @pytest.mark.parametrize("seq", [1, 30, SIZE])
 def test_a_stored_leaf_hash_that_disagrees_with_its_entry_is_detected_at_its_seq(seq: int) -> None:
-    entries: list[Entry] = [(s, entry, leaf)
-                            for (s, entry, _), leaf in zip(log_entries(), LEAVES, strict=True)]
+    entries: list[Entry] = [
+        (s, entry, leaf) for (s, entry, _), leaf in zip(log_entries(), LEAVES, strict=True)
+    ]
     entries[seq - 1] = (seq, entries[seq - 1][1], flip_bit(LEAVES[seq - 1]))
     report = verify(entries)
     assert detected(report)
@@ -313,6 +338,7 @@ def test_an_edit_is_located_at_or_before_it_even_when_a_later_stored_leaf_points
 
 
 # --- Named tamperings with the checkpoints -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size", [13, 64, SIZE])
 @pytest.mark.parametrize("delta", [1, -1])
@@ -343,8 +369,9 @@ def test_a_checkpoint_with_one_signature_byte_flipped_is_detected(offset: int) -
     raw = bytearray(base64.b64decode(encoded))
     raw[offset] ^= 0x01
     note = f"{body}\n{prefix} {base64.b64encode(bytes(raw)).decode()}\n"
-    report = verify(log_entries(), replace(CHECKPOINTS, original.tree_size, SignedCheckpoint(
-        original.tree_size, note)))
+    report = verify(
+        log_entries(), replace(CHECKPOINTS, original.tree_size, SignedCheckpoint(original.tree_size, note))
+    )
     assert detected(report)
 
 
@@ -356,8 +383,14 @@ def test_a_checkpoint_for_another_origin_is_detected(origin: str) -> None:
 
 def test_a_checkpoint_with_its_root_altered_and_the_old_signature_kept_is_detected() -> None:
     original = CHECKPOINTS[2]
-    report = verify(log_entries(), replace(CHECKPOINTS, original.tree_size, with_root(
-        original, flip_bit(root_from_leaf_hashes(LEAVES[: original.tree_size])))))
+    report = verify(
+        log_entries(),
+        replace(
+            CHECKPOINTS,
+            original.tree_size,
+            with_root(original, flip_bit(root_from_leaf_hashes(LEAVES[: original.tree_size]))),
+        ),
+    )
     assert detected(report)
 
 
@@ -369,6 +402,7 @@ def test_a_checkpoint_without_its_signature_line_is_detected() -> None:
 
 
 # --- A thousand random trials --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Trial:
@@ -494,9 +528,12 @@ def test_one_thousand_random_tamper_trials_are_all_detected() -> None:
         else:
             missed.append(f"trial {trial_number}: {kind} ({mode})")
         if trial.earliest_damage is not None and not (
-                report.first_bad_seq is not None and report.first_bad_seq <= trial.earliest_damage):
-            mislocated.append(f"trial {trial_number}: {kind} ({mode}) at {trial.earliest_damage}, "
-                              f"reported {report.first_bad_seq}")
+            report.first_bad_seq is not None and report.first_bad_seq <= trial.earliest_damage
+        ):
+            mislocated.append(
+                f"trial {trial_number}: {kind} ({mode}) at {trial.earliest_damage}, "
+                f"reported {report.first_bad_seq}"
+            )
     assert missed == []
     assert sum(caught.values()) == TRIALS
     assert all(count > 0 for count in counts.values()), counts
@@ -507,8 +544,10 @@ def test_one_thousand_random_tamper_trials_are_all_detected() -> None:
 
 # --- The offline export --------------------------------------------------------------------------------
 
-def export_lines(fields: Sequence[Fields] = FIELDS,
-                 checkpoints: Sequence[SignedCheckpoint] = CHECKPOINTS) -> list[str]:
+
+def export_lines(
+    fields: Sequence[Fields] = FIELDS, checkpoints: Sequence[SignedCheckpoint] = CHECKPOINTS
+) -> list[str]:
     """The JSON Lines of app.audit.service.export_lines, built from the in-memory log."""
     entries = log_entries(fields)
     store = InMemoryNodeStore(leaf_hash(entry) for _, entry, _ in entries)
@@ -518,8 +557,15 @@ def export_lines(fields: Sequence[Fields] = FIELDS,
     def b64(value: bytes) -> str:
         return base64.b64encode(value).decode()
 
-    lines = [json.dumps({"type": "header", "format": "daylight-audit-export/v1",
-                         "verifier_key": verifier_key(PUBLIC_KEY, ORIGIN)})]
+    lines = [
+        json.dumps(
+            {
+                "type": "header",
+                "format": "daylight-audit-export/v1",
+                "verifier_key": verifier_key(PUBLIC_KEY, ORIGIN),
+            }
+        )
+    ]
     for seq, item in enumerate(fields, start=1):
         line: dict[str, object] = {
             "type": "event",
@@ -539,14 +585,22 @@ def export_lines(fields: Sequence[Fields] = FIELDS,
             line["inclusion"] = {"tree_size": latest.tree_size, "proof": [b64(node) for node in proof]}
         lines.append(json.dumps(line, ensure_ascii=False))
     for previous, checkpoint in zip([None, *ordered[:-1]], ordered, strict=True):
-        lines.append(json.dumps({
-            "type": "checkpoint",
-            "tree_size": checkpoint.tree_size,
-            "signed_note": checkpoint.signed_note,
-            "consistency_from": None if previous is None else previous.tree_size,
-            "consistency_proof": None if previous is None else [
-                b64(node) for node in consistency_proof(store, previous.tree_size, checkpoint.tree_size)],
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "type": "checkpoint",
+                    "tree_size": checkpoint.tree_size,
+                    "signed_note": checkpoint.signed_note,
+                    "consistency_from": None if previous is None else previous.tree_size,
+                    "consistency_proof": None
+                    if previous is None
+                    else [
+                        b64(node)
+                        for node in consistency_proof(store, previous.tree_size, checkpoint.tree_size)
+                    ],
+                }
+            )
+        )
     return lines
 
 
@@ -590,10 +644,17 @@ def test_editing_the_action_of_an_exported_event_is_detected(seq: int) -> None:
     assert any(f"event {seq}: its inclusion proof" in problem for problem in report.problems)
 
 
-@pytest.mark.parametrize("line_number", [
-    event_line_index(1), event_line_index(40), event_line_index(SIZE),  # events: first, middle, last
-    1 + SIZE, 1 + SIZE + 3, 1 + SIZE + len(CHECKPOINT_SIZES) - 1,  # checkpoints: first, middle, last
-])
+@pytest.mark.parametrize(
+    "line_number",
+    [
+        event_line_index(1),
+        event_line_index(40),
+        event_line_index(SIZE),  # events: first, middle, last
+        1 + SIZE,
+        1 + SIZE + 3,
+        1 + SIZE + len(CHECKPOINT_SIZES) - 1,  # checkpoints: first, middle, last
+    ],
+)
 def test_deleting_a_line_of_the_export_is_detected(line_number: int) -> None:
     lines = export_lines()
     del lines[line_number]
@@ -617,7 +678,8 @@ def test_altering_one_consistency_proof_element_is_detected() -> None:
     line_number = 1 + SIZE + 2
     checkpoint = json.loads(lines[line_number])
     checkpoint["consistency_proof"][0] = base64.b64encode(
-        flip_bit(base64.b64decode(checkpoint["consistency_proof"][0]))).decode()
+        flip_bit(base64.b64decode(checkpoint["consistency_proof"][0]))
+    ).decode()
     lines[line_number] = json.dumps(checkpoint)
     assert detected(verify_lines(lines))
 
@@ -625,7 +687,8 @@ def test_altering_one_consistency_proof_element_is_detected() -> None:
 DECOY_REASON = (
     "bug in app/audit/offline.py (since 60e7eef): `report.first_bad_seq = min(misplaced)` overwrites the "
     "sound bound from verify_entries with the first event whose inclusion proof fails; proofs are optional "
-    "and any unaltered event's proof can be corrupted, so the report names a decoy after the real damage")
+    "and any unaltered event's proof can be corrupted, so the report names a decoy after the real damage"
+)
 
 
 def corrupt_proof(lines: list[str], seq: int) -> None:

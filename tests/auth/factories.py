@@ -28,25 +28,47 @@ class StaffMember:
         return pyotp.TOTP(self.totp_secret).at(time.time() + 30 * steps_ahead)
 
 
-def make_member(session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role, *,
-                grant: IntakeKeyFixture | None = None, username: str | None = None) -> StaffMember:
+def make_member(
+    session: Session,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    role: Role,
+    *,
+    grant: IntakeKeyFixture | None = None,
+    username: str | None = None,
+) -> StaffMember:
     username = username or f"{role.value}-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
     totp_secret = new_totp_secret()
-    account, _ = create_account(session, username=username, role=role, password=password,
-                                totp_secret=totp_secret, settings=settings,
-                                server_secrets=server_secrets)
+    account, _ = create_account(
+        session,
+        username=username,
+        role=role,
+        password=password,
+        totp_secret=totp_secret,
+        settings=settings,
+        server_secrets=server_secrets,
+    )
     if grant is not None:
-        grant_intake_key(session, intake_key=grant.key, intake_private=grant.private,
-                         grantee=account, granted_by_id=None,
-                         key_integrity_key=server_secrets.key_integrity_key)
+        grant_intake_key(
+            session,
+            intake_key=grant.key,
+            intake_private=grant.private,
+            grantee=account,
+            granted_by_id=None,
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
     return StaffMember(account=account, username=username, password=password, totp_secret=totp_secret)
 
 
-def login(client: TestClient, member: StaffMember, *, otp: str | None = None,
-          password: str | None = None) -> Response:
-    return client.post("/api/v1/auth/login", json={
-        "username": member.username,
-        "password": member.password if password is None else password,
-        "otp": member.otp() if otp is None else otp,
-    })
+def login(
+    client: TestClient, member: StaffMember, *, otp: str | None = None, password: str | None = None
+) -> Response:
+    return client.post(
+        "/api/v1/auth/login",
+        json={
+            "username": member.username,
+            "password": member.password if password is None else password,
+            "otp": member.otp() if otp is None else otp,
+        },
+    )

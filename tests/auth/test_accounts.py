@@ -46,8 +46,9 @@ def activate(client: TestClient, token: str, password: str = GOOD_PASSWORD) -> s
     assert view.json()["totp_uri"].startswith("otpauth://totp/")
     # The previous step's code: a code is accepted once, and later logins use steps 0 and +1.
     previous_step_code = pyotp.TOTP(secret).at(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
-    done = client.post(f"/api/v1/account-links/{token}",
-                       json={"otp": previous_step_code, "new_password": password})
+    done = client.post(
+        f"/api/v1/account-links/{token}", json={"otp": previous_step_code, "new_password": password}
+    )
     assert done.status_code == 204, done.text
     return secret
 
@@ -55,12 +56,14 @@ def activate(client: TestClient, token: str, password: str = GOOD_PASSWORD) -> s
 def login_as(client: TestClient, username: str, password: str, secret: str, step: int = 0) -> int:
     client.cookies.clear()
     otp = pyotp.TOTP(secret).at(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30 * step))
-    return client.post("/api/v1/auth/login",
-                       json={"username": username, "password": password, "otp": otp}).status_code
+    return client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password, "otp": otp}
+    ).status_code
 
 
 def test_an_invited_member_activates_once_and_logs_in(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     as_admin(staff_client, organisation)
     token = invite(staff_client, "new.caseworker", "caseworker")
     account = db_session.scalars(select(StaffAccount).where(StaffAccount.username == "new.caseworker")).one()
@@ -79,19 +82,24 @@ def test_an_invited_member_activates_once_and_logs_in(
     assert staff_client.post(f"/api/v1/account-links/{token}", json={"otp": "123456"}).status_code == 404
 
 
-@pytest.mark.parametrize(("password", "reason"), [
-    ("short-pass", "weak_password"),
-    ("password123456", "weak_password"),
-    ("iloveyou2024!!", "weak_password"),
-])
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short-pass", "weak_password"),
+        ("password123456", "weak_password"),
+        ("iloveyou2024!!", "weak_password"),
+    ],
+)
 def test_weak_passwords_are_refused_and_the_link_still_works(
-        staff_client: TestClient, organisation: Organisation, password: str, reason: str) -> None:
+    staff_client: TestClient, organisation: Organisation, password: str, reason: str
+) -> None:
     as_admin(staff_client, organisation)
     token = invite(staff_client, "weak.one", "lead")
     staff_client.cookies.clear()
     secret = staff_client.get(f"/api/v1/account-links/{token}").json()["totp_secret"]
-    refused = staff_client.post(f"/api/v1/account-links/{token}",
-                                json={"otp": pyotp.TOTP(secret).now(), "new_password": password})
+    refused = staff_client.post(
+        f"/api/v1/account-links/{token}", json={"otp": pyotp.TOTP(secret).now(), "new_password": password}
+    )
     assert refused.status_code == 422
     assert refused.json()["error"] == reason
     activate(staff_client, token)
@@ -101,14 +109,16 @@ def test_a_wrong_code_does_not_activate(staff_client: TestClient, organisation: 
     as_admin(staff_client, organisation)
     token = invite(staff_client, "wrong.code", "lead")
     staff_client.cookies.clear()
-    response = staff_client.post(f"/api/v1/account-links/{token}",
-                                 json={"otp": "000000", "new_password": GOOD_PASSWORD})
+    response = staff_client.post(
+        f"/api/v1/account-links/{token}", json={"otp": "000000", "new_password": GOOD_PASSWORD}
+    )
     assert response.status_code == 422
     assert response.json()["error"] == "code_rejected"
 
 
 def test_an_expired_link_is_refused(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     as_admin(staff_client, organisation)
     token = invite(staff_client, "late.member", "caseworker")
     link = db_session.scalars(select(AccountLink)).one()
@@ -119,7 +129,8 @@ def test_an_expired_link_is_refused(
 
 
 def test_lockout_backs_off_and_refuses_even_correct_credentials(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     member = organisation[Role.CASEWORKER]
     for _ in range(5):
         assert login(staff_client, member, password="wrong password").status_code == 401
@@ -150,7 +161,8 @@ def _session_count(db_session: Session, account_id: uuid.UUID) -> int:
 
 @pytest.mark.parametrize("change", ["role", "deactivate", "reset-2fa", "reset-password"])
 def test_admin_changes_end_the_members_sessions_at_once(
-        staff_client: TestClient, organisation: Organisation, db_session: Session, change: str) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, change: str
+) -> None:
     member = organisation[Role.CASEWORKER]
     with TestClient(staff_client.app, base_url="https://testserver") as member_client:
         assert login(member_client, member).status_code == 200
@@ -169,7 +181,8 @@ def test_admin_changes_end_the_members_sessions_at_once(
 
 
 def test_admins_cannot_demote_or_deactivate_themselves(
-        staff_client: TestClient, organisation: Organisation) -> None:
+    staff_client: TestClient, organisation: Organisation
+) -> None:
     as_admin(staff_client, organisation)
     me = f"/api/v1/accounts/{organisation[Role.ADMIN].account.id}"
     assert staff_client.patch(me, json={"role": "lead"}).status_code == 409
@@ -177,7 +190,8 @@ def test_admins_cannot_demote_or_deactivate_themselves(
 
 
 def test_a_two_factor_reset_needs_the_password_and_a_new_code(
-        staff_client: TestClient, organisation: Organisation) -> None:
+    staff_client: TestClient, organisation: Organisation
+) -> None:
     member = organisation[Role.LEAD]
     as_admin(staff_client, organisation)
     token = staff_client.post(f"/api/v1/accounts/{member.account.id}/reset-2fa").json()["link_path"][6:]
@@ -185,18 +199,21 @@ def test_a_two_factor_reset_needs_the_password_and_a_new_code(
     assert login(staff_client, member).status_code == 401  # old second factor gone
     secret = staff_client.get(f"/api/v1/account-links/{token}").json()["totp_secret"]
     assert secret != member.totp_secret
-    bad = staff_client.post(f"/api/v1/account-links/{token}",
-                            json={"otp": pyotp.TOTP(secret).now(), "current_password": "not it"})
+    bad = staff_client.post(
+        f"/api/v1/account-links/{token}", json={"otp": pyotp.TOTP(secret).now(), "current_password": "not it"}
+    )
     assert bad.status_code == 422
-    ok = staff_client.post(f"/api/v1/account-links/{token}",
-                           json={"otp": pyotp.TOTP(secret).now(), "current_password": member.password})
+    ok = staff_client.post(
+        f"/api/v1/account-links/{token}",
+        json={"otp": pyotp.TOTP(secret).now(), "current_password": member.password},
+    )
     assert ok.status_code == 204
     assert login_as(staff_client, member.username, member.password, secret, step=1) == 200
 
 
 def test_a_password_reset_leaves_the_member_without_keys_until_a_new_grant(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     member = organisation[Role.CASEWORKER]
     tip_id, _ = make_tip(db_session, server_secrets)
     db_session.commit()
@@ -205,26 +222,30 @@ def test_a_password_reset_leaves_the_member_without_keys_until_a_new_grant(
     staff_client.cookies.clear()
     view = staff_client.get(f"/api/v1/account-links/{token}").json()
     assert view["totp_secret"] is None  # the second factor stays as it was
-    done = staff_client.post(f"/api/v1/account-links/{token}",
-                             json={"otp": member.otp(), "new_password": "a new long passphrase"})
+    done = staff_client.post(
+        f"/api/v1/account-links/{token}", json={"otp": member.otp(), "new_password": "a new long passphrase"}
+    )
     assert done.status_code == 204
-    assert db_session.scalars(select(IntakeKeyGrant).where(
-        IntakeKeyGrant.account_id == member.account.id)).all() == []
+    assert (
+        db_session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == member.account.id)).all()
+        == []
+    )
     assert login_as(staff_client, member.username, "a new long passphrase", member.totp_secret, 1) == 200
     assert staff_client.get("/api/v1/auth/session").json()["holds_intake_key"] is False
     assert staff_client.get(f"/api/v1/tips/{tip_id}").status_code == 404
 
 
 def test_key_grants_need_a_recent_password_and_reach_the_member(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     tip_id, _ = make_tip(db_session, server_secrets, narrative="granted reading")
     db_session.commit()
     as_admin(staff_client, organisation)
     token = invite(staff_client, "fresh.caseworker", "caseworker")
     secret = activate(staff_client, token)
-    fresh_id = db_session.scalars(select(StaffAccount.id).where(
-        StaffAccount.username == "fresh.caseworker")).one()
+    fresh_id = db_session.scalars(
+        select(StaffAccount.id).where(StaffAccount.username == "fresh.caseworker")
+    ).one()
 
     lead = organisation[Role.LEAD]
     with TestClient(staff_client.app, base_url="https://testserver") as lead_client:
@@ -232,8 +253,11 @@ def test_key_grants_need_a_recent_password_and_reach_the_member(
         candidates = {c["username"]: c for c in lead_client.get("/api/v1/key-grants").json()}
         assert candidates["fresh.caseworker"]["holds_intake_key"] is False
         # The lead's password is older than five minutes: step up first.
-        db_session.execute(StaffSession.__table__.update().values(
-            reauthenticated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)))
+        db_session.execute(
+            StaffSession.__table__.update().values(
+                reauthenticated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)
+            )
+        )
         db_session.commit()
         refused = lead_client.put(f"/api/v1/key-grants/{fresh_id}")
         assert refused.status_code == 403
@@ -254,8 +278,12 @@ def test_key_grants_need_a_recent_password_and_reach_the_member(
 
 
 def test_a_lead_without_the_key_cannot_grant_it(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings) -> None:
+    staff_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+) -> None:
     keyless = make_member(db_session, settings, server_secrets, Role.LEAD)
     db_session.commit()
     assert login(staff_client, keyless).status_code == 200
@@ -272,22 +300,27 @@ def test_a_lead_without_the_key_cannot_grant_it(
 
 
 def test_changing_the_password_keeps_the_keys_and_ends_other_sessions(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     member: StaffMember = organisation[Role.CASEWORKER]
     tip_id, _ = make_tip(db_session, server_secrets, narrative="still readable")
     db_session.commit()
     with TestClient(staff_client.app, base_url="https://testserver") as other_device:
         assert login(other_device, member, otp=member.otp(-1)).status_code == 200
         assert login(staff_client, member).status_code == 200
-        weak = staff_client.post("/api/v1/auth/password",
-                                 json={"current_password": member.password, "new_password": "short"})
+        weak = staff_client.post(
+            "/api/v1/auth/password", json={"current_password": member.password, "new_password": "short"}
+        )
         assert weak.status_code == 422
-        wrong = staff_client.post("/api/v1/auth/password", json={
-            "current_password": "nope", "new_password": "another long passphrase"})
+        wrong = staff_client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "nope", "new_password": "another long passphrase"},
+        )
         assert wrong.status_code == 403
-        changed = staff_client.post("/api/v1/auth/password", json={
-            "current_password": member.password, "new_password": "another long passphrase"})
+        changed = staff_client.post(
+            "/api/v1/auth/password",
+            json={"current_password": member.password, "new_password": "another long passphrase"},
+        )
         assert changed.status_code == 204
         assert other_device.get("/api/v1/auth/session").status_code == 401
         assert staff_client.get(f"/api/v1/tips/{tip_id}").json()["narrative"] == "still readable"

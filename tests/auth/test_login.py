@@ -33,11 +33,15 @@ def session_cookie_header(response_headers: list[str]) -> str:
 
 
 def test_login_sets_a_host_prefixed_secure_strict_httponly_cookie(
-        staff_client: TestClient, organisation: Organisation) -> None:
+    staff_client: TestClient, organisation: Organisation
+) -> None:
     response = login(staff_client, organisation[Role.CASEWORKER])
     assert response.status_code == 200
-    assert response.json() == {"username": organisation[Role.CASEWORKER].username,
-                               "role": "caseworker", "holds_intake_key": True}
+    assert response.json() == {
+        "username": organisation[Role.CASEWORKER].username,
+        "role": "caseworker",
+        "holds_intake_key": True,
+    }
     header = session_cookie_header(response.headers.get_list("set-cookie"))
     attributes = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
     assert {"secure", "httponly", "path"} <= attributes
@@ -47,7 +51,8 @@ def test_login_sets_a_host_prefixed_secure_strict_httponly_cookie(
 
 @pytest.mark.parametrize("mistake", ["password", "otp", "username"])
 def test_every_wrong_credential_gets_the_same_401(
-        staff_client: TestClient, organisation: Organisation, mistake: str) -> None:
+    staff_client: TestClient, organisation: Organisation, mistake: str
+) -> None:
     member = organisation[Role.CASEWORKER]
     body = {"username": member.username, "password": member.password, "otp": member.otp()}
     body[mistake] = {"password": "wrong password!", "otp": "000000", "username": "nobody"}[mistake]
@@ -60,7 +65,8 @@ def test_every_wrong_credential_gets_the_same_401(
 
 
 def test_failed_logins_are_counted_and_committed(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     member = organisation[Role.LEAD]
     for _ in range(3):
         assert login(staff_client, member, password="not the password").status_code == 401
@@ -72,7 +78,8 @@ def test_failed_logins_are_counted_and_committed(
 
 
 def test_a_one_time_code_is_never_accepted_twice(
-        staff_client: TestClient, organisation: Organisation) -> None:
+    staff_client: TestClient, organisation: Organisation
+) -> None:
     member = organisation[Role.CASEWORKER]
     code = member.otp()
     assert login(staff_client, member, otp=code).status_code == 200
@@ -80,15 +87,24 @@ def test_a_one_time_code_is_never_accepted_twice(
 
 
 def test_codes_one_step_either_side_are_accepted_but_not_two(
-        db_session: Session, organisation: Organisation, settings: Settings,
-        server_secrets: ServerSecrets) -> None:
+    db_session: Session, organisation: Organisation, settings: Settings, server_secrets: ServerSecrets
+) -> None:
     member = organisation[Role.CASEWORKER]
     now = dt.datetime.now(dt.UTC)
 
     def attempt(steps: int) -> bool:
-        return authenticate(db_session, username=member.username, password=member.password,
-                            otp=member.otp(steps), settings=settings,
-                            totp_key=server_secrets.totp_key, now=now) is not None
+        return (
+            authenticate(
+                db_session,
+                username=member.username,
+                password=member.password,
+                otp=member.otp(steps),
+                settings=settings,
+                totp_key=server_secrets.totp_key,
+                now=now,
+            )
+            is not None
+        )
 
     assert not attempt(-3)
     assert not attempt(2)
@@ -97,8 +113,12 @@ def test_codes_one_step_either_side_are_accepted_but_not_two(
 
 
 def test_unknown_users_cost_an_argon2_run_like_known_ones(
-        db_session: Session, organisation: Organisation, settings: Settings,
-        server_secrets: ServerSecrets, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_session: Session,
+    organisation: Organisation,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from app.auth import service
 
     calls: list[bytes] = []
@@ -110,13 +130,23 @@ def test_unknown_users_cost_an_argon2_run_like_known_ones(
 
     monkeypatch.setattr(service.kdf, "derive_login_keys", counting)
     for username in ("nobody-at-all", organisation[Role.ADMIN].username):
-        assert authenticate(db_session, username=username, password="wrong", otp="123456",
-                            settings=settings, totp_key=server_secrets.totp_key) is None
+        assert (
+            authenticate(
+                db_session,
+                username=username,
+                password="wrong",
+                otp="123456",
+                settings=settings,
+                totp_key=server_secrets.totp_key,
+            )
+            is None
+        )
     assert len(calls) == 2
 
 
 def test_the_session_reaches_protected_routes_and_logout_destroys_it(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     assert login(staff_client, organisation[Role.AUDITOR]).status_code == 200
     assert staff_client.get("/api/v1/auth/session").json()["role"] == "auditor"
     assert staff_client.post("/api/v1/auth/logout").status_code == 204
@@ -125,7 +155,8 @@ def test_the_session_reaches_protected_routes_and_logout_destroys_it(
 
 
 def test_each_login_gets_a_new_session(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     member = organisation[Role.LEAD]
     first = login(staff_client, member).cookies[SECURE_COOKIE_NAME]
     time.sleep(0)
@@ -134,17 +165,32 @@ def test_each_login_gets_a_new_session(
     assert len(db_session.scalars(select(StaffSession)).all()) == 2
 
 
-@pytest.mark.parametrize(("idle", "age", "alive"), [
-    (dt.timedelta(minutes=29), dt.timedelta(hours=1), True),
-    (dt.timedelta(minutes=31), dt.timedelta(hours=1), False),
-    (dt.timedelta(minutes=1), dt.timedelta(hours=8, minutes=1), False),
-])
+@pytest.mark.parametrize(
+    ("idle", "age", "alive"),
+    [
+        (dt.timedelta(minutes=29), dt.timedelta(hours=1), True),
+        (dt.timedelta(minutes=31), dt.timedelta(hours=1), False),
+        (dt.timedelta(minutes=1), dt.timedelta(hours=8, minutes=1), False),
+    ],
+)
 def test_sessions_expire_after_idle_and_absolute_timeouts(
-        db_session: Session, organisation: Organisation, settings: Settings,
-        server_secrets: ServerSecrets, idle: dt.timedelta, age: dt.timedelta, alive: bool) -> None:
+    db_session: Session,
+    organisation: Organisation,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    idle: dt.timedelta,
+    age: dt.timedelta,
+    alive: bool,
+) -> None:
     member = organisation[Role.CASEWORKER]
-    outcome = authenticate(db_session, username=member.username, password=member.password,
-                           otp=member.otp(), settings=settings, totp_key=server_secrets.totp_key)
+    outcome = authenticate(
+        db_session,
+        username=member.username,
+        password=member.password,
+        otp=member.otp(),
+        settings=settings,
+        totp_key=server_secrets.totp_key,
+    )
     assert outcome is not None
     start = dt.datetime.now(dt.UTC)
     cookie = start_session(db_session, *outcome, now=start)
@@ -156,15 +202,26 @@ def test_sessions_expire_after_idle_and_absolute_timeouts(
 
 
 def test_an_expired_session_is_destroyed_not_just_refused(
-        data_dir: Path, committed_database_url: str | None) -> None:
-    settings = Settings(data_dir=data_dir, argon2=CHEAP_ARGON2,
-                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+    data_dir: Path, committed_database_url: str | None
+) -> None:
+    settings = Settings(
+        data_dir=data_dir,
+        argon2=CHEAP_ARGON2,
+        database_url=SecretStr(committed_database_url) if committed_database_url else None,
+    )
     database = Database.from_settings(settings)
     organisation = init_organisation(settings, database)
     server_secrets = load_server_secrets(settings.secrets_dir)
     with database.transaction() as session:
-        member = make_member(session, settings, server_secrets, Role.LEAD, grant=IntakeKeyFixture(
-            organisation.intake_key, organisation.intake_private, organisation.recovery_key))
+        member = make_member(
+            session,
+            settings,
+            server_secrets,
+            Role.LEAD,
+            grant=IntakeKeyFixture(
+                organisation.intake_key, organisation.intake_private, organisation.recovery_key
+            ),
+        )
     with TestClient(create_staff_app(settings, database=database), base_url="https://staff") as client:
         assert login(client, member).status_code == 200
         with database.transaction() as session:
@@ -177,7 +234,8 @@ def test_an_expired_session_is_destroyed_not_just_refused(
 
 
 def test_deactivated_account_loses_its_session(
-        staff_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     member = organisation[Role.CASEWORKER]
     assert login(staff_client, member).status_code == 200
     db_session.get_one(StaffAccount, member.account.id).is_active = False
@@ -190,14 +248,23 @@ def test_a_tampered_cookie_is_refused(staff_client: TestClient, organisation: Or
     value = staff_client.cookies[SECURE_COOKIE_NAME]
     tampered = value[:-2] + ("AA" if value[-2:] != "AA" else "BB")
     staff_client.cookies.clear()
-    assert staff_client.get("/api/v1/auth/session",
-                            headers={"cookie": f"{SECURE_COOKIE_NAME}={tampered}"}).status_code == 401
-    assert staff_client.get("/api/v1/auth/session",
-                            headers={"cookie": f"{SECURE_COOKIE_NAME}={value}"}).status_code == 200
+    assert (
+        staff_client.get(
+            "/api/v1/auth/session", headers={"cookie": f"{SECURE_COOKIE_NAME}={tampered}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        staff_client.get(
+            "/api/v1/auth/session", headers={"cookie": f"{SECURE_COOKIE_NAME}={value}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_plain_http_cookie_only_in_development_on_loopback(
-        settings: Settings, database: Database, organisation: Organisation) -> None:
+    settings: Settings, database: Database, organisation: Organisation
+) -> None:
     development = settings.model_copy(update={"environment": Environment.DEVELOPMENT})
     cases = [
         (development, "http://127.0.0.1", LOOPBACK_COOKIE_NAME),
@@ -220,8 +287,14 @@ def test_production_never_sets_a_plain_http_cookie(settings: Settings) -> None:
 
     from app.auth.deps import session_cookie
 
-    scope = {"type": "http", "scheme": "http", "server": ("127.0.0.1", 8001), "path": "/",
-             "headers": [], "query_string": b""}
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8001),
+        "path": "/",
+        "headers": [],
+        "query_string": b"",
+    }
     assert session_cookie(Request(scope), settings) == (SECURE_COOKIE_NAME, True)
     development = settings.model_copy(update={"environment": Environment.DEVELOPMENT})
     assert session_cookie(Request(scope), development) == (LOOPBACK_COOKIE_NAME, False)
@@ -230,7 +303,8 @@ def test_production_never_sets_a_plain_http_cookie(settings: Settings) -> None:
 
 
 def test_a_non_ascii_one_time_code_is_a_plain_401(
-        staff_client: TestClient, organisation: Organisation) -> None:
+    staff_client: TestClient, organisation: Organisation
+) -> None:
     response = login(staff_client, organisation[Role.LEAD], otp="１２３４５６")
     assert response.status_code == 401
     assert response.json() == INVALID

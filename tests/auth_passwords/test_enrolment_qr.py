@@ -92,9 +92,12 @@ def test_the_svg_draws_exactly_the_qr_symbol_of_the_uri(secret: str) -> None:
     uri = totp_provisioning_uri(secret, "demo-caseworker")
     symbol = segno.make(uri, error="m", micro=False)
     border = 4  # segno's default quiet zone, the width QR readers expect
-    expected = {(row + border, column + border)
-                for row, line in enumerate(symbol.matrix)
-                for column, module in enumerate(line) if module & 1}
+    expected = {
+        (row + border, column + border)
+        for row, line in enumerate(symbol.matrix)
+        for column, module in enumerate(line)
+        if module & 1
+    }
     assert dark_modules_drawn(qr_svg(uri)) == expected
     other = totp_provisioning_uri(pyotp.random_base32(), "demo-caseworker")
     assert dark_modules_drawn(qr_svg(other)) != expected

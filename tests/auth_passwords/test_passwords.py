@@ -21,15 +21,18 @@ def rejection(password: str, username: str = USERNAME) -> PasswordRejection:
     return raised.value.reason
 
 
-@pytest.mark.parametrize("password", [
-    "correct horse battery staple",
-    "Tarim-walnut-ferry-47",
-    "qz7!Vm2#rT9p",                       # exactly 12
-    "كلمة سر طويلة جدا",                   # non-Latin passphrase
-    "x" * 11 + "y",                       # two distinct characters is not "repeated"
-    "a" * (MAX_PASSWORD_CHARACTERS - 1) + "b",
-    "iloveyou-in-the-morning",            # a common word inside a longer phrase
-])
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",
+        "Tarim-walnut-ferry-47",
+        "qz7!Vm2#rT9p",  # exactly 12
+        "كلمة سر طويلة جدا",  # non-Latin passphrase
+        "x" * 11 + "y",  # two distinct characters is not "repeated"
+        "a" * (MAX_PASSWORD_CHARACTERS - 1) + "b",
+        "iloveyou-in-the-morning",  # a common word inside a longer phrase
+    ],
+)
 def test_strong_passwords_are_accepted(password: str) -> None:
     check_new_password(password, username=USERNAME)
 

@@ -25,9 +25,14 @@ from tests.conftest import CHEAP_ARGON2
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     # Containers and CI runners have no user namespaces for the sandbox, and no GPU.
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # No calls home while a test runs: results must not depend on the network.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SERVE_START_SECONDS = 30
 
@@ -35,11 +40,15 @@ SERVE_START_SECONDS = 30
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium). "
-                    "Never run `playwright install`.", pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium). "
+            "Never run `playwright install`.",
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield launched
         finally:
@@ -81,8 +90,10 @@ def free_port() -> int:
 
 def both_apps_healthy(served: ServedDemo) -> bool:
     try:
-        return all(httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-                   for base in (served.intake_url, served.staff_url))
+        return all(
+            httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            for base in (served.intake_url, served.staff_url)
+        )
     except httpx.TransportError:
         return False
 
@@ -90,13 +101,21 @@ def both_apps_healthy(served: ServedDemo) -> bool:
 @pytest.fixture
 def served_demo(tmp_path: Path) -> Iterator[ServedDemo]:
     """`daylight demo` then `daylight serve` in a subprocess, on SQLite, on two free ports."""
-    env = {**os.environ,
-           "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib)}
+    env = {
+        **os.environ,
+        "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
+        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+    }
     env.pop("DAYLIGHT_DATABASE_URL", None)
     data_dir = tmp_path / "org"
-    created = subprocess.run([sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
-                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    created = subprocess.run(
+        [sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert created.returncode == 0, created.stderr
     intake_port, staff_port = free_port(), free_port()
     served = ServedDemo(data_dir, f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}")
@@ -105,9 +124,23 @@ def served_demo(tmp_path: Path) -> Iterator[ServedDemo]:
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir),
-             "--intake-port", str(intake_port), "--staff-port", str(staff_port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--intake-port",
+                str(intake_port),
+                "--staff-port",
+                str(staff_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + SERVE_START_SECONDS
             while not both_apps_healthy(served):

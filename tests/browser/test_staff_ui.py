@@ -80,8 +80,9 @@ def log_in(page: Page, served: ServedDemo, username: str, password: str, otp: st
 
 def log_in_demo(page: Page, served: ServedDemo, role: str, step_offset: int = 0) -> None:
     login = demo_logins(served)[role]
-    response = log_in(page, served, login["username"], login["password"],
-                      one_time_code(login["totp_secret"], step_offset))
+    response = log_in(
+        page, served, login["username"], login["password"], one_time_code(login["totp_secret"], step_offset)
+    )
     assert response.status == 200, page.content()
     assert page.locator("form.logout").count() == 1
 
@@ -128,7 +129,8 @@ def activate(page: Page, link: str, screenshot: Path | None = None) -> str:
 
 
 def test_an_invited_member_activates_enrols_logs_in_and_out(
-        no_js_page: Page, served_demo: ServedDemo) -> None:
+    no_js_page: Page, served_demo: ServedDemo
+) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = no_js_page
     page.goto(f"{served_demo.staff_url}/login")
@@ -148,12 +150,18 @@ def test_an_invited_member_activates_enrols_logs_in_and_out(
     assert page.url.endswith("/tips")
     assert navigation_keys(page) == {"queue", "cases", "stations", "statistics", "account"}
     assert [label.strip() for label in page.locator("[data-nav]").all_text_contents()] == [
-        "Queue", "Cases", "Stations", "Statistics", "My account"]
+        "Queue",
+        "Cases",
+        "Stations",
+        "Statistics",
+        "My account",
+    ]
     log_out(page)
 
 
 def test_a_locked_out_member_gets_the_same_answer_as_a_wrong_password(
-        no_js_page: Page, served_demo: ServedDemo) -> None:
+    no_js_page: Page, served_demo: ServedDemo
+) -> None:
     page = no_js_page
     lead = demo_logins(served_demo)["lead"]
     for attempt in range(5):
@@ -161,8 +169,9 @@ def test_a_locked_out_member_gets_the_same_answer_as_a_wrong_password(
         assert response.status == 401
         assert (page.locator(".error[role=alert]").text_content() or "").strip() == LOGIN_ERROR
 
-    response = log_in(page, served_demo, lead["username"], lead["password"],
-                      one_time_code(lead["totp_secret"]))
+    response = log_in(
+        page, served_demo, lead["username"], lead["password"], one_time_code(lead["totp_secret"])
+    )
     assert response.status == 401
     assert page.url.endswith("/login")
     assert (page.locator(".error[role=alert]").text_content() or "").strip() == LOGIN_ERROR
@@ -171,8 +180,12 @@ def test_a_locked_out_member_gets_the_same_answer_as_a_wrong_password(
 
 def test_each_role_sees_only_its_own_pages(browser: Browser, served_demo: ServedDemo) -> None:
     # A page of another role, for each role: the 403 page, never the content.
-    forbidden = {"caseworker": "/admin/accounts", "lead": "/admin/accounts",
-                 "admin": "/tips", "auditor": "/admin/accounts"}
+    forbidden = {
+        "caseworker": "/admin/accounts",
+        "lead": "/admin/accounts",
+        "admin": "/tips",
+        "auditor": "/admin/accounts",
+    }
     for role, expected in NAVIGATION_BY_ROLE.items():
         with no_js_context_page(browser) as page:
             log_in_demo(page, served_demo, role)
@@ -193,7 +206,8 @@ def test_each_role_sees_only_its_own_pages(browser: Browser, served_demo: Served
 
 
 def test_a_lead_grants_and_revokes_the_intake_key_from_the_keys_page(
-        browser: Browser, served_demo: ServedDemo) -> None:
+    browser: Browser, served_demo: ServedDemo
+) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     member = "second-caseworker"
     with no_js_context_page(browser) as admin:

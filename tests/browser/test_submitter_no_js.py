@@ -115,9 +115,14 @@ def staff_api(served: ServedDemo) -> Iterator[httpx.Client]:
     """The demo caseworker (who holds the intake key), signed in to the staff API."""
     caseworker = demo_logins(served)["caseworker"]
     with httpx.Client(base_url=served.staff_url) as client:
-        response = client.post("/api/v1/auth/login", json={
-            "username": caseworker["username"], "password": caseworker["password"],
-            "otp": one_time_code(caseworker["totp_secret"])})
+        response = client.post(
+            "/api/v1/auth/login",
+            json={
+                "username": caseworker["username"],
+                "password": caseworker["password"],
+                "otp": one_time_code(caseworker["totp_secret"]),
+            },
+        )
         assert response.status_code == 200, response.text
         yield client
 
@@ -131,8 +136,9 @@ def ask_the_submitter(served: ServedDemo, receipt: str, question: str) -> None:
         with database.transaction() as session:
             holder = service.tip_for_receipt(session, receipt, receipt_pepper=server_secrets.receipt_pepper)
             assert holder is not None
-            service.add_message(session, holder.tip, question, author=MessageAuthor.STAFF,
-                                server_secrets=server_secrets)
+            service.add_message(
+                session, holder.tip, question, author=MessageAuthor.STAFF, server_secrets=server_secrets
+            )
             holder.tip.status = TipStatus.NEEDS_INFO
     finally:
         database.engine.dispose()
@@ -140,7 +146,8 @@ def ask_the_submitter(served: ServedDemo, receipt: str, question: str) -> None:
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript(
-        no_js_page: Page, served_demo: ServedDemo, tmp_path: Path, lang: str) -> None:
+    no_js_page: Page, served_demo: ServedDemo, tmp_path: Path, lang: str
+) -> None:
     page = no_js_page
     narrative = f"Two men from the service station came to my shop. {secrets.token_hex(4)}"
     fill_report(page, served_demo, lang, narrative)
@@ -195,18 +202,25 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     assert page.locator(".notice").is_visible()
     shoot(page, lang, "10-followup-answered")
 
-    page.set_input_files("#files", files=[{"name": "letter.txt", "mimeType": "text/plain",
-                                            "buffer": b"the letter they left, transcribed"}])
+    page.set_input_files(
+        "#files",
+        files=[
+            {"name": "letter.txt", "mimeType": "text/plain", "buffer": b"the letter they left, transcribed"}
+        ],
+    )
     assert click_and_wait(page, 'form[action^="/followup/files"] button[type="submit"]').status == 201
     assert stored_blob_count(served_demo) == blobs_before + 2
 
 
 def test_deleting_a_report_in_the_browser_asks_then_shreds_it(
-        no_js_page: Page, served_demo: ServedDemo) -> None:
+    no_js_page: Page, served_demo: ServedDemo
+) -> None:
     page = no_js_page
-    response = httpx.post(f"{served_demo.intake_url}/api/v1/tips",
-                          files=[("files", ("a.txt", b"evidence", "text/plain"))],
-                          data={"narrative": "To be deleted."})
+    response = httpx.post(
+        f"{served_demo.intake_url}/api/v1/tips",
+        files=[("files", ("a.txt", b"evidence", "text/plain"))],
+        data={"narrative": "To be deleted."},
+    )
     assert response.status_code == 201
     receipt = response.json()["receipt"]
     blobs_before = stored_blob_count(served_demo)
@@ -224,7 +238,8 @@ def test_deleting_a_report_in_the_browser_asks_then_shreds_it(
 
 
 def test_too_many_files_are_refused_with_the_answers_kept_and_nothing_stored(
-        no_js_page: Page, served_demo: ServedDemo, tmp_path: Path) -> None:
+    no_js_page: Page, served_demo: ServedDemo, tmp_path: Path
+) -> None:
     page = no_js_page
     narrative = "They asked my sister where I work."
     fill_report(page, served_demo, "en", narrative)
@@ -246,7 +261,8 @@ def test_too_many_files_are_refused_with_the_answers_kept_and_nothing_stored(
 
 
 def test_an_invalid_answer_shows_the_errors_and_keeps_what_was_typed(
-        no_js_page: Page, served_demo: ServedDemo) -> None:
+    no_js_page: Page, served_demo: ServedDemo
+) -> None:
     page = no_js_page
     page.goto(f"{served_demo.intake_url}/?lang=ug")
     page.check('input[name="tactics"][value="family_pressure"]')

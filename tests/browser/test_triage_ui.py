@@ -33,11 +33,19 @@ def act(page: Page, action: str) -> None:
 
 
 def test_claim_question_answer_two_person_verification_and_a_case(
-        browser: Browser, no_js_page: Page, served_demo: ServedDemo) -> None:
+    browser: Browser, no_js_page: Page, served_demo: ServedDemo
+) -> None:
     narrative = f"A man from the station phoned my father in Urumqi. {secrets.token_hex(4)}"
-    submitted = httpx.post(f"{served_demo.intake_url}/api/v1/tips",
-                           json={"narrative": narrative, "tactics": ["family_pressure", "station_contact"],
-                                 "host_country": "IE", "host_city": "Dublin", "urgent": True})
+    submitted = httpx.post(
+        f"{served_demo.intake_url}/api/v1/tips",
+        json={
+            "narrative": narrative,
+            "tactics": ["family_pressure", "station_contact"],
+            "host_country": "IE",
+            "host_city": "Dublin",
+            "urgent": True,
+        },
+    )
     assert submitted.status_code == 201
     receipt = submitted.json()["receipt"]
 

@@ -87,7 +87,12 @@ STREAM_KEY = bytes(range(0x80, 0xA0))
 STREAM_SALT = bytes(range(0xA0, 0xC0))
 STREAM_NONCE_PREFIX = bytes.fromhex("00112233445566")
 STREAM_AAD_PARTS: tuple[binding.BindingPart, ...] = (
-    "daylight/contract/v1", "StreamColumn", "tip_attachments", "blob", "att-1", 1,
+    "daylight/contract/v1",
+    "StreamColumn",
+    "tip_attachments",
+    "blob",
+    "att-1",
+    1,
 )
 STREAM_LENGTHS = [0, 1, streaming.CHUNK_BYTES, 2 * streaming.CHUNK_BYTES + 5]
 
@@ -146,14 +151,16 @@ def build(existing: dict[str, Any] | None) -> dict[str, Any]:
         sealed = envelope.seal_envelope_with_salt(
             ENVELOPE_KEY, plaintext, aad, key_version=key_version, salt=ENVELOPE_SALT
         )
-        vectors["envelope"].append({
-            "data_key": ENVELOPE_KEY.hex(),
-            "salt": ENVELOPE_SALT.hex(),
-            "aad": aad.hex(),
-            "key_version": key_version,
-            "plaintext": plaintext.hex(),
-            "envelope": sealed.hex(),
-        })
+        vectors["envelope"].append(
+            {
+                "data_key": ENVELOPE_KEY.hex(),
+                "salt": ENVELOPE_SALT.hex(),
+                "aad": aad.hex(),
+                "key_version": key_version,
+                "plaintext": plaintext.hex(),
+                "envelope": sealed.hex(),
+            }
+        )
 
     vectors["streaming"] = []
     aad = binding.bind(*STREAM_AAD_PARTS)
@@ -180,34 +187,40 @@ def build(existing: dict[str, Any] | None) -> dict[str, Any]:
     vectors["kdf"] = []
     for password, salt, params in KDF_CASES:
         keys = kdf.derive_login_keys(password, salt, params)
-        vectors["kdf"].append({
-            "password": password,
-            "salt": salt.hex(),
-            "time_cost": params.time_cost,
-            "memory_cost_kib": params.memory_cost_kib,
-            "parallelism": params.parallelism,
-            "verifier": keys.verifier.hex(),
-            "key_encryption_key": keys.key_encryption_key.hex(),
-        })
+        vectors["kdf"].append(
+            {
+                "password": password,
+                "salt": salt.hex(),
+                "time_cost": params.time_cost,
+                "memory_cost_kib": params.memory_cost_kib,
+                "parallelism": params.parallelism,
+                "verifier": keys.verifier.hex(),
+                "key_encryption_key": keys.key_encryption_key.hex(),
+            }
+        )
 
     derive = []
     for secret, purpose in DERIVE_CASES:
         private_key = sealing.derive_private_key(secret, purpose)
-        derive.append({
-            "secret": secret.hex(),
-            "purpose": purpose,
-            "private_key": private_key.raw.hex(),
-            "public_key_sha256": hashlib.sha256(private_key.public_key().raw).hexdigest(),
-        })
+        derive.append(
+            {
+                "secret": secret.hex(),
+                "purpose": purpose,
+                "private_key": private_key.raw.hex(),
+                "public_key_sha256": hashlib.sha256(private_key.public_key().raw).hexdigest(),
+            }
+        )
     private_key = sealing.derive_private_key(SEALED_SECRET, SEALED_PURPOSE)
     context = [encode_part(p) for p in SEALED_CONTEXT]
     sealed_blob: bytes | None = None
     if existing is not None:
         stored = existing["sealing"]["sealed"]
         candidate = bytes.fromhex(stored["sealed"])
-        if (stored["private_key"] == private_key.raw.hex() and stored["context"] == context
-                and sealing.open_sealed(private_key, candidate, *SEALED_CONTEXT)
-                == SEALED_PLAINTEXT):
+        if (
+            stored["private_key"] == private_key.raw.hex()
+            and stored["context"] == context
+            and sealing.open_sealed(private_key, candidate, *SEALED_CONTEXT) == SEALED_PLAINTEXT
+        ):
             sealed_blob = candidate
     if sealed_blob is None:
         sealed_blob = sealing.seal_to(private_key.public_key(), SEALED_PLAINTEXT, *SEALED_CONTEXT)

@@ -23,8 +23,7 @@ def typed(context: tuple[BindingPart, ...]) -> tuple[tuple[type, BindingPart], .
 
 @PROPERTY
 @given(first=contexts, second=contexts)
-def test_bind_is_injective(first: tuple[BindingPart, ...],
-                           second: tuple[BindingPart, ...]) -> None:
+def test_bind_is_injective(first: tuple[BindingPart, ...], second: tuple[BindingPart, ...]) -> None:
     # Equal encodings only for the same parts, of the same types, in the same order.
     assert (bind(*first) == bind(*second)) == (typed(first) == typed(second))
 

@@ -97,12 +97,14 @@ def test_envelope_column_row_a_vs_row_b(scratch: Scratch) -> None:
 @SEALED_PROPERTY
 @given(plaintext=plaintexts, row_id=row_ids, key_version=key_versions)
 def test_sealed_column_binds_row_column_table_and_version(
-    scratch: Scratch, hybrid_key: sealing.PrivateKey, plaintext: bytes, row_id: str,
+    scratch: Scratch,
+    hybrid_key: sealing.PrivateKey,
+    plaintext: bytes,
+    row_id: str,
     key_version: int,
 ) -> None:
     column = scratch.sealed
-    sealed = column.seal(hybrid_key.public_key(), plaintext, row_id=row_id,
-                         key_version=key_version)
+    sealed = column.seal(hybrid_key.public_key(), plaintext, row_id=row_id, key_version=key_version)
     assert column.open(hybrid_key, sealed, row_id=row_id, key_version=key_version) == plaintext
     with pytest.raises(DecryptionError):
         column.open(hybrid_key, sealed, row_id=_other_row(row_id), key_version=key_version)
@@ -123,11 +125,9 @@ def test_sealed_column_row_a_vs_row_b(scratch: Scratch, hybrid_key: sealing.Priv
 # --- StreamColumn ------------------------------------------------------------
 
 
-def _stream_blob(column: StreamColumn, key: bytes, plaintext: bytes, row_id: str,
-                 key_version: int) -> bytes:
+def _stream_blob(column: StreamColumn, key: bytes, plaintext: bytes, row_id: str, key_version: int) -> bytes:
     sink = io.BytesIO()
-    size = column.encrypt_file(io.BytesIO(plaintext), sink, key, row_id=row_id,
-                               key_version=key_version)
+    size = column.encrypt_file(io.BytesIO(plaintext), sink, key, row_id=row_id, key_version=key_version)
     assert size == len(plaintext)
     return sink.getvalue()
 
@@ -152,8 +152,7 @@ def test_stream_column_binds_row_column_table_and_version(
     ]
     for other, other_row, other_version in wrong:
         with pytest.raises(DecryptionError):
-            list(other.decrypt_chunks(io.BytesIO(blob), key, row_id=other_row,
-                                      key_version=other_version))
+            list(other.decrypt_chunks(io.BytesIO(blob), key, row_id=other_row, key_version=other_version))
 
 
 def test_stream_column_encryptor_and_decryptor(scratch: Scratch) -> None:
@@ -183,7 +182,8 @@ def test_contexts_differ_by_every_field_and_kind(scratch: Scratch) -> None:
     }
     assert len(contexts) == 8
     assert scratch.stream.context("a", 1) == bind(
-        "daylight/contract/v1", "StreamColumn", "crypto_test_a", "stream", "a", 1)
+        "daylight/contract/v1", "StreamColumn", "crypto_test_a", "stream", "a", 1
+    )
 
 
 def test_a_column_cannot_be_declared_twice(scratch: Scratch) -> None:
@@ -198,8 +198,7 @@ def test_real_contracts_do_not_open_each_others_values(hybrid_key: sealing.Priva
     key = bytes(32)
     narrative = intake_models.TIP_NARRATIVE.seal(key, b"what happened", row_id="tip-1")
     assert intake_models.TIP_NARRATIVE.open(key, narrative, row_id="tip-1") == b"what happened"
-    for other in (intake_models.TIP_ANSWERS, intake_models.MESSAGE_BODY,
-                  intake_models.ATTACHMENT_DETAILS):
+    for other in (intake_models.TIP_ANSWERS, intake_models.MESSAGE_BODY, intake_models.ATTACHMENT_DETAILS):
         with pytest.raises(DecryptionError):
             other.open(key, narrative, row_id="tip-1")
 

@@ -41,8 +41,9 @@ def test_fresh_salt_per_envelope(key: bytes, plaintext: bytes, aad: bytes) -> No
 
 @PROPERTY
 @given(key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions, data=st.data())
-def test_any_bit_flip_is_rejected(key: bytes, plaintext: bytes, aad: bytes, key_version: int,
-                                  data: st.DataObject) -> None:
+def test_any_bit_flip_is_rejected(
+    key: bytes, plaintext: bytes, aad: bytes, key_version: int, data: st.DataObject
+) -> None:
     sealed = bytearray(envelope.seal_envelope(key, plaintext, aad, key_version=key_version))
     bit = data.draw(st.integers(min_value=0, max_value=len(sealed) * 8 - 1), label="bit")
     sealed[bit // 8] ^= 1 << (bit % 8)
@@ -52,8 +53,9 @@ def test_any_bit_flip_is_rejected(key: bytes, plaintext: bytes, aad: bytes, key_
 
 @PROPERTY
 @given(key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions, data=st.data())
-def test_truncation_is_rejected(key: bytes, plaintext: bytes, aad: bytes, key_version: int,
-                                data: st.DataObject) -> None:
+def test_truncation_is_rejected(
+    key: bytes, plaintext: bytes, aad: bytes, key_version: int, data: st.DataObject
+) -> None:
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=key_version)
     cut = data.draw(st.integers(min_value=0, max_value=len(sealed) - 1), label="cut")
     with pytest.raises(DecryptionError):
@@ -61,10 +63,16 @@ def test_truncation_is_rejected(key: bytes, plaintext: bytes, aad: bytes, key_ve
 
 
 @PROPERTY
-@given(key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions,
-       extra=st.binary(min_size=1, max_size=64))
-def test_appended_bytes_are_rejected(key: bytes, plaintext: bytes, aad: bytes, key_version: int,
-                                     extra: bytes) -> None:
+@given(
+    key=keys,
+    plaintext=plaintexts,
+    aad=aads,
+    key_version=key_versions,
+    extra=st.binary(min_size=1, max_size=64),
+)
+def test_appended_bytes_are_rejected(
+    key: bytes, plaintext: bytes, aad: bytes, key_version: int, extra: bytes
+) -> None:
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=key_version)
     with pytest.raises(DecryptionError):
         envelope.open_envelope(key, sealed + extra, aad, key_version=key_version)
@@ -72,8 +80,9 @@ def test_appended_bytes_are_rejected(key: bytes, plaintext: bytes, aad: bytes, k
 
 @PROPERTY
 @given(key=keys, plaintext=plaintexts, aad=aads, other_aad=aads, key_version=key_versions)
-def test_other_aad_is_rejected(key: bytes, plaintext: bytes, aad: bytes, other_aad: bytes,
-                               key_version: int) -> None:
+def test_other_aad_is_rejected(
+    key: bytes, plaintext: bytes, aad: bytes, other_aad: bytes, key_version: int
+) -> None:
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=key_version)
     if other_aad == aad:
         other_aad = aad + b"\x00"
@@ -82,10 +91,10 @@ def test_other_aad_is_rejected(key: bytes, plaintext: bytes, aad: bytes, other_a
 
 
 @PROPERTY
-@given(key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions,
-       other_version=key_versions)
-def test_other_key_version_is_rejected(key: bytes, plaintext: bytes, aad: bytes,
-                                       key_version: int, other_version: int) -> None:
+@given(key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions, other_version=key_versions)
+def test_other_key_version_is_rejected(
+    key: bytes, plaintext: bytes, aad: bytes, key_version: int, other_version: int
+) -> None:
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=key_version)
     if other_version == key_version:
         other_version = (key_version + 1) % 2**32
@@ -100,8 +109,9 @@ def test_other_key_version_is_rejected(key: bytes, plaintext: bytes, aad: bytes,
 
 @PROPERTY
 @given(key=keys, other_key=keys, plaintext=plaintexts, aad=aads, key_version=key_versions)
-def test_other_key_is_rejected(key: bytes, other_key: bytes, plaintext: bytes, aad: bytes,
-                               key_version: int) -> None:
+def test_other_key_is_rejected(
+    key: bytes, other_key: bytes, plaintext: bytes, aad: bytes, key_version: int
+) -> None:
     if other_key == key:
         other_key = bytes([key[0] ^ 1]) + key[1:]
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=key_version)
@@ -119,8 +129,9 @@ def _aead_must_not_run(_key: bytes) -> object:
 
 @PROPERTY
 @given(key=keys, other_key=keys, plaintext=plaintexts, aad=aads)
-def test_wrong_key_fails_at_the_commitment_check(key: bytes, other_key: bytes, plaintext: bytes,
-                                                 aad: bytes) -> None:
+def test_wrong_key_fails_at_the_commitment_check(
+    key: bytes, other_key: bytes, plaintext: bytes, aad: bytes
+) -> None:
     if other_key == key:
         other_key = bytes([key[0] ^ 1]) + key[1:]
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=3)
@@ -136,16 +147,20 @@ def test_wrong_key_fails_at_the_commitment_check(key: bytes, other_key: bytes, p
 
 @PROPERTY
 @given(key=keys, other_key=keys, plaintext=plaintexts, aad=aads, data=st.data())
-def test_tampered_commitment_is_rejected(key: bytes, other_key: bytes, plaintext: bytes,
-                                         aad: bytes, data: st.DataObject) -> None:
+def test_tampered_commitment_is_rejected(
+    key: bytes, other_key: bytes, plaintext: bytes, aad: bytes, data: st.DataObject
+) -> None:
     sealed = envelope.seal_envelope(key, plaintext, aad, key_version=1)
     start = envelope.HEADER_BYTES - envelope.COMMITMENT_BYTES
     commitment = sealed[start : envelope.HEADER_BYTES]
-    replacement = data.draw(st.binary(min_size=32, max_size=32).filter(lambda c: c != commitment),
-                            label="commitment")
+    replacement = data.draw(
+        st.binary(min_size=32, max_size=32).filter(lambda c: c != commitment), label="commitment"
+    )
     tampered = sealed[:start] + replacement + sealed[envelope.HEADER_BYTES :]
-    with mock.patch.object(envelope, "AESGCM", side_effect=_aead_must_not_run), \
-            pytest.raises(DecryptionError):
+    with (
+        mock.patch.object(envelope, "AESGCM", side_effect=_aead_must_not_run),
+        pytest.raises(DecryptionError),
+    ):
         envelope.open_envelope(key, tampered, aad, key_version=1)
     # An envelope re-labelled with the commitment another key would produce, so that the
     # commitment check passes for that key, still fails: AES-GCM authenticates the header.

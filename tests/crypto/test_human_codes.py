@@ -13,8 +13,7 @@ from app.crypto.human_codes import ALPHABET
 
 PROPERTY = settings(max_examples=100, deadline=None, database=None)
 CODE_120 = re.compile(rf"[{ALPHABET}]{{4}}(?:-[{ALPHABET}]{{4}}){{5}}")
-SEPARATORS = [" ", "  ", "-", "\t", "\u2010", "\u2011", "\u2013", "\u2014", "\u3000", "\uff0d",
-              "\u00a0"]
+SEPARATORS = [" ", "  ", "-", "\t", "\u2010", "\u2011", "\u2013", "\u2014", "\u3000", "\uff0d", "\u00a0"]
 # Hand-written: what each canonical digit may be typed as (beyond itself and its case).
 TYPED_VARIANTS = {"1": ["1", "I", "i", "L", "l"], "0": ["0", "O", "o"]}
 
@@ -78,19 +77,21 @@ def test_normalize_round_trips_any_formatting(digits: str, data: st.DataObject) 
 
 
 @PROPERTY
-@given(digits=st.text(alphabet=ALPHABET, min_size=1, max_size=40),
-       length=st.integers(min_value=0, max_value=40))
+@given(
+    digits=st.text(alphabet=ALPHABET, min_size=1, max_size=40), length=st.integers(min_value=0, max_value=40)
+)
 def test_normalize_rejects_the_wrong_length(digits: str, length: int) -> None:
     expected = digits if len(digits) == length else None
     assert human_codes.normalize(human_codes.group(digits), length=length) == expected
 
 
 @PROPERTY
-@given(digits=st.text(alphabet=ALPHABET, min_size=24, max_size=24),
-       position=st.integers(min_value=0, max_value=23),
-       bad=st.sampled_from(["U", "u", "Ｕ", "*", "_", "/", ".", "Ä", "ß"]))
-def test_normalize_rejects_characters_outside_the_alphabet(digits: str, position: int,
-                                                           bad: str) -> None:
+@given(
+    digits=st.text(alphabet=ALPHABET, min_size=24, max_size=24),
+    position=st.integers(min_value=0, max_value=23),
+    bad=st.sampled_from(["U", "u", "Ｕ", "*", "_", "/", ".", "Ä", "ß"]),
+)
+def test_normalize_rejects_characters_outside_the_alphabet(digits: str, position: int, bad: str) -> None:
     typed = digits[:position] + bad + digits[position + 1 :]
     assert human_codes.normalize(typed, length=24) is None
 

@@ -38,8 +38,7 @@ def test_another_salt_gives_other_keys(password: str, salt: bytes, other_salt: b
 
 @PROPERTY
 @given(password=passwords, other_password=passwords, salt=salts)
-def test_another_password_gives_other_keys(password: str, other_password: str,
-                                           salt: bytes) -> None:
+def test_another_password_gives_other_keys(password: str, other_password: str, salt: bytes) -> None:
     if other_password == password:
         other_password = password + "x"
     keys = kdf.derive_login_keys(password, salt, CHEAP)
@@ -47,8 +46,7 @@ def test_another_password_gives_other_keys(password: str, other_password: str,
     assert keys.verifier != other.verifier
     assert keys.key_encryption_key != other.key_encryption_key
     # Neither key of one login equals either key of the other.
-    assert {keys.verifier, keys.key_encryption_key}.isdisjoint(
-        {other.verifier, other.key_encryption_key})
+    assert {keys.verifier, keys.key_encryption_key}.isdisjoint({other.verifier, other.key_encryption_key})
 
 
 def test_cost_parameters_change_the_keys() -> None:

@@ -28,8 +28,9 @@ plaintexts = st.binary(max_size=512)
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts)
-def test_round_trip(hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                    context: tuple[BindingPart, ...]) -> None:
+def test_round_trip(
+    hybrid_key: sealing.PrivateKey, plaintext: bytes, context: tuple[BindingPart, ...]
+) -> None:
     sealed = sealing.seal_to(hybrid_key.public_key(), plaintext, *context)
     assert sealed.startswith(sealing.SEALED_MAGIC)
     assert len(sealed) == OVERHEAD_BYTES + len(plaintext)
@@ -38,18 +39,21 @@ def test_round_trip(hybrid_key: sealing.PrivateKey, plaintext: bytes,
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts)
-def test_sealing_is_randomized(hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                               context: tuple[BindingPart, ...]) -> None:
+def test_sealing_is_randomized(
+    hybrid_key: sealing.PrivateKey, plaintext: bytes, context: tuple[BindingPart, ...]
+) -> None:
     public = hybrid_key.public_key()
-    assert sealing.seal_to(public, plaintext, *context) != sealing.seal_to(
-        public, plaintext, *context)
+    assert sealing.seal_to(public, plaintext, *context) != sealing.seal_to(public, plaintext, *context)
 
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts, other=contexts)
-def test_other_context_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                                   context: tuple[BindingPart, ...],
-                                   other: tuple[BindingPart, ...]) -> None:
+def test_other_context_is_rejected(
+    hybrid_key: sealing.PrivateKey,
+    plaintext: bytes,
+    context: tuple[BindingPart, ...],
+    other: tuple[BindingPart, ...],
+) -> None:
     if other == context:
         other = (*context, "x")
     sealed = sealing.seal_to(hybrid_key.public_key(), plaintext, *context)
@@ -70,8 +74,9 @@ def test_other_context_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: by
         ("data-keyrow-1", 1),  # concatenation must not collide
     ],
 )
-def test_swapped_info_context_is_rejected(hybrid_key: sealing.PrivateKey,
-                                          other: tuple[BindingPart, ...]) -> None:
+def test_swapped_info_context_is_rejected(
+    hybrid_key: sealing.PrivateKey, other: tuple[BindingPart, ...]
+) -> None:
     sealed = sealing.seal_to(hybrid_key.public_key(), b"data key", "data-key", "row-1", 1)
     assert sealing.open_sealed(hybrid_key, sealed, "data-key", "row-1", 1) == b"data key"
     with pytest.raises(DecryptionError):
@@ -80,8 +85,9 @@ def test_swapped_info_context_is_rejected(hybrid_key: sealing.PrivateKey,
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts, data=st.data())
-def test_any_bit_flip_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                                  context: tuple[BindingPart, ...], data: st.DataObject) -> None:
+def test_any_bit_flip_is_rejected(
+    hybrid_key: sealing.PrivateKey, plaintext: bytes, context: tuple[BindingPart, ...], data: st.DataObject
+) -> None:
     sealed = bytearray(sealing.seal_to(hybrid_key.public_key(), plaintext, *context))
     bit = data.draw(st.integers(min_value=0, max_value=len(sealed) * 8 - 1), label="bit")
     sealed[bit // 8] ^= 1 << (bit % 8)
@@ -118,8 +124,7 @@ def test_bit_flip_in_each_region_is_rejected(hybrid_key: sealing.PrivateKey, reg
         bytes.fromhex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),  # p
     ],
 )
-def test_low_order_ephemeral_x25519_keys_are_rejected(hybrid_key: sealing.PrivateKey,
-                                                      point: bytes) -> None:
+def test_low_order_ephemeral_x25519_keys_are_rejected(hybrid_key: sealing.PrivateKey, point: bytes) -> None:
     sealed = bytearray(sealing.seal_to(hybrid_key.public_key(), b"plaintext", "ctx"))
     start = len(sealing.SEALED_MAGIC) + 1088
     sealed[start : start + 32] = point
@@ -129,8 +134,9 @@ def test_low_order_ephemeral_x25519_keys_are_rejected(hybrid_key: sealing.Privat
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts, data=st.data())
-def test_truncation_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                                context: tuple[BindingPart, ...], data: st.DataObject) -> None:
+def test_truncation_is_rejected(
+    hybrid_key: sealing.PrivateKey, plaintext: bytes, context: tuple[BindingPart, ...], data: st.DataObject
+) -> None:
     sealed = sealing.seal_to(hybrid_key.public_key(), plaintext, *context)
     cut = data.draw(st.integers(min_value=0, max_value=len(sealed) - 1), label="cut")
     with pytest.raises(DecryptionError):
@@ -139,19 +145,26 @@ def test_truncation_is_rejected(hybrid_key: sealing.PrivateKey, plaintext: bytes
 
 @PROPERTY
 @given(plaintext=plaintexts, context=contexts)
-def test_other_key_pair_is_rejected(hybrid_key: sealing.PrivateKey,
-                                    other_hybrid_key: sealing.PrivateKey, plaintext: bytes,
-                                    context: tuple[BindingPart, ...]) -> None:
+def test_other_key_pair_is_rejected(
+    hybrid_key: sealing.PrivateKey,
+    other_hybrid_key: sealing.PrivateKey,
+    plaintext: bytes,
+    context: tuple[BindingPart, ...],
+) -> None:
     sealed = sealing.seal_to(hybrid_key.public_key(), plaintext, *context)
     with pytest.raises(DecryptionError):
         sealing.open_sealed(other_hybrid_key, sealed, *context)
 
 
 @PROPERTY
-@given(secret=st.binary(min_size=14, max_size=64), purpose=st.text(max_size=16),
-       other_purpose=st.text(max_size=16))
-def test_derived_keys_are_deterministic_and_separated(secret: bytes, purpose: str,
-                                                      other_purpose: str) -> None:
+@given(
+    secret=st.binary(min_size=14, max_size=64),
+    purpose=st.text(max_size=16),
+    other_purpose=st.text(max_size=16),
+)
+def test_derived_keys_are_deterministic_and_separated(
+    secret: bytes, purpose: str, other_purpose: str
+) -> None:
     key = sealing.derive_private_key(secret, purpose)
     assert key.raw == sealing.derive_private_key(secret, purpose).raw
     if other_purpose != purpose:
@@ -160,8 +173,9 @@ def test_derived_keys_are_deterministic_and_separated(secret: bytes, purpose: st
     assert sealing.open_sealed(key, sealed, "reply", "tip-1") == b"reply"
 
 
-def test_key_pairs_are_fresh_and_well_formed(hybrid_key: sealing.PrivateKey,
-                                             other_hybrid_key: sealing.PrivateKey) -> None:
+def test_key_pairs_are_fresh_and_well_formed(
+    hybrid_key: sealing.PrivateKey, other_hybrid_key: sealing.PrivateKey
+) -> None:
     assert hybrid_key.raw != other_hybrid_key.raw
     assert len(hybrid_key.raw) == sealing.PRIVATE_KEY_BYTES == 96
     assert len(hybrid_key.public_key().raw) == sealing.PUBLIC_KEY_BYTES == 1216

@@ -34,15 +34,29 @@ TAMPER = settings(max_examples=60, deadline=None, database=None)
 
 KEY = bytes(range(32))
 AAD = bind("daylight/contract/v1", "StreamColumn", "tip_attachments", "blob", "att-1", 1)
-BOUNDARY_SIZES = [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES,
-                  2 * CHUNK_BYTES + 1, 3 * CHUNK_BYTES]
+BOUNDARY_SIZES = [
+    0,
+    1,
+    CHUNK_BYTES - 1,
+    CHUNK_BYTES,
+    CHUNK_BYTES + 1,
+    2 * CHUNK_BYTES,
+    2 * CHUNK_BYTES + 1,
+    3 * CHUNK_BYTES,
+]
 # Near a chunk boundary (k * 64 KiB + small delta) or anywhere within up to 3 chunks.
 sizes = st.one_of(
     st.sampled_from(BOUNDARY_SIZES),
-    st.builds(lambda k, delta: max(0, k * CHUNK_BYTES + delta),
-              st.integers(min_value=0, max_value=3), st.integers(min_value=-2, max_value=2)),
-    st.builds(lambda k, offset: k * CHUNK_BYTES + offset,
-              st.integers(min_value=0, max_value=2), st.integers(1, CHUNK_BYTES)),
+    st.builds(
+        lambda k, delta: max(0, k * CHUNK_BYTES + delta),
+        st.integers(min_value=0, max_value=3),
+        st.integers(min_value=-2, max_value=2),
+    ),
+    st.builds(
+        lambda k, offset: k * CHUNK_BYTES + offset,
+        st.integers(min_value=0, max_value=2),
+        st.integers(1, CHUNK_BYTES),
+    ),
 )
 
 
@@ -55,8 +69,7 @@ def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in pairwise(bounds)]
 
 
-def encrypt(plaintext: bytes, *, key: bytes = KEY, aad: bytes = AAD,
-            cuts: list[int] | None = None) -> bytes:
+def encrypt(plaintext: bytes, *, key: bytes = KEY, aad: bytes = AAD, cuts: list[int] | None = None) -> bytes:
     encryptor = StreamEncryptor(key, aad)
     out = [encryptor.header]
     for piece in pieces(plaintext, cuts or []):
@@ -69,8 +82,9 @@ def encrypt(plaintext: bytes, *, key: bytes = KEY, aad: bytes = AAD,
 
 def split(blob: bytes) -> tuple[bytes, list[bytes]]:
     body = blob[HEADER_BYTES:]
-    return blob[:HEADER_BYTES], [body[i : i + SEALED_CHUNK_BYTES]
-                                 for i in range(0, len(body), SEALED_CHUNK_BYTES)]
+    return blob[:HEADER_BYTES], [
+        body[i : i + SEALED_CHUNK_BYTES] for i in range(0, len(body), SEALED_CHUNK_BYTES)
+    ]
 
 
 def decrypt(blob: bytes, *, key: bytes = KEY, aad: bytes = AAD) -> bytes:
@@ -114,8 +128,9 @@ def test_round_trip_with_arbitrary_splits(length: int, seed: int, data: st.DataO
     assert decrypt(blob) == plaintext
     decryptor = StreamDecryptor(KEY, AAD)
     out = bytearray()
-    blob_cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(blob)), max_size=8),
-                          label="decrypt cuts")
+    blob_cuts = data.draw(
+        st.lists(st.integers(min_value=0, max_value=len(blob)), max_size=8), label="decrypt cuts"
+    )
     for piece in pieces(blob, blob_cuts):
         out += decryptor.update(piece)
     out += decryptor.finalize()
@@ -205,18 +220,27 @@ def test_dropping_or_duplicating_any_chunk_is_rejected(sample: Sample) -> None:
         assert_rejected(sample.header + b"".join(duplicated), sample.plaintext)
 
 
-@pytest.mark.parametrize("cut", [0, 1, HEADER_BYTES - 1, HEADER_BYTES, HEADER_BYTES + 15,
-                                 HEADER_BYTES + 16, HEADER_BYTES + SEALED_CHUNK_BYTES - 1,
-                                 HEADER_BYTES + SEALED_CHUNK_BYTES,
-                                 HEADER_BYTES + SEALED_CHUNK_BYTES + 1])
+@pytest.mark.parametrize(
+    "cut",
+    [
+        0,
+        1,
+        HEADER_BYTES - 1,
+        HEADER_BYTES,
+        HEADER_BYTES + 15,
+        HEADER_BYTES + 16,
+        HEADER_BYTES + SEALED_CHUNK_BYTES - 1,
+        HEADER_BYTES + SEALED_CHUNK_BYTES,
+        HEADER_BYTES + SEALED_CHUNK_BYTES + 1,
+    ],
+)
 def test_truncation_at_fixed_points_is_rejected(sample: Sample, cut: int) -> None:
     assert_rejected(sample.blob[:cut], sample.plaintext)
 
 
 @TAMPER
 @given(data=st.data())
-def test_truncation_anywhere_is_rejected(sample: Sample, full_sample: Sample,
-                                         data: st.DataObject) -> None:
+def test_truncation_anywhere_is_rejected(sample: Sample, full_sample: Sample, data: st.DataObject) -> None:
     source = data.draw(st.sampled_from([sample, full_sample]), label="sample")
     cut = data.draw(st.integers(min_value=0, max_value=len(source.blob) - 1), label="cut")
     assert_rejected(source.blob[:cut], source.plaintext)
@@ -247,8 +271,7 @@ def test_appended_bytes_are_rejected(sample: Sample, full_sample: Sample, extra:
 
 @TAMPER
 @given(data=st.data())
-def test_any_bit_flip_is_rejected(sample: Sample, full_sample: Sample,
-                                  data: st.DataObject) -> None:
+def test_any_bit_flip_is_rejected(sample: Sample, full_sample: Sample, data: st.DataObject) -> None:
     source = data.draw(st.sampled_from([sample, full_sample]), label="sample")
     region = data.draw(st.sampled_from(["header", "anywhere"]), label="region")
     end = HEADER_BYTES if region == "header" else len(source.blob)
@@ -287,8 +310,7 @@ def test_header_fields_are_all_authenticated(sample: Sample) -> None:
 
 @TAMPER
 @given(aad=st.binary(max_size=64), data=st.data())
-def test_wrong_aad_is_rejected(sample: Sample, full_sample: Sample, aad: bytes,
-                               data: st.DataObject) -> None:
+def test_wrong_aad_is_rejected(sample: Sample, full_sample: Sample, aad: bytes, data: st.DataObject) -> None:
     source = data.draw(st.sampled_from([sample, full_sample]), label="sample")
     if aad == AAD:
         aad += b"\x00"
@@ -331,8 +353,10 @@ def test_decryptor_cannot_be_used_after_finalize() -> None:
         decryptor.finalize()
 
 
-@pytest.mark.parametrize(("salt", "prefix"), [(bytes(31), bytes(7)), (bytes(33), bytes(7)),
-                                              (bytes(32), bytes(6)), (bytes(32), bytes(8))])
+@pytest.mark.parametrize(
+    ("salt", "prefix"),
+    [(bytes(31), bytes(7)), (bytes(33), bytes(7)), (bytes(32), bytes(6)), (bytes(32), bytes(8))],
+)
 def test_encryptor_checks_injected_lengths(salt: bytes, prefix: bytes) -> None:
     with pytest.raises(ValueError, match="length"):
         StreamEncryptor(KEY, AAD, salt=salt, nonce_prefix=prefix)

@@ -73,11 +73,13 @@ def test_binding_refuses_ambiguous_or_unencodable_parts(bad: object) -> None:
 # --- envelope ----------------------------------------------------------------
 
 
-def reference_envelope(key: bytes, salt: bytes, plaintext: bytes, aad: bytes,
-                       key_version: int) -> bytes:
-    okm = HKDF(algorithm=hashes.SHA256(), length=32 + 12 + 32, salt=salt,
-               info=b"s\x00\x00\x00\x14daylight/envelope/v1"
-               + b"b" + struct.pack(">I", len(aad)) + aad).derive(key)
+def reference_envelope(key: bytes, salt: bytes, plaintext: bytes, aad: bytes, key_version: int) -> bytes:
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32 + 12 + 32,
+        salt=salt,
+        info=b"s\x00\x00\x00\x14daylight/envelope/v1" + b"b" + struct.pack(">I", len(aad)) + aad,
+    ).derive(key)
     enc_key, nonce, commitment = okm[:32], okm[32:44], okm[44:]
     header = b"DLE\x01" + struct.pack(">I", key_version) + salt + commitment
     return header + AESGCM(enc_key).encrypt(nonce, plaintext, header + aad)
@@ -89,8 +91,7 @@ def test_envelope_vectors(vectors: dict[str, Any]) -> None:
         key, salt, aad = unhex(case["data_key"]), unhex(case["salt"]), unhex(case["aad"])
         plaintext, expected = unhex(case["plaintext"]), unhex(case["envelope"])
         key_version = case["key_version"]
-        sealed = envelope.seal_envelope_with_salt(key, plaintext, aad, key_version=key_version,
-                                                  salt=salt)
+        sealed = envelope.seal_envelope_with_salt(key, plaintext, aad, key_version=key_version, salt=salt)
         assert sealed.hex() == case["envelope"]
         assert reference_envelope(key, salt, plaintext, aad, key_version) == expected
         assert len(expected) == envelope.OVERHEAD_BYTES + len(plaintext)
@@ -111,9 +112,12 @@ def test_envelope_vector_is_salted(vectors: dict[str, Any]) -> None:
 
 
 def reference_stream(key: bytes, salt: bytes, prefix: bytes, aad: bytes, plaintext: bytes) -> bytes:
-    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=salt,
-               info=b"s\x00\x00\x00\x12daylight/stream/v1"
-               + b"b" + struct.pack(">I", len(aad)) + aad).derive(key)
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=64,
+        salt=salt,
+        info=b"s\x00\x00\x00\x12daylight/stream/v1" + b"b" + struct.pack(">I", len(aad)) + aad,
+    ).derive(key)
     aead = AESGCM(okm[:32])
     header = b"DLS\x01" + salt + okm[32:] + prefix
     chunk = 64 * 1024
@@ -154,8 +158,7 @@ def test_streaming_small_vectors_are_stored_in_full(vectors: dict[str, Any]) -> 
         blob = unhex(case["ciphertext"])
         assert len(blob) == streaming.HEADER_BYTES + case["plaintext_length"] + 16
         decryptor = streaming.StreamDecryptor(unhex(case["data_key"]), unhex(case["aad"]))
-        assert decryptor.update(blob) + decryptor.finalize() == stream_plaintext(
-            case["plaintext_length"])
+        assert decryptor.update(blob) + decryptor.finalize() == stream_plaintext(case["plaintext_length"])
 
 
 # --- kdf -----------------------------------------------------------------------
@@ -165,22 +168,25 @@ def test_kdf_vectors(vectors: dict[str, Any]) -> None:
     cases = vectors["kdf"]
     assert {c["memory_cost_kib"] for c in cases} >= {8, 64}
     for case in cases:
-        params = kdf.Argon2Parameters(case["time_cost"], case["memory_cost_kib"],
-                                      case["parallelism"])
+        params = kdf.Argon2Parameters(case["time_cost"], case["memory_cost_kib"], case["parallelism"])
         keys = kdf.derive_login_keys(case["password"], unhex(case["salt"]), params)
         assert keys.verifier.hex() == case["verifier"]
         assert keys.key_encryption_key.hex() == case["key_encryption_key"]
 
         # Independent recomputation from argon2-cffi and HKDF-Expand.
         master = hash_secret_raw(
-            secret=case["password"].encode("utf-8"), salt=unhex(case["salt"]),
-            time_cost=case["time_cost"], memory_cost=case["memory_cost_kib"],
-            parallelism=case["parallelism"], hash_len=32, type=Type.ID,
+            secret=case["password"].encode("utf-8"),
+            salt=unhex(case["salt"]),
+            time_cost=case["time_cost"],
+            memory_cost=case["memory_cost_kib"],
+            parallelism=case["parallelism"],
+            hash_len=32,
+            type=Type.ID,
         )
-        for purpose, field in (("verifier", "verifier"),
-                               ("key-encryption", "key_encryption_key")):
-            expanded = HKDFExpand(algorithm=hashes.SHA256(), length=32,
-                                  info=binding.bind("daylight/login/v1", purpose)).derive(master)
+        for purpose, field in (("verifier", "verifier"), ("key-encryption", "key_encryption_key")):
+            expanded = HKDFExpand(
+                algorithm=hashes.SHA256(), length=32, info=binding.bind("daylight/login/v1", purpose)
+            ).derive(master)
             assert expanded.hex() == case[field], (purpose, case["memory_cost_kib"])
 
 
@@ -205,8 +211,12 @@ def test_derived_key_pair_vectors(vectors: dict[str, Any]) -> None:
         assert hashlib.sha256(public).hexdigest() == case["public_key_sha256"]
 
         # Independent recomputation: HKDF-SHA256 (no salt) -> ML-KEM seed || X25519 key.
-        seed = HKDF(algorithm=hashes.SHA256(), length=96, salt=None,
-                    info=binding.bind("daylight/keypair/v1", case["purpose"])).derive(secret)
+        seed = HKDF(
+            algorithm=hashes.SHA256(),
+            length=96,
+            salt=None,
+            info=binding.bind("daylight/keypair/v1", case["purpose"]),
+        ).derive(secret)
         assert seed.hex() == case["private_key"]
         kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64]).public_key()
         dh = x25519.X25519PrivateKey.from_private_bytes(seed[64:]).public_key()
@@ -231,8 +241,10 @@ def test_stored_sealed_blob_still_opens(vectors: dict[str, Any]) -> None:
 def test_derive_private_key_refuses_short_secrets() -> None:
     with pytest.raises(ValueError, match="112 bits"):
         sealing.derive_private_key(bytes(13), "receipt")
-    assert sealing.derive_private_key(bytes(14), "receipt").raw != sealing.derive_private_key(
-        bytes(15), "receipt").raw
+    assert (
+        sealing.derive_private_key(bytes(14), "receipt").raw
+        != sealing.derive_private_key(bytes(15), "receipt").raw
+    )
 
 
 # --- human codes -------------------------------------------------------------
@@ -242,8 +254,7 @@ def test_human_code_vectors(vectors: dict[str, Any]) -> None:
     cases = vectors["human_codes"]
     assert any(c["expected"] is None for c in cases)
     for case in cases:
-        assert human_codes.normalize(case["typed"], length=case["length"]) == case["expected"], (
-            case["typed"])
+        assert human_codes.normalize(case["typed"], length=case["length"]) == case["expected"], case["typed"]
 
 
 @pytest.mark.parametrize(

@@ -233,8 +233,11 @@ def test_a_report_through_nginx_leaves_nothing_in_any_log(through_nginx: tuple[s
     for path in logs.rglob("*"):
         if (path.is_file() and path.suffix in (".log", ".out")) or path.name == "error.log":
             # The one line `serve` prints at start names its own listening address, not a client's.
-            text = "\n".join(line for line in path.read_text(errors="replace").splitlines()
-                             if not line.startswith("Intake app on http://"))
+            text = "\n".join(
+                line
+                for line in path.read_text(errors="replace").splitlines()
+                if not line.startswith("Intake app on http://")
+            )
             for needle in (canary, "203.0.113.99", "127.0.0.1", "GET /", "POST /"):
                 assert needle not in text, (path.name, needle)
     access_log = logs / "access.log"

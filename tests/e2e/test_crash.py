@@ -77,11 +77,29 @@ class Node:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--data-dir", str(self.data_dir),
-             "--intake-port", str(self.intake_port), "--staff-port", str(self.staff_port),
-             # Several intake processes, as in production: the kill must take every one of them.
-             "--intake-workers", str(INTAKE_WORKERS), "--staff-workers", "1"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--intake-port",
+                str(self.intake_port),
+                "--staff-port",
+                str(self.staff_port),
+                # Several intake processes, as in production: the kill must take every one of them.
+                "--intake-workers",
+                str(INTAKE_WORKERS),
+                "--staff-workers",
+                "1",
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -107,15 +125,20 @@ class Node:
             time.sleep(0.02)
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, argon2=CHEAP_ARGON2,
-                        database_url=SecretStr(self.database_url) if self.database_url else None)
+        return Settings(
+            data_dir=self.data_dir,
+            argon2=CHEAP_ARGON2,
+            database_url=SecretStr(self.database_url) if self.database_url else None,
+        )
 
 
 @pytest.fixture
 def node(tmp_path: Path, committed_database_url: str | None) -> Iterator[Node]:
-    env = {**os.environ,
-           "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib)}
+    env = {
+        **os.environ,
+        "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
+        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+    }
     env.pop("DAYLIGHT_DATABASE_URL", None)
     env.pop("DAYLIGHT_BLOB_STORAGE", None)
     if committed_database_url:
@@ -144,8 +167,9 @@ def submit_until(stop: threading.Event, node: Node, worker: int, receipts: list[
                     response = client.post("/api/v1/tips", json={"narrative": narrative})
                 else:
                     evidence = ("e.bin", os.urandom(200_000), "application/pdf")
-                    response = client.post("/api/v1/tips", data={"narrative": narrative},
-                                           files=[("files", evidence)])
+                    response = client.post(
+                        "/api/v1/tips", data={"narrative": narrative}, files=[("files", evidence)]
+                    )
                 if response.status_code == 201:
                     receipts.append(response.json()["receipt"])
             except (httpx.TransportError, ValueError):
@@ -155,10 +179,12 @@ def submit_until(stop: threading.Event, node: Node, worker: int, receipts: list[
 def start_a_stalled_upload(node: Node) -> socket.socket:
     """An upload certainly in flight at the kill: its blob exists and no row will ever name it."""
     sock = socket.create_connection(("127.0.0.1", node.intake_port))
-    sock.sendall(b"POST /api/v1/tips HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: multipart/form-data; boundary=B\r\n"
-                 b"Content-Length: 10000000\r\n\r\n--B\r\n"
-                 b'Content-Disposition: form-data; name="files"; filename="a"\r\n\r\n' + os.urandom(100_000))
+    sock.sendall(
+        b"POST /api/v1/tips HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=B\r\n"
+        b"Content-Length: 10000000\r\n\r\n--B\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="a"\r\n\r\n' + os.urandom(100_000)
+    )
     return sock
 
 
@@ -205,12 +231,17 @@ def test_kill_9_mid_submission_loses_no_receipt_and_the_next_start_sweeps_the_or
         node.start()
         assert len(find_orphan_blobs(settings, database, older_than=dt.timedelta(0))) == 0, (
             f"{left_behind} orphan blobs were left by the kills and the start did not sweep them "
-            "(is sweep_orphan_blobs wired into `daylight serve`?)")
+            "(is sweep_orphan_blobs wired into `daylight serve`?)"
+        )
         assert blob_files(node) == named
     finally:
         database.engine.dispose()
 
     with httpx.Client(base_url=node.intake, timeout=30) as client, ThreadPoolExecutor(INTAKE_WORKERS) as pool:
-        opened = list(pool.map(lambda receipt: client.post("/api/v1/followup", json={"receipt": receipt})
-                               .status_code, receipts))
+        opened = list(
+            pool.map(
+                lambda receipt: client.post("/api/v1/followup", json={"receipt": receipt}).status_code,
+                receipts,
+            )
+        )
     assert opened == [200] * len(receipts), f"{opened.count(200)} of {len(receipts)} receipts open"

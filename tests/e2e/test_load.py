@@ -29,8 +29,15 @@ from tests.support.event_loop import run_in_new_loop
 
 pytestmark = pytest.mark.serve
 
-TIP = json.dumps({"narrative": "A caller from the station phoned my father.", "tactics": ["family_pressure"],
-                  "host_country": "IE", "host_city": "Dublin", "urgent": False}).encode()
+TIP = json.dumps(
+    {
+        "narrative": "A caller from the station phoned my father.",
+        "tactics": ["family_pressure"],
+        "host_country": "IE",
+        "host_city": "Dublin",
+        "urgent": False,
+    }
+).encode()
 CLIENT_TIMEOUT_SECONDS = 10
 
 
@@ -44,10 +51,12 @@ class Server:
 
 
 def start_serve(tmp_path: Path, database_url: str | None, **settings: str) -> Iterator[Server]:
-    env = {**os.environ,
-           "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
-           **{f"DAYLIGHT_{name.upper()}": value for name, value in settings.items()}}
+    env = {
+        **os.environ,
+        "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
+        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+        **{f"DAYLIGHT_{name.upper()}": value for name, value in settings.items()},
+    }
     env.pop("DAYLIGHT_DATABASE_URL", None)
     if database_url:
         env["DAYLIGHT_DATABASE_URL"] = database_url
@@ -57,10 +66,27 @@ def start_serve(tmp_path: Path, database_url: str | None, **settings: str) -> It
     server = Server(data_dir, free_port(), free_port(), env, tmp_path / "serve.log")
     with server.log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir), "--intake-workers", "2",
-             "--staff-workers", "1", "--intake-port", str(server.intake_port),
-             "--staff-port", str(server.staff_port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--intake-workers",
+                "2",
+                "--staff-workers",
+                "1",
+                "--intake-port",
+                str(server.intake_port),
+                "--staff-port",
+                str(server.staff_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             run_in_new_loop(lambda: wait_until_up(server, process))
             yield server
@@ -77,8 +103,10 @@ async def wait_until_up(server: Server, process: subprocess.Popen[bytes]) -> Non
     deadline = time.monotonic() + 60
     while True:
         try:
-            statuses = [(await request(port, b"GET", "/healthz"))[0]
-                        for port in (server.intake_port, server.staff_port)]
+            statuses = [
+                (await request(port, b"GET", "/healthz"))[0]
+                for port in (server.intake_port, server.staff_port)
+            ]
             if statuses == [200, 200]:
                 return
         except OSError:
@@ -100,8 +128,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
     return int(status_line.split()[1]), headers, body
 
 
-def encode_request(method: bytes, path: str, body: bytes = b"", content_type: str = "application/json",
-                   close: bool = False) -> bytes:
+def encode_request(
+    method: bytes, path: str, body: bytes = b"", content_type: str = "application/json", close: bool = False
+) -> bytes:
     head = [f"{method.decode()} {path} HTTP/1.1", "Host: 127.0.0.1"]
     if method == b"POST":
         head += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
@@ -110,8 +139,9 @@ def encode_request(method: bytes, path: str, body: bytes = b"", content_type: st
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def request(port: int, method: bytes, path: str, body: bytes = b"",
-                  content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+async def request(
+    port: int, method: bytes, path: str, body: bytes = b"", content_type: str = "application/json"
+) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(encode_request(method, path, body, content_type, close=True))
@@ -133,10 +163,15 @@ class Outcome:
 
 
 TIP_REQUEST = encode_request(b"POST", "/api/v1/tips", TIP)
-WRONG_RECEIPT_REQUEST = encode_request(b"POST", "/api/v1/followup",
-                                       json.dumps({"receipt": "0000-0000-0000-0000-0000-0000"}).encode())
-FORM_STEP_REQUEST = encode_request(b"POST", "/report/step", b"step=what&go=next&narrative=They+came+again",
-                                   "application/x-www-form-urlencoded")
+WRONG_RECEIPT_REQUEST = encode_request(
+    b"POST", "/api/v1/followup", json.dumps({"receipt": "0000-0000-0000-0000-0000-0000"}).encode()
+)
+FORM_STEP_REQUEST = encode_request(
+    b"POST",
+    "/report/step",
+    b"step=what&go=next&narrative=They+came+again",
+    "application/x-www-form-urlencoded",
+)
 
 
 async def submitter(port: int, stop_at: float, outcome: Outcome, payload: bytes = TIP_REQUEST) -> None:
@@ -186,20 +221,28 @@ async def watch_health(port: int, stop_at: float, outcome: Outcome) -> None:
 async def flood(port: int, clients: int, seconds: float) -> Outcome:
     outcome = Outcome()
     stop_at = time.monotonic() + seconds
-    await asyncio.gather(*(submitter(port, stop_at, outcome) for _ in range(clients)),
-                         watch_health(port, stop_at, outcome))
+    await asyncio.gather(
+        *(submitter(port, stop_at, outcome) for _ in range(clients)), watch_health(port, stop_at, outcome)
+    )
     return outcome
 
 
 @pytest.fixture
 def small_server(tmp_path: Path, committed_database_url: str | None) -> Iterator[Server]:
     # Capacity far below the flood, so that a short test in CI certainly goes past it.
-    yield from start_serve(tmp_path, committed_database_url, max_requests_in_flight="4",
-                           max_database_requests="2", admission_queue="4", admission_wait_seconds="0.2")
+    yield from start_serve(
+        tmp_path,
+        committed_database_url,
+        max_requests_in_flight="4",
+        max_database_requests="2",
+        admission_queue="4",
+        admission_wait_seconds="0.2",
+    )
 
 
 def test_a_flood_past_capacity_gets_201_or_503_with_retry_after_and_nothing_acknowledged_is_lost(
-        small_server: Server) -> None:
+    small_server: Server,
+) -> None:
     outcome = run_in_new_loop(lambda: flood(small_server.intake_port, clients=120, seconds=4))
 
     assert set(outcome.statuses) == {201, 503}, outcome.statuses
@@ -211,8 +254,12 @@ def test_a_flood_past_capacity_gets_201_or_503_with_retry_after_and_nothing_ackn
     async def all_receipts_open() -> collections.Counter[int]:
         answers: collections.Counter[int] = collections.Counter()
         for receipt in outcome.receipts:
-            status, _, _ = await request(small_server.intake_port, b"POST", "/api/v1/followup",
-                                         json.dumps({"receipt": receipt}).encode())
+            status, _, _ = await request(
+                small_server.intake_port,
+                b"POST",
+                "/api/v1/followup",
+                json.dumps({"receipt": receipt}).encode(),
+            )
             answers[status] += 1
         return answers
 
@@ -222,17 +269,24 @@ def test_a_flood_past_capacity_gets_201_or_503_with_retry_after_and_nothing_ackn
 
 @pytest.fixture
 def upload_server(tmp_path: Path, committed_database_url: str | None) -> Iterator[Server]:
-    yield from start_serve(tmp_path, committed_database_url, upload_deadline_seconds="3",
-                           upload_rate_grace_seconds="1", upload_min_bytes_per_second="1024")
+    yield from start_serve(
+        tmp_path,
+        committed_database_url,
+        upload_deadline_seconds="3",
+        upload_rate_grace_seconds="1",
+        upload_min_bytes_per_second="1024",
+    )
 
 
 BOUNDARY = "daylight-test-boundary"
 
 
 def multipart_tip(file_bytes: bytes) -> bytes:
-    parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="narrative"\r\n\r\nThey watch us.\r\n',
-             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
-             "Content-Type: text/plain\r\n\r\n"]
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="narrative"\r\n\r\nThey watch us.\r\n',
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n",
+    ]
     return "".join(parts).encode() + file_bytes + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
@@ -240,11 +294,14 @@ async def trickle(port: int, outcome: Outcome) -> None:
     """A client that declares a 1 MB upload and sends it a few bytes a second."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = multipart_tip(b"x" * 1_000_000)
-    writer.write(encode_request(b"POST", "/api/v1/tips", body,
-                                f"multipart/form-data; boundary={BOUNDARY}")[:-len(body)])
+    writer.write(
+        encode_request(b"POST", "/api/v1/tips", body, f"multipart/form-data; boundary={BOUNDARY}")[
+            : -len(body)
+        ]
+    )
     try:
         for offset in range(0, len(body), 3):
-            writer.write(body[offset:offset + 3])
+            writer.write(body[offset : offset + 3])
             await writer.drain()
             if reader.at_eof() or len(reader._buffer):
                 break
@@ -265,9 +322,13 @@ def test_trickled_uploads_are_cut_off_and_leave_room_for_normal_uploads(upload_s
         await asyncio.sleep(0.5)
         normal = []
         for _ in range(5):
-            status, _, _ = await request(upload_server.intake_port, b"POST", "/api/v1/tips",
-                                         multipart_tip(b"evidence " * 400),
-                                         f"multipart/form-data; boundary={BOUNDARY}")
+            status, _, _ = await request(
+                upload_server.intake_port,
+                b"POST",
+                "/api/v1/tips",
+                multipart_tip(b"evidence " * 400),
+                f"multipart/form-data; boundary={BOUNDARY}",
+            )
             normal.append(status)
         started = time.monotonic()
         await asyncio.gather(*tricklers)
@@ -282,17 +343,21 @@ def test_trickled_uploads_are_cut_off_and_leave_room_for_normal_uploads(upload_s
 
 
 def test_a_mixed_flood_of_tips_wrong_receipts_and_form_steps_stays_in_the_protocol(
-        small_server: Server) -> None:
+    small_server: Server,
+) -> None:
     """Follow-ups with wrong receipts and the form's steps must not starve tips, block the
     event loop (/healthz), or end in anything but their own answers or a 503."""
+
     async def mixed() -> tuple[Outcome, Outcome, Outcome]:
         tips, followups, steps = Outcome(), Outcome(), Outcome()
         stop_at = time.monotonic() + 4
         port = small_server.intake_port
-        await asyncio.gather(*(submitter(port, stop_at, tips) for _ in range(20)),
-                             *(submitter(port, stop_at, followups, WRONG_RECEIPT_REQUEST) for _ in range(40)),
-                             *(submitter(port, stop_at, steps, FORM_STEP_REQUEST) for _ in range(10)),
-                             watch_health(port, stop_at, tips))
+        await asyncio.gather(
+            *(submitter(port, stop_at, tips) for _ in range(20)),
+            *(submitter(port, stop_at, followups, WRONG_RECEIPT_REQUEST) for _ in range(40)),
+            *(submitter(port, stop_at, steps, FORM_STEP_REQUEST) for _ in range(10)),
+            watch_health(port, stop_at, tips),
+        )
         return tips, followups, steps
 
     tips, followups, steps = run_in_new_loop(mixed)

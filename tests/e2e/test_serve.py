@@ -34,8 +34,14 @@ def free_port() -> int:
 
 
 def daylight(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @dataclass
@@ -53,10 +59,12 @@ IDLE_TIMEOUT_SECONDS = 2
 
 @pytest.fixture
 def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Served]:
-    env = {**os.environ,
-           "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
-           "DAYLIGHT_REQUEST_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT_SECONDS)}
+    env = {
+        **os.environ,
+        "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
+        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+        "DAYLIGHT_REQUEST_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT_SECONDS),
+    }
     env.pop("DAYLIGHT_DATABASE_URL", None)
     if committed_database_url:
         env["DAYLIGHT_DATABASE_URL"] = committed_database_url
@@ -69,11 +77,26 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
     log_path = tmp_path / "serve.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--data-dir", str(data_dir),
-         "--intake-port", str(intake_port), "--staff-port", str(staff_port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    served = Served(data_dir, f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}",
-                    process, env, log_path)
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--intake-port",
+            str(intake_port),
+            "--staff-port",
+            str(staff_port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Served(
+        data_dir, f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}", process, env, log_path
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -95,11 +118,18 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
 
 def test_a_tip_submitted_over_http_is_read_by_the_demo_caseworker(served: Served) -> None:
     canary = f"CANARY-{secrets.token_hex(6)}"
-    submitted = httpx.post(f"{served.intake}/api/v1/tips",
-                           headers={"x-forwarded-for": "203.0.113.9", "user-agent": canary + "-agent"},
-                           json={"narrative": f"{canary} they came to my shop", "language": "en",
-                                 "tactics": ["station_contact"], "host_country": "IE",
-                                 "host_city": "Dublin", "urgent": False})
+    submitted = httpx.post(
+        f"{served.intake}/api/v1/tips",
+        headers={"x-forwarded-for": "203.0.113.9", "user-agent": canary + "-agent"},
+        json={
+            "narrative": f"{canary} they came to my shop",
+            "language": "en",
+            "tactics": ["station_contact"],
+            "host_country": "IE",
+            "host_city": "Dublin",
+            "urgent": False,
+        },
+    )
     assert submitted.status_code == 201
     receipt = submitted.json()["receipt"]
 
@@ -109,9 +139,14 @@ def test_a_tip_submitted_over_http_is_read_by_the_demo_caseworker(served: Served
     caseworker = next(u for u in users if u["role"] == "caseworker")
 
     with httpx.Client(base_url=served.staff) as staff:
-        login = staff.post("/api/v1/auth/login", json={
-            "username": caseworker["username"], "password": caseworker["password"],
-            "otp": pyotp.TOTP(caseworker["totp_secret"]).now()})
+        login = staff.post(
+            "/api/v1/auth/login",
+            json={
+                "username": caseworker["username"],
+                "password": caseworker["password"],
+                "otp": pyotp.TOTP(caseworker["totp_secret"]).now(),
+            },
+        )
         assert login.status_code == 200, login.text
         items = staff.get("/api/v1/tips").json()["items"]
         assert len(items) >= 4  # three demo tips and ours
@@ -154,9 +189,14 @@ def demo_user(served: Served, role: str) -> dict[str, str]:
 
 def staff_login(served: Served, role: str, client: httpx.Client) -> None:
     user = demo_user(served, role)
-    response = client.post("/api/v1/auth/login", json={
-        "username": user["username"], "password": user["password"],
-        "otp": pyotp.TOTP(user["totp_secret"]).now()})
+    response = client.post(
+        "/api/v1/auth/login",
+        json={
+            "username": user["username"],
+            "password": user["password"],
+            "otp": pyotp.TOTP(user["totp_secret"]).now(),
+        },
+    )
     assert response.status_code == 200, response.text
 
 
@@ -168,8 +208,9 @@ def test_concurrent_requests_all_succeed(served: Served) -> None:
 
         def submit(i: int) -> int:
             files = [("files", (f"{i}.bin", os.urandom(300_000), "application/octet-stream"))]
-            return httpx.post(f"{served.intake}/api/v1/tips", data={"narrative": f"tip {i}"},
-                              files=files, timeout=60).status_code
+            return httpx.post(
+                f"{served.intake}/api/v1/tips", data={"narrative": f"tip {i}"}, files=files, timeout=60
+            ).status_code
 
         def read(_: int) -> int:
             return staff.get(f"/api/v1/tips/{tip_id}", timeout=60).status_code
@@ -186,15 +227,21 @@ def test_stalled_uploads_neither_block_others_nor_live_forever(served: Served) -
     port = int(served.intake.rsplit(":", 1)[1])
     for _ in range(20):  # more than the connection pool and the upload slots
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"POST /api/v1/tips HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: multipart/form-data; boundary=B\r\n"
-                     b"Content-Length: 100000000\r\n\r\n--B\r\n"
-                     b'Content-Disposition: form-data; name="files"; filename="a"\r\n\r\n' + b"x" * 1000)
+        sock.sendall(
+            b"POST /api/v1/tips HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: multipart/form-data; boundary=B\r\n"
+            b"Content-Length: 100000000\r\n\r\n--B\r\n"
+            b'Content-Disposition: form-data; name="files"; filename="a"\r\n\r\n' + b"x" * 1000
+        )
         stalled.append(sock)
     try:
         started = time.monotonic()
-        assert httpx.post(f"{served.intake}/api/v1/tips", json={"narrative": "still open"},
-                          timeout=10).status_code == 201
+        assert (
+            httpx.post(
+                f"{served.intake}/api/v1/tips", json={"narrative": "still open"}, timeout=10
+            ).status_code
+            == 201
+        )
         with httpx.Client(base_url=served.staff) as staff:
             staff_login(served, "caseworker", staff)
         assert time.monotonic() - started < IDLE_TIMEOUT_SECONDS * 3
@@ -221,8 +268,11 @@ def test_one_code_logs_in_once_even_when_sent_concurrently(served: Served) -> No
     code = pyotp.TOTP(user["totp_secret"]).now()
 
     def attempt(_: int) -> int:
-        return httpx.post(f"{served.staff}/api/v1/auth/login", timeout=30, json={
-            "username": user["username"], "password": user["password"], "otp": code}).status_code
+        return httpx.post(
+            f"{served.staff}/api/v1/auth/login",
+            timeout=30,
+            json={"username": user["username"], "password": user["password"], "otp": code},
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = sorted(pool.map(attempt, range(6)))
@@ -233,8 +283,9 @@ def test_pages_that_reflect_a_receipt_are_never_compressed_and_name_no_server(se
     """BREACH: a compressed page that reflects a secret (the receipt) next to text an attacker
     can inject leaks the secret through the response size. Nothing here compresses."""
     headers = {"accept-encoding": "gzip, deflate, br, zstd"}
-    receipt_page = httpx.post(f"{served.intake}/report", headers=headers,
-                              data={"narrative": "A compressible narrative. " * 200})
+    receipt_page = httpx.post(
+        f"{served.intake}/report", headers=headers, data={"narrative": "A compressible narrative. " * 200}
+    )
     assert receipt_page.status_code == 201
     followup = httpx.get(f"{served.intake}/followup", headers=headers)
     for response in (receipt_page, followup, httpx.get(f"{served.staff}/login", headers=headers)):
@@ -245,14 +296,18 @@ def test_pages_that_reflect_a_receipt_are_never_compressed_and_name_no_server(se
 
 def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: Served) -> None:
     canary = f"CANARY{secrets.token_hex(6)}"
-    headers = {"x-forwarded-for": "203.0.113.77", "user-agent": f"{canary}-agent",
-               "x-real-ip": "203.0.113.78"}
+    headers = {
+        "x-forwarded-for": "203.0.113.77",
+        "user-agent": f"{canary}-agent",
+        "x-real-ip": "203.0.113.78",
+    }
     intake = httpx.Client(base_url=served.intake, headers=headers)
     staff = httpx.Client(base_url=served.staff, headers=headers)
     with intake, staff:
         intake.get("/")
-        intake.post("/report/step",
-                    data={"step": "story", "go": "next", "narrative": canary, "host_city": canary})
+        intake.post(
+            "/report/step", data={"step": "story", "go": "next", "narrative": canary, "host_city": canary}
+        )
         intake.post("/report", data={"narrative": canary, "host_country": "ZZ", "contact_details": canary})
         sent = intake.post("/api/v1/tips", json={"narrative": canary, "host_city": canary})
         receipt = sent.json()["receipt"]
@@ -260,10 +315,16 @@ def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: S
         intake.post("/api/v1/followup/messages", json={"receipt": receipt, "body": canary})
         intake.post("/followup", data={"receipt": canary})
         intake.post("/followup/reply", data={"receipt": receipt, "body": canary})
-        intake.post("/followup/files", data={"receipt": receipt},
-                    files=[("files", (f"{canary}.pdf", canary.encode(), "application/pdf"))])
-        intake.post("/api/v1/tips", content=b'{"narrative": "' + canary.encode() + b'"',
-                    headers={"content-type": "application/json"})
+        intake.post(
+            "/followup/files",
+            data={"receipt": receipt},
+            files=[("files", (f"{canary}.pdf", canary.encode(), "application/pdf"))],
+        )
+        intake.post(
+            "/api/v1/tips",
+            content=b'{"narrative": "' + canary.encode() + b'"',
+            headers={"content-type": "application/json"},
+        )
         staff.post("/api/v1/auth/login", json={"username": canary, "password": canary, "otp": "000000"})
         staff.post("/login", data={"username": canary, "password": canary, "otp": "123456"})
         staff_login(served, "lead", staff)
@@ -272,8 +333,11 @@ def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: S
         staff.post(f"/api/v1/tips/{tip_id}/notes", json={"body": canary})
         staff.post(f"/api/v1/tips/{tip_id}/messages", json={"body": canary, "question": True})
         staff.post("/api/v1/cases", json={"title": canary, "tip_ids": [tip_id]})
-        staff.post("/api/v1/stations/import", content=f"city,country\n{canary},QQ\n".encode(),
-                   headers={"content-type": "text/csv"})
+        staff.post(
+            "/api/v1/stations/import",
+            content=f"city,country\n{canary},QQ\n".encode(),
+            headers={"content-type": "text/csv"},
+        )
         staff.get(f"/api/v1/tips?cursor={canary}")
     served.process.terminate()
     served.process.communicate(timeout=10)

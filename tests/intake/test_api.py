@@ -22,8 +22,14 @@ from tests.conftest import Organisation
 from tests.intake.factories import make_tip
 
 RECEIPT_FORMAT = re.compile(r"^[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){5}$")
-VALID = {"narrative": "Someone followed me home.", "language": "en", "tactics": ["surveillance"],
-         "host_country": "NL", "host_city": "Rotterdam", "urgent": False}
+VALID = {
+    "narrative": "Someone followed me home.",
+    "language": "en",
+    "tactics": ["surveillance"],
+    "host_country": "NL",
+    "host_city": "Rotterdam",
+    "urgent": False,
+}
 
 
 def count(session: Session, model: type[Tip] | type[TipAttachment] | type[TipMessage]) -> int:
@@ -42,7 +48,8 @@ def submit(client: TestClient, **overrides: object) -> str:
 
 
 def test_json_submission_returns_a_grouped_receipt_of_120_bits(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     receipt = submit(intake_client)
     assert RECEIPT_FORMAT.match(receipt)
     tip = db_session.scalars(select(Tip)).one()
@@ -51,19 +58,22 @@ def test_json_submission_returns_a_grouped_receipt_of_120_bits(
 
 
 def test_minimal_submission_needs_only_a_narrative(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     assert intake_client.post("/api/v1/tips", json={"narrative": "x"}).status_code == 201
 
 
 def test_multipart_submission_stores_each_file_encrypted_without_its_name(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
     evidence = b"PHOTO-BYTES-" * 20_000
     response = intake_client.post(
         "/api/v1/tips",
         data={"narrative": "See the photo.", "tactics": ["physical", "other"], "host_country": "de"},
-        files=[("files", ("my-street-name.jpg", evidence, "image/jpeg")),
-               ("files", ("second.txt", b"note", "text/plain"))],
+        files=[
+            ("files", ("my-street-name.jpg", evidence, "image/jpeg")),
+            ("files", ("second.txt", b"note", "text/plain")),
+        ],
     )
     assert response.status_code == 201, response.text
     assert count(db_session, TipAttachment) == 2
@@ -76,19 +86,26 @@ def test_multipart_submission_stores_each_file_encrypted_without_its_name(
     assert "my-street-name" not in "".join(p.name for p in stored)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({**VALID, "narrative": "x" * 20_001}, "narrative"),
-    ({**VALID, "narrative": ""}, "narrative"),
-    ({**VALID, "tactics": ["family_pressure", "mind_control"]}, "tactics.1"),
-    ({**VALID, "host_country": "QQ"}, "host_country"),
-    ({**VALID, "host_country": "EU"}, "host_country"),
-    ({**VALID, "language": "fr"}, "language"),
-    ({**VALID, "status": "verified"}, "status"),
-    ({**VALID, "urgent": "very"}, "urgent"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**VALID, "narrative": "x" * 20_001}, "narrative"),
+        ({**VALID, "narrative": ""}, "narrative"),
+        ({**VALID, "tactics": ["family_pressure", "mind_control"]}, "tactics.1"),
+        ({**VALID, "host_country": "QQ"}, "host_country"),
+        ({**VALID, "host_country": "EU"}, "host_country"),
+        ({**VALID, "language": "fr"}, "language"),
+        ({**VALID, "status": "verified"}, "status"),
+        ({**VALID, "urgent": "very"}, "urgent"),
+    ],
+)
 def test_invalid_submission_is_refused_with_422_and_nothing_written(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        body: dict[str, object], field: str) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    body: dict[str, object],
+    field: str,
+) -> None:
     response = intake_client.post("/api/v1/tips", json=body)
     assert response.status_code == 422
     detail = response.json()["detail"]
@@ -98,40 +115,48 @@ def test_invalid_submission_is_refused_with_422_and_nothing_written(
 
 
 def test_a_narrative_of_exactly_20000_characters_is_accepted(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     submit(intake_client, narrative="字" * 20_000)
 
 
 def test_json_body_over_one_mebibyte_gets_413(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     body = b'{"narrative": "' + b"a" * (1024 * 1024) + b'"}'
-    response = intake_client.post("/api/v1/tips", content=body,
-                                  headers={"content-type": "application/json"})
+    response = intake_client.post("/api/v1/tips", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
     assert count(db_session, Tip) == 0
 
 
-@pytest.mark.parametrize(("content", "content_type", "status"), [
-    (b"{not json", "application/json", 400),
-    (b"[1, 2]", "application/json", 422),
-    (b"narrative=hi", "application/x-www-form-urlencoded", 415),
-    (b"--x\r\nbroken", "multipart/form-data; boundary=x", 400),
-    (b"hello", "multipart/form-data", 400),
-])
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 422),
+        (b"narrative=hi", "application/x-www-form-urlencoded", 415),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x", 400),
+        (b"hello", "multipart/form-data", 400),
+    ],
+)
 def test_malformed_bodies_get_a_clear_4xx(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        content: bytes, content_type: str, status: int) -> None:
-    response = intake_client.post("/api/v1/tips", content=content,
-                                  headers={"content-type": content_type})
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    content: bytes,
+    content_type: str,
+    status: int,
+) -> None:
+    response = intake_client.post("/api/v1/tips", content=content, headers={"content-type": content_type})
     assert response.status_code == status
     assert set(response.json()) == {"error", "detail"}
     assert count(db_session, Tip) == 0
 
 
 def test_too_many_files_get_413_and_leave_no_file_or_row(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
     files = [("files", (f"f{i}.txt", b"x", "text/plain")) for i in range(settings.max_files_per_tip + 1)]
     response = intake_client.post("/api/v1/tips", data={"narrative": "many"}, files=files)
     assert response.status_code == 413
@@ -141,16 +166,23 @@ def test_too_many_files_get_413_and_leave_no_file_or_row(
 
 
 def test_an_oversized_file_gets_413_and_leaves_no_file_or_row(
-        organisation: Organisation, db_session: Session, settings: Settings,
-        database: object) -> None:
+    organisation: Organisation, db_session: Session, settings: Settings, database: object
+) -> None:
     from app.entrypoints.apps import create_intake_app
 
     small = settings.model_copy(update={"max_file_bytes": 100_000})
-    with TestClient(create_intake_app(small, database=database),  # type: ignore[arg-type]
-                    base_url="https://testserver") as client:
-        response = client.post("/api/v1/tips", data={"narrative": "big"},
-                               files=[("files", ("ok.bin", b"1" * 10, "application/octet-stream")),
-                                      ("files", ("big.bin", io.BytesIO(b"0" * 300_000), "x/y"))])
+    with TestClient(
+        create_intake_app(small, database=database),  # type: ignore[arg-type]
+        base_url="https://testserver",
+    ) as client:
+        response = client.post(
+            "/api/v1/tips",
+            data={"narrative": "big"},
+            files=[
+                ("files", ("ok.bin", b"1" * 10, "application/octet-stream")),
+                ("files", ("big.bin", io.BytesIO(b"0" * 300_000), "x/y")),
+            ],
+        )
     assert response.status_code == 413
     assert "larger" in response.json()["detail"]
     assert count(db_session, Tip) == 0
@@ -158,19 +190,24 @@ def test_an_oversized_file_gets_413_and_leaves_no_file_or_row(
 
 
 def test_invalid_fields_after_uploaded_files_leave_no_orphan_file(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
-    response = intake_client.post("/api/v1/tips", data={"narrative": "x", "host_country": "XX"},
-                                  files=[("files", ("a.txt", b"evidence", "text/plain"))])
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
+    response = intake_client.post(
+        "/api/v1/tips",
+        data={"narrative": "x", "host_country": "XX"},
+        files=[("files", ("a.txt", b"evidence", "text/plain"))],
+    )
     assert response.status_code == 422
     assert count(db_session, TipAttachment) == 0
     assert blobs(settings) == []
 
 
 def test_a_file_in_another_field_is_refused(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
-    response = intake_client.post("/api/v1/tips", data={"narrative": "x"},
-                                  files=[("narrative", ("a.txt", b"evidence", "text/plain"))])
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
+    response = intake_client.post(
+        "/api/v1/tips", data={"narrative": "x"}, files=[("narrative", ("a.txt", b"evidence", "text/plain"))]
+    )
     assert response.status_code == 422
     assert count(db_session, Tip) == 0
 
@@ -182,12 +219,14 @@ def test_submission_before_init_is_a_clear_503(intake_client: TestClient) -> Non
 
 
 def _full_width(text: str) -> str:
-    return "".join(unicodedata.lookup(f"FULLWIDTH {unicodedata.name(ch)}") if ch.isalnum() else ch
-                   for ch in text)
+    return "".join(
+        unicodedata.lookup(f"FULLWIDTH {unicodedata.name(ch)}") if ch.isalnum() else ch for ch in text
+    )
 
 
 def test_followup_accepts_the_receipt_however_it_is_typed(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     receipt = submit(intake_client)
     typed_variants = [
         receipt,
@@ -203,10 +242,10 @@ def test_followup_accepts_the_receipt_however_it_is_typed(
         assert response.json() == {"status": "new", "messages": []}
 
 
-@pytest.mark.parametrize("typed", ["", "nonsense", "0000-0000-0000-0000-0000-0000",
-                                   "U" * 24, "A" * 199])
+@pytest.mark.parametrize("typed", ["", "nonsense", "0000-0000-0000-0000-0000-0000", "U" * 24, "A" * 199])
 def test_unknown_and_malformed_receipts_get_the_same_401(
-        intake_client: TestClient, organisation: Organisation, typed: str) -> None:
+    intake_client: TestClient, organisation: Organisation, typed: str
+) -> None:
     submit(intake_client)
     unknown = intake_client.post("/api/v1/followup", json={"receipt": typed})
     assert unknown.status_code == 401
@@ -217,13 +256,18 @@ def test_unknown_and_malformed_receipts_get_the_same_401(
 
 
 def test_submitter_reads_staff_replies_and_answers(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     receipt = submit(intake_client)
     tip = db_session.scalars(select(Tip)).one()
-    add_message(db_session, tip, "Which city was it?", author=MessageAuthor.STAFF,
-                server_secrets=server_secrets,
-                author_account_id=organisation.members[next(iter(organisation.members))].account.id)
+    add_message(
+        db_session,
+        tip,
+        "Which city was it?",
+        author=MessageAuthor.STAFF,
+        server_secrets=server_secrets,
+        author_account_id=organisation.members[next(iter(organisation.members))].account.id,
+    )
     tip.status = TipStatus.NEEDS_INFO
     db_session.commit()
 
@@ -231,37 +275,44 @@ def test_submitter_reads_staff_replies_and_answers(
     assert view["status"] == "needs_info"
     assert [m["body"] for m in view["messages"]] == ["Which city was it?"]
 
-    answered = intake_client.post("/api/v1/followup/messages",
-                                  json={"receipt": receipt, "body": "It was Rotterdam."})
+    answered = intake_client.post(
+        "/api/v1/followup/messages", json={"receipt": receipt, "body": "It was Rotterdam."}
+    )
     assert answered.status_code == 201
     view = intake_client.post("/api/v1/followup", json={"receipt": receipt}).json()
     assert view["status"] == "in_review"
     # The submitter's own words are sealed to the organisation only.
     assert [(m["author"], m["body"]) for m in view["messages"]] == [
-        ("staff", "Which city was it?"), ("submitter", None)]
+        ("staff", "Which city was it?"),
+        ("submitter", None),
+    ]
     assert count(db_session, TipMessage) == 2
 
 
 def test_a_reply_cannot_be_read_with_another_tips_receipt(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     first = submit(intake_client)
     second = submit(intake_client)
     tip_ids = {t.id for t in db_session.scalars(select(Tip))}
     assert len(tip_ids) == 2
     for tip in db_session.scalars(select(Tip)):
-        add_message(db_session, tip, f"reply for {tip.id}", author=MessageAuthor.STAFF,
-                    server_secrets=server_secrets)
+        add_message(
+            db_session, tip, f"reply for {tip.id}", author=MessageAuthor.STAFF, server_secrets=server_secrets
+        )
     db_session.commit()
-    bodies = [intake_client.post("/api/v1/followup", json={"receipt": r}).json()["messages"][0]["body"]
-              for r in (first, second)]
+    bodies = [
+        intake_client.post("/api/v1/followup", json={"receipt": r}).json()["messages"][0]["body"]
+        for r in (first, second)
+    ]
     assert bodies[0] != bodies[1]
 
 
 def test_followup_message_bounds(intake_client: TestClient, organisation: Organisation) -> None:
     receipt = submit(intake_client)
-    too_long = intake_client.post("/api/v1/followup/messages",
-                                  json={"receipt": receipt, "body": "x" * 20_001})
+    too_long = intake_client.post(
+        "/api/v1/followup/messages", json={"receipt": receipt, "body": "x" * 20_001}
+    )
     assert too_long.status_code == 422
     empty = intake_client.post("/api/v1/followup/messages", json={"receipt": receipt, "body": "  "})
     assert empty.status_code == 422
@@ -272,8 +323,8 @@ def test_healthz(intake_client: TestClient) -> None:
 
 
 def test_the_stored_receipt_key_cannot_be_found_without_the_pepper(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     """A database copy plus a seized receipt, without the server's secrets, links to nothing."""
     receipt = submit(intake_client)
     tip = db_session.scalars(select(Tip)).one()
@@ -288,14 +339,16 @@ def test_the_stored_receipt_key_cannot_be_found_without_the_pepper(
 
 @pytest.mark.parametrize("receipt", [None, 12345, "x" * 5000, ["a"], {"r": 1}, True])
 def test_a_receipt_of_any_shape_that_matches_nothing_gets_the_same_401(
-        intake_client: TestClient, organisation: Organisation, receipt: object) -> None:
+    intake_client: TestClient, organisation: Organisation, receipt: object
+) -> None:
     response = intake_client.post("/api/v1/followup", json={"receipt": receipt})
     assert response.status_code == 401
     assert response.json() == {"error": "unknown_receipt", "detail": "No report matches this receipt."}
 
 
 def test_absurdly_nested_json_is_a_400_not_a_crash(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     body = b"[" * 200_000 + b"]" * 200_000
     for path in ("/api/v1/tips", "/api/v1/followup", "/api/v1/followup/messages"):
         response = intake_client.post(path, content=body, headers={"content-type": "application/json"})
@@ -303,43 +356,59 @@ def test_absurdly_nested_json_is_a_400_not_a_crash(
 
 
 def test_an_empty_file_part_stores_nothing(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
     """Browsers send filename="" with no bytes when no file was chosen."""
-    body = (b'--B\r\nContent-Disposition: form-data; name="narrative"\r\n\r\nno file chosen\r\n'
-            b'--B\r\nContent-Disposition: form-data; name="files"; filename=""\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n")
-    response = intake_client.post("/api/v1/tips", content=body,
-                                  headers={"content-type": "multipart/form-data; boundary=B"})
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="narrative"\r\n\r\nno file chosen\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="files"; filename=""\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n"
+    )
+    response = intake_client.post(
+        "/api/v1/tips", content=body, headers={"content-type": "multipart/form-data; boundary=B"}
+    )
     assert response.status_code == 201
     assert count(db_session, TipAttachment) == 0
     assert blobs(settings) == []
 
 
 def test_unknown_form_fields_and_too_many_parts_are_refused(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
-    unknown = intake_client.post("/api/v1/tips", data={"narrative": "x", "favourite_colour": "red"},
-                                 files=[("files", ("a.txt", b"a", "text/plain"))])
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
+    unknown = intake_client.post(
+        "/api/v1/tips",
+        data={"narrative": "x", "favourite_colour": "red"},
+        files=[("files", ("a.txt", b"a", "text/plain"))],
+    )
     assert unknown.status_code == 422
-    many = intake_client.post("/api/v1/tips", files=[("tactics", (None, "other"))] * (
-        settings.max_form_parts + 1) + [("narrative", (None, "x"))])
+    many = intake_client.post(
+        "/api/v1/tips",
+        files=[("tactics", (None, "other"))] * (settings.max_form_parts + 1) + [("narrative", (None, "x"))],
+    )
     assert many.status_code == 413
     assert count(db_session, Tip) == 0
     assert blobs(settings) == []
 
 
 def test_a_message_moved_to_another_tip_no_longer_opens(
-        intake_client: TestClient, staff_client: TestClient, organisation: Organisation,
-        db_session: Session, server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient,
+    staff_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+) -> None:
     from app.intake.models import TipMessage
     from tests.auth.factories import login
 
     _, first_receipt = make_tip(db_session, server_secrets)
     second, _ = make_tip(db_session, server_secrets)
     db_session.commit()
-    assert intake_client.post("/api/v1/followup/messages",
-                              json={"receipt": first_receipt, "body": "about my uncle"}).status_code == 201
+    assert (
+        intake_client.post(
+            "/api/v1/followup/messages", json={"receipt": first_receipt, "body": "about my uncle"}
+        ).status_code
+        == 201
+    )
     message = db_session.scalars(select(TipMessage)).one()
     message.tip_id = second  # what a database writer might do
     db_session.commit()
@@ -351,9 +420,14 @@ def test_a_message_moved_to_another_tip_no_longer_opens(
 
 
 def test_a_multipart_tip_posted_from_another_site_is_refused(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
-        response = intake_client.post("/api/v1/tips", headers=headers, data={"narrative": "planted"},
-                                      files=[("files", ("a.txt", b"x", "text/plain"))])
+        response = intake_client.post(
+            "/api/v1/tips",
+            headers=headers,
+            data={"narrative": "planted"},
+            files=[("files", ("a.txt", b"x", "text/plain"))],
+        )
         assert response.status_code == 403
     assert count(db_session, Tip) == 0

@@ -60,9 +60,11 @@ SERIAL = "SN-4815162342"
 MAKER_NOTE = b"MAKERNOTE-OWNER-ID-77"
 TAKEN_AT = "2024:03:01 12:34:56"
 COMMENT = b"sent from the flat on Rue Example"
-XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-       b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="SpyCamCorp Camera App"/>'
-       b"</rdf:RDF></x:xmpmeta>")
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="SpyCamCorp Camera App"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 # For the tests of what cleaning keeps and drops: a budget nothing here comes near.
@@ -150,8 +152,13 @@ def png_declaring_size(width: int, height: int, *, bit_depth: int = 8, colour_ty
     pixel data: a tiny bomb."""
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     palette = png_chunk(b"PLTE", bytes(range(6))) if colour_type == 3 else b""
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + palette
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + palette
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_16bit_rgba_bomb(width: int, height: int) -> bytes:
@@ -166,23 +173,38 @@ def png_16bit_rgba_bomb(width: int, height: int) -> bytes:
     idat.extend(compressor.compress(same_as_above * 100) for _ in range((height - 1) // 100))
     idat += [compressor.compress(same_as_above * ((height - 1) % 100)), compressor.flush()]
     header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"".join(idat))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(idat))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_decoding_to_noise(width: int, height: int) -> bytes:
     """A small interlaced PNG whose pixels, put back in place, are noise: each Adam7 pass is one
     random row repeated, so the file compresses well and the re-encoded picture cannot."""
     randomness, compressor, idat = random.Random(5), zlib.compressobj(9), []
-    for x0, y0, dx, dy in [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
-                           (1, 0, 2, 2), (0, 1, 1, 2)]:
+    for x0, y0, dx, dy in [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ]:
         pass_width, pass_height = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
         idat.append(compressor.compress(b"\x00" + randomness.randbytes(pass_width * 4)))
         idat.append(compressor.compress((b"\x02" + bytes(pass_width * 4)) * (pass_height - 1)))
     idat.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 1)
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"".join(idat))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(idat))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def pillow_bytes_per_pixel(mode: str) -> float:
@@ -231,8 +253,15 @@ def decoding_forbidden(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_jpeg_loses_exif_gps_icc_xmp_and_comment() -> None:
     original = gradient("RGB")
-    submitted = encode(original, "JPEG", quality=95, exif=identifying_exif(), icc_profile=srgb_icc_profile(),
-                       xmp=XMP, comment=COMMENT)
+    submitted = encode(
+        original,
+        "JPEG",
+        quality=95,
+        exif=identifying_exif(),
+        icc_profile=srgb_icc_profile(),
+        xmp=XMP,
+        comment=COMMENT,
+    )
     with Image.open(io.BytesIO(submitted)) as fixture:  # the fixture carries everything we claim
         assert fixture.getexif().get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
         assert {"icc_profile", "xmp", "exif", "comment"} <= fixture.info.keys()
@@ -247,8 +276,18 @@ def test_jpeg_loses_exif_gps_icc_xmp_and_comment() -> None:
     assert len(image.getexif()) == 0
     assert not {"icc_profile", "xmp", "exif", "comment", "photoshop", "adobe"} & image.info.keys()
     assert not [marker for marker, _ in image.applist if marker != "APP0"]  # only the JFIF header
-    for needle in (b"Exif", b"GPS", MAKE.encode(), MODEL.encode(), SERIAL.encode(), MAKER_NOTE,
-                   TAKEN_AT.encode(), b"http://ns.adobe.com/xap", COMMENT, b"ICC_PROFILE"):
+    for needle in (
+        b"Exif",
+        b"GPS",
+        MAKE.encode(),
+        MODEL.encode(),
+        SERIAL.encode(),
+        MAKER_NOTE,
+        TAKEN_AT.encode(),
+        b"http://ns.adobe.com/xap",
+        COMMENT,
+        b"ICC_PROFILE",
+    ):
         assert needle not in cleaned.data
     assert image.size == original.size
     assert image.mode == "RGB"
@@ -300,8 +339,9 @@ def test_png_loses_text_exif_and_icc_chunks_and_keeps_alpha() -> None:
 def test_webp_loses_exif_and_xmp_and_keeps_alpha() -> None:
     original = gradient("RGBA")
     original.paste((0, 0, 0, 0), (0, 0, 16, 16))
-    submitted = encode(original, "WEBP", quality=95, exif=identifying_exif(), xmp=XMP,
-                       icc_profile=srgb_icc_profile())
+    submitted = encode(
+        original, "WEBP", quality=95, exif=identifying_exif(), xmp=XMP, icc_profile=srgb_icc_profile()
+    )
     assert {b"EXIF", b"XMP ", b"ICCP"} <= set(riff_chunk_types(submitted))
 
     cleaned = clean(submitted, max_pixels=MAX_PIXELS)
@@ -323,8 +363,9 @@ def test_gif_becomes_png_of_the_first_frame_without_its_comment() -> None:
     first.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
     second = Image.new("P", (30, 20), 2)
     second.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255])
-    submitted = encode(first, "GIF", save_all=True, append_images=[second], comment=COMMENT, duration=100,
-                       loop=0)
+    submitted = encode(
+        first, "GIF", save_all=True, append_images=[second], comment=COMMENT, duration=100, loop=0
+    )
     with Image.open(io.BytesIO(submitted)) as fixture:
         assert isinstance(fixture, GifImagePlugin.GifImageFile)
         assert fixture.n_frames == 2
@@ -440,7 +481,8 @@ def test_pillow_bomb_checks_become_image_too_large(width: int, height: int) -> N
 
 
 def test_pillow_bomb_warning_outside_the_test_suite_still_ends_as_image_too_large(
-        decoding_forbidden: list[str]) -> None:
+    decoding_forbidden: list[str],
+) -> None:
     # In production the warning is only printed, and Image.open goes on: our
     # own check must refuse the image then.
     with pytest.warns(Image.DecompressionBombWarning), pytest.raises(ImageTooLarge):
@@ -448,8 +490,9 @@ def test_pillow_bomb_warning_outside_the_test_suite_still_ends_as_image_too_larg
     assert decoding_forbidden == []
 
 
-def test_own_check_holds_when_pillows_limit_is_disabled(monkeypatch: pytest.MonkeyPatch,
-                                                         decoding_forbidden: list[str]) -> None:
+def test_own_check_holds_when_pillows_limit_is_disabled(
+    monkeypatch: pytest.MonkeyPatch, decoding_forbidden: list[str]
+) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     with pytest.raises(ImageTooLarge):
         clean(png_declaring_size(60_000, 60_000), max_pixels=HARD_PIXEL_CEILING)
@@ -527,7 +570,6 @@ def test_damaged_images_are_cleaned_or_refused_never_crash(data: st.DataObject) 
     assert len(reopen(cleaned).getexif()) == 0
 
 
-
 # ---------------------------------------------------------------- memory: pricing from the header
 
 MEBIBYTE = 1024 * 1024
@@ -549,7 +591,8 @@ DEFAULT_BUDGET = Settings.model_fields["image_memory_budget_bytes"].default
     ],
 )
 def test_memory_is_priced_from_the_header_by_what_pillow_stores_per_pixel(
-        bit_depth: int, colour_type: int, decoded_mode: str, decoding_forbidden: list[str]) -> None:
+    bit_depth: int, colour_type: int, decoded_mode: str, decoding_forbidden: list[str]
+) -> None:
     width, height = 3000, 2000
     submitted = png_declaring_size(width, height, bit_depth=bit_depth, colour_type=colour_type)
     grey = png_declaring_size(width, height, bit_depth=8, colour_type=0)
@@ -569,7 +612,8 @@ def test_memory_is_priced_from_the_header_by_what_pillow_stores_per_pixel(
 def test_price_counts_every_copy_of_the_pixels() -> None:
     width, height = 3000, 2000
     price = cleaning_memory_bytes(png_declaring_size(width, height)) - cleaning_memory_bytes(
-        png_declaring_size(1, 1))
+        png_declaring_size(1, 1)
+    )
     assert price >= 2 * width * height * 4  # the decoded RGB image and its fresh copy
 
 
@@ -586,7 +630,8 @@ def test_price_counts_every_copy_of_the_pixels() -> None:
     ],
 )
 def test_each_format_is_priced_with_its_codecs_buffers(
-        image_format: str, mode: str, params: dict[str, Any], bytes_per_pixel_at_least: int) -> None:
+    image_format: str, mode: str, params: dict[str, Any], bytes_per_pixel_at_least: int
+) -> None:
     width, height = 1024, 768
     picture = gradient(mode, (width, height))
     if mode == "RGBA":  # an alpha plane that is not all opaque, or the encoder drops it
@@ -597,7 +642,8 @@ def test_each_format_is_priced_with_its_codecs_buffers(
         assert header.mode == mode
 
     assert cleaning_memory_bytes(submitted) - cleaning_memory_bytes(tiny) > (
-        width * height * bytes_per_pixel_at_least)
+        width * height * bytes_per_pixel_at_least
+    )
 
 
 def test_a_one_pixel_wide_column_is_priced_by_its_rows() -> None:
@@ -612,11 +658,11 @@ def jpeg_first_scan_with_one_component(baseline: bytes) -> bytes:
     """The same header, but a first scan that carries one component of three: a sequential file
     libjpeg must buffer whole, as it does a progressive one (the scan data is not read here)."""
     sos = baseline.index(b"\xff\xda")
-    length = int.from_bytes(baseline[sos + 2:sos + 4], "big")
+    length = int.from_bytes(baseline[sos + 2 : sos + 4], "big")
     assert baseline[sos + 4] == 3
-    first_component = baseline[sos + 5:sos + 7]
+    first_component = baseline[sos + 5 : sos + 7]
     one_component = b"\xff\xda\x00\x08\x01" + first_component + b"\x00\x3f\x00"
-    return baseline[:sos] + one_component + baseline[sos + 2 + length:]
+    return baseline[:sos] + one_component + baseline[sos + 2 + length :]
 
 
 def test_jpeg_coefficients_are_priced_when_libjpeg_must_keep_them_all() -> None:
@@ -675,7 +721,8 @@ def made_of_pieces(image_format: str, count: int) -> bytes:
 
 @pytest.mark.parametrize("image_format", ["JPEG", "JPEG-stray-bytes", "PNG", "GIF", "WEBP"])
 def test_a_file_of_too_many_pieces_is_refused_before_pillow_parses_it(
-        image_format: str, parsing_forbidden: None) -> None:
+    image_format: str, parsing_forbidden: None
+) -> None:
     # Pillow's header parsers walk these in Python: a million empty JPEG segments (4 MB) took
     # 134 MB and 1.3 s inside Image.open, before any size could be checked.
     submitted = made_of_pieces(image_format, 200_000)
@@ -778,14 +825,25 @@ SMALL_PNG = encode(gradient("RGB", (64, 48)), "PNG")
         pytest.param(SMALL_PNG, MAX_PIXELS, None, None, id="cleaned"),
         pytest.param(SMALL_PNG, 100, None, ImageTooLarge, id="too-many-pixels"),
         pytest.param(SMALL_PNG[:100], MAX_PIXELS, None, UnreadableImage, id="unreadable"),
-        pytest.param(encode(gradient("RGB", (64, 48)), "JPEG"), MAX_PIXELS, _refuse_to_store, PayloadTooLarge,
-                     id="write-raises"),
-        pytest.param(png_declaring_size(8000, 8000), HARD_PIXEL_CEILING, None, ImageExceedsMemoryBudget,
-                     id="over-budget"),
+        pytest.param(
+            encode(gradient("RGB", (64, 48)), "JPEG"),
+            MAX_PIXELS,
+            _refuse_to_store,
+            PayloadTooLarge,
+            id="write-raises",
+        ),
+        pytest.param(
+            png_declaring_size(8000, 8000),
+            HARD_PIXEL_CEILING,
+            None,
+            ImageExceedsMemoryBudget,
+            id="over-budget",
+        ),
     ],
 )
 def test_cleaning_gives_back_what_it_reserved_however_it_ends(
-        submitted: bytes, max_pixels: int, write: Any, expected: type[Exception] | None) -> None:
+    submitted: bytes, max_pixels: int, write: Any, expected: type[Exception] | None
+) -> None:
     budget = ImageMemoryBudget(limit_bytes=256 * MEBIBYTE, wait_seconds=0)
     memory = budget.reservation()
     memory.grow_to(len(submitted))  # what the caller reserved while the file arrived
@@ -831,14 +889,16 @@ def sixteen_bit_png() -> bytes:
 
 
 def test_the_16bit_png_of_the_report_is_priced_as_8bit_rgba_and_fits_the_default_budget(
-        sixteen_bit_png: bytes, decoding_forbidden: list[str]) -> None:
+    sixteen_bit_png: bytes, decoding_forbidden: list[str]
+) -> None:
     price = cleaning_memory_bytes(sixteen_bit_png)
     assert 2 * 7000 * 7000 * 4 < price <= DEFAULT_BUDGET
     assert decoding_forbidden == []
 
 
 def test_the_16bit_png_of_the_report_is_refused_before_decoding_by_a_smaller_budget(
-        sixteen_bit_png: bytes, decoding_forbidden: list[str]) -> None:
+    sixteen_bit_png: bytes, decoding_forbidden: list[str]
+) -> None:
     budget = ImageMemoryBudget(limit_bytes=256 * MEBIBYTE, wait_seconds=0)
     with budget.reservation() as memory, pytest.raises(ImageExceedsMemoryBudget):
         clean_image(sixteen_bit_png, max_pixels=50_000_000, memory=memory)
@@ -880,14 +940,22 @@ class MemoryBlobStore:
         return self.blobs[blob_id]
 
 
-def make_writer(budget: ImageMemoryBudget, *, max_bytes: int = 10 * MEBIBYTE,
-                clean_images: bool = True) -> tuple[AttachmentWriter, MemoryBlobStore]:
+def make_writer(
+    budget: ImageMemoryBudget, *, max_bytes: int = 10 * MEBIBYTE, clean_images: bool = True
+) -> tuple[AttachmentWriter, MemoryBlobStore]:
     store = MemoryBlobStore()
-    writer = AttachmentWriter(attachment_id=uuid.uuid4(), data_key=envelope.new_data_key(), key_version=1,
-                              blob_store=store, max_bytes=max_bytes,  # type: ignore[arg-type]
-                              content_type="image/png", clean_images=clean_images,
-                              max_image_bytes=4 * MEBIBYTE, max_image_pixels=MAX_PIXELS,
-                              image_memory=budget)
+    writer = AttachmentWriter(
+        attachment_id=uuid.uuid4(),
+        data_key=envelope.new_data_key(),
+        key_version=1,
+        blob_store=store,
+        max_bytes=max_bytes,  # type: ignore[arg-type]
+        content_type="image/png",
+        clean_images=clean_images,
+        max_image_bytes=4 * MEBIBYTE,
+        max_image_pixels=MAX_PIXELS,
+        image_memory=budget,
+    )
     return writer, store
 
 
@@ -897,7 +965,7 @@ def stored_plaintext(writer: AttachmentWriter, store: MemoryBlobStore) -> bytes:
 
 
 def pieces(data: bytes, size: int = 4096) -> Iterator[bytes]:
-    return (data[start:start + size] for start in range(0, len(data), size))
+    return (data[start : start + size] for start in range(0, len(data), size))
 
 
 def noisy_png(size: tuple[int, int] = (320, 240)) -> bytes:
@@ -921,8 +989,11 @@ def test_writer_reserves_an_image_as_it_streams_in_and_releases_it_when_stored()
 
     assert budget.in_use_bytes == 0
     stored = stored_plaintext(writer, store)
-    assert (writer.metadata, writer.content_type, writer.size) == (MetadataOutcome.REMOVED, "image/png",
-                                                                   len(stored))
+    assert (writer.metadata, writer.content_type, writer.size) == (
+        MetadataOutcome.REMOVED,
+        "image/png",
+        len(stored),
+    )
     assert b"eXIf" not in stored
     writer.abort()  # the route's finally aborts every writer, closed or not
     assert budget.in_use_bytes == 0
@@ -994,8 +1065,13 @@ def test_writer_refuses_a_cleaned_image_larger_than_the_file_limit() -> None:
 
 @pytest.mark.parametrize(
     ("image_format", "mode", "expected"),
-    [("JPEG", "RGB", "image/jpeg"), ("PNG", "RGBA", "image/png"), ("GIF", "P", "image/gif"),
-     ("WEBP", "RGB", "image/webp"), ("WEBP", "RGBA", "image/webp")],
+    [
+        ("JPEG", "RGB", "image/jpeg"),
+        ("PNG", "RGBA", "image/png"),
+        ("GIF", "P", "image/gif"),
+        ("WEBP", "RGB", "image/webp"),
+        ("WEBP", "RGBA", "image/webp"),
+    ],
 )
 def test_sniff_recognises_real_images(image_format: str, mode: str, expected: str) -> None:
     data = encode(gradient(mode, (8, 8)), image_format)

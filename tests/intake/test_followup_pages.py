@@ -54,24 +54,36 @@ def gps_photo() -> bytes:
     return buffer.getvalue()
 
 
-def open_attachment(organisation: Organisation, tip: Tip, attachment: TipAttachment,
-                    settings: Settings) -> tuple[bytes, dict[str, object]]:
+def open_attachment(
+    organisation: Organisation, tip: Tip, attachment: TipAttachment, settings: Settings
+) -> tuple[bytes, dict[str, object]]:
     """The file and its details as a key holder would read them."""
     if attachment.sealed_data_key is None:
-        key = TIP_DATA_KEY.open(organisation.intake.private, tip.sealed_data_key, row_id=str(tip.id),
-                                key_version=tip.intake_key_version)
+        key = TIP_DATA_KEY.open(
+            organisation.intake.private,
+            tip.sealed_data_key,
+            row_id=str(tip.id),
+            key_version=tip.intake_key_version,
+        )
         version = tip.intake_key_version
     else:
         assert attachment.intake_key_version is not None
         version = attachment.intake_key_version
-        key = FOLLOWUP_ATTACHMENT_KEY.open(organisation.intake.private, attachment.sealed_data_key,
-                                           row_id=attachment_row_id(tip.id, attachment.id),
-                                           key_version=version)
-    details = json.loads(ATTACHMENT_DETAILS.open(key, attachment.details_encrypted, row_id=str(attachment.id),
-                                                 key_version=version))
+        key = FOLLOWUP_ATTACHMENT_KEY.open(
+            organisation.intake.private,
+            attachment.sealed_data_key,
+            row_id=attachment_row_id(tip.id, attachment.id),
+            key_version=version,
+        )
+    details = json.loads(
+        ATTACHMENT_DETAILS.open(
+            key, attachment.details_encrypted, row_id=str(attachment.id), key_version=version
+        )
+    )
     with (settings.blobs_dir / attachment.id.hex).open("rb") as source:
-        data = b"".join(ATTACHMENT_BLOB.decrypt_chunks(source, key, row_id=str(attachment.id),
-                                                       key_version=version))
+        data = b"".join(
+            ATTACHMENT_BLOB.decrypt_chunks(source, key, row_id=str(attachment.id), key_version=version)
+        )
     return data, details
 
 
@@ -84,23 +96,31 @@ def test_the_receipt_page_leads_to_a_page_with_no_cookie(intake_client: TestClie
 
 
 def test_a_receipt_that_opens_nothing_gets_the_same_401_page(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     make_tip(db_session, server_secrets)
     db_session.commit()
-    pages = [intake_client.post("/followup", data={"receipt": typed})
-             for typed in ("0000-0000-0000-0000-0000-0000", "not a receipt", "")]
+    pages = [
+        intake_client.post("/followup", data={"receipt": typed})
+        for typed in ("0000-0000-0000-0000-0000-0000", "not a receipt", "")
+    ]
     assert {page.status_code for page in pages} == {401}
     assert all("No report matches this receipt" in page.text for page in pages)
 
 
 def test_status_and_replies_are_shown_and_the_answer_goes_back_to_review(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
     tip = db_session.get_one(Tip, tip_id)
-    add_message(db_session, tip, "Which city was <it>?", author=MessageAuthor.STAFF,
-                server_secrets=server_secrets, author_account_id=organisation[Role.CASEWORKER].account.id)
+    add_message(
+        db_session,
+        tip,
+        "Which city was <it>?",
+        author=MessageAuthor.STAFF,
+        server_secrets=server_secrets,
+        author_account_id=organisation[Role.CASEWORKER].account.id,
+    )
     tip.status = TipStatus.NEEDS_INFO
     db_session.commit()
 
@@ -125,16 +145,24 @@ def test_status_and_replies_are_shown_and_the_answer_goes_back_to_review(
 
 
 def test_files_added_later_get_their_own_key_bound_to_the_tip_and_lose_their_metadata(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
     other_id, _ = make_tip(db_session, server_secrets)
     db_session.commit()
     photo = gps_photo()
-    response = intake_client.post("/followup/files", data={"receipt": receipt},
-                                  files=[("files", ("IMG_4032 at home.jpg", photo, "image/jpeg")),
-                                         ("files", ("statement.pdf", b"%PDF-1.7 author=Me",
-                                                    "application/pdf"))])
+    response = intake_client.post(
+        "/followup/files",
+        data={"receipt": receipt},
+        files=[
+            ("files", ("IMG_4032 at home.jpg", photo, "image/jpeg")),
+            ("files", ("statement.pdf", b"%PDF-1.7 author=Me", "application/pdf")),
+        ],
+    )
     assert response.status_code == 201, response.text
     assert "Your files were received." in response.text
     tip = db_session.get_one(Tip, tip_id)
@@ -160,8 +188,12 @@ def test_files_added_later_get_their_own_key_bound_to_the_tip_and_lose_their_met
     moved = tip.attachments[0]
     with_other_tip = db_session.get_one(Tip, other_id)
     try:
-        FOLLOWUP_ATTACHMENT_KEY.open(organisation.intake.private, moved.sealed_data_key or b"",
-                                     row_id=attachment_row_id(with_other_tip.id, moved.id), key_version=1)
+        FOLLOWUP_ATTACHMENT_KEY.open(
+            organisation.intake.private,
+            moved.sealed_data_key or b"",
+            row_id=attachment_row_id(with_other_tip.id, moved.id),
+            key_version=1,
+        )
     except DecryptionError:
         pass
     else:
@@ -169,13 +201,20 @@ def test_files_added_later_get_their_own_key_bound_to_the_tip_and_lose_their_met
 
 
 def test_files_sent_with_a_wrong_receipt_leave_nothing_behind(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+) -> None:
     make_tip(db_session, server_secrets)
     db_session.commit()
     before = blob_names(settings)
-    response = intake_client.post("/followup/files", data={"receipt": "0000-0000-0000-0000-0000-0000"},
-                                  files=[("files", ("a.txt", b"evidence", "text/plain"))])
+    response = intake_client.post(
+        "/followup/files",
+        data={"receipt": "0000-0000-0000-0000-0000-0000"},
+        files=[("files", ("a.txt", b"evidence", "text/plain"))],
+    )
     assert response.status_code == 401
     assert "No report matches this receipt" in response.text
     assert count(db_session, TipAttachment) == 0
@@ -183,8 +222,12 @@ def test_files_sent_with_a_wrong_receipt_leave_nothing_behind(
 
 
 def test_too_many_files_at_follow_up_are_refused_on_the_reports_page(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+) -> None:
     _, receipt = make_tip(db_session, server_secrets)
     db_session.commit()
     files = [("files", (f"{n}.txt", b"x", "text/plain")) for n in range(settings.max_files_per_tip + 1)]
@@ -197,12 +240,22 @@ def test_too_many_files_at_follow_up_are_refused_on_the_reports_page(
 
 
 def test_deleting_asks_first_then_shreds_the_report_and_its_files(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
     db_session.commit()
-    assert intake_client.post("/followup/files", data={"receipt": receipt},
-                              files=[("files", ("a.txt", b"evidence", "text/plain"))]).status_code == 201
+    assert (
+        intake_client.post(
+            "/followup/files",
+            data={"receipt": receipt},
+            files=[("files", ("a.txt", b"evidence", "text/plain"))],
+        ).status_code
+        == 201
+    )
     assert len(blob_names(settings)) == 1
 
     asked = intake_client.post("/followup/delete", data={"receipt": receipt})
@@ -223,45 +276,60 @@ def test_deleting_asks_first_then_shreds_the_report_and_its_files(
 
 
 def test_a_follow_up_form_from_another_site_is_refused(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
     db_session.commit()
     for path in ("/followup", "/followup/reply", "/followup/delete", "/followup/files"):
-        response = intake_client.post(path, headers={"sec-fetch-site": "cross-site"},
-                                      data={"receipt": receipt, "confirm": "yes", "body": "x"})
+        response = intake_client.post(
+            path,
+            headers={"sec-fetch-site": "cross-site"},
+            data={"receipt": receipt, "confirm": "yes", "body": "x"},
+        )
         assert response.status_code == 403, path
     assert db_session.get(Tip, tip_id) is not None
 
 
 def test_the_receipt_page_can_change_language_without_losing_the_receipt(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     _, receipt = make_tip(db_session, server_secrets)
     db_session.commit()
     page = intake_client.post("/receipt?lang=ug", data={"receipt": receipt})
     assert page.status_code == 200
     assert '<html lang="ug" dir="rtl">' in page.text
     assert "".join(receipt.split("-")) in page.text.replace('<span class="receipt-group">', "").replace(
-        '</span><span class="receipt-dash">-</span>', "").replace("</span>", "")
+        '</span><span class="receipt-dash">-</span>', ""
+    ).replace("</span>", "")
     assert intake_client.post("/receipt", data={"receipt": str(uuid.uuid4())}).status_code == 401
 
 
 def test_an_upload_without_a_content_type_is_a_clear_415_page(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     response = intake_client.post("/followup/files", content=b"receipt=x")
     assert response.status_code == 415
     assert "text/html" in response.headers["content-type"]
 
 
 def test_a_deletion_whose_file_cannot_be_unlinked_still_deletes_and_unlinks_the_rest(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
     db_session.commit()
-    assert intake_client.post("/followup/files", data={"receipt": receipt},
-                              files=[("files", ("a.txt", b"one", "text/plain")),
-                                     ("files", ("b.txt", b"two", "text/plain"))]).status_code == 201
+    assert (
+        intake_client.post(
+            "/followup/files",
+            data={"receipt": receipt},
+            files=[("files", ("a.txt", b"one", "text/plain")), ("files", ("b.txt", b"two", "text/plain"))],
+        ).status_code
+        == 201
+    )
     blobs = intake_client.app.state.context.blobs  # type: ignore[attr-defined]
     real_delete = blobs.delete
     attempts: list[uuid.UUID] = []

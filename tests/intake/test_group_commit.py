@@ -27,8 +27,8 @@ def committer_for(database: Database, server_secrets: ServerSecrets) -> TipCommi
 
 
 def test_tips_submitted_together_are_all_stored_and_all_answered(
-        database: Database, server_secrets: ServerSecrets, organisation: Organisation,
-        db_session: Session) -> None:
+    database: Database, server_secrets: ServerSecrets, organisation: Organisation, db_session: Session
+) -> None:
     committer = committer_for(database, server_secrets)
     futures = [committer.submit(SUBMISSION) for _ in range(5)]
     receipts = [future.result(timeout=10) for future in futures]
@@ -37,8 +37,12 @@ def test_tips_submitted_together_are_all_stored_and_all_answered(
 
 
 def test_a_failed_group_is_retried_tip_by_tip_without_answering_anyone_twice(
-        database: Database, server_secrets: ServerSecrets, organisation: Organisation,
-        db_session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    database: Database,
+    server_secrets: ServerSecrets,
+    organisation: Organisation,
+    db_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     committer = committer_for(database, server_secrets)
     original = TipCommitter._insert
     calls: list[int] = []
@@ -62,7 +66,8 @@ def test_a_failed_group_is_retried_tip_by_tip_without_answering_anyone_twice(
 
 
 def test_submitting_before_the_key_is_read_is_refused_not_blocking(
-        database: Database, server_secrets: ServerSecrets, organisation: Organisation) -> None:
+    database: Database, server_secrets: ServerSecrets, organisation: Organisation
+) -> None:
     committer = TipCommitter(database, server_secrets)
     assert not committer.knows_current_key
     with pytest.raises(Exception, match="not ready"):

@@ -22,8 +22,13 @@ from tests.conftest import Organisation
 FormFields = list[tuple[str, str]]
 ANSWERS: dict[str, Any] = {
     "what": [("tactics", "family_pressure"), ("tactics", "station_contact")],
-    "where": [("host_country", "IE"), ("host_city", "Dublin"), ("incident_month", "3"),
-              ("incident_year", "2025"), ("ongoing", "true")],
+    "where": [
+        ("host_country", "IE"),
+        ("host_city", "Dublin"),
+        ("incident_month", "3"),
+        ("incident_year", "2025"),
+        ("ongoing", "true"),
+    ],
     "who": [("perpetrators", "service_station"), ("perpetrators", "police")],
     "story": [("narrative", "They phoned my mother & said <come home>."), ("urgent", "true")],
     "contact": [("contact_preference", "receipt_only"), ("referral_consent", "partners_only")],
@@ -32,8 +37,10 @@ ANSWERS: dict[str, Any] = {
 
 def hidden_fields(html: str) -> FormFields:
     """The (name, value) pairs of a page's hidden inputs, as a browser would post them."""
-    return [(unescape(name), unescape(value))
-            for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)]
+    return [
+        (unescape(name), unescape(value))
+        for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    ]
 
 
 def post_step(client: TestClient, fields: FormFields, lang: str = "en") -> Any:
@@ -96,7 +103,8 @@ def test_the_uyghur_page_is_right_to_left_and_translated(intake_client: TestClie
 
 
 def test_every_step_keeps_every_answer_and_the_review_shows_them(
-        intake_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, organisation: Organisation
+) -> None:
     review = walk_to_review(intake_client)
     carried = hidden_fields(review)
     for step in ANSWERS.values():
@@ -113,8 +121,15 @@ def test_every_step_keeps_every_answer_and_the_review_shows_them(
 def test_back_keeps_answers_and_skips_validation(intake_client: TestClient) -> None:
     page = intake_client.get("/").text
     where = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"], ("go", "next")]).text
-    back = post_step(intake_client, [*hidden_fields(where), ("host_city", "Typed, not yet checked"),
-                                     ("host_country", "ZZ"), ("go", "back")])
+    back = post_step(
+        intake_client,
+        [
+            *hidden_fields(where),
+            ("host_city", "Typed, not yet checked"),
+            ("host_country", "ZZ"),
+            ("go", "back"),
+        ],
+    )
     assert back.status_code == 200
     assert 'name="step" value="what"' in back.text
     assert re.search(r'value="family_pressure" checked', back.text)
@@ -136,14 +151,16 @@ def test_a_step_with_a_wrong_answer_is_shown_again_with_everything_typed(intake_
 
 
 def test_every_question_but_the_account_may_be_left_unsaid(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     page = intake_client.get("/").text
-    for step, answers in (("what", [("tactics", "prefer_not_to_say")]),
-                          ("where", [("host_country", ""), ("host_city", ""), ("incident_month", ""),
-                                     ("incident_year", "")]),
-                          ("who", [("perpetrators", "prefer_not_to_say")]),
-                          ("story", [("narrative", "Only this.")]),
-                          ("contact", [("contact_preference", "receipt_only"), ("referral_consent", "")])):
+    for step, answers in (
+        ("what", [("tactics", "prefer_not_to_say")]),
+        ("where", [("host_country", ""), ("host_city", ""), ("incident_month", ""), ("incident_year", "")]),
+        ("who", [("perpetrators", "prefer_not_to_say")]),
+        ("story", [("narrative", "Only this.")]),
+        ("contact", [("contact_preference", "receipt_only"), ("referral_consent", "")]),
+    ):
         response = post_step(intake_client, [*hidden_fields(page), *answers, ("go", "next")])
         assert response.status_code == 200, (step, response.text)
         page = response.text
@@ -156,10 +173,14 @@ def test_every_question_but_the_account_may_be_left_unsaid(
 
 
 def test_the_whole_form_sends_a_report_with_every_answer_sealed(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     review = walk_to_review(intake_client)
-    response = intake_client.post("/report?lang=en", data=_as_form(hidden_fields(review)),
-                                  files=[("files", ("note.txt", b"a transcribed letter", "text/plain"))])
+    response = intake_client.post(
+        "/report?lang=en",
+        data=_as_form(hidden_fields(review)),
+        files=[("files", ("note.txt", b"a transcribed letter", "text/plain"))],
+    )
     assert response.status_code == 201
     receipt = re.search(r'<p class="receipt"[^>]*>(.*?)</p>', response.text, re.S)
     assert receipt is not None
@@ -168,33 +189,57 @@ def test_the_whole_form_sends_a_report_with_every_answer_sealed(
     assert "If someone is in immediate danger" in response.text
     tip = db_session.scalars(select(Tip)).one()
     assert tip.urgent is True
-    data_key = TIP_DATA_KEY.open(organisation.intake.private, tip.sealed_data_key, row_id=str(tip.id),
-                                 key_version=tip.intake_key_version)
-    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
-                                          key_version=tip.intake_key_version))
+    data_key = TIP_DATA_KEY.open(
+        organisation.intake.private,
+        tip.sealed_data_key,
+        row_id=str(tip.id),
+        key_version=tip.intake_key_version,
+    )
+    answers = json.loads(
+        TIP_ANSWERS.open(
+            data_key, tip.answers_encrypted, row_id=str(tip.id), key_version=tip.intake_key_version
+        )
+    )
     assert answers == {
-        "language": "en", "tactics": ["family_pressure", "station_contact"], "host_country": "IE",
-        "host_city": "Dublin", "incident_month": 3, "incident_year": 2025, "ongoing": True,
-        "perpetrators": ["service_station", "police"], "station_id": None,
-        "contact_preference": "receipt_only", "contact_details": None, "referral_consent": "partners_only",
+        "language": "en",
+        "tactics": ["family_pressure", "station_contact"],
+        "host_country": "IE",
+        "host_city": "Dublin",
+        "incident_month": 3,
+        "incident_year": 2025,
+        "ongoing": True,
+        "perpetrators": ["service_station", "police"],
+        "station_id": None,
+        "contact_preference": "receipt_only",
+        "contact_details": None,
+        "referral_consent": "partners_only",
     }
-    narrative = TIP_NARRATIVE.open(data_key, tip.narrative_encrypted, row_id=str(tip.id),
-                                   key_version=tip.intake_key_version)
+    narrative = TIP_NARRATIVE.open(
+        data_key, tip.narrative_encrypted, row_id=str(tip.id), key_version=tip.intake_key_version
+    )
     assert narrative == b"They phoned my mother & said <come home>."
     assert len(tip.attachments) == 1
 
 
 def test_contact_details_typed_then_taken_back_are_not_kept(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     review = walk_to_review(intake_client)
     fields = [pair for pair in hidden_fields(review) if pair[0] != "contact_preference"]
     fields += [("contact_preference", "receipt_only"), ("contact_details", "signal +31 6 1234 5678")]
     assert intake_client.post("/report", data=_as_form(fields)).status_code == 201
     tip = db_session.scalars(select(Tip)).one()
-    data_key = TIP_DATA_KEY.open(organisation.intake.private, tip.sealed_data_key, row_id=str(tip.id),
-                                 key_version=tip.intake_key_version)
-    answers = json.loads(TIP_ANSWERS.open(data_key, tip.answers_encrypted, row_id=str(tip.id),
-                                          key_version=tip.intake_key_version))
+    data_key = TIP_DATA_KEY.open(
+        organisation.intake.private,
+        tip.sealed_data_key,
+        row_id=str(tip.id),
+        key_version=tip.intake_key_version,
+    )
+    answers = json.loads(
+        TIP_ANSWERS.open(
+            data_key, tip.answers_encrypted, row_id=str(tip.id), key_version=tip.intake_key_version
+        )
+    )
     assert answers["contact_details"] is None
 
 
@@ -202,14 +247,17 @@ def test_another_way_to_be_reached_needs_the_details(intake_client: TestClient) 
     page = walk_to_review(intake_client)
     contact = post_step(intake_client, [*hidden_fields(page), ("go", "edit:contact")]).text
     kept = list(hidden_fields(contact))
-    refused = post_step(intake_client, [*kept, ("contact_preference", "other_channel"),
-                                        ("contact_details", ""), ("go", "next")])
+    refused = post_step(
+        intake_client,
+        [*kept, ("contact_preference", "other_channel"), ("contact_details", ""), ("go", "next")],
+    )
     assert refused.status_code == 422
     assert "Tell us how to reach you" in refused.text
 
 
 def test_a_refused_final_post_returns_to_the_step_to_fix_with_everything_kept(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     review = walk_to_review(intake_client)
     fields = [pair for pair in hidden_fields(review) if pair[0] != "host_country"] + [("host_country", "ZZ")]
     response = intake_client.post("/report", data=_as_form(fields))
@@ -221,11 +269,12 @@ def test_a_refused_final_post_returns_to_the_step_to_fix_with_everything_kept(
 
 
 def test_too_many_files_are_refused_on_the_review_page_with_the_answers_kept(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session, settings: Settings
+) -> None:
     review = walk_to_review(intake_client)
-    files = [("files", (f"f{number}.txt", b"x", "text/plain"))
-             for number in range(settings.max_files_per_tip + 1)]
+    files = [
+        ("files", (f"f{number}.txt", b"x", "text/plain")) for number in range(settings.max_files_per_tip + 1)
+    ]
     response = intake_client.post("/report", data=_as_form(hidden_fields(review)), files=files)
     assert response.status_code == 413
     assert "Too many files" in response.text
@@ -237,12 +286,16 @@ def test_too_many_files_are_refused_on_the_review_page_with_the_answers_kept(
 
 
 def test_an_oversized_file_is_refused_with_a_clear_page_and_nothing_stored(
-        organisation: Organisation, db_session: Session, settings: Settings, database: Database) -> None:
+    organisation: Organisation, db_session: Session, settings: Settings, database: Database
+) -> None:
     small = settings.model_copy(update={"max_file_bytes": 1000})
     with TestClient(create_intake_app(small, database=database), base_url="https://testserver") as client:
         review = walk_to_review(client)
-        response = client.post("/report", data=_as_form(hidden_fields(review)),
-                               files=[("files", ("big.bin", b"y" * 1001, "application/octet-stream"))])
+        response = client.post(
+            "/report",
+            data=_as_form(hidden_fields(review)),
+            files=[("files", ("big.bin", b"y" * 1001, "application/octet-stream"))],
+        )
     assert response.status_code == 413
     assert "larger than this service accepts" in response.text
     assert ("host_city", "Dublin") in hidden_fields(response.text)
@@ -251,22 +304,27 @@ def test_an_oversized_file_is_refused_with_a_clear_page_and_nothing_stored(
 
 
 def test_unknown_fields_are_neither_echoed_nor_stored(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     page = intake_client.get("/").text
-    response = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"],
-                                         ("planted-field", "PLANTED-VALUE"), ("go", "next")])
+    response = post_step(
+        intake_client,
+        [*hidden_fields(page), *ANSWERS["what"], ("planted-field", "PLANTED-VALUE"), ("go", "next")],
+    )
     assert response.status_code == 200
     assert "PLANTED" not in response.text
     assert "planted-field" not in response.text
 
 
 def test_a_form_posted_from_another_site_is_refused_and_echoes_nothing(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     lure = "Email your receipt to evil@example.org"
     for path in ("/report", "/report/step"):
         for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
-            response = intake_client.post(path, headers=headers,
-                                          data={"narrative": lure, "host_city": lure, "step": "story"})
+            response = intake_client.post(
+                path, headers=headers, data={"narrative": lure, "host_city": lure, "step": "story"}
+            )
             assert response.status_code == 403
             assert "text/html" in response.headers["content-type"]
             assert "evil" not in response.text
@@ -283,8 +341,9 @@ def test_a_language_change_mid_form_keeps_the_answers(intake_client: TestClient)
     page = intake_client.get("/").text
     where = post_step(intake_client, [*hidden_fields(page), *ANSWERS["what"], ("go", "next")]).text
     assert 'formaction="/report/step?lang=zh-Hant"' in where
-    switched = post_step(intake_client, [*hidden_fields(where), ("host_city", "Dublin"), ("go", "stay")],
-                         lang="zh-Hant")
+    switched = post_step(
+        intake_client, [*hidden_fields(where), ("host_city", "Dublin"), ("go", "stay")], lang="zh-Hant"
+    )
     assert switched.status_code == 200
     assert '<html lang="zh-Hant" dir="ltr">' in switched.text
     assert 'name="step" value="where"' in switched.text
@@ -303,27 +362,35 @@ def test_every_page_is_small_enough_for_a_slow_tor_circuit(intake_client: TestCl
 
 
 def test_a_crafted_month_on_a_refused_send_shows_the_review_page_not_an_error(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     for month in ("\u00b2", "9" * 5000):
-        response = intake_client.post("/report",
-                                      data={"narrative": "x", "incident_month": month, "bogus": "1"},
-                                      files=[("files", ("a.txt", b"x", "text/plain"))])
+        response = intake_client.post(
+            "/report",
+            data={"narrative": "x", "incident_month": month, "bogus": "1"},
+            files=[("files", ("a.txt", b"x", "text/plain"))],
+        )
         assert response.status_code == 422
         assert "text/html" in response.headers["content-type"]
     assert tip_count(db_session) == 0
 
 
 def test_a_tiny_file_that_starts_like_a_photo_is_stored_as_sent(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     review = walk_to_review(intake_client)
-    response = intake_client.post("/report", data=_as_form(hidden_fields(review)),
-                                  files=[("files", ("x.jpg", b"\xff\xd8\xff\x00abc", "image/jpeg"))])
+    response = intake_client.post(
+        "/report",
+        data=_as_form(hidden_fields(review)),
+        files=[("files", ("x.jpg", b"\xff\xd8\xff\x00abc", "image/jpeg"))],
+    )
     assert response.status_code == 201
     assert tip_count(db_session) == 1
 
 
 def test_the_who_step_offers_the_registrys_stations_and_nothing_else(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     from app.audit import events as audit_events
     from app.entrypoints.demo import SEED_FILE
     from app.stations import registry

@@ -24,7 +24,8 @@ def source_messages() -> set[str]:
         method_map, options_map = parse_mapping_cfg(mapping_file)
     found = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
-            ROOT, method_map, options_map, keywords={"_": None, "gettext": None, "N_": None}):
+        ROOT, method_map, options_map, keywords={"_": None, "gettext": None, "N_": None}
+    ):
         found.add(message if isinstance(message, str) else message[0])
     return found
 
@@ -59,8 +60,12 @@ def test_the_compiled_catalog_is_the_one_pages_use(language: Language) -> None:
     assert translations(language).gettext("Leave this site quickly") != "Leave this site quickly"
 
 
-DIRECTIONS = [(Language.ENGLISH, "ltr"), (Language.SIMPLIFIED_CHINESE, "ltr"),
-              (Language.TRADITIONAL_CHINESE, "ltr"), (Language.UYGHUR, "rtl")]
+DIRECTIONS = [
+    (Language.ENGLISH, "ltr"),
+    (Language.SIMPLIFIED_CHINESE, "ltr"),
+    (Language.TRADITIONAL_CHINESE, "ltr"),
+    (Language.UYGHUR, "rtl"),
+]
 
 
 @pytest.mark.parametrize(("language", "direction"), DIRECTIONS)

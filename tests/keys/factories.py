@@ -19,5 +19,6 @@ class IntakeKeyFixture:
 
 def make_intake_key(session: Session, server_secrets: ServerSecrets, version: int = 1) -> IntakeKeyFixture:
     key, private, recovery_key = create_intake_key(
-        session, key_integrity_key=server_secrets.key_integrity_key, version=version)
+        session, key_integrity_key=server_secrets.key_integrity_key, version=version
+    )
     return IntakeKeyFixture(key=key, private=private, recovery_key=recovery_key)

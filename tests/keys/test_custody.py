@@ -24,7 +24,8 @@ from tests.keys.factories import make_intake_key
 
 
 def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(
-        db_session: Session, server_secrets: ServerSecrets) -> None:
+    db_session: Session, server_secrets: ServerSecrets
+) -> None:
     intake = make_intake_key(db_session, server_secrets)
     assert recover_intake_key(intake.key, intake.recovery_key).raw == intake.private.raw
     typed_carelessly = intake.recovery_key.lower().replace("-", " ")
@@ -36,20 +37,23 @@ def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(
 
 
 def test_a_grant_opens_only_with_its_members_personal_key(
-        db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
+    db_session: Session, settings: Settings, server_secrets: ServerSecrets
+) -> None:
     intake = make_intake_key(db_session, server_secrets)
     holder = make_member(db_session, settings, server_secrets, Role.LEAD, grant=intake)
     other = make_member(db_session, settings, server_secrets, Role.LEAD)
 
     def personal_key(account: StaffAccount, password: str) -> sealing.PrivateKey:
         keys = kdf.derive_login_keys(password, account.password_salt, argon2_parameters(settings))
-        return sealing.PrivateKey(PERSONAL_PRIVATE_KEY.open(
-            keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)))
+        return sealing.PrivateKey(
+            PERSONAL_PRIVATE_KEY.open(
+                keys.key_encryption_key, account.wrapped_private_key, row_id=str(account.id)
+            )
+        )
 
     unlocked = unlock_granted_keys(db_session, holder.account, personal_key(holder.account, holder.password))
     assert unlocked[intake.key.version].raw == intake.private.raw
-    assert unlock_granted_keys(db_session, other.account,
-                               personal_key(other.account, other.password)) == {}
+    assert unlock_granted_keys(db_session, other.account, personal_key(other.account, other.password)) == {}
     with pytest.raises(DecryptionError):
         unlock_granted_keys(db_session, holder.account, personal_key(other.account, other.password))
     with pytest.raises(DecryptionError):
@@ -58,20 +62,31 @@ def test_a_grant_opens_only_with_its_members_personal_key(
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
 def test_admins_and_auditors_can_never_be_granted_the_intake_key(
-        db_session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role) -> None:
+    db_session: Session, settings: Settings, server_secrets: ServerSecrets, role: Role
+) -> None:
     intake = make_intake_key(db_session, server_secrets)
     member = make_member(db_session, settings, server_secrets, role)
     with pytest.raises(ValueError, match="cannot hold the intake key"):
-        grant_intake_key(db_session, intake_key=intake.key, intake_private=intake.private,
-                         grantee=member.account, granted_by_id=None,
-                         key_integrity_key=server_secrets.key_integrity_key)
+        grant_intake_key(
+            db_session,
+            intake_key=intake.key,
+            intake_private=intake.private,
+            grantee=member.account,
+            granted_by_id=None,
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
 
 
 def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: Path) -> None:
     data_dir = tmp_path / "org"
-    result = subprocess.run([sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
-                            capture_output=True, text=True, timeout=120, check=False,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     [recovery_key] = re.findall(r"(?:[0-9A-Z]{4}-){7}[0-9A-Z]{4}", result.stdout)
     assert oct((data_dir / "daylight.sqlite3").stat().st_mode & 0o777) == "0o600"
@@ -85,8 +100,13 @@ def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: P
         assert recover_intake_key(intake_key, recovery_key).public_key().raw == intake_key.public_key
     database.engine.dispose()
 
-    again = subprocess.run([sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
-                           capture_output=True, text=True, timeout=120, check=False)
+    again = subprocess.run(
+        [sys.executable, "-m", "app", "init", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 1
     assert "already exists" in again.stderr
 
@@ -94,10 +114,20 @@ def test_init_prints_a_recovery_key_that_opens_the_stored_intake_key(tmp_path: P
 def test_keys_recover_grants_the_intake_key_to_a_named_member(tmp_path: Path) -> None:
     """When no key holder is left, the recovery key grants the intake key again."""
     data_dir = tmp_path / "org"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAYLIGHT_ARGON2__TIME_COST": "1",
-           "DAYLIGHT_ARGON2__MEMORY_COST_KIB": "8"}
-    created = subprocess.run([sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
-                             capture_output=True, text=True, timeout=120, check=False, env=env)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DAYLIGHT_ARGON2__TIME_COST": "1",
+        "DAYLIGHT_ARGON2__MEMORY_COST_KIB": "8",
+    }
+    created = subprocess.run(
+        [sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
     assert created.returncode == 0, created.stderr
     [recovery_key] = re.findall(r"(?:[0-9A-Z]{4}-){7}[0-9A-Z]{4}", created.stdout)
 
@@ -109,9 +139,25 @@ def test_keys_recover_grants_the_intake_key_to_a_named_member(tmp_path: Path) ->
     database.engine.dispose()
 
     def recover(key: str, username: str = "demo-lead") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "app", "keys", "recover", "--data-dir", str(data_dir),
-                               "--username", username], input=key + "\n", capture_output=True, text=True,
-                              timeout=120, check=False, env=env)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "keys",
+                "recover",
+                "--data-dir",
+                str(data_dir),
+                "--username",
+                username,
+            ],
+            input=key + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
 
     wrong = recover(human_codes.random_code(160))
     assert wrong.returncode == 1
@@ -132,8 +178,16 @@ def test_the_first_admin_is_invited_from_the_command_line(tmp_path: Path) -> Non
     data_dir = tmp_path / "org"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     run = [sys.executable, "-m", "app"]
-    assert subprocess.run([*run, "init", "--data-dir", str(data_dir)], capture_output=True, check=False,
-                          timeout=120, env=env).returncode == 0
+    assert (
+        subprocess.run(
+            [*run, "init", "--data-dir", str(data_dir)],
+            capture_output=True,
+            check=False,
+            timeout=120,
+            env=env,
+        ).returncode
+        == 0
+    )
     invite = [*run, "accounts", "invite", "--data-dir", str(data_dir), "--username", "first.admin"]
     invited = subprocess.run(invite, capture_output=True, text=True, check=False, timeout=120, env=env)
     assert invited.returncode == 0, invited.stderr

@@ -26,7 +26,8 @@ def attacker_key() -> bytes:
 
 
 def test_a_swapped_intake_public_key_refuses_submissions(
-        intake_client: TestClient, organisation: Organisation, db_session: Session) -> None:
+    intake_client: TestClient, organisation: Organisation, db_session: Session
+) -> None:
     intake_key = db_session.get_one(IntakeKey, organisation.intake.key.version)
     intake_key.public_key = attacker_key()
     db_session.commit()
@@ -37,8 +38,12 @@ def test_a_swapped_intake_public_key_refuses_submissions(
 
 
 def test_a_copied_mac_does_not_vouch_for_another_key(
-        intake_client: TestClient, organisation: Organisation, db_session: Session,
-        settings: Settings, server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> None:
     """The MAC binds the row: a member's genuine key and MAC copied onto the intake key fail."""
     member = organisation[Role.ADMIN].account
     intake_key = db_session.get_one(IntakeKey, organisation.intake.key.version)
@@ -48,29 +53,46 @@ def test_a_copied_mac_does_not_vouch_for_another_key(
 
 
 def test_a_swapped_member_public_key_refuses_a_grant(
-        db_session: Session, organisation: Organisation, settings: Settings,
-        server_secrets: ServerSecrets) -> None:
+    db_session: Session, organisation: Organisation, settings: Settings, server_secrets: ServerSecrets
+) -> None:
     member = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
     db_session.get_one(StaffAccount, member.account.id).public_key = attacker_key()
     with pytest.raises(UntrustedPublicKey):
-        grant_intake_key(db_session, intake_key=organisation.intake.key,
-                         intake_private=organisation.intake.private, grantee=member.account,
-                         granted_by_id=None, key_integrity_key=server_secrets.key_integrity_key)
+        grant_intake_key(
+            db_session,
+            intake_key=organisation.intake.key,
+            intake_private=organisation.intake.private,
+            grantee=member.account,
+            granted_by_id=None,
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
 
 
 def test_a_swapped_receipt_public_key_refuses_a_reply(
-        db_session: Session, organisation: Organisation, server_secrets: ServerSecrets) -> None:
+    db_session: Session, organisation: Organisation, server_secrets: ServerSecrets
+) -> None:
     tip_id, _ = make_tip(db_session, server_secrets)
     tip = db_session.get_one(Tip, tip_id)
     tip.receipt_public_key = attacker_key()
     with pytest.raises(UntrustedPublicKey):
-        add_message(db_session, tip, "a reply the attacker wants", author=MessageAuthor.STAFF,
-                    server_secrets=server_secrets)
+        add_message(
+            db_session,
+            tip,
+            "a reply the attacker wants",
+            author=MessageAuthor.STAFF,
+            server_secrets=server_secrets,
+        )
 
 
-def test_genuine_keys_pass(db_session: Session, organisation: Organisation,
-                           server_secrets: ServerSecrets) -> None:
+def test_genuine_keys_pass(
+    db_session: Session, organisation: Organisation, server_secrets: ServerSecrets
+) -> None:
     tip_id, _ = make_tip(db_session, server_secrets)
-    message = add_message(db_session, db_session.get_one(Tip, tip_id), "hello",
-                          author=MessageAuthor.STAFF, server_secrets=server_secrets)
+    message = add_message(
+        db_session,
+        db_session.get_one(Tip, tip_id),
+        "hello",
+        author=MessageAuthor.STAFF,
+        server_secrets=server_secrets,
+    )
     assert message.body_for_submitter is not None

@@ -42,14 +42,16 @@ from tests.auth.factories import StaffMember, make_member
 from tests.conftest import CHEAP_ARGON2, Backend, Organisation
 from tests.intake.factories import make_tip
 
-QUEUE_COUNT_TRIGGERS = frozenset({
-    ("tips", "tip_queue_counts_tips_inserted"),
-    ("tips", "tip_queue_counts_tip_rekeyed"),
-    ("tips", "tip_queue_counts_tip_deleting"),
-    ("tip_tags", "tip_queue_counts_tags_inserted"),
-    ("tip_tags", "tip_queue_counts_tags_deleted"),
-    ("tip_tags", "tip_queue_counts_tag_updated"),
-})
+QUEUE_COUNT_TRIGGERS = frozenset(
+    {
+        ("tips", "tip_queue_counts_tips_inserted"),
+        ("tips", "tip_queue_counts_tip_rekeyed"),
+        ("tips", "tip_queue_counts_tip_deleting"),
+        ("tip_tags", "tip_queue_counts_tags_inserted"),
+        ("tip_tags", "tip_queue_counts_tags_deleted"),
+        ("tip_tags", "tip_queue_counts_tag_updated"),
+    }
+)
 
 # Every filter alone, and combinations that cross the counters' facets with their key.
 FILTER_CASES = (
@@ -83,15 +85,21 @@ ANSWERS = (
 
 
 def principal_of(member: StaffMember, intake: dict[int, sealing.PrivateKey]) -> Principal:
-    return Principal(account_id=member.account.id, username=member.username, role=Role(member.account.role),
-                     session_id=uuid.uuid4(), keys=UnlockedKeys(personal=sealing.generate_private_key(),
-                                                                intake=intake),
-                     reauthenticated_at=dt.datetime.now(dt.UTC), csrf_token="")
+    return Principal(
+        account_id=member.account.id,
+        username=member.username,
+        role=Role(member.account.role),
+        session_id=uuid.uuid4(),
+        keys=UnlockedKeys(personal=sealing.generate_private_key(), intake=intake),
+        reauthenticated_at=dt.datetime.now(dt.UTC),
+        csrf_token="",
+    )
 
 
 def with_keys(principal: Principal, intake: dict[int, sealing.PrivateKey]) -> Principal:
-    return dataclasses.replace(principal, keys=UnlockedKeys(personal=sealing.generate_private_key(),
-                                                            intake=intake))
+    return dataclasses.replace(
+        principal, keys=UnlockedKeys(personal=sealing.generate_private_key(), intake=intake)
+    )
 
 
 def counted_one_by_one(session: Session, principal: Principal, filters: QueueFilters) -> dict[str, int]:
@@ -105,23 +113,29 @@ def counted_one_by_one(session: Session, principal: Principal, filters: QueueFil
     counts = {status.value: 0 for status in TipStatus}
     visible = tips_visible_to(principal).with_only_columns(Tip.id, Tip.status, Tip.urgent, Tip.assignee_id)
     for tip_id, status, urgent, assignee_id in session.execute(visible):
-        if ((filters.assignee is not None and assignee_id != filters.assignee)
-                or (filters.mine and assignee_id != principal.account_id)
-                or (filters.unassigned and assignee_id is not None)
-                or (filters.urgent is not None and urgent != filters.urgent)
-                or any(not tags_of[tip_id] & tags_wanted for tags_wanted in wanted)):
+        if (
+            (filters.assignee is not None and assignee_id != filters.assignee)
+            or (filters.mine and assignee_id != principal.account_id)
+            or (filters.unassigned and assignee_id is not None)
+            or (filters.urgent is not None and urgent != filters.urgent)
+            or any(not tags_of[tip_id] & tags_wanted for tags_wanted in wanted)
+        ):
             continue
         counts[TipStatus(status).value] += 1
     return counts
 
 
 def every_filter(principal: Principal, others: list[uuid.UUID]) -> list[QueueFilters]:
-    return [*FILTER_CASES, *(QueueFilters(assignee=account_id) for account_id in others),
-            QueueFilters(assignee=others[0], tactic="surveillance", country="IE")]
+    return [
+        *FILTER_CASES,
+        *(QueueFilters(assignee=account_id) for account_id in others),
+        QueueFilters(assignee=others[0], tactic="surveillance", country="IE"),
+    ]
 
 
-def mismatches(session: Session, principals: list[Principal]) -> list[tuple[str, QueueFilters, dict[str, int],
-                                                                            dict[str, int]]]:
+def mismatches(
+    session: Session, principals: list[Principal]
+) -> list[tuple[str, QueueFilters, dict[str, int], dict[str, int]]]:
     """(who, filters, counted by the queue, counted one by one) wherever the two differ."""
     found = []
     accounts = [principal.account_id for principal in principals]
@@ -153,18 +167,30 @@ class Queue:
 
 
 @pytest.fixture
-def queue(db_session: Session, server_secrets: ServerSecrets, settings: Settings,
-          organisation: Organisation) -> Queue:
+def queue(
+    db_session: Session, server_secrets: ServerSecrets, settings: Settings, organisation: Organisation
+) -> Queue:
     """Eight tips with varied answers, six of them opened (so indexed), three claimed."""
     second_lead = make_member(db_session, settings, server_secrets, Role.LEAD, grant=organisation.intake)
     keys = {1: organisation.intake.private}
-    state = Queue(session=db_session, server_secrets=server_secrets,
-                  caseworker=principal_of(organisation[Role.CASEWORKER], keys),
-                  lead=principal_of(organisation[Role.LEAD], keys),
-                  second_lead=principal_of(second_lead, keys), tips=[], receipts=[])
+    state = Queue(
+        session=db_session,
+        server_secrets=server_secrets,
+        caseworker=principal_of(organisation[Role.CASEWORKER], keys),
+        lead=principal_of(organisation[Role.LEAD], keys),
+        second_lead=principal_of(second_lead, keys),
+        tips=[],
+        receipts=[],
+    )
     for tactics, country, urgent in ANSWERS:
-        tip_id, receipt = make_tip(db_session, server_secrets, tactics=tactics, host_country=country,
-                                   host_city="Dublin" if country == "IE" else "Amsterdam", urgent=urgent)
+        tip_id, receipt = make_tip(
+            db_session,
+            server_secrets,
+            tactics=tactics,
+            host_country=country,
+            host_city="Dublin" if country == "IE" else "Amsterdam",
+            urgent=urgent,
+        )
         state.tips.append(tip_id)
         state.receipts.append(receipt)
     for tip_id in state.tips[:6]:
@@ -191,12 +217,22 @@ def test_counts_are_exact_for_tips_not_opened_yet(queue: Queue) -> None:
 def test_counts_are_exact_after_each_workflow_step(queue: Queue) -> None:
     session, caseworker, lead = queue.session, queue.caseworker, queue.lead
     steps: list[Callable[[], object]] = [
-        lambda: workflow.send_message(session, caseworker, queue.tips[0], "Which city?", question=True,
-                                      server_secrets=queue.server_secrets),
+        lambda: workflow.send_message(
+            session,
+            caseworker,
+            queue.tips[0],
+            "Which city?",
+            question=True,
+            server_secrets=queue.server_secrets,
+        ),
         # The submitter's answer, through intake: back to in_review.
-        lambda: intake_service.add_message(session, session.get_one(Tip, queue.tips[0]), "Rotterdam",
-                                           author=MessageAuthor.SUBMITTER,
-                                           server_secrets=queue.server_secrets),
+        lambda: intake_service.add_message(
+            session,
+            session.get_one(Tip, queue.tips[0]),
+            "Rotterdam",
+            author=MessageAuthor.SUBMITTER,
+            server_secrets=queue.server_secrets,
+        ),
         lambda: workflow.release(session, caseworker, queue.tips[2]),
         lambda: workflow.assign(session, lead, queue.tips[2], queue.second_lead.account_id),
         lambda: workflow.assign(session, lead, queue.tips[1], caseworker.account_id),
@@ -218,8 +254,9 @@ def test_counts_are_exact_after_the_urgency_flag_changes(queue: Queue) -> None:
 
 def test_counts_are_exact_after_the_submitter_deletes_a_tip(queue: Queue, settings: Settings) -> None:
     for index in (0, 3, 7):  # claimed and indexed; indexed; neither
-        holder = intake_service.tip_for_receipt(queue.session, queue.receipts[index],
-                                                receipt_pepper=queue.server_secrets.receipt_pepper)
+        holder = intake_service.tip_for_receipt(
+            queue.session, queue.receipts[index], receipt_pepper=queue.server_secrets.receipt_pepper
+        )
         assert holder is not None
         intake_service.delete_tip(queue.session, holder, BlobStore(settings.blobs_dir))
         queue.assert_exact()
@@ -227,8 +264,12 @@ def test_counts_are_exact_after_the_submitter_deletes_a_tip(queue: Queue, settin
 
 def test_counts_are_exact_after_the_retention_purge(queue: Queue, settings: Settings) -> None:
     workflow.reject(queue.session, queue.caseworker, queue.tips[0], RejectionReason.INSUFFICIENT)
-    report = retention.purge_expired(queue.session, settings, BlobStore(settings.blobs_dir),
-                                     today=dt.date.today() + dt.timedelta(days=3650))
+    report = retention.purge_expired(
+        queue.session,
+        settings,
+        BlobStore(settings.blobs_dir),
+        today=dt.date.today() + dt.timedelta(days=3650),
+    )
     assert (report.rejected, report.stale_new) == (1, 5)
     queue.assert_exact()
 
@@ -236,8 +277,12 @@ def test_counts_are_exact_after_the_retention_purge(queue: Queue, settings: Sett
 def test_a_purge_of_every_tip_leaves_no_counter_behind(queue: Queue, settings: Settings) -> None:
     """A crypto-shredded tip's tags and state must not outlive it as a counter of zero tips."""
     queue.session.execute(update(Tip).values(status=TipStatus.REJECTED))
-    retention.purge_expired(queue.session, settings, BlobStore(settings.blobs_dir),
-                            today=dt.date.today() + dt.timedelta(days=3650))
+    retention.purge_expired(
+        queue.session,
+        settings,
+        BlobStore(settings.blobs_dir),
+        today=dt.date.today() + dt.timedelta(days=3650),
+    )
     service.list_queue(queue.session, queue.lead)
     assert queue.session.scalar(select(func.count()).select_from(TipQueueCount)) == 0
     assert queue.session.scalar(select(func.count()).select_from(TipQueueCountChange)) == 0
@@ -245,16 +290,22 @@ def test_a_purge_of_every_tip_leaves_no_counter_behind(queue: Queue, settings: S
 
 def test_counts_are_exact_after_a_key_rotation_replaces_the_tags(queue: Queue) -> None:
     session = queue.session
-    under_way = rotation.start(session, {1: queue.lead.keys.intake[1]}, audit.SYSTEM,
-                               key_integrity_key=queue.server_secrets.key_integrity_key)
+    under_way = rotation.start(
+        session,
+        {1: queue.lead.keys.intake[1]},
+        audit.SYSTEM,
+        key_integrity_key=queue.server_secrets.key_integrity_key,
+    )
     while any(rotation.reseal_batch(session, under_way, batch_size=3).values()):
         # Half-way, the tips hold tags under either version: a holder of both counts each once.
         queue.lead = with_keys(queue.lead, {1: under_way.old_private, 2: under_way.new_private})
         queue.assert_exact()
-    rotation.finish(session, under_way, audit.SYSTEM, {},
-                    key_integrity_key=queue.server_secrets.key_integrity_key)
-    queue.caseworker, queue.lead, queue.second_lead = (with_keys(principal, {2: under_way.new_private})
-                                                       for principal in queue.principals)
+    rotation.finish(
+        session, under_way, audit.SYSTEM, {}, key_integrity_key=queue.server_secrets.key_integrity_key
+    )
+    queue.caseworker, queue.lead, queue.second_lead = (
+        with_keys(principal, {2: under_way.new_private}) for principal in queue.principals
+    )
     queue.assert_exact()
     # The three opened tips that name the tactic, found by their new tags.
     moved = counted_one_by_one(session, queue.lead, QueueFilters(tactic="surveillance"))
@@ -279,8 +330,12 @@ def test_tips_in_a_restricted_case_are_counted_for_its_members_only(queue: Queue
     restricted = CaseCreate(title="Restricted", tip_ids=queue.tips[:3], restricted=True)
     case = cases_service.create_case(session, queue.lead, restricted, queue.server_secrets)
     # A second restricted case holding one of the same tips: hidden once, not twice.
-    cases_service.create_case(session, queue.lead, CaseCreate(title="Also", tip_ids=queue.tips[1:2],
-                                                              restricted=True), queue.server_secrets)
+    cases_service.create_case(
+        session,
+        queue.lead,
+        CaseCreate(title="Also", tip_ids=queue.tips[1:2], restricted=True),
+        queue.server_secrets,
+    )
     member, outsider = queue.lead, queue.caseworker
     assert service.list_queue(session, member).counts["verified"] == 3
     assert service.list_queue(session, outsider).counts["verified"] == 0
@@ -309,8 +364,11 @@ def test_changes_are_folded_into_the_counters_as_the_queue_is_read(queue: Queue)
     assert queue.session.scalar(select(func.count()).select_from(TipQueueCountChange))
     service.list_queue(queue.session, queue.lead)
     assert queue.session.scalar(select(func.count()).select_from(TipQueueCountChange)) == 0
-    assert queue.session.scalar(select(func.sum(TipQueueCount.tip_count)).where(
-        TipQueueCount.first_tag == b"", TipQueueCount.second_tag == b"")) == len(ANSWERS)
+    assert queue.session.scalar(
+        select(func.sum(TipQueueCount.tip_count)).where(
+            TipQueueCount.first_tag == b"", TipQueueCount.second_tag == b""
+        )
+    ) == len(ANSWERS)
 
 
 @pytest.fixture
@@ -332,9 +390,12 @@ def test_counts_are_exact_while_another_transaction_folds(queue: Queue, other_co
 
 def test_the_queue_count_triggers_are_in_place(backend: Backend) -> None:
     """A batch-mode rebuild of `tips` or `tip_tags` on SQLite silently drops their triggers."""
-    query = ("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'" if backend.name == "sqlite"
-             else "SELECT event_object_table, trigger_name FROM information_schema.triggers "
-                  "WHERE trigger_schema = current_schema()")
+    query = (
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"
+        if backend.name == "sqlite"
+        else "SELECT event_object_table, trigger_name FROM information_schema.triggers "
+        "WHERE trigger_schema = current_schema()"
+    )
     with backend.engine.connect() as connection:
         found = {(table, name) for table, name in connection.execute(text(query))}
     assert found >= QUEUE_COUNT_TRIGGERS
@@ -361,10 +422,13 @@ WRITES_BY_TRIGGER: dict[str, Callable[[Queue], object]] = {
     "tip_queue_counts_tip_deleting": lambda q: q.session.execute(delete(Tip).where(Tip.id == q.tips[2])),
     "tip_queue_counts_tags_inserted": lambda q: service.read_tip(q.session, q.lead, q.tips[6]),
     "tip_queue_counts_tags_deleted": lambda q: q.session.execute(
-        delete(TipTag).where(TipTag.tip_id == q.tips[2])),
+        delete(TipTag).where(TipTag.tip_id == q.tips[2])
+    ),
     "tip_queue_counts_tag_updated": lambda q: q.session.execute(  # tip 0 said IE; its tag now says NL
-        update(TipTag).where(TipTag.tip_id == q.tips[0], TipTag.tag == country_tag(q, "IE"))
-        .values(tag=country_tag(q, "NL"))),
+        update(TipTag)
+        .where(TipTag.tip_id == q.tips[0], TipTag.tag == country_tag(q, "IE"))
+        .values(tag=country_tag(q, "NL"))
+    ),
 }
 
 
@@ -378,30 +442,42 @@ def test_without_any_one_trigger_the_counts_go_wrong(queue: Queue, table: str, t
 
 
 @pytest.fixture
-def committed_organisation(data_dir: Path, committed_database_url: str | None) -> Iterator[
-        tuple[Database, ServerSecrets, Principal]]:
-    settings = Settings(data_dir=data_dir / "org", argon2=CHEAP_ARGON2,
-                        database_url=SecretStr(committed_database_url) if committed_database_url else None)
+def committed_organisation(
+    data_dir: Path, committed_database_url: str | None
+) -> Iterator[tuple[Database, ServerSecrets, Principal]]:
+    settings = Settings(
+        data_dir=data_dir / "org",
+        argon2=CHEAP_ARGON2,
+        database_url=SecretStr(committed_database_url) if committed_database_url else None,
+    )
     database = Database.from_settings(settings)
     created = init_organisation(settings, database)
     with database.transaction() as session:
         lead = StaffAccount(username="lead", role=Role.LEAD, created_on=dt.date.today())
         session.add(lead)
         session.flush()
-    principal = Principal(account_id=lead.id, username="lead", role=Role.LEAD, session_id=uuid.uuid4(),
-                          keys=UnlockedKeys(personal=sealing.generate_private_key(),
-                                            intake={1: created.intake_private}),
-                          reauthenticated_at=dt.datetime.now(dt.UTC), csrf_token="")
+    principal = Principal(
+        account_id=lead.id,
+        username="lead",
+        role=Role.LEAD,
+        session_id=uuid.uuid4(),
+        keys=UnlockedKeys(personal=sealing.generate_private_key(), intake={1: created.intake_private}),
+        reauthenticated_at=dt.datetime.now(dt.UTC),
+        csrf_token="",
+    )
     yield database, load_server_secrets(settings.secrets_dir), principal
     database.engine.dispose()
 
 
 def test_the_migration_counts_the_tips_already_there_and_downgrades(
-        committed_organisation: tuple[Database, ServerSecrets, Principal]) -> None:
+    committed_organisation: tuple[Database, ServerSecrets, Principal],
+) -> None:
     database, server_secrets, lead = committed_organisation
     with database.transaction() as session:
-        tip_ids = [make_tip(session, server_secrets, tactics=tactics, host_country=country, urgent=urgent)[0]
-                   for tactics, country, urgent in ANSWERS]
+        tip_ids = [
+            make_tip(session, server_secrets, tactics=tactics, host_country=country, urgent=urgent)[0]
+            for tactics, country, urgent in ANSWERS
+        ]
         for tip_id in tip_ids[:5]:
             service.read_tip(session, lead, tip_id)
         workflow.claim(session, lead, tip_ids[0])
@@ -424,9 +500,9 @@ def test_the_migration_counts_the_tips_already_there_and_downgrades(
         assert sum(service.list_queue(session, lead).counts.values()) == len(ANSWERS)
 
 
-
 def test_concurrent_submissions_steps_and_reads_neither_deadlock_nor_miscount(
-        committed_organisation: tuple[Database, ServerSecrets, Principal]) -> None:
+    committed_organisation: tuple[Database, ServerSecrets, Principal],
+) -> None:
     """Writers only append changes and one reader at a time folds them: nobody waits on a
     counter row (PostgreSQL; SQLite runs one writer at a time and waits for the lock)."""
     database, server_secrets, lead = committed_organisation
@@ -436,8 +512,13 @@ def test_concurrent_submissions_steps_and_reads_neither_deadlock_nor_miscount(
         barrier.wait()
         for round_number in range(4):
             with database.transaction() as session:
-                tip_id, _ = make_tip(session, server_secrets, tactics=["surveillance"], host_country="IE",
-                                     urgent=(worker + round_number) % 2 == 0)
+                tip_id, _ = make_tip(
+                    session,
+                    server_secrets,
+                    tactics=["surveillance"],
+                    host_country="IE",
+                    urgent=(worker + round_number) % 2 == 0,
+                )
             with database.transaction() as session:
                 service.read_tip(session, lead, tip_id)
                 if worker % 2:

@@ -21,10 +21,17 @@ from tests.intake.factories import make_tip
 def test_caseworker_reads_a_tip_submitted_through_the_intake_api(
     intake_client: TestClient, staff_client: TestClient, organisation: Organisation
 ) -> None:
-    submitted = intake_client.post("/api/v1/tips", json={
-        "narrative": "They called my mother.", "language": "en", "tactics": ["family_pressure"],
-        "host_country": "NL", "host_city": "Rotterdam", "urgent": True,
-    })
+    submitted = intake_client.post(
+        "/api/v1/tips",
+        json={
+            "narrative": "They called my mother.",
+            "language": "en",
+            "tactics": ["family_pressure"],
+            "host_country": "NL",
+            "host_city": "Rotterdam",
+            "urgent": True,
+        },
+    )
     assert submitted.status_code == 201, submitted.text
 
     assert login(staff_client, organisation[Role.CASEWORKER]).status_code == 200
@@ -41,14 +48,21 @@ def test_caseworker_reads_a_tip_submitted_through_the_intake_api(
 
 @pytest.fixture
 def tip_id(db_session: Session, server_secrets: ServerSecrets, organisation: Organisation) -> uuid.UUID:
-    tip, _ = make_tip(db_session, server_secrets, narrative="CANARY-NARRATIVE", host_city="CANARY-CITY",
-                      tactics=["surveillance"], host_country="IE")
+    tip, _ = make_tip(
+        db_session,
+        server_secrets,
+        narrative="CANARY-NARRATIVE",
+        host_city="CANARY-CITY",
+        tactics=["surveillance"],
+        host_country="IE",
+    )
     db_session.commit()
     return tip
 
 
 def test_the_queue_carries_no_content(
-        staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID) -> None:
+    staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID
+) -> None:
     assert login(staff_client, organisation[Role.LEAD]).status_code == 200
     response = staff_client.get("/api/v1/tips")
     assert response.status_code == 200
@@ -58,7 +72,8 @@ def test_the_queue_carries_no_content(
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
 def test_admin_and_auditor_never_read_tip_content(
-        staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID, role: Role) -> None:
+    staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID, role: Role
+) -> None:
     assert login(staff_client, organisation[role]).status_code == 200
     detail = staff_client.get(f"/api/v1/tips/{tip_id}")
     assert detail.status_code == 404
@@ -67,8 +82,13 @@ def test_admin_and_auditor_never_read_tip_content(
 
 
 def test_a_caseworker_without_a_key_grant_gets_404(
-        staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID,
-        db_session: Session, settings: Settings, server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient,
+    organisation: Organisation,
+    tip_id: uuid.UUID,
+    db_session: Session,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> None:
     ungranted = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
     db_session.commit()
     response = login(staff_client, ungranted)
@@ -83,8 +103,8 @@ def test_anonymous_gets_401(staff_client: TestClient, tip_id: uuid.UUID) -> None
 
 
 def test_queue_orders_urgent_first(
-        staff_client: TestClient, organisation: Organisation, db_session: Session,
-        server_secrets: ServerSecrets) -> None:
+    staff_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
     calm, _ = make_tip(db_session, server_secrets, urgent=False)
     urgent, _ = make_tip(db_session, server_secrets, urgent=True)
     db_session.commit()
@@ -94,10 +114,17 @@ def test_queue_orders_urgent_first(
 
 
 def test_attachments_download_decrypted_and_only_through_their_tip(
-        intake_client: TestClient, staff_client: TestClient, organisation: Organisation) -> None:
+    intake_client: TestClient, staff_client: TestClient, organisation: Organisation
+) -> None:
     evidence = bytes(range(256)) * 1000
-    assert intake_client.post("/api/v1/tips", data={"narrative": "file"},
-                              files=[("files", ("x.bin", evidence, "application/pdf"))]).status_code == 201
+    assert (
+        intake_client.post(
+            "/api/v1/tips",
+            data={"narrative": "file"},
+            files=[("files", ("x.bin", evidence, "application/pdf"))],
+        ).status_code
+        == 201
+    )
     other = intake_client.post("/api/v1/tips", json={"narrative": "other"})
     assert other.status_code == 201
     assert login(staff_client, organisation[Role.CASEWORKER]).status_code == 200
@@ -112,20 +139,31 @@ def test_attachments_download_decrypted_and_only_through_their_tip(
     assert download.content == evidence
     assert download.headers["content-type"] == "application/octet-stream"
     # The same attachment asked for through another tip does not exist.
-    assert staff_client.get(
-        f"/api/v1/tips/{without['id']}/attachments/{attachment['id']}").status_code == 404
+    assert staff_client.get(f"/api/v1/tips/{without['id']}/attachments/{attachment['id']}").status_code == 404
 
 
 def test_staff_see_both_sides_of_the_conversation(
-        intake_client: TestClient, staff_client: TestClient, organisation: Organisation,
-        db_session: Session, server_secrets: ServerSecrets) -> None:
+    intake_client: TestClient,
+    staff_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+) -> None:
     tip_id, receipt = make_tip(db_session, server_secrets)
-    add_message(db_session, db_session.get_one(Tip, tip_id), "Where?", author=MessageAuthor.STAFF,
-                server_secrets=server_secrets)
+    add_message(
+        db_session,
+        db_session.get_one(Tip, tip_id),
+        "Where?",
+        author=MessageAuthor.STAFF,
+        server_secrets=server_secrets,
+    )
     db_session.commit()
-    assert intake_client.post("/api/v1/followup/messages",
-                              json={"receipt": receipt, "body": "In Dublin."}).status_code == 201
+    assert (
+        intake_client.post(
+            "/api/v1/followup/messages", json={"receipt": receipt, "body": "In Dublin."}
+        ).status_code
+        == 201
+    )
     assert login(staff_client, organisation[Role.LEAD]).status_code == 200
     messages = staff_client.get(f"/api/v1/tips/{tip_id}").json()["messages"]
-    assert [(m["author"], m["body"]) for m in messages] == [("staff", "Where?"),
-                                                            ("submitter", "In Dublin.")]
+    assert [(m["author"], m["body"]) for m in messages] == [("staff", "Where?"), ("submitter", "In Dublin.")]

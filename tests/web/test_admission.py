@@ -83,13 +83,17 @@ def test_a_cancelled_waiter_does_not_lose_a_slot() -> None:
     assert run(scenario) == 0
 
 
-@pytest.mark.parametrize(("elapsed", "received", "left"), [
-    (0, 0, 5),            # within the grace period: the grace period is the bound
-    (5, 0, 0),            # grace over, nothing sent: due now
-    (10, 20_000, 10),     # 2,000 B/s kept up to 20 s
-    (95, 1_000_000, 5),   # fast, but the deadline is near
-])
+@pytest.mark.parametrize(
+    ("elapsed", "received", "left"),
+    [
+        (0, 0, 5),  # within the grace period: the grace period is the bound
+        (5, 0, 0),  # grace over, nothing sent: due now
+        (10, 20_000, 10),  # 2,000 B/s kept up to 20 s
+        (95, 1_000_000, 5),  # fast, but the deadline is near
+    ],
+)
 def test_the_transfer_floor_says_how_long_the_next_bytes_may_take(
-        elapsed: float, received: int, left: float) -> None:
+    elapsed: float, received: int, left: float
+) -> None:
     floor = TransferFloor(deadline_seconds=100, min_bytes_per_second=1000, grace_seconds=5)
     assert floor.seconds_left(elapsed, received) == pytest.approx(left)
