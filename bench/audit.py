@@ -33,12 +33,12 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.audit import events, service
-from app.audit.checkpoint import open_signed_checkpoint, signing_key_from_seed
-from app.audit.merkle import inclusion_proof, leaf_hash, verify_inclusion
-from app.audit.models import AuditEvent
-from app.config import Settings
-from app.db import Database, create_database_engine
+from app.audit_log import events, service
+from app.audit_log.checkpoint import open_signed_checkpoint, signing_key_from_seed
+from app.audit_log.merkle import inclusion_proof, leaf_hash, verify_inclusion
+from app.audit_log.models import AuditEvent
+from app.kit.config import Settings
+from app.kit.db import Database, create_database_engine
 from app.schema import upgrade_to_head
 
 ORIGIN = "daylight.bench/audit"

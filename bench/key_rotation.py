@@ -30,15 +30,15 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import sessionmaker
 
-from app.audit import events as audit
-from app.config import Settings
+from app.audit_log import events as audit
 from app.crypto import sealing
-from app.db import Database, create_database_engine
+from app.entrypoints.organisation import init_organisation
 from app.intake import service as intake_service
 from app.intake.schemas import TipSubmission
 from app.keys import rotation
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import load_server_secrets
+from app.kit.config import Settings
+from app.kit.db import Database, create_database_engine
+from app.kit.server_secrets import load_server_secrets
 
 POSTGRES_URL = os.environ.get(
     "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.auth.models import Role, StaffAccount
 from app.auth.service import Principal, UnlockedKeys
 from app.crypto import sealing
-from app.db import Database, create_database_engine
 from app.intake.models import Tip, TipStatus
 from app.keys.service import create_intake_key
+from app.kit.db import Database, create_database_engine
 from app.schema import upgrade_to_head
 from app.triage import service, tags
 from app.triage.repository import fold_queue_count_changes, tips_visible_to

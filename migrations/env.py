@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection
 
 import app.models  # noqa: F401 - registers every table on the metadata
-from app.config import Settings
-from app.db import Base, create_database_engine
+from app.kit.config import Settings
+from app.kit.db import Base, create_database_engine
 from app.schema import sqlite_foreign_keys_off
 
 target_metadata = Base.metadata

@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role
 from app.auth.permissions import KEY_HOLDING_ROLES
-from app.config import Argon2Cost, Environment, Settings
-from app.db import Database, create_database_engine
 from app.entrypoints.apps import create_intake_app, create_staff_app
-from app.keys.server_secrets import ServerSecrets, create_server_secrets
+from app.kit.config import Argon2Cost, Environment, Settings
+from app.kit.db import Database, create_database_engine
+from app.kit.server_secrets import ServerSecrets, create_server_secrets
 from app.schema import upgrade_to_head
 from tests.auth.factories import StaffMember, login, make_member
 from tests.keys.factories import IntakeKeyFixture, make_intake_key

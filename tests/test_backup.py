@@ -12,10 +12,10 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import load_settings
-from app.db import Database
 from app.entrypoints import cli
 from app.entrypoints.apps import create_intake_app, create_staff_app
+from app.kit.config import load_settings
+from app.kit.db import Database
 from tests.conftest import drop_postgres_schema
 
 

@@ -15,15 +15,15 @@ from pydantic import SecretStr
 from sqlalchemy import event, func, inspect, select, update
 from sqlalchemy.orm import Session
 
-from app.blobs import BlobChunk, BlobStore, DatabaseBlobStore, chunk_days_certainly_before
-from app.config import Settings
-from app.db import Database
 from app.entrypoints.apps import create_intake_app
+from app.entrypoints.organisation import init_organisation
 from app.intake import orphans
 from app.intake.models import TipAttachment
 from app.intake.orphans import OrphanBlobs, find_orphan_blobs, sweep_orphan_blobs
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import ServerSecrets
+from app.kit.blobs import BlobChunk, BlobStore, DatabaseBlobStore, chunk_days_certainly_before
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets
 from app.schema import migrate, upgrade_to_head
 from tests.conftest import CHEAP_ARGON2, Organisation
 from tests.intake.factories import make_tip

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.blobs import BlobChunk, BlobStore
-from app.config import load_settings
-from app.db import Database
 from app.entrypoints import cli
 from app.entrypoints.doctor import ORPHAN_MIN_AGE, Verdict, run_checks
+from app.kit.blobs import BlobChunk, BlobStore
+from app.kit.config import load_settings
+from app.kit.db import Database
 
 
 @pytest.fixture

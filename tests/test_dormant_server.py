@@ -22,14 +22,14 @@ from sqlalchemy import LargeBinary, select
 import app.models  # noqa: F401
 from app.auth.models import Role
 from app.auth.service import create_account, new_totp_secret
-from app.config import Settings
-from app.db import Base, Database
 from app.entrypoints.apps import create_intake_app, create_staff_app
+from app.entrypoints.organisation import init_organisation
 from app.intake.models import TIP_DATA_KEY, MessageAuthor, Tip
 from app.intake.service import add_message
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import load_server_secrets
 from app.keys.service import grant_intake_key
+from app.kit.config import Settings
+from app.kit.db import Base, Database
+from app.kit.server_secrets import load_server_secrets
 from tests.conftest import CHEAP_ARGON2
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.db import Database
 from app.entrypoints.apps import create_intake_app
+from app.kit.config import Settings
+from app.kit.db import Database
 
 
 def test_an_unexpected_exception_reveals_nothing_to_the_client(settings: Settings) -> None:

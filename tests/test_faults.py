@@ -18,13 +18,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from app import blobs
-from app.config import Settings
-from app.db import Database
 from app.entrypoints.apps import create_intake_app, create_staff_app
-from app.errors import InsufficientStorage, ServiceUnavailable, database_failure, storage_full
+from app.entrypoints.organisation import init_organisation
 from app.intake.models import Tip, TipAttachment, TipMessage
-from app.keys.organisation import init_organisation
+from app.kit import blobs
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.errors import InsufficientStorage, ServiceUnavailable, database_failure, storage_full
 from tests.conftest import CHEAP_ARGON2, Organisation
 from tests.intake.test_api import VALID, submit
 from tests.intake.test_api import blobs as stored_blobs

@@ -8,7 +8,7 @@ import logging
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.logs import JsonFormatter, RequestIdMiddleware
+from app.kit.logs import JsonFormatter, RequestIdMiddleware
 
 CANARY = "CANARY-RECEIPT-0000-1111-2222"
 
@@ -69,7 +69,7 @@ def test_each_request_has_an_id_on_its_log_lines_and_its_response() -> None:
 
 
 def test_an_unhandled_error_logs_the_id_the_client_sees() -> None:
-    from app.errors import install_error_handlers
+    from app.kit.errors import install_error_handlers
 
     lines: list[str] = []
 

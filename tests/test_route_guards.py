@@ -18,9 +18,9 @@ from starlette.routing import Mount
 
 from app.auth.deps import current_principal
 from app.auth.models import Role
-from app.config import Settings
-from app.db import Database
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_intake_app, create_staff_app
+from app.kit.config import Settings
+from app.kit.db import Database
 from tests.auth.factories import login
 from tests.conftest import Organisation
 

@@ -10,7 +10,7 @@ from sqlalchemy import LargeBinary, inspect, text
 
 import app.models  # noqa: F401 - every table on the metadata
 from app.crypto.contracts import ENCRYPTED_COLUMNS
-from app.db import Base
+from app.kit.db import Base
 from app.schema import MIGRATIONS_DIR, migration_heads
 from tests.conftest import Backend
 

@@ -1,1 +1,1 @@
-"""The tamper-evident audit log: events, an RFC 9162 Merkle tree over them, signed checkpoints."""
+"""The auditor's view of the audit log: the JSON API and the staff pages that read and verify it."""

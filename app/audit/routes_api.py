@@ -16,14 +16,14 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
-from app.audit import service
-from app.audit.checkpoint import verifier_key
-from app.audit.merkle import inclusion_proof
-from app.audit.models import AuditEvent
+from app.audit_log import events as audit
+from app.audit_log import service
+from app.audit_log.checkpoint import verifier_key
+from app.audit_log.merkle import inclusion_proof
+from app.audit_log.models import AuditEvent
 from app.auth.deps import Auditor
 from app.auth.service import Principal
-from app.errors import NotFound
+from app.kit.errors import NotFound
 from app.web.context import AppContext, Context, DbSession
 
 router = APIRouter(prefix="/api/v1/audit")

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.audit import events as audit
-from app.audit import service
 from app.audit.routes_api import checkpoint_view, event_view, filtered_events, verify_now
+from app.audit_log import events as audit
+from app.audit_log import service
 from app.auth.deps import Auditor
-from app.errors import NotFound
+from app.kit.errors import NotFound
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
 from app.web.pages import render_staff_page

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount
 from app.auth.passwords import check_new_password
 from app.auth.permissions import KEY_HOLDING_ROLES
@@ -35,11 +35,11 @@ from app.auth.service import (
     totp_secret_of,
     utc_now,
 )
-from app.config import Settings
 from app.crypto.binding import bind
-from app.errors import AppError, Conflict, NotFound
 from app.keys.models import IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.errors import AppError, Conflict, NotFound
+from app.kit.server_secrets import ServerSecrets
 
 LINK_LIFETIME = dt.timedelta(hours=24)
 

@@ -10,8 +10,8 @@ from fastapi import Depends, Request, Response
 
 from app.auth.permissions import Permission
 from app.auth.service import ExpiredSession, Principal, end_session, recently_reauthenticated, resume_session
-from app.config import Settings
-from app.errors import Forbidden, Unauthenticated
+from app.kit.config import Settings
+from app.kit.errors import Forbidden, Unauthenticated
 from app.web.context import Context, DbSession
 
 SECURE_COOKIE_NAME = "__Host-daylight_session"

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn
-from app.db import Base, enum_column_type
+from app.kit.db import Base, enum_column_type
 
 # The member's personal private key, under the key-encryption key derived from
 # their password: a database copy alone cannot unwrap it.

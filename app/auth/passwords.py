@@ -18,7 +18,7 @@ from enum import StrEnum
 from functools import cache
 from importlib.resources import files
 
-from app.errors import AppError
+from app.kit.errors import AppError
 
 MIN_PASSWORD_CHARACTERS = 12
 # Argon2id takes any length, but the login body is parsed and normalised on

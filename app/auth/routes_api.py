@@ -24,7 +24,7 @@ from app.auth.schemas import (
     UpdateAccountRequest,
 )
 from app.auth.service import Principal
-from app.errors import error_body
+from app.kit.errors import error_body
 from app.web.context import Context, DbSession
 from app.web.request_body import read_json
 

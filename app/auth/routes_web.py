@@ -21,7 +21,7 @@ from app.auth.permissions import Permission
 from app.auth.routes_api import account_view
 from app.auth.schemas import CreateAccountRequest
 from app.auth.service import Principal
-from app.errors import AppError
+from app.kit.errors import AppError
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
 from app.web.pages import render_staff_page

@@ -26,17 +26,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import PERSONAL_PRIVATE_KEY, SESSION_KEYS, TOTP_SECRET, Role, StaffAccount, StaffSession
 from app.auth.passwords import check_new_password
 from app.auth.permissions import Permission, role_has
-from app.config import Settings
 from app.crypto import kdf, sealing
 from app.crypto.binding import bind
 from app.crypto.errors import DecryptionError
-from app.keys.integrity import public_key_mac
-from app.keys.server_secrets import ServerSecrets
+from app.crypto.integrity import public_key_mac
 from app.keys.service import staff_key_context, unlock_granted_keys
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 
 TOTP_STEP_SECONDS = 30
 LOCKOUT_THRESHOLD = 5

@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn
-from app.db import Base, enum_column_type
+from app.kit.db import Base, enum_column_type
 
 CASE_DATA_KEY = SealedColumn("cases", "sealed_data_key")
 CASE_TITLE = EnvelopeColumn("cases", "title_encrypted")

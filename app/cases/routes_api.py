@@ -23,7 +23,7 @@ from app.cases.schemas import (
     StationLinkView,
 )
 from app.crypto.errors import DecryptionError
-from app.errors import IntegrityFailure
+from app.kit.errors import IntegrityFailure
 from app.stations import links
 from app.web.context import Context, DbSession
 from app.web.request_body import read_json

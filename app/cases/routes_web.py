@@ -20,10 +20,10 @@ from app.cases import service
 from app.cases.models import CaseStatus
 from app.cases.schemas import CaseCreate
 from app.crypto.errors import DecryptionError
-from app.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.intake.models import TipStatus
-from app.intake.taxonomy import Tactic
 from app.keys.models import IntakeKeyGrant
+from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
+from app.kit.taxonomy import Tactic
 from app.stations import links
 from app.stations.models import Confidence, LinkRelation, Station
 from app.triage import service as triage_service

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.cases.models import CaseStatus
 from app.intake.schemas import CountryCode
-from app.intake.taxonomy import Tactic
+from app.kit.taxonomy import Tactic
 from app.stations.models import Confidence, LinkRelation
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

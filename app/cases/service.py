@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
@@ -44,11 +44,11 @@ from app.cases.schemas import (
     StationLinkView,
 )
 from app.crypto import envelope, human_codes
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.intake.models import Tip, TipStatus
 from app.keys.models import IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.server_secrets import ServerSecrets
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Station
 from app.triage.repository import tips_readable_by
 

@@ -17,11 +17,8 @@ from app.audit.routes_web import router as audit_web_router
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
 from app.auth.routes_web import router as auth_web_router
-from app.blobs import blob_storage_for
 from app.cases.routes_api import router as cases_router
 from app.cases.routes_web import router as cases_web_router
-from app.config import Settings
-from app.db import Database
 from app.intake.group_commit import TipCommitter
 from app.intake.routes_api import router as intake_api_router
 from app.intake.routes_web import (
@@ -33,7 +30,10 @@ from app.intake.routes_web import (
 from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
-from app.keys.server_secrets import INTAKE_SECRETS, SECRET_NAMES, STAFF_SECRETS, load_server_secrets
+from app.kit.blobs import blob_storage_for
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import INTAKE_SECRETS, SECRET_NAMES, STAFF_SECRETS, load_server_secrets
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
 from app.triage.routes_api import router as triage_router

@@ -32,11 +32,11 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sqlalchemy import inspect
 
-from app.blobs import BlobStore
-from app.config import DATA_DIR_ENV_FILE, Settings
-from app.db import Database
 from app.intake.orphans import blob_ids_named_by_rows
-from app.keys.server_secrets import SECRET_NAMES, secret_from_environment
+from app.kit.blobs import BlobStore
+from app.kit.config import DATA_DIR_ENV_FILE, Settings
+from app.kit.db import Database
+from app.kit.server_secrets import SECRET_NAMES, secret_from_environment
 from app.schema import migration_heads
 
 FORMAT = "daylight-backup/v1"

@@ -15,28 +15,28 @@ import pyotp
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from app.audit import events as audit
-from app.audit import service as audit_service
-from app.audit.checkpoint import parse_verifier_key, verifier_key
-from app.audit.offline import verify_export
+from app.audit_log import events as audit
+from app.audit_log import service as audit_service
+from app.audit_log.checkpoint import parse_verifier_key, verifier_key
+from app.audit_log.offline import verify_export
 from app.auth.accounts import UsernameTaken, invite_account
 from app.auth.models import Role, StaffAccount
 from app.auth.permissions import Permission, role_has
 from app.auth.service import account_actor, authenticate
-from app.blobs import blob_storage_for
-from app.config import Settings, load_settings
 from app.crypto import sealing
 from app.crypto.errors import DecryptionError
-from app.db import READ_ONLY_OPTION, Database
 from app.entrypoints import backup as backup_module
 from app.entrypoints import doctor
 from app.entrypoints import serve as serve_module
 from app.entrypoints.demo import create_demo, read_credentials
+from app.entrypoints.organisation import OrganisationExists, init_organisation
 from app.keys import rotation
-from app.keys.organisation import OrganisationExists, init_organisation
-from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import current_intake_key, grant_intake_key, recover_intake_key
-from app.logs import configure_logging
+from app.kit.blobs import blob_storage_for
+from app.kit.config import Settings, load_settings
+from app.kit.db import READ_ONLY_OPTION, Database
+from app.kit.logs import configure_logging
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.stations import registry
 from app.triage import retention
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
-from app.audit import service as audit_service
-from app.audit.models import AuditEvent
-from app.config import Environment, Settings
-from app.db import READ_ONLY_OPTION, Database
+from app.audit_log import service as audit_service
+from app.audit_log.models import AuditEvent
 from app.intake.orphans import find_orphan_blobs
 from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
-from app.keys.server_secrets import (
+from app.kit.config import Environment, Settings
+from app.kit.db import READ_ONLY_OPTION, Database
+from app.kit.server_secrets import (
     ENV_PREFIX,
     SECRET_BYTES,
     SECRET_NAMES,

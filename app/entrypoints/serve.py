@@ -33,13 +33,13 @@ from types import FrameType
 
 import uvicorn
 
-from app.audit import service as audit_service
-from app.config import Settings, load_settings
-from app.db import Database
+from app.audit_log import service as audit_service
 from app.entrypoints.apps import create_intake_app, create_staff_app, serving_pool_size
 from app.intake.orphans import sweep_orphan_blobs
-from app.keys.server_secrets import STAFF_SECRETS, load_server_secrets
-from app.logs import configure_logging
+from app.kit.config import Settings, load_settings
+from app.kit.db import Database
+from app.kit.logs import configure_logging
+from app.kit.server_secrets import STAFF_SECRETS, load_server_secrets
 
 logger = logging.getLogger("daylight")
 
@@ -175,7 +175,7 @@ def run_worker(data_dir: Path, app_name: str, index: int, listener: socket.socke
             server_header=False,
             log_level="warning",
             lifespan="off",
-            # Our JSON handler (app.logs) for every logger, uvicorn's included.
+            # Our JSON handler (app.kit.logs) for every logger, uvicorn's included.
             log_config=None,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )

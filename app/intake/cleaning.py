@@ -111,7 +111,7 @@ from typing import IO, Final, Self, cast
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from app.errors import N_, AppError, InvalidInput, PayloadTooLarge
+from app.kit.errors import N_, AppError, InvalidInput, PayloadTooLarge
 
 # 64 Mi pixels (256 MiB as RGBA): above the 48-megapixel sensors of current
 # phones, below Pillow's default of ~89.5 M. Set once at import as Pillow's own

@@ -33,13 +33,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.crypto import envelope, sealing
-from app.db import READ_ONLY_OPTION, Database
-from app.errors import ServiceUnavailable
 from app.intake import service
 from app.intake.models import TIP_DATA_KEY, Tip
 from app.intake.schemas import TipSubmission
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.kit.db import READ_ONLY_OPTION, Database
+from app.kit.errors import ServiceUnavailable
+from app.kit.server_secrets import ServerSecrets
 from app.stations.models import Station
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, LargeBinary, S
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
-from app.db import Base, enum_column_type
+from app.kit.db import Base, enum_column_type
 
 # Each tip has its own random data key, sealed to the intake public key.
 TIP_DATA_KEY = SealedColumn("tips", "sealed_data_key")

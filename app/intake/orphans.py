@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, SQLColumnExpression, and_, delete, exists, select
 from sqlalchemy.orm import aliased
 
-from app.blobs import BlobChunk, BlobStore, chunk_days_certainly_before
-from app.config import Settings
-from app.db import Database
 from app.intake.models import TipAttachment
+from app.kit.blobs import BlobChunk, BlobStore, chunk_days_certainly_before
+from app.kit.config import Settings
+from app.kit.db import Database
 
 # Bounds the size of each IN (...) list sent to the database.
 _ID_BATCH = 500

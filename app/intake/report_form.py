@@ -26,7 +26,7 @@ from app.intake.schemas import (
     NARRATIVE_MAX_CHARS,
     TipSubmission,
 )
-from app.intake.taxonomy import ContactPreference, Perpetrator, ReferralConsent, Tactic
+from app.kit.taxonomy import ContactPreference, Perpetrator, ReferralConsent, Tactic
 from app.web.i18n import N_
 
 PREFER_NOT_TO_SAY = "prefer_not_to_say"

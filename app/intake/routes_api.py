@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body
 from app.intake import report_form, service
 from app.intake.group_commit import TipCommitter
 from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
-from app.keys.server_secrets import ServerSecrets
+from app.kit.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body
+from app.kit.server_secrets import ServerSecrets
 from app.web.admission import ServiceBusy, admit, run_admitted
 from app.web.context import AppContext, Context, finishing
 from app.web.forms import CrossSiteForm, posted_from_elsewhere

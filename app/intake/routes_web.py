@@ -23,15 +23,15 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app.crypto import human_codes
-from app.db import READ_ONLY_OPTION
-from app.errors import AppError
 from app.intake import report_form, service
 from app.intake.models import MessageAuthor, TipStatus
 from app.intake.receipts import normalize_receipt
 from app.intake.report_form import FieldError, ReportState, Step
 from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
 from app.intake.schemas import MESSAGE_MAX_CHARS
-from app.intake.taxonomy import COUNTRY_CODES, Language
+from app.kit.db import READ_ONLY_OPTION
+from app.kit.errors import AppError
+from app.kit.taxonomy import COUNTRY_CODES, Language
 from app.stations.models import Station
 from app.web.admission import release_admission, try_admit
 from app.web.context import Context, DbSession, UploadDbSession

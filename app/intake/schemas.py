@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.intake.taxonomy import (
+from app.kit.taxonomy import (
     COUNTRY_CODES,
     ContactPreference,
     Language,

@@ -19,11 +19,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.blobs import BlobStorage
-from app.config import Settings
 from app.crypto import envelope, human_codes, sealing
-from app.db import after_commit, on_rollback
-from app.errors import AppError, InvalidInput, PayloadTooLarge
+from app.crypto.integrity import public_key_mac, trusted_public_key
 from app.intake import cleaning
 from app.intake.models import (
     ATTACHMENT_BLOB,
@@ -45,10 +42,13 @@ from app.intake.models import (
 )
 from app.intake.receipts import new_receipt, normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.schemas import FollowupMessage, FollowupView, TipSubmission
-from app.keys.integrity import public_key_mac, trusted_public_key
 from app.keys.models import IntakeKey
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.kit.blobs import BlobStorage
+from app.kit.config import Settings
+from app.kit.db import after_commit, on_rollback
+from app.kit.errors import AppError, InvalidInput, PayloadTooLarge
+from app.kit.server_secrets import ServerSecrets
 from app.stations.models import Station
 from app.web.i18n import N_
 

@@ -11,14 +11,14 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import Principal, revoke_sessions
-from app.errors import Conflict, Forbidden, NotFound
 from app.keys.models import IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import current_intake_key, grant_intake_key, revoke_intake_key
+from app.kit.errors import Conflict, Forbidden, NotFound
+from app.kit.server_secrets import ServerSecrets
 
 
 class NotAKeyHolder(Forbidden):

@@ -7,7 +7,7 @@ from sqlalchemy import Date, ForeignKey, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import SealedColumn
-from app.db import Base
+from app.kit.db import Base
 
 # The intake private key sealed to the recovery key pair (derived from the
 # recovery key printed once by `daylight init`), and to each cleared member.

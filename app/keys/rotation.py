@@ -45,7 +45,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.service import revoke_sessions
@@ -53,7 +53,6 @@ from app.cases.models import CASE_DATA_KEY, Case
 from app.crypto import sealing
 from app.crypto.contracts import SealedColumn
 from app.crypto.errors import DecryptionError
-from app.db import Database
 from app.intake.models import (
     FOLLOWUP_ATTACHMENT_KEY,
     MESSAGE_DATA_KEY,
@@ -73,6 +72,7 @@ from app.keys.service import (
     recover_intake_key,
     trusted_intake_public_key,
 )
+from app.kit.db import Database
 from app.triage import tags
 from app.triage.models import TipTag
 

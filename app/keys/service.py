@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.crypto import human_codes, sealing
-from app.keys.integrity import public_key_mac, trusted_public_key
+from app.crypto.integrity import public_key_mac, trusted_public_key
 from app.keys.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
 
 RECOVERY_KEY_BITS = 160

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.permissions import Permission
 from app.auth.service import Principal
 from app.cases import service as case_service
 from app.cases.models import Case, CaseTactic
 from app.cases.repository import cases_visible_to
 from app.cases.service import link_row_id
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, LinkRelation, Station
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Date, Float, ForeignKey, Integer, LargeBinary, String, Te
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn
-from app.db import Base, enum_column_type
+from app.kit.db import Base, enum_column_type
 
 # Evidence for a case's link to a station is content: under the case's data key.
 LINK_EVIDENCE = EnvelopeColumn("case_station_links", "evidence_encrypted")

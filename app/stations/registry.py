@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
-from app.errors import InvalidInput
-from app.intake.taxonomy import COUNTRY_CODES
+from app.audit_log import events as audit
+from app.kit.errors import InvalidInput
+from app.kit.taxonomy import COUNTRY_CODES
 from app.stations.models import Station, StationSource, StationStatus, StationStatusChange
 
 CSV_COLUMNS = (

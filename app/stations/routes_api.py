@@ -9,9 +9,9 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.deps import CurrentStaff, StationManager
-from app.errors import UnsupportedMediaType
+from app.kit.errors import UnsupportedMediaType
 from app.stations import registry
 from app.stations.models import Station, StationStatus
 from app.web.context import Context, DbSession

@@ -17,12 +17,12 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.deps import CaseWorker, CurrentStaff, StationManager
 from app.auth.models import StaffAccount
 from app.auth.permissions import Permission
-from app.errors import AppError, NotFound
-from app.intake.taxonomy import COUNTRY_CODES
+from app.kit.errors import AppError, NotFound
+from app.kit.taxonomy import COUNTRY_CODES
 from app.stations import charts, links, registry, world_map
 from app.stations.models import Station, StationStatus, StationStatusChange
 from app.web.context import Context, DbSession

@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn
-from app.db import Base
+from app.kit.db import Base
 
 # Notes are content: encrypted under the tip's data key, bound to the tip and the note.
 NOTE_BODY = EnvelopeColumn("tip_notes", "body_encrypted")

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
-from app.blobs import BlobStorage
-from app.config import Settings
-from app.db import after_commit
+from app.audit_log import events as audit
 from app.intake.models import Tip, TipAttachment, TipStatus
+from app.kit.blobs import BlobStorage
+from app.kit.config import Settings
+from app.kit.db import after_commit
 from app.triage.repository import fold_queue_count_changes
 
 # Any constant distinct from the audit checkpoint lock's key.

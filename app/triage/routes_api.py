@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.deps import CurrentStaff, Lead, QueueReader, Triager
 from app.crypto.errors import DecryptionError
-from app.errors import IntegrityFailure, NotFound
 from app.intake.models import ATTACHMENT_BLOB
+from app.kit.errors import IntegrityFailure, NotFound
 from app.triage import service, workflow
 from app.triage.schemas import (
     AssignRequest,

@@ -16,10 +16,10 @@ from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
 from app.crypto.errors import DecryptionError
-from app.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.intake.models import RejectionReason, Tip, TipStatus
-from app.intake.taxonomy import Tactic
 from app.keys.models import IntakeKeyGrant
+from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
+from app.kit.taxonomy import Tactic
 from app.triage import service, workflow
 from app.triage.schemas import QueueFilters
 from app.web.context import Context, DbSession

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.intake.models import RejectionReason, TipStatus
-from app.intake.taxonomy import Tactic
+from app.kit.taxonomy import Tactic
 
 
 class QueueItem(BaseModel):

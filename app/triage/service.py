@@ -12,11 +12,10 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, CompoundSelect, Select, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import Permission
 from app.auth.service import Principal
-from app.errors import InvalidInput, NotFound
 from app.intake.models import (
     ATTACHMENT_DETAILS,
     FOLLOWUP_ATTACHMENT_KEY,
@@ -32,6 +31,7 @@ from app.intake.models import (
     attachment_row_id,
     message_row_id,
 )
+from app.kit.errors import InvalidInput, NotFound
 from app.triage import tags
 from app.triage.models import (
     NO_ASSIGNEE,

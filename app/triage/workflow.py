@@ -15,15 +15,15 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.service import Principal
-from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
 from app.keys.models import IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
+from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.server_secrets import ServerSecrets
 from app.triage.models import NOTE_BODY, TipEvent, TipNote, note_row_id
 from app.triage.repository import tip_readable_by
 

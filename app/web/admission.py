@@ -42,8 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.config import Settings
-from app.errors import N_, AppError, error_body
+from app.kit.config import Settings
+from app.kit.errors import N_, AppError, error_body
 from app.web.request_body import RequestTimeout
 
 ResultT = TypeVar("ResultT")

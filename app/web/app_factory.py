@@ -8,11 +8,11 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from app.errors import install_error_handlers
-from app.logs import RequestIdMiddleware
+from app.kit.errors import install_error_handlers
+from app.kit.logs import RequestIdMiddleware
+from app.kit.security_headers import SecurityHeadersMiddleware
 from app.web.admission import AdmissionMiddleware
 from app.web.context import AppContext
-from app.web.security_headers import SecurityHeadersMiddleware
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

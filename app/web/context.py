@@ -13,10 +13,10 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.blobs import BlobStorage
-from app.config import Settings
-from app.db import Database, commit, undo
-from app.keys.server_secrets import ServerSecrets
+from app.kit.blobs import BlobStorage
+from app.kit.config import Settings
+from app.kit.db import Database, commit, undo
+from app.kit.server_secrets import ServerSecrets
 from app.web.admission import admit, release_admission
 
 

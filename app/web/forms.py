@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Request
 
-from app.config import Settings
-from app.errors import Forbidden, UnsupportedMediaType
+from app.kit.config import Settings
+from app.kit.errors import Forbidden, UnsupportedMediaType
 from app.web.i18n import N_
 from app.web.request_body import MalformedBody, media_type, read_bounded_body
 

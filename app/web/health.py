@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import error_body
+from app.kit.errors import error_body
 
 router = APIRouter()
 

@@ -22,8 +22,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from app.errors import N_
-from app.intake.taxonomy import Language
+from app.kit.errors import N_
+from app.kit.taxonomy import Language
 
 __all__ = ["N_", "babel_locale", "catalog_path", "translations"]
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.errors import AppError, PayloadTooLarge
+from app.kit.errors import AppError, PayloadTooLarge
 from app.web.i18n import N_
 
 

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app.intake.taxonomy import Language
+from app.kit.taxonomy import Language
 from app.web.i18n import translations
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

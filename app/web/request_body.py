@@ -12,8 +12,8 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from app.config import Settings
-from app.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType, safe_error_fields
+from app.kit.config import Settings
+from app.kit.errors import AppError, InvalidInput, PayloadTooLarge, UnsupportedMediaType, safe_error_fields
 from app.web.i18n import N_
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import AppError, Unauthenticated
+from app.kit.errors import AppError, Unauthenticated
 from app.web.pages import render_staff_page
 
 HEADINGS = {403: "Not allowed", 404: "Not found", 413: "Too large", 422: "Please check the form"}

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role
-from tests.audit.test_log import drop_append_only_triggers, fill
+from tests.audit_log.test_log import drop_append_only_triggers, fill
 from tests.auth.factories import login
 from tests.conftest import Backend, Organisation
 

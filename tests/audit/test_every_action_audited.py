@@ -19,17 +19,17 @@ from httpx2 import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role
 from app.auth.service import Principal, UnlockedKeys
 from app.cases.models import CaseMember
-from app.config import Settings
 from app.crypto import sealing
-from app.db import Database
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
 from app.entrypoints.demo import SEED_FILE
 from app.intake.models import Tip, TipAttachment, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets
 from app.stations import links
 from app.stations.models import Confidence, LinkRelation, Station
 from tests.auth.factories import StaffMember, login, make_member

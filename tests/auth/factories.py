@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role, StaffAccount
 from app.auth.service import create_account, new_totp_secret
-from app.config import Settings
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import grant_intake_key
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.keys.factories import IntakeKeyFixture
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import SECURE_COOKIE_NAME
 from app.auth.models import AccountLink, Role, StaffAccount, StaffSession
-from app.config import Settings
 from app.keys.models import IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip

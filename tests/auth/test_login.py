@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 from app.auth.deps import LOOPBACK_COOKIE_NAME, SECURE_COOKIE_NAME
 from app.auth.models import Role, StaffAccount, StaffSession
 from app.auth.service import ExpiredSession, Principal, authenticate, resume_session, start_session
-from app.config import Environment, Settings
-from app.db import Database
 from app.entrypoints.apps import create_staff_app
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import ServerSecrets, load_server_secrets
+from app.entrypoints.organisation import init_organisation
+from app.kit.config import Environment, Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from tests.auth.factories import login, make_member
 from tests.conftest import CHEAP_ARGON2, Organisation
 from tests.keys.factories import IntakeKeyFixture

@@ -20,11 +20,11 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, Response
 
-from app.config import Settings
-from app.db import Database
 from app.intake import service
 from app.intake.models import MessageAuthor, TipStatus
-from app.keys.server_secrets import load_server_secrets
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import load_server_secrets
 from tests.browser.conftest import ServedDemo
 from tests.browser.test_staff_ui import demo_logins, one_time_code
 from tests.support.screenshots import screenshot_dir

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role
 from app.cases.models import Case, CaseNote
-from app.config import Settings
 from app.intake.models import Tip, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, make_member
 from tests.conftest import Client, Organisation
 from tests.intake.factories import make_tip

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from app.config import Settings
+from app.kit.config import Settings
 from tests.conftest import CHEAP_ARGON2
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -27,10 +27,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from app.config import Settings
-from app.db import Database
 from app.intake.models import TipAttachment
 from app.intake.orphans import find_orphan_blobs
+from app.kit.config import Settings
+from app.kit.db import Database
 from tests.conftest import CHEAP_ARGON2
 from tests.e2e.test_serve import daylight, free_port
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.intake import service
 from app.intake.schemas import TipSubmission
-from app.keys.server_secrets import ServerSecrets
+from app.kit.server_secrets import ServerSecrets
 
 
 def make_tip(session: Session, server_secrets: ServerSecrets, **fields: Any) -> tuple[uuid.UUID, str]:

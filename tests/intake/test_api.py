@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role
-from app.config import Settings
 from app.intake.models import MessageAuthor, Tip, TipAttachment, TipMessage, TipStatus
 from app.intake.receipts import normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.service import add_message
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
 

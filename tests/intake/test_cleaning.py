@@ -32,9 +32,7 @@ from PIL import (
     PngImagePlugin,
 )
 
-from app.config import Settings
 from app.crypto import envelope
-from app.errors import InvalidInput, PayloadTooLarge
 from app.intake.cleaning import (
     HARD_PIXEL_CEILING,
     SNIFF_BYTES,
@@ -52,6 +50,8 @@ from app.intake.cleaning import (
 )
 from app.intake.models import ATTACHMENT_BLOB
 from app.intake.service import AttachmentWriter
+from app.kit.config import Settings
+from app.kit.errors import InvalidInput, PayloadTooLarge
 
 MAX_PIXELS = 4_000_000
 MAKE = "SpyCamCorp"

@@ -12,9 +12,8 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role
-from app.config import Settings
 from app.crypto.envelope import DecryptionError
 from app.intake.models import (
     ATTACHMENT_BLOB,
@@ -29,7 +28,8 @@ from app.intake.models import (
     attachment_row_id,
 )
 from app.intake.service import add_message
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
 

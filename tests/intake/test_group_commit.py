@@ -9,12 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import Database
-from app.errors import InvalidInput
 from app.intake.group_commit import TipCommitter
 from app.intake.models import Tip
 from app.intake.schemas import TipSubmission
-from app.keys.server_secrets import ServerSecrets
+from app.kit.db import Database
+from app.kit.errors import InvalidInput
+from app.kit.server_secrets import ServerSecrets
 from tests.conftest import Organisation
 
 SUBMISSION = TipSubmission.model_validate({"narrative": "They phoned my mother.", "host_country": "IE"})

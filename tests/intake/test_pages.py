@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.db import Database
 from app.entrypoints.apps import create_intake_app
 from app.intake.models import TIP_ANSWERS, TIP_DATA_KEY, TIP_NARRATIVE, Tip, TipAttachment
+from app.kit.config import Settings
+from app.kit.db import Database
 from tests.conftest import Organisation
 
 FormFields = list[tuple[str, str]]
@@ -391,7 +391,7 @@ def test_a_tiny_file_that_starts_like_a_photo_is_stored_as_sent(
 def test_the_who_step_offers_the_registrys_stations_and_nothing_else(
     intake_client: TestClient, organisation: Organisation, db_session: Session
 ) -> None:
-    from app.audit import events as audit_events
+    from app.audit_log import events as audit_events
     from app.entrypoints.demo import SEED_FILE
     from app.stations import registry
     from app.stations.models import Station

@@ -11,7 +11,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 
-from app.intake.taxonomy import Language
+from app.kit.taxonomy import Language
 from app.web.i18n import BABEL_LOCALES, TRANSLATED_LANGUAGES, catalog_path, translations
 
 ROOT = Path(__file__).resolve().parents[2]

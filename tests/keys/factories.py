@@ -6,8 +6,8 @@ from sqlalchemy.orm import Session
 
 from app.crypto import sealing
 from app.keys.models import IntakeKey
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import create_intake_key
+from app.kit.server_secrets import ServerSecrets
 
 
 @dataclass(frozen=True)

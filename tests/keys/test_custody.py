@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import PERSONAL_PRIVATE_KEY, Role, StaffAccount
 from app.auth.service import argon2_parameters
-from app.config import Settings
 from app.crypto import DecryptionError, human_codes, kdf, sealing
-from app.db import Database
 from app.keys.models import IntakeKey, IntakeKeyGrant
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import grant_intake_key, recover_intake_key, unlock_granted_keys
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import make_member
 from tests.keys.factories import make_intake_key
 

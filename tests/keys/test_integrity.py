@@ -8,14 +8,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, StaffAccount
-from app.config import Settings
 from app.crypto import sealing
+from app.crypto.integrity import UntrustedPublicKey
 from app.intake.models import MessageAuthor, Tip
 from app.intake.service import add_message
-from app.keys.integrity import UntrustedPublicKey
 from app.keys.models import IntakeKey
-from app.keys.server_secrets import ServerSecrets
 from app.keys.service import grant_intake_key
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import make_member
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
-from app.audit.models import AuditEvent
+from app.audit_log import events as audit
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role, StaffAccount
 from app.auth.service import (
     Principal,
@@ -29,15 +29,13 @@ from app.auth.service import (
     start_session,
     unwrap_personal_key,
 )
-from app.blobs import blob_storage_for
 from app.cases import service as cases_service
 from app.cases.models import CASE_DATA_KEY, CASE_TITLE, Case
 from app.cases.schemas import CaseCreate
-from app.config import Settings, load_settings
 from app.crypto import DecryptionError, sealing
-from app.db import Database
 from app.entrypoints import cli
 from app.entrypoints.apps import create_staff_app
+from app.entrypoints.organisation import init_organisation
 from app.intake import service as intake_service
 from app.intake.models import (
     ATTACHMENT_BLOB,
@@ -58,9 +56,11 @@ from app.intake.models import (
 from app.intake.schemas import TipSubmission
 from app.keys import rotation
 from app.keys.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import ServerSecrets, load_server_secrets
 from app.keys.service import recover_intake_key, unlock_granted_keys
+from app.kit.blobs import blob_storage_for
+from app.kit.config import Settings, load_settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.schema import migrate, upgrade_to_head
 from app.triage import service as triage_service
 from app.triage import workflow

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings, load_settings
 from app.entrypoints import cli
 from app.entrypoints.doctor import Verdict, check_secrets, run_checks
-from app.keys.server_secrets import (
+from app.kit.config import Settings, load_settings
+from app.kit.server_secrets import (
     SECRET_NAMES,
     InvalidServerSecret,
     SecretsUnavailable,

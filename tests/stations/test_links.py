@@ -8,11 +8,11 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import Role
 from app.entrypoints.demo import SEED_FILE
 from app.intake.models import Tip, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.kit.server_secrets import ServerSecrets
 from app.stations import registry
 from app.stations.models import CaseStationLink, Station
 from tests.conftest import Client, Organisation

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import Role
 from app.entrypoints import cli
 from app.entrypoints.demo import SEED_FILE

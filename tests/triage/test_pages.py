@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role
 from app.intake.models import Tip, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.kit.server_secrets import ServerSecrets
 from tests.conftest import Client, Organisation
 from tests.intake.factories import make_tip
 

@@ -19,20 +19,20 @@ from sqlalchemy import Connection, delete, func, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
+from app.audit_log import events as audit
 from app.auth.models import Role, StaffAccount
 from app.auth.service import Principal, UnlockedKeys
-from app.blobs import BlobStore
 from app.cases import service as cases_service
 from app.cases.schemas import CaseCreate
-from app.config import Settings
 from app.crypto import sealing
-from app.db import Database
+from app.entrypoints.organisation import init_organisation
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
 from app.keys import rotation
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import ServerSecrets, load_server_secrets
+from app.kit.blobs import BlobStore
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.schema import migrate, upgrade_to_head
 from app.triage import retention, service, tags, workflow
 from app.triage.models import TipQueueCount, TipQueueCountChange, TipTag

@@ -14,7 +14,7 @@ from app.auth.models import Role
 from app.auth.service import Principal, UnlockedKeys
 from app.crypto import sealing
 from app.intake.models import Tip, TipStatus
-from app.keys.server_secrets import ServerSecrets
+from app.kit.server_secrets import ServerSecrets
 from app.triage import service
 from app.triage.schemas import QueueFilters
 from tests.conftest import Organisation

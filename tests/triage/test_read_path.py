@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role
-from app.config import Settings
 from app.intake.models import MessageAuthor, Tip
 from app.intake.service import add_message
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import login, make_member
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip

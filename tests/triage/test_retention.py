@@ -12,14 +12,14 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from app.audit.models import AuditEvent
-from app.blobs import BlobStore
-from app.config import Settings
-from app.db import Database
+from app.audit_log.models import AuditEvent
 from app.entrypoints import cli
 from app.entrypoints.apps import create_intake_app
+from app.entrypoints.organisation import init_organisation
 from app.intake.models import Tip, TipAttachment, TipMessage, TipStatus
-from app.keys.organisation import init_organisation
+from app.kit.blobs import BlobStore
+from app.kit.config import Settings
+from app.kit.db import Database
 from app.triage import retention
 from tests.conftest import CHEAP_ARGON2
 

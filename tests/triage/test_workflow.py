@@ -14,15 +14,15 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role, StaffAccount
 from app.auth.service import Principal, UnlockedKeys
-from app.config import Settings
 from app.crypto import sealing
-from app.db import Database
+from app.entrypoints.organisation import init_organisation
 from app.intake.models import Tip, TipStatus
-from app.keys.organisation import init_organisation
-from app.keys.server_secrets import ServerSecrets, load_server_secrets
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.triage import service, workflow
 from app.triage.models import TipEvent, TipNote, TipTag
 from tests.auth.factories import StaffMember, make_member

@@ -10,10 +10,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from app.audit.checkpoint import CheckpointError, open_signed_checkpoint
-from app.audit.events import canonical_entry
-from app.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from app.audit.service import SignedCheckpoint, VerifyReport, verify_entries
+from app.audit_log.checkpoint import CheckpointError, open_signed_checkpoint
+from app.audit_log.events import canonical_entry
+from app.audit_log.merkle import leaf_hash, verify_consistency, verify_inclusion
+from app.audit_log.service import SignedCheckpoint, VerifyReport, verify_entries
 
 
 def _inclusion_holds(inclusion: dict[str, Any], seq: int, entry: bytes, roots: dict[int, bytes]) -> bool:

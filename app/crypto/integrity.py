@@ -16,7 +16,7 @@ import hmac
 
 from app.crypto import sealing
 from app.crypto.binding import BindingPart, bind
-from app.errors import AppError
+from app.kit.errors import AppError
 
 
 class UntrustedPublicKey(AppError):

@@ -3,7 +3,7 @@
 - the receipt pepper: without it a database copy cannot test receipts;
 - the TOTP at-rest key: without it a database copy cannot mint one-time codes;
 - the key-integrity key: without it a database writer cannot substitute a
-  public key that something is sealed to (`app.keys.integrity`);
+  public key that something is sealed to (`app.crypto.integrity`);
 - the audit signing key (Ed25519) for signed checkpoints.
 
 Each is base64 of 32 random bytes, created once by `daylight init` in its own
@@ -29,7 +29,7 @@ import os
 import stat
 from pathlib import Path
 
-from app.errors import AppError
+from app.kit.errors import AppError
 
 SECRET_NAMES = ("receipt_pepper", "totp_key", "key_integrity_key", "audit_signing_key")
 SECRET_BYTES = 32

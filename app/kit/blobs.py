@@ -19,8 +19,8 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import Date, Index, Integer, LargeBinary, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.config import Settings
-from app.db import Base, Database
+from app.kit.config import Settings
+from app.kit.db import Base, Database
 
 
 def fsync_directory(path: Path) -> None:

@@ -6,12 +6,12 @@ import uuid
 from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.kit.db import Base
 
 
 class AuditEvent(Base):
     """One staff action. Append-only: triggers refuse UPDATE and DELETE, and the Merkle
-    tree over the canonical encoding (app.audit.events) detects what gets past them.
+    tree over the canonical encoding (app.audit_log.events) detects what gets past them.
 
     Never content, never submitter data, never an IP address. No foreign keys:
     the trail of an account or a tip outlives them.

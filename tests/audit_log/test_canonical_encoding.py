@@ -7,8 +7,8 @@ import json
 import random
 import uuid
 
-from app.audit.events import ENTRY_FORMAT, canonical_entry, format_time, leaf_hashes_of_rows
-from app.audit.merkle import leaf_hash
+from app.audit_log.events import ENTRY_FORMAT, canonical_entry, format_time, leaf_hashes_of_rows
+from app.audit_log.merkle import leaf_hash
 
 AWKWARD_TEXT = [
     "",

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from app.config import Settings
+from app.kit.config import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

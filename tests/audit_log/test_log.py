@@ -16,15 +16,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.audit import events as audit
-from app.audit import service
-from app.audit.checkpoint import open_signed_checkpoint
-from app.audit.merkle import leaf_hash, verify_inclusion
-from app.audit.models import AuditCheckpoint, AuditEvent
+from app.audit_log import events as audit
+from app.audit_log import service
+from app.audit_log.checkpoint import open_signed_checkpoint
+from app.audit_log.merkle import leaf_hash, verify_inclusion
+from app.audit_log.models import AuditCheckpoint, AuditEvent
 from app.auth.models import Role
-from app.config import Settings
-from app.db import Database
-from app.keys.server_secrets import ServerSecrets
+from app.kit.config import Settings
+from app.kit.db import Database
+from app.kit.server_secrets import ServerSecrets
 from app.schema import upgrade_to_head
 from tests.auth.factories import login
 from tests.conftest import CHEAP_ARGON2, Backend, Organisation
@@ -96,7 +96,7 @@ def test_sequence_numbers_run_without_gaps_and_checkpoints_sign_the_tree(
 def test_inclusion_proofs_from_the_node_table_verify(
     db_session: Session, server_secrets: ServerSecrets
 ) -> None:
-    from app.audit.merkle import inclusion_proof
+    from app.audit_log.merkle import inclusion_proof
 
     fill(db_session, 37)
     signed = checkpoint(db_session, server_secrets)
@@ -194,7 +194,7 @@ def test_an_insertion_is_detected(
 def test_a_forged_checkpoint_is_detected(
     db_session: Session, backend: Backend, server_secrets: ServerSecrets
 ) -> None:
-    from app.audit.checkpoint import Checkpoint, sign_checkpoint, signing_key_from_seed
+    from app.audit_log.checkpoint import Checkpoint, sign_checkpoint, signing_key_from_seed
 
     fill(db_session, 6)
     signed = checkpoint(db_session, server_secrets)

@@ -21,8 +21,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from app.logs import current_request_id
-from app.web.security_headers import SECURITY_HEADERS
+from app.kit.logs import current_request_id
+from app.kit.security_headers import SECURITY_HEADERS
 
 logger = logging.getLogger("daylight")
 

@@ -1,4 +1,4 @@
-"""Signed checkpoints: C2SP tlog-checkpoint in a C2SP signed note, Ed25519 (app.audit.checkpoint)."""
+"""Signed checkpoints: C2SP tlog-checkpoint in a C2SP signed note, Ed25519 (app.audit_log.checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hashlib import sha256
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.audit.checkpoint import (
+from app.audit_log.checkpoint import (
     Checkpoint,
     CheckpointError,
     VerifierKey,

@@ -1,4 +1,4 @@
-"""RFC 9162 Merkle Tree Hash, compact ranges, proofs and their verification (app.audit.merkle)."""
+"""RFC 9162 Merkle Tree Hash, compact ranges, proofs and their verification (app.audit_log.merkle)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.audit.merkle import (
+from app.audit_log.merkle import (
     EMPTY_ROOT,
     CompactRange,
     InMemoryNodeStore,

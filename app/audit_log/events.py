@@ -20,7 +20,7 @@ from sqlalchemy import Insert, Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent
+from app.audit_log.models import AuditEvent
 
 ENTRY_FORMAT = "daylight-audit-event/v1"
 # Any constant: the key of the PostgreSQL advisory lock that serialises checkpoint writers.

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from app.audit.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, sign_checkpoint
-from app.audit.events import canonical_entry, format_time, leaf_hashes_of_rows, lock_for_checkpoint
-from app.audit.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash, node_hash
-from app.audit.models import AuditCheckpoint, AuditEvent, AuditNode
-from app.keys.server_secrets import ServerSecrets
+from app.audit_log.checkpoint import Checkpoint, CheckpointError, open_signed_checkpoint, sign_checkpoint
+from app.audit_log.events import canonical_entry, format_time, leaf_hashes_of_rows, lock_for_checkpoint
+from app.audit_log.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash, node_hash
+from app.audit_log.models import AuditCheckpoint, AuditEvent, AuditNode
+from app.kit.server_secrets import ServerSecrets
 
 EVENT_COLUMNS = (
     AuditEvent.seq,
