@@ -1,17 +1,47 @@
-# Daylight: `make run` serves the demo, `make test` runs the whole suite.
-# Both bootstrap .venv on a fresh machine with Python 3.11+ and the package registries.
+# Daylight: `make run` serves the demo, `make test` lints and runs the whole suite.
+# Both set up a fresh Debian machine themselves: .venv from the package registries, and the
+# Debian packages the suite drives (as root, or through passwordless sudo).
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA_DIR ?= var
+INTAKE_PORT ?= 8000
+STAFF_PORT ?= 8001
+# Only from the command line (`make run HOST=...`), never from an exported HOST: the demo's
+# logins are printed in the clear, so it listens on loopback unless asked otherwise.
+HOST = 127.0.0.1
+LINT_PATHS := app tests migrations bench
 
+# `make test` runs lint, then system-packages, then pytest: in that order, also under -j.
+.NOTPARALLEL:
 .PHONY: run test lint bench screenshots bootstrap clean-demo messages system-packages
+
+# Installs the Debian packages named in $$missing, as root or through passwordless sudo; when
+# neither is possible, stops before anything runs half-equipped, with the command to run.
+INSTALL_MISSING = if [ -n "$$missing" ]; then \
+	if ! command -v apt-get >/dev/null; then \
+		echo "make: missing packages (Debian's names):$$missing. Install them, then run make again." >&2; \
+		exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else \
+		echo "make: missing Debian packages:$$missing" >&2; \
+		echo "Installing them needs root or passwordless sudo. Run this, then make $(or $(MAKECMDGOALS),bootstrap) again:" >&2; \
+		echo "    sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
+		exit 1; fi; \
+	echo "Installing Debian packages:$$missing"; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q$$missing; \
+	fi
 
 bootstrap: $(STAMP)
 
+# Debian's python3 makes no venv without python3-venv (no ensurepip).
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ missing=" python3-venv"; $(INSTALL_MISSING); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -24,21 +54,27 @@ run: $(STAMP)
 	@echo "Current one-time codes:  $(BIN)/daylight demo-code --data-dir $(DATA_DIR) [--username demo-caseworker]"
 	@$(BIN)/daylight demo-code --data-dir $(DATA_DIR)
 	@echo
-	$(BIN)/daylight serve --data-dir $(DATA_DIR)
+	$(BIN)/daylight serve --data-dir $(DATA_DIR) --host $(HOST) --intake-port $(INTAKE_PORT) --staff-port $(STAFF_PORT)
 
-# The browser tests drive Debian's Chromium (never a browser a test tool downloads from a
-# CDN); tests/deploy checks the shipped configs with nginx and tor. All from the distribution's
-# signed packages, installed when missing (as root, or through sudo).
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# What the suite runs besides Python, as program:Debian package. The browser tests drive
+# Debian's Chromium (never a browser a test tool downloads from a CDN); tests/deploy checks the
+# shipped configs with nginx and tor; the backup tests run pg_dump and pg_restore on PostgreSQL;
+# tests/deploy/test_readme_commands.py clones the repository with git. Installed when missing.
+SYSTEM_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/nginx:nginx-light /usr/sbin/tor:tor \
+	/usr/bin/pg_dump:postgresql-client /usr/bin/git:git
+
 system-packages:
-	@{ command -v chromium >/dev/null && [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/tor ]; } || \
-		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium nginx-light tor; }
+	@missing=; for need in $(SYSTEM_PACKAGES); do \
+		[ -x "$${need%%:*}" ] || missing="$$missing $${need#*:}"; done; \
+	$(INSTALL_MISSING)
 
-test: $(STAMP) system-packages
+test: lint system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests migrations bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 clean-demo:
@@ -52,7 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/image_cleaning.py
 	$(BIN)/python bench/load.py
 
-screenshots: $(STAMP)
+screenshots: $(STAMP) system-packages
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q
 
 # Refresh the translation catalogs after changing a submitter-facing string; then
