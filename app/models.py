@@ -3,8 +3,8 @@
 from app.audit_log.models import AuditCheckpoint, AuditEvent, AuditNode
 from app.auth.models import AccountLink, StaffAccount, StaffSession
 from app.cases.models import Case, CaseEvent, CaseMember, CaseNote, CaseTactic, CaseTip
+from app.custody.models import IntakeKey, IntakeKeyGrant
 from app.intake.models import Tip, TipAttachment, TipMessage
-from app.keys.models import IntakeKey, IntakeKeyGrant
 from app.kit.blobs import BlobChunk
 from app.stations.models import CaseStationLink, Station, StationSource, StationStatusChange
 from app.triage.models import TipEvent, TipNote, TipTag

@@ -33,14 +33,15 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth.models import Role, StaffAccount
-from app.auth.service import Principal, UnlockedKeys
+from app.auth.principal import Principal, UnlockedKeys
+from app.cases.repository import tips_visible_to
 from app.crypto import sealing
+from app.custody.service import create_intake_key
 from app.intake.models import Tip, TipStatus
-from app.keys.service import create_intake_key
 from app.kit.db import Database, create_database_engine
 from app.schema import upgrade_to_head
 from app.triage import service, tags
-from app.triage.repository import fold_queue_count_changes, tips_visible_to
+from app.triage.repository import fold_queue_count_changes
 from app.triage.schemas import QueueFilters
 
 POSTGRES_URL = os.environ.get(

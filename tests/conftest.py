@@ -31,7 +31,7 @@ from app.kit.db import Database, create_database_engine
 from app.kit.server_secrets import ServerSecrets, create_server_secrets
 from app.schema import upgrade_to_head
 from tests.auth.factories import StaffMember, login, make_member
-from tests.keys.factories import IntakeKeyFixture, make_intake_key
+from tests.custody.factories import IntakeKeyFixture, make_intake_key
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SKIP_POSTGRES = os.environ.get("DAYLIGHT_SKIP_POSTGRES") == "1"

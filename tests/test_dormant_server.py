@@ -20,13 +20,16 @@ from pydantic import SecretStr
 from sqlalchemy import LargeBinary, select
 
 import app.models  # noqa: F401
+from app.auth.credentials import create_account
 from app.auth.models import Role
-from app.auth.service import create_account, new_totp_secret
+from app.auth.second_factor import new_totp_secret
+from app.crypto import sealing
+from app.crypto.sealed_keys import sealed_data_keys
 from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.entrypoints.organisation import init_organisation
-from app.intake.models import TIP_DATA_KEY, MessageAuthor, Tip
+from app.intake.models import MessageAuthor, Tip
 from app.intake.service import add_message
-from app.keys.service import grant_intake_key
+from app.keys.grants import grant_intake_key
 from app.kit.config import Settings
 from app.kit.db import Base, Database
 from app.kit.server_secrets import load_server_secrets
@@ -54,6 +57,26 @@ def database_dump(database: Database) -> bytes:
                         dump += str(value).encode("utf-8")
                     dump += b"\x00"
     return bytes(dump)
+
+
+def opened_data_keys(database: Database, intake_private: sealing.PrivateKey) -> list[tuple[str, bytes]]:
+    """Every data key sealed to the intake key, opened: the rows of each registered kind."""
+    opened = []
+    with database.transaction() as session:
+        for kind in sealed_data_keys():
+            # NULL: a file sent with its tip, under the tip's data key.
+            sealed_rows = session.scalars(
+                select(kind.model).where(kind.model.intake_key_version.is_not(None))
+            )
+            for row in sealed_rows:
+                data_key = kind.contract.open(
+                    intake_private,
+                    row.sealed_data_key,
+                    row_id=kind.row_id(row),
+                    key_version=row.intake_key_version,
+                )
+                opened.append((f"{kind.name} data key", data_key))
+    return opened
 
 
 def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_database_url: str | None) -> None:
@@ -156,12 +179,6 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
         with database.transaction() as session:
             tip = session.get_one(Tip, uuid.UUID(item["id"]))
             add_message(session, tip, reply, author=MessageAuthor.STAFF, server_secrets=server_secrets)
-            data_key = TIP_DATA_KEY.open(
-                organisation.intake_private,
-                tip.sealed_data_key,
-                row_id=str(tip.id),
-                key_version=tip.intake_key_version,
-            )
         assert staff.post("/api/v1/auth/logout").status_code == 204
 
     # The receipt holder still reads the reply (so the canary is really stored somewhere, sealed).
@@ -169,6 +186,14 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
         view = intake.post("/api/v1/followup", json={"receipt": receipt}).json()
         assert [m["body"] for m in view["messages"]] == [None, reply]
 
+    data_keys = opened_data_keys(database, organisation.intake_private)
+    # The tip's, the answer's, the reply's and the later file's: each has its own.
+    assert sorted(name for name, _ in data_keys) == [
+        "files data key",
+        "messages data key",
+        "messages data key",
+        "tips data key",
+    ]
     dump = database_dump(database)
     database.engine.dispose()
     disk = b"".join(path.read_bytes() for path in files_under(data_dir))
@@ -197,11 +222,11 @@ def test_a_seized_dormant_server_reveals_no_tip(data_dir: Path, committed_databa
         assert evidence[:64] not in haystack
         assert later_evidence[:64] not in haystack
         # No key that opens content is stored in clear: not the intake private
-        # key, not the member's personal key, not the tip's data key.
+        # key, not the member's personal key, not any data key sealed to the intake key.
         for key_name, key in (
             ("intake private key", organisation.intake_private.raw),
             ("personal private key", personal_private.raw),
-            ("tip data key", data_key),
+            *data_keys,
         ):
             assert key not in haystack, f"{key_name} found in {haystack_name}"
             assert key[:16] not in haystack, f"part of the {key_name} found in {haystack_name}"

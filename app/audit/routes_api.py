@@ -19,14 +19,16 @@ from sqlalchemy.orm import Session
 from app.audit_log import events as audit
 from app.audit_log import service
 from app.audit_log.checkpoint import verifier_key
+from app.audit_log.export import export_lines
 from app.audit_log.merkle import inclusion_proof
 from app.audit_log.models import AuditEvent
+from app.audit_log.verification import VerifyReport, verify_database
 from app.auth.deps import Auditor
-from app.auth.service import Principal
-from app.kit.errors import NotFound
+from app.auth.principal import Principal
+from app.kit.errors import NotFound, error_responses
 from app.web.context import AppContext, Context, DbSession
 
-router = APIRouter(prefix="/api/v1/audit")
+router = APIRouter(prefix="/api/v1/audit", responses=error_responses(401, 403, 404, 500, 503, 507))
 
 MAX_PAGE = 1000
 
@@ -86,9 +88,9 @@ def list_events(
     return {"items": [event_view(event) for event in session.scalars(statement.limit(limit))]}
 
 
-def verify_now(session: Session, context: AppContext, auditor: Principal) -> service.VerifyReport:
+def verify_now(session: Session, context: AppContext, auditor: Principal) -> VerifyReport:
     """Verify the whole log for an auditor, and record that they did (with the verdict)."""
-    report = service.verify_database(
+    report = verify_database(
         session.connection(),
         service.signing_key(context.secrets).public_key(),
         context.settings.audit_log_origin,
@@ -156,7 +158,13 @@ def event_proof(seq: int, _auditor: Auditor, session: DbSession) -> dict[str, An
     }
 
 
-@router.get("/export")
+# One JSON document a line: the header (with the verifier key), then every event with its proof.
+EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get("/export", response_class=StreamingResponse, responses=EXPORT_CONTENT)
 def export(auditor: Auditor, session: DbSession, context: Context) -> StreamingResponse:
     audit.record(session, auditor.actor, "audit.export")
     public_key_line = verifier_key(
@@ -166,7 +174,7 @@ def export(auditor: Auditor, session: DbSession, context: Context) -> StreamingR
     def lines() -> Iterator[bytes]:
         # Its own read transaction: the request's has committed before streaming starts.
         with context.database.transaction() as reader:
-            for line in service.export_lines(reader, public_key_line):
+            for line in export_lines(reader, public_key_line):
                 yield (line + "\n").encode()
 
     filename = f"daylight-audit-{dt.datetime.now(dt.UTC):%Y%m%d}-{uuid.uuid4().hex[:6]}.jsonl"

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from app.audit.routes_api import checkpoint_view, event_view, filtered_events, verify_now
 from app.audit_log import events as audit
 from app.audit_log import service
+from app.audit_log.verification import VerifyReport
 from app.auth.deps import Auditor
 from app.kit.errors import NotFound
 from app.web.context import Context, DbSession
@@ -27,7 +28,7 @@ def _audit_page(
     session: DbSession,
     context: Context,
     filters: dict[str, Any],
-    report: service.VerifyReport | None = None,
+    report: VerifyReport | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     try:

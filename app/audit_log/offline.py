@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from app.audit_log.checkpoint import CheckpointError, open_signed_checkpoint
 from app.audit_log.events import canonical_entry
 from app.audit_log.merkle import leaf_hash, verify_consistency, verify_inclusion
-from app.audit_log.service import SignedCheckpoint, VerifyReport, verify_entries
+from app.audit_log.verification import SignedCheckpoint, VerifyReport, verify_entries
 
 
 def _inclusion_holds(inclusion: dict[str, Any], seq: int, entry: bytes, roots: dict[int, bytes]) -> bool:

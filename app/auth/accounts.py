@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -19,24 +20,15 @@ from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount
+from app.auth.password_keys import password_matches, set_password_and_new_key_pair
 from app.auth.passwords import check_new_password
 from app.auth.permissions import KEY_HOLDING_ROLES
-from app.auth.service import (
-    accept_totp,
-    account_actor,
-    as_utc,
-    decode_token,
-    encode_token,
-    new_totp_secret,
-    password_matches,
-    revoke_sessions,
-    set_password_and_new_key_pair,
-    set_totp_secret,
-    totp_secret_of,
-    utc_now,
-)
+from app.auth.principal import account_actor
+from app.auth.second_factor import accept_totp, new_totp_secret, set_totp_secret, totp_secret_of
+from app.auth.sessions import decode_token, encode_token, revoke_sessions
 from app.crypto.binding import bind
-from app.keys.models import IntakeKeyGrant
+from app.custody.models import IntakeKeyGrant
+from app.kit.clock import as_utc, utc_now
 from app.kit.config import Settings
 from app.kit.errors import AppError, Conflict, NotFound
 from app.kit.server_secrets import ServerSecrets
@@ -259,3 +251,13 @@ def list_accounts(session: Session) -> list[StaffAccount]:
 
 def accounts_holding_keys(session: Session) -> set[uuid.UUID]:
     return set(session.scalars(select(IntakeKeyGrant.account_id).distinct()))
+
+
+def usernames(session: Session, account_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """Usernames by account id, in one query; ids of deleted accounts and None are left out."""
+    ids = {account_id for account_id in account_ids if account_id is not None}
+    if not ids:
+        return {}
+    return dict(
+        session.execute(select(StaffAccount.id, StaffAccount.username).where(StaffAccount.id.in_(ids))).all()
+    )

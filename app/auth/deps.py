@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from app.auth.permissions import Permission
-from app.auth.service import ExpiredSession, Principal, end_session, recently_reauthenticated, resume_session
+from app.auth.principal import Principal
+from app.auth.sessions import ExpiredSession, end_session, recently_reauthenticated, resume_session
 from app.kit.config import Settings
 from app.kit.errors import Forbidden, Unauthenticated
 from app.web.context import Context, DbSession

@@ -4,12 +4,12 @@ import uuid
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from app.auth import accounts, service
+from app.auth import accounts, credentials, lockout, sessions
 from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
 from app.auth.enrolment_qr import totp_provisioning_uri
 from app.auth.models import LinkPurpose, StaffAccount
+from app.auth.principal import Principal
 from app.auth.schemas import (
     AccountView,
     ChangePasswordRequest,
@@ -23,14 +23,20 @@ from app.auth.schemas import (
     StepUpRequest,
     UpdateAccountRequest,
 )
-from app.auth.service import Principal
-from app.kit.errors import error_body
+from app.kit.clock import as_utc, utc_now
+from app.kit.errors import error_body, error_responses
 from app.web.context import Context, DbSession
-from app.web.request_body import read_json
+from app.web.json_body import JsonBody
 
-router = APIRouter(prefix="/api/v1/auth")
-accounts_router = APIRouter(prefix="/api/v1/accounts")
-links_router = APIRouter(prefix="/api/v1/account-links")
+# 401 without a session (or a wrong login), 403 for a wrong password or a missing step-up.
+router = APIRouter(prefix="/api/v1/auth", responses=error_responses(401, 403, 500, 503, 507))
+accounts_router = APIRouter(
+    prefix="/api/v1/accounts", responses=error_responses(401, 403, 404, 409, 500, 503, 507)
+)
+# The token is the credential: an unknown, used or expired one is 404.
+links_router = APIRouter(
+    prefix="/api/v1/account-links", responses=error_responses(403, 404, 409, 500, 503, 507)
+)
 
 WRONG_PASSWORD = error_body("password_rejected", "Your password did not match.")
 
@@ -38,37 +44,32 @@ INVALID_LOGIN = error_body("invalid_credentials", "Wrong username, password or o
 
 
 @router.post("/login", response_model=SessionInfo)
-async def login(request: Request, session: DbSession, context: Context) -> Response:
-    body = await read_json(request, LoginRequest, context.settings)
-
-    def authenticate() -> Response:
-        outcome = service.authenticate(
-            session,
-            username=body.username,
-            password=body.password,
-            otp=body.otp,
-            settings=context.settings,
-            totp_key=context.secrets.totp_key,
-        )
-        if outcome is None:
-            # Returned, not raised: the failure counter must commit.
-            return JSONResponse(INVALID_LOGIN, status_code=401)
-        account, keys = outcome
-        cookie_value = service.start_session(session, account, keys)
-        response = JSONResponse(
-            SessionInfo(
-                username=account.username, role=account.role, holds_intake_key=bool(keys.intake)
-            ).model_dump()
-        )
-        set_session_cookie(request, response, context.settings, cookie_value)
-        return response
-
-    return await run_in_threadpool(authenticate)
+def login(request: Request, session: DbSession, context: Context, body: JsonBody[LoginRequest]) -> Response:
+    outcome = credentials.authenticate(
+        session,
+        username=body.username,
+        password=body.password,
+        otp=body.otp,
+        settings=context.settings,
+        totp_key=context.secrets.totp_key,
+    )
+    if outcome is None:
+        # Returned, not raised: the failure counter must commit.
+        return JSONResponse(INVALID_LOGIN, status_code=401)
+    account, keys = outcome
+    cookie_value = sessions.start_session(session, account, keys)
+    response = JSONResponse(
+        SessionInfo(
+            username=account.username, role=account.role, holds_intake_key=bool(keys.intake)
+        ).model_dump()
+    )
+    set_session_cookie(request, response, context.settings, cookie_value)
+    return response
 
 
 @router.post("/logout", status_code=204)
 def logout(request: Request, principal: CurrentStaff, session: DbSession, context: Context) -> Response:
-    service.log_out(session, principal)
+    sessions.log_out(session, principal)
     response = Response(status_code=204)
     clear_session_cookie(request, response, context.settings)
     return response
@@ -82,27 +83,18 @@ def whoami(principal: CurrentStaff) -> SessionInfo:
 
 
 @router.post("/step-up", status_code=204)
-async def step_up(
-    request: Request, principal: CurrentStaff, session: DbSession, context: Context
-) -> Response:
-    body = await read_json(request, StepUpRequest, context.settings)
-    confirmed = await run_in_threadpool(service.step_up, session, principal, body.password)
+def step_up(principal: CurrentStaff, session: DbSession, body: JsonBody[StepUpRequest]) -> Response:
+    confirmed = sessions.step_up(session, principal, body.password)
     # Returned, not raised: a wrong password counts towards the lockout.
     return Response(status_code=204) if confirmed else JSONResponse(WRONG_PASSWORD, status_code=403)
 
 
 @router.post("/password", status_code=204)
-async def change_password(
-    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+def change_password(
+    principal: CurrentStaff, session: DbSession, context: Context, body: JsonBody[ChangePasswordRequest]
 ) -> Response:
-    body = await read_json(request, ChangePasswordRequest, context.settings)
-    changed = await run_in_threadpool(
-        service.change_password,
-        session,
-        principal,
-        body.current_password,
-        body.new_password,
-        settings=context.settings,
+    changed = credentials.change_password(
+        session, principal, body.current_password, body.new_password, settings=context.settings
     )
     return Response(status_code=204) if changed else JSONResponse(WRONG_PASSWORD, status_code=403)
 
@@ -112,11 +104,12 @@ def list_sessions(principal: CurrentStaff, session: DbSession) -> list[SessionVi
     return [
         SessionView(
             id=row.id,
-            created_at=row.created_at,
-            last_seen_at=row.last_seen_at,
+            # SQLite gives back naive datetimes: the API always answers with the zone.
+            created_at=as_utc(row.created_at),
+            last_seen_at=as_utc(row.last_seen_at),
             current=row.id == principal.session_id,
         )
-        for row in service.sessions_of(session, principal.account_id)
+        for row in sessions.sessions_of(session, principal.account_id)
     ]
 
 
@@ -124,7 +117,7 @@ def list_sessions(principal: CurrentStaff, session: DbSession) -> list[SessionVi
 def logout_everywhere(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
-    service.log_out_everywhere(session, principal)
+    sessions.log_out_everywhere(session, principal)
     response = Response(status_code=204)
     clear_session_cookie(request, response, context.settings)
     return response
@@ -137,7 +130,7 @@ def account_view(account: StaffAccount, key_holders: set[uuid.UUID]) -> AccountV
         role=account.role,
         is_active=account.is_active,
         activated=account.login_verifier is not None,
-        locked=service.is_locked(account, service.utc_now()),
+        locked=lockout.is_locked(account, utc_now()),
         holds_intake_key=account.id in key_holders,
         created_on=account.created_on,
     )
@@ -159,12 +152,10 @@ def list_accounts(_admin: AccountAdmin, session: DbSession) -> list[AccountView]
 
 
 @accounts_router.post("", status_code=201, response_model=LinkIssued)
-async def create_account(
-    request: Request, admin: AccountAdmin, session: DbSession, context: Context
+def create_account(
+    admin: AccountAdmin, session: DbSession, context: Context, body: JsonBody[CreateAccountRequest]
 ) -> LinkIssued:
-    body = await read_json(request, CreateAccountRequest, context.settings)
-    account, token = await run_in_threadpool(
-        accounts.invite_account,
+    account, token = accounts.invite_account(
         session,
         username=body.username,
         role=body.role,
@@ -181,17 +172,12 @@ def get_account(account_id: uuid.UUID, _admin: AccountAdmin, session: DbSession)
 
 
 @accounts_router.patch("/{account_id}", response_model=AccountView)
-async def update_account(
-    account_id: uuid.UUID, request: Request, admin: AccountAdmin, session: DbSession, context: Context
+def update_account(
+    account_id: uuid.UUID, admin: AccountAdmin, session: DbSession, body: JsonBody[UpdateAccountRequest]
 ) -> AccountView:
-    body = await read_json(request, UpdateAccountRequest, context.settings)
-
-    def update() -> AccountView:
-        account = accounts.account_for_admin(session, account_id)
-        accounts.update_account(session, account, actor=admin.actor, role=body.role, is_active=body.is_active)
-        return account_view(account, accounts.accounts_holding_keys(session))
-
-    return await run_in_threadpool(update)
+    account = accounts.account_for_admin(session, account_id)
+    accounts.update_account(session, account, actor=admin.actor, role=body.role, is_active=body.is_active)
+    return account_view(account, accounts.accounts_holding_keys(session))
 
 
 def _reset(
@@ -229,19 +215,16 @@ def view_link(token: str, session: DbSession, context: Context) -> LinkView:
 
 
 @links_router.post("/{token}", status_code=204)
-async def complete_link(token: str, request: Request, session: DbSession, context: Context) -> Response:
-    body = await read_json(request, CompleteLinkRequest, context.settings)
-
-    def complete() -> None:
-        accounts.complete_link(
-            session,
-            accounts.open_link(session, token),
-            otp=body.otp,
-            new_password=body.new_password,
-            current_password=body.current_password,
-            settings=context.settings,
-            server_secrets=context.secrets,
-        )
-
-    await run_in_threadpool(complete)
+def complete_link(
+    token: str, session: DbSession, context: Context, body: JsonBody[CompleteLinkRequest]
+) -> Response:
+    accounts.complete_link(
+        session,
+        accounts.open_link(session, token),
+        otp=body.otp,
+        new_password=body.new_password,
+        current_password=body.current_password,
+        settings=context.settings,
+        server_secrets=context.secrets,
+    )
     return Response(status_code=204)

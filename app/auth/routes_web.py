@@ -13,14 +13,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import accounts, service
+from app.auth import accounts, credentials, sessions
 from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
 from app.auth.enrolment_qr import qr_svg, totp_provisioning_uri
 from app.auth.models import LinkPurpose, Role
 from app.auth.permissions import Permission
+from app.auth.principal import Principal
 from app.auth.routes_api import account_view
 from app.auth.schemas import CreateAccountRequest
-from app.auth.service import Principal
 from app.kit.errors import AppError
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
@@ -71,7 +71,7 @@ async def login_form(request: Request, session: DbSession, context: Context) -> 
     fields = await read_form(request, context.settings)
 
     def authenticate() -> Response:
-        outcome = service.authenticate(
+        outcome = credentials.authenticate(
             session,
             username=fields.get("username", "")[:64],
             password=fields.get("password", "")[:1024],
@@ -90,7 +90,9 @@ async def login_form(request: Request, session: DbSession, context: Context) -> 
             )
         account, keys = outcome
         response = see_other("/")
-        set_session_cookie(request, response, context.settings, service.start_session(session, account, keys))
+        set_session_cookie(
+            request, response, context.settings, sessions.start_session(session, account, keys)
+        )
         return response
 
     return await run_in_threadpool(authenticate)
@@ -101,7 +103,7 @@ async def logout_form(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
-    service.log_out(session, principal)
+    sessions.log_out(session, principal)
     return signed_out(request, context)
 
 
@@ -120,7 +122,7 @@ def _account_page(
                 "last_seen_at": s.last_seen_at,
                 "current": s.id == principal.session_id,
             }
-            for s in service.sessions_of(session, principal.account_id)
+            for s in sessions.sessions_of(session, principal.account_id)
         ],
         **context,
     )
@@ -143,7 +145,7 @@ async def change_password_form(
 
     def change() -> Response:
         try:
-            changed = service.change_password(
+            changed = credentials.change_password(
                 session,
                 principal,
                 fields.get("current_password", ""),
@@ -169,7 +171,7 @@ async def step_up_form(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
     fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
-    confirmed = await run_in_threadpool(service.step_up, session, principal, fields.get("password", ""))
+    confirmed = await run_in_threadpool(sessions.step_up, session, principal, fields.get("password", ""))
     if not confirmed:
         return _account_page(request, principal, session, 403, error="Your password did not match.")
     # Only known local paths: no open redirect through a crafted "next".
@@ -182,7 +184,7 @@ async def logout_everywhere_form(
     request: Request, principal: CurrentStaff, session: DbSession, context: Context
 ) -> Response:
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
-    service.log_out_everywhere(session, principal)
+    sessions.log_out_everywhere(session, principal)
     return signed_out(request, context)
 
 

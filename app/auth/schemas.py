@@ -6,7 +6,7 @@ import unicodedata
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.models import Role
 
@@ -64,7 +64,10 @@ class SessionView(BaseModel):
 
 
 class CreateAccountRequest(StrictBody):
-    username: Annotated[str, AfterValidator(_new_username)]
+    # The pattern is checked by _new_username (for its plain-words message); declared for clients.
+    username: Annotated[
+        str, AfterValidator(_new_username), Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern})
+    ]
     role: Role
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn
+from app.crypto.sealed_keys import SealedDataKeys
 from app.kit.db import Base, enum_column_type
 
 CASE_DATA_KEY = SealedColumn("cases", "sealed_data_key")
@@ -57,6 +58,12 @@ class Case(Base):
     title_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     summary_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     resolution_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+# Re-sealed by `daylight keys rotate` after the tips and their messages and files (app.intake.models).
+CASE_SEALED_KEYS = SealedDataKeys(
+    "cases", Case, CASE_DATA_KEY, row_id=lambda case: str(case.id), lock_order=40
+)
 
 
 class CaseTactic(Base):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Response
 
 from app.auth.deps import CaseWorker, StationManager
-from app.cases import service
+from app.cases import reading, service
+from app.cases import station_links as links
 from app.cases.schemas import (
     CaseCreate,
     CaseDetail,
@@ -23,60 +23,47 @@ from app.cases.schemas import (
     StationLinkView,
 )
 from app.crypto.errors import DecryptionError
-from app.kit.errors import IntegrityFailure
-from app.stations import links
+from app.kit.errors import IntegrityFailure, error_responses
 from app.web.context import Context, DbSession
-from app.web.request_body import read_json
+from app.web.json_body import JsonBody
 
-router = APIRouter(prefix="/api/v1/cases")
+router = APIRouter(prefix="/api/v1/cases", responses=error_responses(401, 403, 404, 409, 500, 503, 507))
 
 
 @router.get("", response_model=list[CaseSummary])
 def list_cases(principal: CaseWorker, session: DbSession) -> list[CaseSummary]:
     try:
-        return service.list_cases(session, principal)
+        return reading.list_cases(session, principal)
     except DecryptionError:
         raise IntegrityFailure from None
 
 
 @router.post("", response_model=CaseDetail, status_code=201)
-async def create_case(
-    request: Request, principal: CaseWorker, session: DbSession, context: Context
+def create_case(
+    principal: CaseWorker, session: DbSession, context: Context, body: JsonBody[CaseCreate]
 ) -> CaseDetail:
-    body = await read_json(request, CaseCreate, context.settings)
-
-    def create() -> CaseDetail:
-        case = service.create_case(session, principal, body, context.secrets)
-        return service.read_case(session, principal, case.id)
-
-    return await run_in_threadpool(create)
+    case = service.create_case(session, principal, body, context.secrets)
+    return reading.read_case(session, principal, case.id)
 
 
 @router.get("/{case_id}", response_model=CaseDetail)
 def read_case(case_id: uuid.UUID, principal: CaseWorker, session: DbSession) -> CaseDetail:
     try:
-        return service.read_case(session, principal, case_id)
+        return reading.read_case(session, principal, case_id)
     except DecryptionError:
         raise IntegrityFailure from None
 
 
 @router.post("/{case_id}/stations", response_model=StationLinkView, status_code=201)
-async def propose_station_link(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def propose_station_link(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[StationLinkCreate]
 ) -> StationLinkView:
-    body = await read_json(request, StationLinkCreate, context.settings)
-
-    def propose() -> StationLinkView:
-        link = links.propose_link(
-            session, principal, case_id, body.station_id, body.relation, body.confidence, body.evidence
-        )
-        return next(
-            view
-            for view in service.read_case(session, principal, case_id).station_links
-            if view.id == link.id
-        )
-
-    return await run_in_threadpool(propose)
+    link = links.propose_link(
+        session, principal, case_id, body.station_id, body.relation, body.confidence, body.evidence
+    )
+    return next(
+        view for view in reading.read_case(session, principal, case_id).station_links if view.id == link.id
+    )
 
 
 @router.post("/{case_id}/stations/{link_id}/confirm", status_code=204)
@@ -88,20 +75,18 @@ def confirm_station_link(
 
 
 @router.post("/{case_id}/tips", status_code=204)
-async def add_tip(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def add_tip(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[CaseTipAdd]
 ) -> Response:
-    body = await read_json(request, CaseTipAdd, context.settings)
-    await run_in_threadpool(service.add_tip, session, principal, case_id, body.tip_id)
+    service.add_tip(session, principal, case_id, body.tip_id)
     return Response(status_code=204)
 
 
 @router.post("/{case_id}/members", status_code=204)
-async def add_member(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def add_member(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[CaseMemberAdd]
 ) -> Response:
-    body = await read_json(request, CaseMemberAdd, context.settings)
-    await run_in_threadpool(service.add_member, session, principal, case_id, body.account_id)
+    service.add_member(session, principal, case_id, body.account_id)
     return Response(status_code=204)
 
 
@@ -114,29 +99,24 @@ def remove_member(
 
 
 @router.post("/{case_id}/status", status_code=204)
-async def change_status(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def change_status(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[CaseStatusChange]
 ) -> Response:
-    body = await read_json(request, CaseStatusChange, context.settings)
-    await run_in_threadpool(
-        service.change_status, session, principal, case_id, body.status, body.resolution_note
-    )
+    service.change_status(session, principal, case_id, body.status, body.resolution_note)
     return Response(status_code=204)
 
 
 @router.post("/{case_id}/restriction", status_code=204)
-async def set_restriction(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def set_restriction(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[CaseRestriction]
 ) -> Response:
-    body = await read_json(request, CaseRestriction, context.settings)
-    await run_in_threadpool(service.set_restricted, session, principal, case_id, body.restricted)
+    service.set_restricted(session, principal, case_id, body.restricted)
     return Response(status_code=204)
 
 
 @router.post("/{case_id}/notes", response_model=CaseNoteView, status_code=201)
-async def add_note(
-    case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
+def add_note(
+    case_id: uuid.UUID, principal: CaseWorker, session: DbSession, body: JsonBody[CaseNoteCreate]
 ) -> CaseNoteView:
-    body = await read_json(request, CaseNoteCreate, context.settings)
-    note = await run_in_threadpool(service.add_note, session, principal, case_id, body.body)
+    note = service.add_note(session, principal, case_id, body.body)
     return CaseNoteView(id=note.id, author=principal.username, written_on=note.written_on, body=body.body)

@@ -15,19 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from app.auth.deps import CaseWorker
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
-from app.auth.service import Principal
-from app.cases import service
+from app.auth.principal import Principal
+from app.cases import reading, service
+from app.cases import station_links as links
 from app.cases.models import CaseStatus
 from app.cases.schemas import CaseCreate
 from app.crypto.errors import DecryptionError
-from app.intake.models import TipStatus
-from app.keys.models import IntakeKeyGrant
+from app.custody.models import IntakeKeyGrant
 from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.kit.taxonomy import Tactic
-from app.stations import links
 from app.stations.models import Confidence, LinkRelation, Station
-from app.triage import service as triage_service
-from app.triage.schemas import QueueFilters
 from app.web.context import Context, DbSession
 from app.web.forms import StaleForm, read_form, read_form_values
 from app.web.pages import render_staff_page
@@ -38,7 +35,7 @@ router = APIRouter()
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(request: Request, principal: CaseWorker, session: DbSession) -> HTMLResponse:
     try:
-        cases = service.list_cases(session, principal)
+        cases = reading.list_cases(session, principal)
     except DecryptionError:
         raise IntegrityFailure from None
     return render_staff_page(request, "staff/cases.html", principal=principal, cases=cases)
@@ -54,14 +51,12 @@ def _new_case_page(
     status_code: int = 200,
     typed: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    verified = triage_service.list_queue(
-        session, principal, QueueFilters(status=TipStatus.VERIFIED, limit=200)
-    )
+    verified = reading.verified_tips_to_group(session, principal)
     return render_staff_page(
         request,
         "staff/case_new.html",
         principal=principal,
-        tips=verified.items,
+        tips=verified,
         chosen=chosen,
         tactics=[tactic.value for tactic in Tactic],
         error=error,
@@ -134,7 +129,7 @@ def _case_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
-        case = service.read_case(session, principal, case_id)
+        case = reading.read_case(session, principal, case_id)
     except DecryptionError:
         raise IntegrityFailure from None
     candidates = list(

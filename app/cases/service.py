@@ -7,7 +7,6 @@ change is audited and written to the case's timeline, in one transaction.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 
@@ -16,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES, Permission
-from app.auth.service import Principal
+from app.auth.permissions import Permission
+from app.auth.principal import Principal
 from app.cases.models import (
     CASE_DATA_KEY,
     CASE_NOTE_BODY,
@@ -33,24 +32,18 @@ from app.cases.models import (
     CaseTip,
     case_note_row_id,
 )
-from app.cases.repository import case_readable_by, cases_visible_to
+from app.cases.repository import case_readable_by, tips_readable_by
 from app.cases.schemas import (
     CaseCreate,
-    CaseDetail,
-    CaseEventView,
-    CaseNoteView,
-    CaseSummary,
-    CaseTipView,
-    StationLinkView,
 )
 from app.crypto import envelope, human_codes
+from app.custody.service import current_intake_key, trusted_intake_public_key
 from app.intake.models import Tip, TipStatus
-from app.keys.models import IntakeKeyGrant
-from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.keys.eligibility import content_reader
+from app.kit.clock import today
 from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.sequencing import next_position
 from app.kit.server_secrets import ServerSecrets
-from app.stations.models import LINK_EVIDENCE, CaseStationLink, Station
-from app.triage.repository import tips_readable_by
 
 CASE_REF_BITS = 40
 # Forward only; closing is possible from any open state, with a resolution note.
@@ -64,10 +57,6 @@ NEXT_STATUSES: dict[CaseStatus, frozenset[CaseStatus]] = {
 
 class IllegalCaseTransition(Conflict):
     code = "illegal_transition"
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
 
 
 def _verified_tips(session: Session, principal: Principal, tip_ids: Sequence[uuid.UUID]) -> list[Tip]:
@@ -87,9 +76,7 @@ def _verified_tips(session: Session, principal: Principal, tip_ids: Sequence[uui
 def _record(
     session: Session, principal: Principal, case: Case, action: str, detail: str | None = None
 ) -> None:
-    position = (
-        session.scalar(select(func.max(CaseEvent.position)).where(CaseEvent.case_id == case.id)) or 0
-    ) + 1
+    position = next_position(session, CaseEvent.position, CaseEvent.case_id == case.id)
     session.add(
         CaseEvent(
             case_id=case.id,
@@ -159,10 +146,10 @@ def load_case(
     case = session.scalars(statement).first()
     if case is None:
         raise NotFound
-    return case, _case_key(principal, case)
+    return case, case_data_key(principal, case)
 
 
-def _case_key(principal: Principal, case: Case) -> bytes:
+def case_data_key(principal: Principal, case: Case) -> bytes:
     """The case's data key, unwrapped with the caller's intake key of its version."""
     intake_private = principal.intake_private_key(case.intake_key_version)
     if intake_private is None:
@@ -196,13 +183,8 @@ def _require_member_or_lead(session: Session, principal: Principal, case: Case) 
 def add_member(session: Session, principal: Principal, case_id: uuid.UUID, account_id: uuid.UUID) -> Case:
     case, _ = load_case(session, principal, case_id, for_update=True)
     _require_member_or_lead(session, principal, case)
-    account = session.get(StaffAccount, account_id)
-    holds_key = session.scalar(
-        select(IntakeKeyGrant.id).where(
-            IntakeKeyGrant.account_id == account_id, IntakeKeyGrant.key_version == case.intake_key_version
-        )
-    )
-    if account is None or not account.is_active or account.role not in KEY_HOLDING_ROLES or not holds_key:
+    account = content_reader(session, account_id, case.intake_key_version)
+    if account is None:
         raise InvalidInput(
             "Members are active caseworkers or leads who hold the intake key.",
             fields=[{"field": "account_id", "message": "not a member who can read this case"}],
@@ -262,7 +244,8 @@ def set_restricted(session: Session, principal: Principal, case_id: uuid.UUID, r
     """Only a member may restrict or open a case (a restricted one is invisible to anyone else)."""
     case, _ = load_case(session, principal, case_id, for_update=True)
     if session.get(CaseMember, {"case_id": case.id, "account_id": principal.account_id}) is None:
-        raise Conflict("Only a member of the case can change who sees it.")
+        # Forbidden, like every other "you may see this case but not make this change".
+        raise Forbidden("Only a member of the case can change who sees it.")
     case.restricted = restricted
     _record(session, principal, case, "restrict" if restricted else "unrestrict")
     return case
@@ -289,176 +272,6 @@ def add_note(session: Session, principal: Principal, case_id: uuid.UUID, body: s
     return note
 
 
-def _tactics(session: Session, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    found: dict[uuid.UUID, list[str]] = {case_id: [] for case_id in case_ids}
-    for case_id, tactic in session.execute(
-        select(CaseTactic.case_id, CaseTactic.tactic)
-        .where(CaseTactic.case_id.in_(case_ids))
-        .order_by(CaseTactic.tactic)
-    ):
-        found[case_id].append(tactic)
-    return found
-
-
-def _summary(case: Case, title: str, tactics: list[str], tip_count: int) -> CaseSummary:
-    return CaseSummary(
-        id=case.id,
-        ref=case.ref,
-        title=title,
-        status=case.status.value,
-        restricted=case.restricted,
-        tactics=tactics,
-        host_country=case.host_country,
-        tip_count=tip_count,
-        created_on=case.created_on,
-    )
-
-
-def list_cases(session: Session, principal: Principal, limit: int = 200) -> list[CaseSummary]:
-    """Newest first; titles decrypted for the rows shown only."""
-    cases = list(
-        session.scalars(
-            cases_visible_to(principal)
-            .where(Case.intake_key_version.in_(sorted(principal.keys.intake)))
-            .order_by(Case.created_on.desc(), Case.ref)
-            .limit(limit)
-        )
-    )
-    audit.record(session, principal.actor, "cases.list", details={"count": len(cases)})
-    ids = [case.id for case in cases]
-    tactics = _tactics(session, ids)
-    # Only the reports the viewer may see: one in a restricted case is not counted for a non-member.
-    readable = tips_readable_by(principal).with_only_columns(Tip.id).subquery()
-    counts = dict(
-        session.execute(
-            select(CaseTip.case_id, func.count())
-            .where(CaseTip.case_id.in_(ids), CaseTip.tip_id.in_(select(readable.c.id)))
-            .group_by(CaseTip.case_id)
-        ).all()
-    )
-    summaries = []
-    for case in cases:
-        # Already scoped by the query above: no second lookup per row.
-        data_key = _case_key(principal, case)
-        title = CASE_TITLE.open(
-            data_key, case.title_encrypted, row_id=str(case.id), key_version=case.content_key_version
-        ).decode()
-        summaries.append(_summary(case, title, tactics[case.id], int(counts.get(case.id, 0))))
-    return summaries
-
-
 def link_row_id(case_id: uuid.UUID, link_id: uuid.UUID) -> str:
     """The row id a station link's evidence is bound to: the link *and* its case."""
     return f"{case_id}/{link_id}"
-
-
-def _station_links(session: Session, case: Case, data_key: bytes) -> list[StationLinkView]:
-    rows = session.execute(
-        select(CaseStationLink, Station.city, Station.country, StaffAccount.username)
-        .join(Station, Station.id == CaseStationLink.station_id)
-        .outerjoin(StaffAccount, StaffAccount.id == CaseStationLink.proposed_by_id)
-        .where(CaseStationLink.case_id == case.id)
-        .order_by(Station.city)
-    ).all()
-    return [
-        StationLinkView(
-            id=link.id,
-            station_id=link.station_id,
-            station=f"{city}, {country}",
-            relation=link.relation.value,
-            confidence=link.confidence.value,
-            evidence=LINK_EVIDENCE.open(
-                data_key,
-                link.evidence_encrypted,
-                row_id=link_row_id(case.id, link.id),
-                key_version=case.content_key_version,
-            ).decode(),
-            proposed_by=username,
-            confirmed=link.confirmed_on is not None,
-        )
-        for link, city, country, username in rows
-    ]
-
-
-def read_case(session: Session, principal: Principal, case_id: uuid.UUID) -> CaseDetail:
-    case, data_key = load_case(session, principal, case_id)
-    audit.record(session, principal.actor, "case.read", object_type="case", object_id=case.id)
-    row_id, version = str(case.id), case.content_key_version
-    tips = list(
-        session.scalars(
-            tips_readable_by(principal)
-            .join(CaseTip, CaseTip.tip_id == Tip.id)
-            .where(CaseTip.case_id == case.id)
-            .order_by(Tip.received_on)
-        )
-    )
-    member_names = list(
-        session.scalars(
-            select(StaffAccount.username)
-            .join(CaseMember, CaseMember.account_id == StaffAccount.id)
-            .where(CaseMember.case_id == case.id)
-            .order_by(StaffAccount.username)
-        )
-    )
-    notes = list(
-        session.scalars(
-            select(CaseNote).where(CaseNote.case_id == case.id).order_by(CaseNote.written_on, CaseNote.id)
-        )
-    )
-    timeline = list(
-        session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.position))
-    )
-    account_ids = {note.author_id for note in notes} | {event.actor_id for event in timeline}
-    names = dict(
-        session.execute(
-            select(StaffAccount.id, StaffAccount.username).where(
-                StaffAccount.id.in_([a for a in account_ids if a])
-            )
-        ).all()
-    )
-    return CaseDetail(
-        **_summary(
-            case,
-            CASE_TITLE.open(data_key, case.title_encrypted, row_id=row_id, key_version=version).decode(),
-            _tactics(session, [case.id])[case.id],
-            len(tips),
-        ).model_dump(),
-        summary=CASE_SUMMARY.open(
-            data_key, case.summary_encrypted, row_id=row_id, key_version=version
-        ).decode(),
-        resolution_note=CASE_RESOLUTION.open(
-            data_key, case.resolution_encrypted, row_id=row_id, key_version=version
-        ).decode()
-        if case.resolution_encrypted
-        else None,
-        closed_on=case.closed_on,
-        tips=[
-            CaseTipView(id=tip.id, ref=tip.ref, status=tip.status.value, received_on=tip.received_on)
-            for tip in tips
-        ],
-        members=member_names,
-        notes=[
-            CaseNoteView(
-                id=note.id,
-                author=names.get(note.author_id) if note.author_id else None,
-                written_on=note.written_on,
-                body=CASE_NOTE_BODY.open(
-                    data_key,
-                    note.body_encrypted,
-                    row_id=case_note_row_id(case.id, note.id),
-                    key_version=version,
-                ).decode(),
-            )
-            for note in notes
-        ],
-        timeline=[
-            CaseEventView(
-                action=event.action,
-                actor=names.get(event.actor_id) if event.actor_id else None,
-                detail=event.detail,
-                happened_on=event.happened_on,
-            )
-            for event in timeline
-        ],
-        station_links=_station_links(session, case, data_key),
-    )

@@ -1,33 +1,24 @@
-"""Cases linked to stations, and the figures the registry shows from them.
+"""Cases linked to stations: proposing and confirming a link.
 
 A link (relation, confidence, evidence) is proposed by a member working on the
 case and confirmed by a different member who is a lead; only confirmed links
-count. Evidence is content, sealed under the case's data key. Every figure
-counts only cases the viewer may see: a restricted case adds nothing to a
-non-member's station page, map or chart.
-
-Figures that leave the system (the statistics export, the printable report)
-go through `suppress`: a count below the threshold (default 3) is withheld, so
-that a small community cannot be singled out by a number.
+count in the figures (app.reporting.figures). Evidence is content, sealed under
+the case's data key.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
-from collections import Counter
-from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.permissions import Permission
-from app.auth.service import Principal
+from app.auth.principal import Principal
 from app.cases import service as case_service
-from app.cases.models import Case, CaseTactic
-from app.cases.repository import cases_visible_to
 from app.cases.service import link_row_id
+from app.kit import clock
 from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, LinkRelation, Station
 
@@ -76,7 +67,7 @@ def propose_link(
             key_version=case.content_key_version,
         ),
         proposed_by_id=principal.account_id,
-        proposed_on=dt.datetime.now(dt.UTC).date(),
+        proposed_on=clock.today(),
     )
     session.add(link)
     session.flush()
@@ -108,7 +99,7 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         raise Conflict("This link is already confirmed.")
     if link.proposed_by_id == principal.account_id:
         raise SameMemberConfirms
-    link.confirmed_by_id, link.confirmed_on = principal.account_id, dt.datetime.now(dt.UTC).date()
+    link.confirmed_by_id, link.confirmed_on = principal.account_id, clock.today()
     session.flush()
     audit.record(
         session,
@@ -118,68 +109,3 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         object_id=case.id,
         details={"station": str(link.station_id), "relation": link.relation.value},
     )
-
-
-def _visible_confirmed_links(principal: Principal):  # type: ignore[no-untyped-def]  # a subquery
-    visible = cases_visible_to(principal).with_only_columns(Case.id).subquery()
-    return select(CaseStationLink.station_id, CaseStationLink.case_id).where(
-        CaseStationLink.confirmed_on.is_not(None), CaseStationLink.case_id.in_(select(visible.c.id))
-    )
-
-
-def case_counts_by_station(session: Session, principal: Principal) -> dict[uuid.UUID, int]:
-    """Distinct cases with a confirmed link, per station, among the cases the viewer may see."""
-    links = _visible_confirmed_links(principal).subquery()
-    rows = session.execute(
-        select(links.c.station_id, func.count(func.distinct(links.c.case_id))).group_by(links.c.station_id)
-    )
-    return {station_id: int(count) for station_id, count in rows}
-
-
-def station_figures(
-    session: Session, principal: Principal, station_id: uuid.UUID
-) -> tuple[int, Counter[str]]:
-    """How many visible cases are confirmed-linked to the station, and their tactics."""
-    links = _visible_confirmed_links(principal).where(CaseStationLink.station_id == station_id).subquery()
-    case_ids = list(session.scalars(select(links.c.case_id).distinct()))
-    tactics = Counter(session.scalars(select(CaseTactic.tactic).where(CaseTactic.case_id.in_(case_ids))))
-    return len(case_ids), tactics
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStatistics:
-    by_tactic: list[tuple[str, int]]
-    by_country: list[tuple[str, int]]
-    by_month: list[tuple[str, int]]
-
-
-def case_statistics(session: Session, principal: Principal) -> CaseStatistics:
-    visible = (
-        cases_visible_to(principal).with_only_columns(Case.id, Case.host_country, Case.created_on).subquery()
-    )
-    by_tactic = session.execute(
-        select(CaseTactic.tactic, func.count())
-        .where(CaseTactic.case_id.in_(select(visible.c.id)))
-        .group_by(CaseTactic.tactic)
-        .order_by(func.count().desc(), CaseTactic.tactic)
-    ).all()
-    by_country = session.execute(
-        select(visible.c.host_country, func.count())
-        .where(visible.c.host_country.is_not(None))
-        .group_by(visible.c.host_country)
-        .order_by(func.count().desc(), visible.c.host_country)
-    ).all()
-    months: Counter[str] = Counter(
-        created.strftime("%Y-%m") for created in session.scalars(select(visible.c.created_on))
-    )
-    return CaseStatistics(
-        by_tactic=[(str(t), int(c)) for t, c in by_tactic],
-        by_country=[(str(k), int(c)) for k, c in by_country],
-        by_month=sorted(months.items()),
-    )
-
-
-def suppress(count: int, threshold: int) -> int | None:
-    """A count that may leave the system: None (withheld) below the threshold, so a figure of one
-    or two cannot point at a handful of people in a small community."""
-    return count if count >= threshold else None

@@ -6,18 +6,16 @@ key pair and to the personal public key of each cleared member.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import uuid
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES
 from app.crypto import human_codes, sealing
 from app.crypto.integrity import public_key_mac, trusted_public_key
-from app.keys.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
+from app.custody.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
+from app.kit import clock
 
 RECOVERY_KEY_BITS = 160
 RECOVERY_KEY_CHARS = 32
@@ -46,7 +44,7 @@ def create_intake_key(
         recovery_wrapped_private_key=INTAKE_KEY_RECOVERY_WRAP.seal(
             recovery_public, intake_private.raw, row_id=str(version), key_version=version
         ),
-        created_on=dt.datetime.now(dt.UTC).date(),
+        created_on=clock.today(),
     )
     session.add(intake_key)
     session.flush()
@@ -84,55 +82,17 @@ def _checked_intake_public_key(
     return trusted_public_key(key_integrity_key, raw_public_key, mac, *_intake_key_context(version))
 
 
-def grant_intake_key(
-    session: Session,
-    *,
-    intake_key: IntakeKey,
-    intake_private: sealing.PrivateKey,
-    grantee: StaffAccount,
-    granted_by_id: uuid.UUID | None,
-    key_integrity_key: bytes,
-) -> IntakeKeyGrant:
-    if grantee.role not in KEY_HOLDING_ROLES:
-        # Admins and auditors never hold the key that opens tip content.
-        raise ValueError(f"a {grantee.role} cannot hold the intake key")
-    if grantee.public_key is None or grantee.public_key_mac is None or not grantee.is_active:
-        raise ValueError("the account is not active yet")
-    session.execute(
-        delete(IntakeKeyGrant).where(
-            IntakeKeyGrant.account_id == grantee.id, IntakeKeyGrant.key_version == intake_key.version
-        )
-    )
-    grant = IntakeKeyGrant(
-        account_id=grantee.id,
-        key_version=intake_key.version,
-        sealed_private_key=INTAKE_KEY_GRANT.seal(
-            trusted_public_key(
-                key_integrity_key, grantee.public_key, grantee.public_key_mac, *staff_key_context(grantee.id)
-            ),
-            intake_private.raw,
-            row_id=str(grantee.id),
-            key_version=intake_key.version,
-        ),
-        granted_by_id=granted_by_id,
-        granted_on=dt.datetime.now(dt.UTC).date(),
-    )
-    session.add(grant)
-    session.flush()
-    return grant
-
-
 def unlock_granted_keys(
-    session: Session, account: StaffAccount, personal_private: sealing.PrivateKey
+    session: Session, account_id: uuid.UUID, personal_private: sealing.PrivateKey
 ) -> dict[int, sealing.PrivateKey]:
-    """Every intake key version granted to ``account``, opened with its personal key."""
-    grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
+    """Every intake key version granted to the account, opened with its personal key."""
+    grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
     return {
         grant.key_version: sealing.PrivateKey(
             INTAKE_KEY_GRANT.open(
                 personal_private,
                 grant.sealed_private_key,
-                row_id=str(account.id),
+                row_id=str(account_id),
                 key_version=grant.key_version,
             )
         )
@@ -142,7 +102,7 @@ def unlock_granted_keys(
 
 def revoke_intake_key(session: Session, account_id: uuid.UUID) -> None:
     """Delete every grant of the account. Its sessions must end too (they carry the
-    unlocked key): callers use `auth.service.revoke_sessions`."""
+    unlocked key): callers use `auth.sessions.revoke_sessions`."""
     session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
 
 

@@ -21,12 +21,9 @@ from app.cases.routes_api import router as cases_router
 from app.cases.routes_web import router as cases_web_router
 from app.intake.group_commit import TipCommitter
 from app.intake.routes_api import router as intake_api_router
-from app.intake.routes_web import (
-    FollowupRefused,
-    FormRejected,
-    followup_refused_handler,
-    form_rejected_handler,
-)
+from app.intake.routes_followup import FollowupRefused, followup_refused_handler
+from app.intake.routes_followup import router as intake_followup_router
+from app.intake.routes_web import FormRejected, form_rejected_handler
 from app.intake.routes_web import router as intake_web_router
 from app.keys.routes_api import router as key_grants_router
 from app.keys.routes_web import router as key_grants_web_router
@@ -34,6 +31,7 @@ from app.kit.blobs import blob_storage_for
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import INTAKE_SECRETS, SECRET_NAMES, STAFF_SECRETS, load_server_secrets
+from app.reporting.routes_web import router as reporting_web_router
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
 from app.triage.routes_api import router as triage_router
@@ -107,6 +105,7 @@ def create_intake_app(
     app.state.tip_committer = TipCommitter(context.database, context.secrets)
     app.include_router(health_router)
     app.include_router(intake_web_router)
+    app.include_router(intake_followup_router)
     app.include_router(intake_api_router)
     app.add_exception_handler(FormRejected, form_rejected_handler)
     app.add_exception_handler(FollowupRefused, followup_refused_handler)
@@ -131,6 +130,7 @@ def create_staff_app(
     app.include_router(triage_web_router)
     app.include_router(cases_web_router)
     app.include_router(stations_web_router)
+    app.include_router(reporting_web_router)
     app.include_router(audit_router)
     app.include_router(audit_web_router)
     install_staff_page_errors(app)

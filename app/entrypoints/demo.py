@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.audit_log import events as audit
+from app.auth.credentials import create_account
 from app.auth.models import Role
 from app.auth.permissions import KEY_HOLDING_ROLES
-from app.auth.service import create_account, new_totp_secret
+from app.auth.second_factor import new_totp_secret
 from app.entrypoints.organisation import NewOrganisation, init_organisation
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, Tip
 from app.intake.schemas import TipSubmission
-from app.keys.service import grant_intake_key
+from app.keys.grants import grant_intake_key
 from app.kit.config import Environment, Settings
 from app.kit.db import Database
 from app.kit.server_secrets import load_server_secrets

@@ -21,8 +21,9 @@ from sqlalchemy import func, select
 
 from app.audit_log import service as audit_service
 from app.audit_log.models import AuditEvent
+from app.audit_log.verification import verify_database
+from app.custody.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.intake.orphans import find_orphan_blobs
-from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.kit.config import Environment, Settings
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.server_secrets import (
@@ -219,7 +220,7 @@ def check_audit(settings: Settings, database: Database, now: dt.datetime) -> lis
     secrets = load_server_secrets(settings.secrets_dir)
     with database.engine.connect() as connection:
         connection.execution_options(**{READ_ONLY_OPTION: True})
-        report = audit_service.verify_database(
+        report = verify_database(
             connection, audit_service.signing_key(secrets).public_key(), settings.audit_log_origin
         )
     findings = [

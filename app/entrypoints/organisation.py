@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import inspect
 
 from app.crypto import sealing
-from app.keys.models import IntakeKey
-from app.keys.service import create_intake_key, current_intake_key
+from app.custody.models import IntakeKey
+from app.custody.service import create_intake_key, current_intake_key
 from app.kit.config import DATA_DIR_ENV_FILE, Environment, Settings
 from app.kit.db import Database
 from app.kit.server_secrets import create_server_secrets

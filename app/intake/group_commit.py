@@ -1,7 +1,7 @@
 """Group commit for tips sent without files: the path a flood takes.
 
 Each tip is sealed in the request's own worker thread, outside any transaction
-(`service.seal_tip`: the HPKE seal, the envelopes, the receipt and its key).
+(`app.intake.submission.seal_tip`: the HPKE seal, the envelopes, the receipt and its key).
 Only the insert goes to this process's one committer thread, which takes every
 tip waiting, inserts them in one transaction and commits once: one durable
 commit (one fsync on SQLite) for the whole group instead of one per tip, with
@@ -33,10 +33,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.crypto import envelope, sealing
+from app.custody.service import current_intake_key, trusted_intake_public_key
 from app.intake import service
 from app.intake.models import TIP_DATA_KEY, Tip
 from app.intake.schemas import TipSubmission
-from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.intake.submission import SealedTip, seal_tip, unknown_station
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.errors import ServiceUnavailable
 from app.kit.server_secrets import ServerSecrets
@@ -58,7 +59,7 @@ class CurrentKey:
 
 @dataclass
 class _PendingTip:
-    sealed: service.SealedTip
+    sealed: SealedTip
     data_key: bytes = field(repr=False)
     station_id: uuid.UUID | None
     done: Future[str] = field(default_factory=Future)
@@ -96,7 +97,7 @@ class TipCommitter:
         if key is None:
             raise service.NotInitialised
         tip_id, data_key = uuid.uuid4(), envelope.new_data_key()
-        sealed = service.seal_tip(
+        sealed = seal_tip(
             tip_id,
             data_key,
             content_version=key.version,
@@ -176,7 +177,7 @@ class TipCommitter:
             accepted = []
             for pending in group:
                 if pending.station_id is not None and pending.station_id not in known:
-                    pending.done.set_exception(service.unknown_station())
+                    pending.done.set_exception(unknown_station())
                     continue
                 if pending.sealed.row["intake_key_version"] != key.version:
                     _reseal_to(pending, key)

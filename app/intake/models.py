@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, LargeBinary, S
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
+from app.crypto.sealed_keys import SealedDataKeys
 from app.kit.db import Base, enum_column_type
 
 # Each tip has its own random data key, sealed to the intake public key.
@@ -171,3 +172,23 @@ class TipMessage(Base):
     body_for_submitter: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="messages")
+
+
+# The data keys `daylight keys rotate` re-seals (app.crypto.sealed_keys). A tip is locked before
+# its messages and files, as every writer of a tip does.
+TIP_SEALED_KEYS = SealedDataKeys("tips", Tip, TIP_DATA_KEY, row_id=lambda tip: str(tip.id), lock_order=10)
+MESSAGE_SEALED_KEYS = SealedDataKeys(
+    "messages",
+    TipMessage,
+    MESSAGE_DATA_KEY,
+    row_id=lambda message: message_row_id(message.tip_id, message.id),
+    lock_order=20,
+)
+# Files sent with a tip use the tip's data key (intake_key_version NULL): nothing to re-seal.
+FOLLOWUP_ATTACHMENT_SEALED_KEYS = SealedDataKeys(
+    "files",
+    TipAttachment,
+    FOLLOWUP_ATTACHMENT_KEY,
+    row_id=lambda attachment: attachment_row_id(attachment.tip_id, attachment.id),
+    lock_order=30,
+)

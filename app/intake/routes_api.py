@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -16,23 +16,17 @@ from app.intake import report_form, service
 from app.intake.group_commit import TipCommitter
 from app.intake.models import MessageAuthor
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
-from app.kit.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body
+from app.kit.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body, error_responses
 from app.kit.server_secrets import ServerSecrets
 from app.web.admission import ServiceBusy, admit, run_admitted
 from app.web.context import AppContext, Context, finishing
 from app.web.forms import CrossSiteForm, posted_from_elsewhere
 from app.web.i18n import N_
+from app.web.json_body import JsonBody, JsonBodyReader
 from app.web.multipart import StreamingFormReader
-from app.web.request_body import (
-    MalformedBody,
-    TransferFloor,
-    bounded_stream,
-    media_type,
-    read_bounded_body,
-    read_json,
-)
+from app.web.request_body import MalformedBody, TransferFloor, bounded_stream, media_type, read_bounded_body
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=error_responses(500, 503, 507))
 
 
 # Longer than any healthy group commit by far; past it the database is stuck (a lock held by
@@ -185,10 +179,16 @@ async def receive_multipart_tip(
     return await run_in_threadpool(service.finish_tip, session, draft, submission)
 
 
-@router.post("/tips", status_code=201, response_model=TipReceipt)
-async def submit_tip(request: Request, context: Context) -> TipReceipt:
-    kind = media_type(request)
-    if kind == "multipart/form-data":
+# A tip as JSON, read before the route runs; a multipart one (the report form's files) is left
+# for the route to stream.
+TipJson = Annotated[
+    TipSubmission | None, Depends(JsonBodyReader(TipSubmission, streamed_media_type="multipart/form-data"))
+]
+
+
+@router.post("/tips", status_code=201, response_model=TipReceipt, responses=error_responses(403))
+async def submit_tip(request: Request, context: Context, submission: TipJson) -> TipReceipt:
+    if submission is None:
         # JSON needs a type no cross-site form can send; multipart does not, so the browser's
         # own word on where the post came from decides.
         if posted_from_elsewhere(request):
@@ -196,8 +196,7 @@ async def submit_tip(request: Request, context: Context) -> TipReceipt:
         # The session takes no connection until the last byte has arrived (stream_multipart).
         async with finishing(context.database.session_factory()) as session:
             receipt = await receive_multipart_tip(request, session, context)
-    elif kind == "application/json":
-        submission = await read_json(request, TipSubmission, context.settings)
+    else:
         committer = tip_committer(request)
         if not committer.knows_current_key:
             # The first tip of this process (or after an error): the key is read in a worker
@@ -212,8 +211,6 @@ async def submit_tip(request: Request, context: Context) -> TipReceipt:
             receipt = await asyncio.wait_for(asyncio.shield(committed), COMMIT_WAIT_SECONDS)
         except TimeoutError:
             raise ServiceUnavailable from None
-    else:
-        raise UnsupportedMediaType
     return TipReceipt(receipt=receipt)
 
 
@@ -223,16 +220,16 @@ ReceiptBody = TypeVar("ReceiptBody", bound=ReceiptRequest)
 async def answer_receipt_holder(
     request: Request,
     context: AppContext,
-    model: type[ReceiptBody],
+    body: ReceiptBody,
     answer: Callable[[Session, service.ReceiptHolder, ReceiptBody], JSONResponse],
 ) -> JSONResponse:
-    """Read a receipt-bearing body, open the tip it names and answer; the same 401 otherwise.
+    """Open the tip a receipt-bearing body names and answer; the same 401 otherwise.
 
     The 401 is returned, not raised, like every answer here: the request's
-    transaction ends the same way whether or not the receipt matched. The body is
-    read first; the transaction then runs whole in one worker-thread call.
+    transaction ends the same way whether or not the receipt matched. The body has
+    been read; the transaction runs whole in one worker-thread call, within a
+    database slot taken only for it (``run_admitted``).
     """
-    body = await read_json(request, model, context.settings)
 
     def open_and_answer() -> JSONResponse:
         with context.database.transaction() as session:
@@ -246,22 +243,24 @@ async def answer_receipt_holder(
     return await run_admitted(request, open_and_answer)
 
 
-@router.post("/followup")
-async def followup(request: Request, context: Context) -> JSONResponse:
+@router.post("/followup", responses=error_responses(401))
+async def followup(request: Request, context: Context, body: JsonBody[ReceiptRequest]) -> JSONResponse:
     return await answer_receipt_holder(
         request,
         context,
-        ReceiptRequest,
+        body,
         lambda _session, holder, _body: JSONResponse(service.followup_view(holder).model_dump(mode="json")),
     )
 
 
-@router.post("/followup/messages", status_code=201)
-async def followup_message(request: Request, context: Context) -> JSONResponse:
+@router.post("/followup/messages", status_code=201, responses=error_responses(401))
+async def followup_message(
+    request: Request, context: Context, body: JsonBody[FollowupMessageRequest]
+) -> JSONResponse:
     def send(session: Session, holder: service.ReceiptHolder, body: FollowupMessageRequest) -> JSONResponse:
         service.add_message(
             session, holder.tip, body.body, author=MessageAuthor.SUBMITTER, server_secrets=context.secrets
         )
         return JSONResponse({"status": holder.tip.status}, status_code=201)
 
-    return await answer_receipt_holder(request, context, FollowupMessageRequest, send)
+    return await answer_receipt_holder(request, context, body, send)

@@ -22,19 +22,14 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from app.crypto import human_codes
-from app.intake import report_form, service
-from app.intake.models import MessageAuthor, TipStatus
-from app.intake.receipts import normalize_receipt
+from app.intake import report_form
 from app.intake.report_form import FieldError, ReportState, Step
-from app.intake.routes_api import InvalidSubmission, receive_form_tip, stream_multipart
-from app.intake.schemas import MESSAGE_MAX_CHARS
+from app.intake.routes_api import InvalidSubmission, receive_form_tip
 from app.kit.db import READ_ONLY_OPTION
 from app.kit.errors import AppError
 from app.kit.taxonomy import COUNTRY_CODES, Language
 from app.stations.models import Station
-from app.web.admission import release_admission, try_admit
-from app.web.context import Context, DbSession, UploadDbSession
+from app.web.context import Context, UploadDbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
 from app.web.i18n import N_, babel_locale, translations
 from app.web.pages import language_for, render_page
@@ -208,6 +203,11 @@ def show_step(
     )
 
 
+def first_value(fields: dict[str, list[str]], name: str) -> str:
+    values = fields.get(name, [])
+    return values[0] if values else ""
+
+
 @router.get("/", response_class=HTMLResponse)
 def show_report_form(request: Request, context: Context) -> HTMLResponse:
     return show_step(request, context, report_form.STEPS[0], ReportState())
@@ -224,8 +224,8 @@ async def report_step(request: Request, context: Context) -> HTMLResponse:
             exc.status, [FieldError("", exc.public_message)], ReportState(), report_form.STEPS[0]
         ) from None
     state = ReportState.from_form(fields)
-    current = report_form.step_named(_first(fields, "step")) or report_form.STEPS[0]
-    go = _first(fields, "go")
+    current = report_form.step_named(first_value(fields, "step")) or report_form.STEPS[0]
+    go = first_value(fields, "go")
     if go == "back":
         target = report_form.neighbour(current, -1)
     elif go.startswith("edit:"):
@@ -276,10 +276,10 @@ async def submit_report_form(request: Request, session: UploadDbSession, context
             exc.status, [FieldError("", exc.public_message)], ReportState.from_form(received), REVIEW
         ) from None
     urgent = bool(ReportState.from_form(received).first("urgent"))
-    return _receipt_page(request, receipt, urgent=urgent, status_code=201)
+    return receipt_page(request, receipt, urgent=urgent, status_code=201)
 
 
-def _receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: int = 200) -> HTMLResponse:
+def receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: int = 200) -> HTMLResponse:
     return render_page(
         request,
         "intake/receipt.html",
@@ -297,241 +297,6 @@ async def form_rejected_handler(request: Request, exc: Exception) -> HTMLRespons
     return await run_in_threadpool(
         show_step, request, context, exc.step, exc.state, errors=exc.errors, status_code=exc.status
     )
-
-
-def _first(fields: dict[str, list[str]], name: str) -> str:
-    values = fields.get(name, [])
-    return values[0] if values else ""
-
-
-# --- Follow-up with the receipt --------------------------------------------------------------------
-
-STATUS_TEXT = {
-    TipStatus.NEW: (N_("Received"), N_("Your report has arrived and is waiting to be read.")),
-    TipStatus.IN_REVIEW: (N_("Being reviewed"), N_("A caseworker is looking at your report.")),
-    TipStatus.NEEDS_INFO: (
-        N_("We have a question for you"),
-        N_("Please read the latest message below and answer if you can."),
-    ),
-    TipStatus.VERIFIED: (N_("Verified"), N_("We have checked your report and are working with it.")),
-    TipStatus.REJECTED: (
-        N_("Closed"),
-        N_("We are not taking this report further. Thank you for sending it."),
-    ),
-}
-UNKNOWN_RECEIPT_MESSAGE = N_("No report matches this receipt. Check it and try again.")
-EMPTY_MESSAGE = N_("Write a message before sending.")
-LONG_MESSAGE = N_("Your message is longer than 20,000 characters. Please shorten it or send it in parts.")
-
-
-def _followup_start(
-    request: Request, *, typed: str = "", errors: Sequence[str] = (), status_code: int = 200
-) -> HTMLResponse:
-    return render_page(
-        request,
-        "intake/followup_start.html",
-        status_code=status_code,
-        typed_receipt=typed,
-        messages=list(errors),
-        language_path="/followup",
-    )
-
-
-def _followup_page(
-    request: Request,
-    holder: service.ReceiptHolder,
-    receipt: str,
-    *,
-    notices: Sequence[str] = (),
-    errors: Sequence[str] = (),
-    draft: str = "",
-    status_code: int = 200,
-) -> HTMLResponse:
-    view = service.followup_view(holder)
-    title, explanation = STATUS_TEXT[TipStatus(view.status)]
-    return render_page(
-        request,
-        "intake/followup.html",
-        status_code=status_code,
-        view=view,
-        receipt=receipt,
-        status_title=title,
-        status_explanation=explanation,
-        notices=list(notices),
-        messages=list(errors),
-        draft=draft,
-        max_files=request.app.state.context.settings.max_files_per_tip,
-        photos_cleaned=request.app.state.context.settings.strip_attachment_metadata,
-    )
-
-
-async def _open_with_receipt(
-    request: Request, session: DbSession, context: Context, fields: dict[str, list[str]]
-) -> service.ReceiptHolder | None:
-    receipt = _first(fields, "receipt")
-    return await run_in_threadpool(
-        service.tip_for_receipt, session, receipt, receipt_pepper=context.secrets.receipt_pepper
-    )
-
-
-ReceiptPost = tuple[dict[str, list[str]], service.ReceiptHolder]
-
-
-async def _receipt_post(request: Request, session: DbSession, context: Context) -> ReceiptPost | HTMLResponse:
-    """A follow-up form's fields and the report its receipt opens; otherwise the receipt page,
-    with the same 401 for every receipt that opens nothing."""
-    try:
-        fields = await read_form_values(request, context.settings)
-    except AppError as exc:
-        return _followup_start(request, errors=[exc.public_message], status_code=exc.status)
-    holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
-        return _followup_start(
-            request, typed=_first(fields, "receipt")[:100], errors=[UNKNOWN_RECEIPT_MESSAGE], status_code=401
-        )
-    return fields, holder
-
-
-@router.get("/followup", response_class=HTMLResponse)
-def followup_start(request: Request) -> HTMLResponse:
-    return _followup_start(request)
-
-
-@router.post("/followup", response_class=HTMLResponse)
-async def followup(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    opened = await _receipt_post(request, session, context)
-    if isinstance(opened, HTMLResponse):
-        return opened
-    fields, holder = opened
-    return _followup_page(request, holder, _first(fields, "receipt"))
-
-
-@router.post("/receipt", response_class=HTMLResponse)
-async def receipt_again(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    """The receipt page again, in another language (its language buttons post here)."""
-    opened = await _receipt_post(request, session, context)
-    if isinstance(opened, HTMLResponse):
-        return opened
-    fields, holder = opened
-    digits = normalize_receipt(_first(fields, "receipt"))
-    assert digits is not None  # noqa: S101 - a receipt that opened a report normalises
-    # Shown as the service writes receipts, not as it was typed.
-    return _receipt_page(request, human_codes.group(digits), urgent=holder.tip.urgent)
-
-
-@router.post("/followup/reply", response_class=HTMLResponse)
-async def followup_reply(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    opened = await _receipt_post(request, session, context)
-    if isinstance(opened, HTMLResponse):
-        return opened
-    fields, holder = opened
-    receipt, body = _first(fields, "receipt"), _first(fields, "body").strip()
-    if not body or len(body) > MESSAGE_MAX_CHARS:
-        return _followup_page(
-            request,
-            holder,
-            receipt,
-            errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
-            draft=_first(fields, "body"),
-            status_code=422,
-        )
-    await run_in_threadpool(
-        service.add_message,
-        session,
-        holder.tip,
-        body,
-        author=MessageAuthor.SUBMITTER,
-        server_secrets=context.secrets,
-    )
-    return _followup_page(request, holder, receipt, notices=[N_("Your message was sent.")], status_code=201)
-
-
-@router.post("/followup/files", response_class=HTMLResponse)
-async def followup_files(request: Request, session: UploadDbSession, context: Context) -> HTMLResponse:
-    """Files added with the receipt: encrypted while they stream in, then kept only if the
-    receipt (posted before them) opens a report; otherwise the rollback deletes them."""
-    if posted_from_elsewhere(request):
-        return _followup_start(request, errors=[CrossSiteForm.public_message], status_code=403)
-    received: dict[str, list[str]] = {}
-    try:
-        draft, fields = await stream_multipart(
-            request,
-            session,
-            context,
-            service.start_followup_files,
-            text_fields=frozenset({"receipt"}),
-            received_fields=received,
-        )
-    except AppError as exc:
-        # Raised, so that the files written so far are deleted with the rollback.
-        raise FollowupRefused(exc.status, exc.public_message, receipt=_first(received, "receipt")) from None
-    holder = await _open_with_receipt(request, session, context, fields)
-    if holder is None:
-        raise FollowupRefused(401, UNKNOWN_RECEIPT_MESSAGE)
-    if not draft.attachments:
-        return _followup_page(
-            request,
-            holder,
-            _first(fields, "receipt"),
-            errors=[N_("Choose at least one file to send.")],
-            status_code=422,
-        )
-    await run_in_threadpool(service.add_followup_files, session, holder.tip, draft)
-    return _followup_page(
-        request, holder, _first(fields, "receipt"), notices=[N_("Your files were received.")], status_code=201
-    )
-
-
-class FollowupRefused(AppError):
-    """A refused follow-up upload, shown as a page; raised so the transaction (and the files
-    written so far) roll back."""
-
-    def __init__(self, status: int, message: str, *, receipt: str = "") -> None:
-        super().__init__()
-        self.status = status
-        self.message = message
-        self.receipt = receipt
-
-
-async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
-    """The report's page with the reason, when the receipt opens one; else the receipt page.
-    The lookup takes a database slot like any request; without one, the receipt page."""
-    assert isinstance(exc, FollowupRefused)  # noqa: S101 - registered for FollowupRefused only
-    context = request.app.state.context
-
-    def render() -> HTMLResponse:
-        with context.database.transaction() as session:
-            holder = service.tip_for_receipt(
-                session, exc.receipt, receipt_pepper=context.secrets.receipt_pepper
-            )
-            if holder is None:
-                return _followup_start(request, errors=[exc.message], status_code=exc.status)
-            return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
-
-    if not await try_admit(request):
-        return _followup_start(request, errors=[exc.message], status_code=exc.status)
-    try:
-        return await run_in_threadpool(render)
-    finally:
-        release_admission(request)
-
-
-@router.post("/followup/delete", response_class=HTMLResponse)
-async def followup_delete(request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    """Without ``confirm=yes``: a page that asks. With it: the report is crypto-shredded."""
-    opened = await _receipt_post(request, session, context)
-    if isinstance(opened, HTMLResponse):
-        return opened
-    fields, holder = opened
-    if _first(fields, "confirm") != "yes":
-        return render_page(
-            request,
-            "intake/followup_delete.html",
-            receipt=_first(fields, "receipt"),
-            language_path="/followup",
-        )
-    await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
-    return render_page(request, "intake/followup_deleted.html", language_path="/followup")
 
 
 @router.get("/safety", response_class=HTMLResponse)

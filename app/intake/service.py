@@ -3,35 +3,31 @@
 The intake app holds only public keys: it seals a fresh data key per tip to
 the organisation's intake public key and forgets it when the request ends. It
 never stores an IP address, a User-Agent, a file name or a time finer than the day.
+
+Each file is received by app.intake.attachments; a tip's row is sealed by app.intake.submission.
 """
 
 from __future__ import annotations
 
 import abc
-import datetime as dt
 import functools
-import json
-import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.crypto import envelope, human_codes, sealing
-from app.crypto.integrity import public_key_mac, trusted_public_key
-from app.intake import cleaning
+from app.crypto import envelope, sealing
+from app.crypto.integrity import trusted_public_key
+from app.custody.models import IntakeKey
+from app.custody.service import current_intake_key, trusted_intake_public_key
+from app.intake.attachments import AttachmentWriter, image_memory_budget
 from app.intake.models import (
-    ATTACHMENT_BLOB,
     ATTACHMENT_DETAILS,
     FOLLOWUP_ATTACHMENT_KEY,
     MESSAGE_BODY,
     MESSAGE_DATA_KEY,
     MESSAGE_FOR_SUBMITTER,
-    TIP_ANSWERS,
-    TIP_DATA_KEY,
-    TIP_NARRATIVE,
     MessageAuthor,
     Tip,
     TipAttachment,
@@ -40,19 +36,17 @@ from app.intake.models import (
     attachment_row_id,
     message_row_id,
 )
-from app.intake.receipts import new_receipt, normalize_receipt, receipt_lookup_hash, receipt_private_key
+from app.intake.receipts import normalize_receipt, receipt_lookup_hash, receipt_private_key
 from app.intake.schemas import FollowupMessage, FollowupView, TipSubmission
-from app.keys.models import IntakeKey
-from app.keys.service import current_intake_key, trusted_intake_public_key
+from app.intake.submission import receipt_key_context, seal_tip, unknown_station
 from app.kit.blobs import BlobStorage
+from app.kit.clock import today
 from app.kit.config import Settings
 from app.kit.db import after_commit, on_rollback
-from app.kit.errors import AppError, InvalidInput, PayloadTooLarge
+from app.kit.errors import N_, AppError
 from app.kit.server_secrets import ServerSecrets
 from app.stations.models import Station
-from app.web.i18n import N_
 
-TIP_REF_BITS = 40
 # Stands in for a malformed receipt so that every lookup derives a key pair.
 _UNMATCHABLE_RECEIPT = "0" * 24
 
@@ -63,10 +57,6 @@ class NotInitialised(AppError):
     public_message = N_("The service is not ready to receive reports.")
 
 
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
 def _trusted_intake_key(
     session: Session, server_secrets: ServerSecrets
 ) -> tuple[IntakeKey, sealing.PublicKey]:
@@ -74,159 +64,6 @@ def _trusted_intake_key(
     if intake_key is None:
         raise NotInitialised
     return intake_key, trusted_intake_public_key(intake_key, server_secrets.key_integrity_key)
-
-
-_DECLARED_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
-UNKNOWN_CONTENT_TYPE = "application/octet-stream"
-# Cleaning a picture is seconds of CPU for the largest ones: at most this many are cleaned at
-# once per process, so photos cannot take every core. The others wait their turn (their uploads
-# are complete) for at most cleaning.CLEANING_WAIT_SECONDS, then get a 503: a stream of costly
-# pictures must not build a queue that every other submission waits minutes in.
-_CLEANING_SLOTS = threading.BoundedSemaphore(2)
-# The encryptor's chunk: a re-encoded picture is encrypted in pieces of this size as the encoder
-# writes it, so it is never held whole, in plaintext or ciphertext.
-_CLEANED_PIECE_BYTES = 64 * 1024
-
-
-@functools.cache
-def _image_memory_budget(limit_bytes: int) -> cleaning.ImageMemoryBudget:
-    """The process's budget for image cleaning (one per configured size: tests build apps with
-    several; a deployment has one)."""
-    return cleaning.ImageMemoryBudget(limit_bytes)
-
-
-def _declared_content_type(declared: str | None) -> str:
-    """The client's Content-Type for a file, when it is a plain type/subtype; never trusted to
-    decide anything, only shown to staff (downloads are always octet-stream attachments)."""
-    if declared and _DECLARED_TYPE.fullmatch(declared.strip()):
-        return declared.strip().lower()
-    return UNKNOWN_CONTENT_TYPE
-
-
-class AttachmentWriter:
-    """Encrypts one uploaded file into the blob store as it streams in.
-
-    Images (recognised by their first bytes, never by name or declared type) are
-    the exception: they are collected, re-encoded from pixels without their
-    metadata (app.intake.cleaning) and only then encrypted, because decoding needs
-    the whole file. Every other file streams straight through the cipher and is
-    marked as still carrying whatever metadata it had.
-
-    An image's bytes count against the process's image memory budget from the moment
-    they are held: the reservation grows as they arrive, covers the decoding when the
-    part ends, and is released by `close` or `abort`, whichever comes first, however
-    the upload ends.
-    """
-
-    def __init__(
-        self,
-        *,
-        attachment_id: uuid.UUID,
-        data_key: bytes,
-        key_version: int,
-        blob_store: BlobStorage,
-        max_bytes: int,
-        content_type: str | None,
-        clean_images: bool,
-        max_image_bytes: int,
-        max_image_pixels: int,
-        image_memory: cleaning.ImageMemoryBudget,
-    ) -> None:
-        self.attachment_id = attachment_id
-        self.data_key = data_key
-        self.content_type = _declared_content_type(content_type)
-        self.metadata = cleaning.MetadataOutcome.NOT_REMOVED
-        self._encryptor = ATTACHMENT_BLOB.encryptor(
-            data_key, row_id=str(attachment_id), key_version=key_version
-        )
-        self._max_bytes = max_bytes
-        self._clean_images = clean_images
-        self._max_image_bytes = max_image_bytes
-        self._max_image_pixels = max_image_pixels
-        self._memory = image_memory.reservation()
-        self._sink = blob_store.create(attachment_id)
-        self._sink.write(self._encryptor.header)
-        self._held: list[bytes] | None = []  # the first bytes until the type is known; all of an image
-        self._image = False
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self._max_bytes:
-            raise PayloadTooLarge(N_("An attached file is larger than this service accepts."))
-        if self._held is None:
-            self._sink.write(self._encryptor.update(data))
-            return
-        self._held.append(data)
-        if not self._image and self.size >= cleaning.SNIFF_BYTES:
-            self._decide()
-        if self._image:
-            if self.size > self._max_image_bytes:
-                raise cleaning.ImageTooLarge
-            # Held bytes are memory as much as decoded pixels are: sixteen uploads of 32 MiB each
-            # are half a gigabyte before anything is decoded. (The sniffing window, at most one
-            # chunk, is held for any file and not counted.)
-            self._memory.grow_to(self.size)
-
-    def _decide(self) -> None:
-        assert self._held is not None  # noqa: S101 - only called while holding
-        head = b"".join(self._held)
-        self._image = self._clean_images and cleaning.sniff_image(head[: cleaning.SNIFF_BYTES]) is not None
-        if not self._image:
-            self._held = None
-            self._sink.write(self._encryptor.update(head))
-
-    def close(self) -> None:
-        if self._held is not None and not self._image:
-            # Shorter than the sniffing window: too short to be a picture, stored as it came.
-            self._clean_images = False
-            self._decide()
-        if self._held is not None:
-            try:
-                self._write_cleaned_image()
-            finally:
-                self._held = None
-                self._memory.release()
-        self._sink.write(self._encryptor.finalize())
-        self._sink.close()
-
-    def _write_cleaned_image(self) -> None:
-        assert self._held is not None  # noqa: S101 - only called while holding
-        if not _CLEANING_SLOTS.acquire(timeout=cleaning.CLEANING_WAIT_SECONDS):
-            raise cleaning.ImageCleaningBusy
-        try:
-            # Joining copies the file once more, for a moment.
-            self._memory.grow_to(2 * self.size)
-            encoded = b"".join(self._held)
-            self._held = None
-            self._memory.shrink_to(len(encoded))
-            self.size = 0
-            self.content_type = cleaning.clean_image_into(
-                encoded, self._encrypt_cleaned, max_pixels=self._max_image_pixels, memory=self._memory
-            )
-            self.metadata = cleaning.MetadataOutcome.REMOVED
-        finally:
-            _CLEANING_SLOTS.release()
-
-    def _encrypt_cleaned(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self._max_bytes:
-            # A few hundred kilobytes can decode to pixels that re-encode to hundreds of
-            # megabytes (noise survives no compressor): the file limit holds for what is stored.
-            raise cleaning.ImageTooLarge
-        for start in range(0, len(data), _CLEANED_PIECE_BYTES):
-            self._sink.write(self._encryptor.update(data[start : start + _CLEANED_PIECE_BYTES]))
-
-    def abort(self) -> None:
-        self._held = None
-        self._memory.release()
-        self._sink.close()
-
-    def details(self) -> bytes:
-        """What staff are told about the file, sealed with its key: no name, ever."""
-        return json.dumps(
-            {"size": self.size, "content_type": self.content_type, "metadata": self.metadata.value}
-        ).encode()
 
 
 @dataclass
@@ -273,7 +110,7 @@ class UploadDraft(abc.ABC):
             clean_images=settings.strip_attachment_metadata,
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
-            image_memory=_image_memory_budget(settings.image_memory_budget_bytes),
+            image_memory=image_memory_budget(settings.image_memory_budget_bytes),
         )
         self.attachments.append(writer)
         return writer
@@ -304,72 +141,6 @@ class FollowupFilesDraft(UploadDraft):
 def start_tip(session: Session, server_secrets: ServerSecrets) -> TipDraft:
     intake_key, intake_public = _trusted_intake_key(session, server_secrets)
     return TipDraft(intake_key=intake_key, intake_public=intake_public, server_secrets=server_secrets)
-
-
-STATION_NOT_LISTED = N_("Choose a station from the list.")
-
-
-def unknown_station() -> InvalidInput:
-    return InvalidInput(
-        STATION_NOT_LISTED, fields=[{"field": "station_id", "message": "not a station in the registry"}]
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SealedTip:
-    """A tip's row, encrypted and ready to insert, and the receipt to show once."""
-
-    row: dict[str, object] = field(repr=False)
-    receipt: str = field(repr=False)
-
-
-def seal_tip(
-    tip_id: uuid.UUID,
-    data_key: bytes,
-    *,
-    content_version: int,
-    seal_version: int,
-    seal_public: sealing.PublicKey,
-    submission: TipSubmission,
-    server_secrets: ServerSecrets,
-) -> SealedTip:
-    """The tips row for a submission: every field sealed, a fresh receipt; no database access,
-    so it runs outside any transaction (and outside SQLite's write lock)."""
-    receipt = new_receipt()
-    digits = normalize_receipt(receipt)
-    assert digits is not None  # noqa: S101 - a fresh receipt always normalises
-    row_id = str(tip_id)
-    receipt_public = receipt_private_key(server_secrets.receipt_pepper, digits).public_key()
-    return SealedTip(
-        receipt=receipt,
-        row={
-            "id": tip_id,
-            "ref": "T-" + human_codes.random_code(TIP_REF_BITS).replace("-", ""),
-            "status": TipStatus.NEW,
-            "urgent": submission.urgent,
-            "received_on": today(),
-            "last_activity_on": today(),
-            "intake_key_version": seal_version,
-            "content_key_version": content_version,
-            "sealed_data_key": TIP_DATA_KEY.seal(
-                seal_public, data_key, row_id=row_id, key_version=seal_version
-            ),
-            "narrative_encrypted": TIP_NARRATIVE.seal(
-                data_key, submission.narrative.encode(), row_id=row_id, key_version=content_version
-            ),
-            "answers_encrypted": TIP_ANSWERS.seal(
-                data_key,
-                json.dumps(submission.answers()).encode(),
-                row_id=row_id,
-                key_version=content_version,
-            ),
-            "receipt_lookup_hash": receipt_lookup_hash(server_secrets.receipt_pepper, digits),
-            "receipt_public_key": receipt_public.raw,
-            "receipt_public_key_mac": public_key_mac(
-                server_secrets.key_integrity_key, receipt_public, *_receipt_key_context(tip_id)
-            ),
-        },
-    )
 
 
 def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> str:
@@ -477,10 +248,6 @@ def delete_tip(session: Session, holder: ReceiptHolder, blob_store: BlobStorage)
         after_commit(session, functools.partial(blob_store.delete, attachment_id))
 
 
-def _receipt_key_context(tip_id: uuid.UUID) -> tuple[str, str]:
-    return ("tips", str(tip_id))
-
-
 @dataclass(frozen=True, slots=True)
 class ReceiptHolder:
     """A tip opened with its receipt, and the key pair only that receipt derives."""
@@ -564,7 +331,7 @@ def add_message(
                     server_secrets.key_integrity_key,
                     tip.receipt_public_key,
                     tip.receipt_public_key_mac,
-                    *_receipt_key_context(tip.id),
+                    *receipt_key_context(tip.id),
                 ),
                 body.encode(),
                 row_id=row_id,

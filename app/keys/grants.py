@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
-from app.auth.service import Principal, revoke_sessions
-from app.keys.models import IntakeKeyGrant
-from app.keys.service import current_intake_key, grant_intake_key, revoke_intake_key
+from app.auth.principal import Principal
+from app.auth.sessions import revoke_sessions
+from app.crypto import sealing
+from app.crypto.integrity import trusted_public_key
+from app.custody.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant
+from app.custody.service import current_intake_key, revoke_intake_key, staff_key_context
+from app.kit import clock
 from app.kit.errors import Conflict, Forbidden, NotFound
 from app.kit.server_secrets import ServerSecrets
 
@@ -73,3 +78,41 @@ def revoke_from_member(session: Session, principal: Principal, account_id: uuid.
     revoke_sessions(session, grantee.id)
     audit.record(session, principal.actor, "key.revoke", object_type="account", object_id=grantee.id)
     session.flush()
+
+
+def grant_intake_key(
+    session: Session,
+    *,
+    intake_key: IntakeKey,
+    intake_private: sealing.PrivateKey,
+    grantee: StaffAccount,
+    granted_by_id: uuid.UUID | None,
+    key_integrity_key: bytes,
+) -> IntakeKeyGrant:
+    if grantee.role not in KEY_HOLDING_ROLES:
+        # Admins and auditors never hold the key that opens tip content.
+        raise ValueError(f"a {grantee.role} cannot hold the intake key")
+    if grantee.public_key is None or grantee.public_key_mac is None or not grantee.is_active:
+        raise ValueError("the account is not active yet")
+    session.execute(
+        delete(IntakeKeyGrant).where(
+            IntakeKeyGrant.account_id == grantee.id, IntakeKeyGrant.key_version == intake_key.version
+        )
+    )
+    grant = IntakeKeyGrant(
+        account_id=grantee.id,
+        key_version=intake_key.version,
+        sealed_private_key=INTAKE_KEY_GRANT.seal(
+            trusted_public_key(
+                key_integrity_key, grantee.public_key, grantee.public_key_mac, *staff_key_context(grantee.id)
+            ),
+            intake_private.raw,
+            row_id=str(grantee.id),
+            key_version=intake_key.version,
+        ),
+        granted_by_id=granted_by_id,
+        granted_on=clock.today(),
+    )
+    session.add(grant)
+    session.flush()
+    return grant

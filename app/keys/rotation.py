@@ -24,127 +24,78 @@ it stopped:
    an adversary's hands, and any copy of the database taken during the rotation
    would then hand them the new key too. Resuming takes both keys: a lead's
    login (which holds both grants after the start) or both recovery keys.
-2. `reseal_batch`, until nothing is left at the old version; opened tips get
-   their blind-index tags again under the new key's filter key (the old key's
-   tags would match nothing once it is gone).
+2. `reseal_batch` (app.keys.resealing), until nothing is left at the old
+   version, over every kind of row the features register in
+   app.crypto.sealed_keys; their hooks follow each row (opened tips get their
+   blind-index tags again under the new key's filter key: the old key's tags
+   would match nothing once it is gone).
 3. `finish`: the old version's grants and recovery wrap and the rotation row
    are deleted, and the sessions of its holders end (they carry the old key
    unlocked). `run` then compacts the database so the deleted bytes do not
-   linger in free space (`scrub_deleted_key_material`).
+   linger in free space (app.keys.scrubbing).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
-from app.auth.service import revoke_sessions
-from app.cases.models import CASE_DATA_KEY, Case
+from app.auth.sessions import revoke_sessions
 from app.crypto import sealing
-from app.crypto.contracts import SealedColumn
 from app.crypto.errors import DecryptionError
-from app.intake.models import (
-    FOLLOWUP_ATTACHMENT_KEY,
-    MESSAGE_DATA_KEY,
-    TIP_ANSWERS,
-    TIP_DATA_KEY,
-    Tip,
-    TipAttachment,
-    TipMessage,
-    attachment_row_id,
-    message_row_id,
-)
-from app.keys.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
-from app.keys.service import (
+from app.custody.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.custody.service import (
     create_intake_key,
     current_intake_key,
-    grant_intake_key,
     recover_intake_key,
     trusted_intake_public_key,
 )
+from app.keys.grants import grant_intake_key
+from app.keys.resealing import (
+    DEFAULT_BATCH_SIZE,
+    Rotation,
+    RotationRefused,
+    registered_sealed_data_keys,
+    remaining,
+    reseal_batch,
+)
+from app.keys.scrubbing import scrub_deleted_key_material
 from app.kit.db import Database
-from app.triage import tags
-from app.triage.models import TipTag
 
-DEFAULT_BATCH_SIZE = 200
+# What callers (the CLI, the keys routes, tests) reach as `rotation.X`, app.keys.resealing's part included.
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "FINISH_ATTEMPTS",
+    "ProgressCallback",
+    "Rotation",
+    "RotationRefused",
+    "RotationReport",
+    "StillSealedToOldKey",
+    "finish",
+    "remaining",
+    "reseal_batch",
+    "run",
+    "start",
+    "successor_recipients",
+    "unlock_with_recovery_keys",
+    "versions_to_unlock",
+]
+
 # Rows sealed to the old key by a request that began before the rotation (a report whose
 # upload started earlier) can appear after the last batch: finish then goes back to the
 # batches, this many times at most.
 FINISH_ATTEMPTS = 5
-CHECKPOINT_ATTEMPTS = 20
-
-# Tables written by VACUUM FULL on PostgreSQL after a rotation: the key tables and every
-# table whose rows held a data key sealed to the old key (their dead tuples still do).
-_SCRUBBED_TABLES = (
-    "intake_keys",
-    "intake_key_grants",
-    "intake_key_rotations",
-    "staff_sessions",
-    "tips",
-    "tip_messages",
-    "tip_attachments",
-    "cases",
-    "tip_tags",
-)
-
-
-class RotationRefused(Exception):
-    """A rotation cannot start, resume or finish; the message says why and what to do."""
 
 
 class StillSealedToOldKey(RotationRefused):
     """Rows appeared at the old version after the last batch; more batches are needed."""
-
-
-@dataclass(frozen=True, slots=True)
-class _SealedKeyKind:
-    """One kind of row whose data key is sealed to the intake key."""
-
-    name: str
-    model: Any  # Tip | TipMessage | TipAttachment | Case: each has the two version columns
-    contract: SealedColumn
-    row_id: Callable[[Any], str]
-
-
-SEALED_KEY_KINDS: tuple[_SealedKeyKind, ...] = (
-    _SealedKeyKind("tips", Tip, TIP_DATA_KEY, lambda tip: str(tip.id)),
-    _SealedKeyKind(
-        "messages", TipMessage, MESSAGE_DATA_KEY, lambda message: message_row_id(message.tip_id, message.id)
-    ),
-    # Files sent with a tip use the tip's data key (intake_key_version NULL): nothing to re-seal.
-    _SealedKeyKind(
-        "files",
-        TipAttachment,
-        FOLLOWUP_ATTACHMENT_KEY,
-        lambda attachment: attachment_row_id(attachment.tip_id, attachment.id),
-    ),
-    _SealedKeyKind("cases", Case, CASE_DATA_KEY, lambda case: str(case.id)),
-)
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Rotation:
-    """A rotation under way, with both private keys open (never shown by ``repr``)."""
-
-    from_version: int
-    to_version: int
-    old_private: sealing.PrivateKey
-    new_private: sealing.PrivateKey
-    # Printed once when the rotation starts; None when it resumes.
-    recovery_key: str | None
-
-    def __repr__(self) -> str:
-        return f"Rotation({self.from_version} -> {self.to_version})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,66 +303,6 @@ def _grant_successor_to_holders(session: Session, rotation: Rotation, key_integr
     )
 
 
-def remaining(session: Session, from_version: int) -> dict[str, int]:
-    """How many rows of each kind still have their data key sealed to ``from_version``."""
-    return {
-        kind.name: session.scalar(
-            select(func.count()).select_from(kind.model).where(kind.model.intake_key_version == from_version)
-        )
-        or 0
-        for kind in SEALED_KEY_KINDS
-    }
-
-
-def reseal_batch(
-    session: Session, rotation: Rotation, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> dict[str, int]:
-    """Re-seal up to ``batch_size`` data keys from the old version to the new; returns how many of
-    each kind. Returns all zeros once nothing is left. Rows are locked first, as every writer does."""
-    moved = {kind.name: 0 for kind in SEALED_KEY_KINDS}
-    budget = batch_size
-    for kind in SEALED_KEY_KINDS:
-        if budget == 0:
-            break
-        rows = list(
-            session.scalars(
-                select(kind.model)
-                .where(kind.model.intake_key_version == rotation.from_version)
-                .order_by(kind.model.id)
-                .limit(budget)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-        )
-        for row in rows:
-            row_id = kind.row_id(row)
-            data_key = kind.contract.open(
-                rotation.old_private, row.sealed_data_key, row_id=row_id, key_version=rotation.from_version
-            )
-            row.sealed_data_key = kind.contract.seal(
-                rotation.new_private.public_key(), data_key, row_id=row_id, key_version=rotation.to_version
-            )
-            row.intake_key_version = rotation.to_version
-            if kind.model is Tip and row.indexed:
-                _reindex(session, row, data_key, rotation.new_private)
-        moved[kind.name] = len(rows)
-        budget -= len(rows)
-    session.flush()
-    return moved
-
-
-def _reindex(session: Session, tip: Tip, data_key: bytes, new_private: sealing.PrivateKey) -> None:
-    """The tip's blind-index tags under the new key's filter key (the old ones die with the old key)."""
-    answers = json.loads(
-        TIP_ANSWERS.open(
-            data_key, tip.answers_encrypted, row_id=str(tip.id), key_version=tip.content_key_version
-        )
-    )
-    session.execute(delete(TipTag).where(TipTag.tip_id == tip.id))
-    tip.indexed = False
-    tags.index_tip(session, tip, answers, new_private)
-
-
 def finish(
     session: Session,
     rotation: Rotation,
@@ -463,44 +354,6 @@ def finish(
     )
 
 
-def scrub_deleted_key_material(database: Database) -> list[str]:
-    """Leave no copy of the old wraps in the database's free space or journal; returns what could
-    not be done (empty when all was), for the operator to finish by hand.
-
-    SQLite runs with secure_delete (freed pages are zeroed); what is left is the
-    write-ahead log, truncated here once no reader holds it. PostgreSQL keeps
-    updated and deleted rows as dead tuples until a vacuum, and a plain VACUUM
-    only marks them reusable: VACUUM FULL rewrites the tables without them. It
-    locks each table for as long as the rewrite takes, which is why `daylight
-    keys rotate` is run in a quiet hour. Neither reaches WAL archives, replicas
-    or backups: docs/deploy.md.
-    """
-    if database.engine.dialect.name == "sqlite":
-        # Outside any transaction (the engine's connections begin one on first use).
-        raw = database.engine.raw_connection()
-        try:
-            for _ in range(CHECKPOINT_ATTEMPTS):
-                busy, _, _ = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if not busy:
-                    return []
-                time.sleep(0.25)  # a reader (an app node) holds the log; it lets go between requests
-        finally:
-            raw.close()
-        return [
-            "the SQLite write-ahead log is still in use: run PRAGMA wal_checkpoint(TRUNCATE) once "
-            "the service is stopped"
-        ]
-    problems = []
-    with database.engine.connect() as connection:
-        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-        for table in _SCRUBBED_TABLES:
-            try:
-                autocommit.execute(text(f"VACUUM FULL {table}"))  # fixed names, not input
-            except Exception as exc:  # one table's failure must not skip the others
-                problems.append(f"VACUUM FULL {table} failed ({type(exc).__name__}): run it again by hand")
-    return problems
-
-
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -524,7 +377,7 @@ def run(
         rotation = start(session, unlocked, actor, key_integrity_key=key_integrity_key)
         total = sum(remaining(session, rotation.from_version).values())
     on_started(rotation)
-    resealed = {kind.name: 0 for kind in SEALED_KEY_KINDS}
+    resealed = {kind.name: 0 for kind in registered_sealed_data_keys()}
     done = 0
     progress(done, total)
     for attempt in range(1, FINISH_ATTEMPTS + 1):

@@ -11,11 +11,13 @@ from sqlalchemy import select
 from app.auth.deps import GrantManager, SteppedUpStaff
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
+from app.custody.models import IntakeKeyGrant
 from app.keys import grants
-from app.keys.models import IntakeKeyGrant
+from app.kit.errors import error_responses
 from app.web.context import Context, DbSession
 
-router = APIRouter(prefix="/api/v1/key-grants")
+# 403 also when the password was not confirmed lately (step_up_required).
+router = APIRouter(prefix="/api/v1/key-grants", responses=error_responses(401, 403, 404, 409, 500, 503, 507))
 
 
 class GrantCandidate(BaseModel):

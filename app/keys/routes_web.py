@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app.auth.deps import GrantManager
-from app.auth.service import Principal, recently_reauthenticated
+from app.auth.principal import Principal
+from app.auth.sessions import recently_reauthenticated
 from app.keys import grants
 from app.keys.routes_api import grant_candidates
 from app.web.context import Context, DbSession

@@ -19,6 +19,7 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import Date, Index, Integer, LargeBinary, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.kit import clock
 from app.kit.config import Settings
 from app.kit.db import Base, Database
 
@@ -222,7 +223,7 @@ class _ChunkWriter:
                     blob_id=self._blob_id,
                     position=self._position,
                     data=data,
-                    written_on=dt.datetime.now(dt.UTC).date(),
+                    written_on=clock.today(),
                 )
             )
         self._position += 1

@@ -8,6 +8,7 @@ exception text never reaches the client.
 from __future__ import annotations
 
 import errno
+import http
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -165,6 +167,34 @@ class InvalidInput(AppError):
 
 def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
+
+
+class FieldProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    message: str
+
+
+class InvalidInputDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str
+    fields: list[FieldProblem]
+
+
+class ErrorBody(BaseModel):
+    """The one error model as the API sends it (``error_body``), declared for the OpenAPI document:
+    ``detail`` is a message, or for invalid input the message and the fields at fault."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str
+    detail: str | InvalidInputDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` declaring that these statuses answer in the one error model."""
+    return {
+        status: {"model": ErrorBody, "description": http.HTTPStatus(status).phrase} for status in statuses
+    }
 
 
 def safe_error_fields(errors: Sequence[Any]) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
+from app.kit import clock
 from app.kit.errors import InvalidInput
 from app.kit.taxonomy import COUNTRY_CODES
 from app.stations.models import Station, StationSource, StationStatus, StationStatusChange
@@ -227,7 +228,7 @@ def _row(errors: _Errors, line: int, raw: dict[str, Any], today: dt.date) -> Sta
 
 def parse(content: bytes, file_format: str, *, today: dt.date | None = None) -> list[StationRow]:
     """Every row, validated; ImportRefused naming each bad line otherwise."""
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = today or clock.today()
     errors = _Errors()
     try:
         text = content.decode("utf-8-sig")
@@ -321,7 +322,7 @@ def apply(session: Session, rows: Sequence[StationRow], actor: audit.Actor) -> I
     """Write the plan, in the caller's transaction, with one audit event."""
     result = plan(session, rows)
     existing = _existing(session)
-    today = dt.datetime.now(dt.UTC).date()
+    today = clock.today()
     for row in [*result.created, *(row for row, _ in result.updated)]:
         station = existing.get(row.key)
         previous = station.status if station is not None else None

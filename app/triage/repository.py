@@ -1,48 +1,12 @@
-"""Tip queries scoped to the caller: handlers never load a tip by bare id."""
+"""The queue's counters: trigger-kept counts per (tags, status, urgency, assignee), folded here."""
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import Select, delete, false, func, select, true, tuple_
+from sqlalchemy import delete, func, select, true, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.auth.permissions import Permission
-from app.auth.service import Principal
-from app.cases.repository import tips_hidden_from
-from app.intake.models import Tip
 from app.triage.models import TipQueueCount, TipQueueCountChange
-
-
-def tips_visible_to(principal: Principal) -> Select[Tip]:
-    """Tips the caller may see in the queue; an empty query for roles without the queue."""
-    statement = select(Tip)
-    if not principal.can(Permission.VIEW_QUEUE):
-        return statement.where(false())
-    # A tip in a restricted case is seen by that case's members only.
-    return statement.where(Tip.id.not_in(tips_hidden_from(principal)))
-
-
-def tip_ids_hidden_in_queue_from(principal: Principal) -> Select[uuid.UUID]:
-    """The ids `tips_visible_to` leaves out for a caller who may see the queue, each once: tips
-    in a restricted case they are not a member of. The queue counts every tip from counters,
-    then takes these away, so this is the one list the rule and the counts must agree on."""
-    return tips_hidden_from(principal).distinct()
-
-
-def tips_readable_by(principal: Principal) -> Select[Tip]:
-    """Tips whose content the caller may read: the role permits it and the key is unlocked."""
-    statement = tips_visible_to(principal)
-    if not principal.can(Permission.READ_TIP_CONTENT):
-        return statement.where(false())
-    unlocked_versions = sorted(principal.keys.intake)
-    return statement.where(Tip.intake_key_version.in_(unlocked_versions))
-
-
-def tip_readable_by(principal: Principal, tip_id: uuid.UUID) -> Select[Tip]:
-    return tips_readable_by(principal).where(Tip.id == tip_id)
-
 
 # Any constant distinct from the other advisory locks (audit checkpoint, purge).
 QUEUE_COUNTS_FOLD_LOCK_KEY = 0x6461796C69676876

@@ -5,18 +5,17 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.audit_log import events as audit
 from app.auth.deps import CurrentStaff, Lead, QueueReader, Triager
 from app.crypto.errors import DecryptionError
 from app.intake.models import ATTACHMENT_BLOB
-from app.kit.errors import IntegrityFailure, NotFound
-from app.triage import service, workflow
+from app.kit.errors import IntegrityFailure, NotFound, error_responses
+from app.triage import reading, service, workflow
 from app.triage.schemas import (
     AssignRequest,
     DuplicateCandidate,
@@ -30,9 +29,9 @@ from app.triage.schemas import (
     TipDetail,
 )
 from app.web.context import Context, DbSession
-from app.web.request_body import read_json
+from app.web.json_body import JsonBody
 
-router = APIRouter(prefix="/api/v1/tips")
+router = APIRouter(prefix="/api/v1/tips", responses=error_responses(401, 403, 404, 409, 500, 503, 507))
 
 # Reading one tip needs only a session: the scoped query is the authority, and
 # a role that may not read content finds nothing (404), as if the tip did not exist.
@@ -49,12 +48,20 @@ def list_tips(
 @router.get("/{tip_id}", response_model=TipDetail)
 def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> TipDetail:
     try:
-        return service.read_tip(session, principal, tip_id)
+        return reading.read_tip(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None
 
 
-@router.get("/{tip_id}/attachments/{attachment_id}")
+# The file as it was uploaded (decrypted while it streams), never rendered by the browser.
+ATTACHMENT_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get(
+    "/{tip_id}/attachments/{attachment_id}", response_class=StreamingResponse, responses=ATTACHMENT_CONTENT
+)
 def download_attachment(
     tip_id: uuid.UUID,
     attachment_id: uuid.UUID,
@@ -63,14 +70,14 @@ def download_attachment(
     context: Context,
 ) -> StreamingResponse:
     try:
-        tip, data_key = service.open_tip(session, principal, tip_id)
+        tip, data_key = reading.open_tip(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None
     attachment = next((attachment for attachment in tip.attachments if attachment.id == attachment_id), None)
     if attachment is None:
         raise NotFound
     try:
-        key, key_version = service.attachment_key(principal, tip, data_key, attachment)
+        key, key_version = reading.attachment_key(principal, tip, data_key, attachment)
     except DecryptionError:
         raise IntegrityFailure from None
     audit.record(
@@ -110,28 +117,24 @@ def release(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueI
 
 
 @router.post("/{tip_id}/assign", response_model=QueueItem)
-async def assign(
-    tip_id: uuid.UUID, request: Request, principal: Lead, session: DbSession, context: Context
+def assign(
+    tip_id: uuid.UUID, principal: Lead, session: DbSession, body: JsonBody[AssignRequest]
 ) -> QueueItem:
-    body = await read_json(request, AssignRequest, context.settings)
-    return await run_in_threadpool(
-        lambda: service.queue_item_of(session, workflow.assign(session, principal, tip_id, body.assignee_id))
-    )
+    return service.queue_item_of(session, workflow.assign(session, principal, tip_id, body.assignee_id))
 
 
 @router.post("/{tip_id}/messages", response_model=QueueItem, status_code=201)
-async def send_message(
-    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+def send_message(
+    tip_id: uuid.UUID,
+    principal: Triager,
+    session: DbSession,
+    context: Context,
+    body: JsonBody[StaffMessageRequest],
 ) -> QueueItem:
-    body = await read_json(request, StaffMessageRequest, context.settings)
-    return await run_in_threadpool(
-        lambda: service.queue_item_of(
-            session,
-            workflow.send_message(
-                session, principal, tip_id, body.body, question=body.question, server_secrets=context.secrets
-            ),
-        )
+    tip = workflow.send_message(
+        session, principal, tip_id, body.body, question=body.question, server_secrets=context.secrets
     )
+    return service.queue_item_of(session, tip)
 
 
 @router.post("/{tip_id}/verification", response_model=QueueItem)
@@ -145,37 +148,28 @@ def confirm_verification(tip_id: uuid.UUID, principal: Lead, session: DbSession)
 
 
 @router.post("/{tip_id}/reject", response_model=QueueItem)
-async def reject(
-    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+def reject(
+    tip_id: uuid.UUID, principal: Triager, session: DbSession, body: JsonBody[RejectRequest]
 ) -> QueueItem:
-    body = await read_json(request, RejectRequest, context.settings)
-    return await run_in_threadpool(
-        lambda: service.queue_item_of(
-            session, workflow.reject(session, principal, tip_id, body.reason, body.duplicate_of)
-        )
-    )
+    tip = workflow.reject(session, principal, tip_id, body.reason, body.duplicate_of)
+    return service.queue_item_of(session, tip)
 
 
 @router.post("/{tip_id}/notes", response_model=NoteView, status_code=201)
-async def add_note(
-    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+def add_note(
+    tip_id: uuid.UUID, principal: Triager, session: DbSession, body: JsonBody[NoteRequest]
 ) -> NoteView:
-    body = await read_json(request, NoteRequest, context.settings)
-
-    def write() -> NoteView:
-        try:
-            tip, data_key = service.open_tip(session, principal, tip_id)
-        except DecryptionError:
-            raise IntegrityFailure from None
-        note = workflow.add_note(session, principal, tip.id, body.body, data_key)
-        return NoteView(id=note.id, author=principal.username, written_on=note.written_on, body=body.body)
-
-    return await run_in_threadpool(write)
+    try:
+        tip, data_key = reading.open_tip(session, principal, tip_id)
+    except DecryptionError:
+        raise IntegrityFailure from None
+    note = workflow.add_note(session, principal, tip.id, body.body, data_key)
+    return NoteView(id=note.id, author=principal.username, written_on=note.written_on, body=body.body)
 
 
 @router.get("/{tip_id}/duplicates", response_model=list[DuplicateCandidate])
 def duplicates(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> list[DuplicateCandidate]:
     try:
-        return service.duplicate_candidates(session, principal, tip_id)
+        return reading.duplicate_candidates(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None

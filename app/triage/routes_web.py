@@ -14,13 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from app.auth.deps import CurrentStaff, QueueReader, Triager
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
-from app.auth.service import Principal
+from app.auth.principal import Principal
 from app.crypto.errors import DecryptionError
+from app.custody.models import IntakeKeyGrant
 from app.intake.models import RejectionReason, Tip, TipStatus
-from app.keys.models import IntakeKeyGrant
 from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.kit.taxonomy import Tactic
-from app.triage import service, workflow
+from app.triage import reading, service, workflow
 from app.triage.schemas import QueueFilters
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
@@ -86,8 +86,8 @@ def _tip_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
-        tip = service.read_tip(session, principal, tip_id)
-        duplicates = service.duplicate_candidates(session, principal, tip_id)
+        tip = reading.read_tip(session, principal, tip_id)
+        duplicates = reading.duplicate_candidates(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None
     # The row read_tip loaded (no second unwrap of its data key).
@@ -168,7 +168,7 @@ def _run_tip_action(
             raise InvalidInput("Choose a reason for rejecting the report.") from None
         workflow.reject(session, principal, tip_id, reason, _uuid_field(fields, "duplicate_of"))
     elif action == "note":
-        _, data_key = service.open_tip(session, principal, tip_id)
+        _, data_key = reading.open_tip(session, principal, tip_id)
         workflow.add_note(session, principal, tip_id, _text_field(fields, "body", "note"), data_key)
     else:
         raise NotFound

@@ -6,23 +6,27 @@ version: equal answers give equal tags (that is what a filter needs), but only
 someone holding the intake key can compute the tag of "tactic:surveillance" to
 look for it. A database or a seized dormant server shows which tips share an
 answer, never which answer. Tags are written when a key holder opens or claims
-a tip (`index_tip`); tips nobody has opened yet are not filterable by them.
+a tip (`index_tip`); tips nobody has opened yet are not filterable by them. A key
+rotation writes an opened tip's tags again under the new key (`reindex_after_reseal`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Mapping
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from app.auth.service import Principal
+from app.auth.principal import Principal
 from app.crypto import sealing
 from app.crypto.binding import bind
-from app.intake.models import Tip
+from app.crypto.sealed_keys import register_after_reseal
+from app.intake.models import TIP_ANSWERS, TIP_SEALED_KEYS, Tip
 from app.triage.models import TipTag
 
 
@@ -75,3 +79,24 @@ def tags_for(principal: Principal, kind: str, values: Iterable[str]) -> list[byt
         key = filter_key(private, version)
         found.extend(tag(key, kind, value) for value in values)
     return found
+
+
+def reindex_after_reseal(
+    session: Session, tip: Tip, data_key: bytes, new_intake_private: sealing.PrivateKey
+) -> None:
+    """An opened tip's tags under the new key's filter key, once rotation re-sealed its data key:
+    the old key's tags would match nothing once that key is gone."""
+    if not tip.indexed:
+        return
+    answers = json.loads(
+        TIP_ANSWERS.open(
+            data_key, tip.answers_encrypted, row_id=str(tip.id), key_version=tip.content_key_version
+        )
+    )
+    session.execute(delete(TipTag).where(TipTag.tip_id == tip.id))
+    tip.indexed = False
+    index_tip(session, tip, answers, new_intake_private)
+
+
+# The replaced tags are HMACs under the old key's filter key: compacted with the old wraps.
+register_after_reseal(TIP_SEALED_KEYS, reindex_after_reseal, scrubbed_tables=("tip_tags",))

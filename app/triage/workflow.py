@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
-from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES, Permission
-from app.auth.service import Principal
+from app.auth.permissions import Permission
+from app.auth.principal import Principal
+from app.cases.repository import tip_readable_by
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
-from app.keys.models import IntakeKeyGrant
+from app.keys.eligibility import content_reader
+from app.kit.clock import today
 from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.sequencing import next_position
 from app.kit.server_secrets import ServerSecrets
 from app.triage.models import NOTE_BODY, TipEvent, TipNote, note_row_id
-from app.triage.repository import tip_readable_by
 
 OPEN_STATUSES = frozenset({TipStatus.NEW, TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO})
 NOTE_MAX_CHARS = 20_000
@@ -79,7 +79,7 @@ def record_step(
     detail: str | None = None,
 ) -> None:
     """The tip's history row and the audit event, in the caller's transaction."""
-    position = (session.scalar(select(func.max(TipEvent.position)).where(TipEvent.tip_id == tip.id)) or 0) + 1
+    position = next_position(session, TipEvent.position, TipEvent.tip_id == tip.id)
     session.add(
         TipEvent(
             tip_id=tip.id,
@@ -89,7 +89,7 @@ def record_step(
             to_status=tip.status.value if from_status and from_status is not tip.status else None,
             actor_id=principal.account_id,
             detail=detail,
-            happened_on=intake_service.today(),
+            happened_on=today(),
         )
     )
     details: dict[str, audit.DetailValue] = {"status": tip.status.value}
@@ -105,7 +105,7 @@ def record_step(
 def _move(tip: Tip, status: TipStatus) -> TipStatus:
     previous = tip.status
     tip.status = status
-    tip.last_activity_on = intake_service.today()
+    tip.last_activity_on = today()
     return previous
 
 
@@ -136,13 +136,8 @@ def assign(session: Session, principal: Principal, tip_id: uuid.UUID, assignee_i
         raise Forbidden("Only a lead assigns reports.")
     tip = load_for_update(session, principal, tip_id)
     _require_status(tip, OPEN_STATUSES, "assigned")
-    assignee = session.get(StaffAccount, assignee_id)
-    holds_key = session.scalar(
-        select(IntakeKeyGrant.id).where(
-            IntakeKeyGrant.account_id == assignee_id, IntakeKeyGrant.key_version == tip.intake_key_version
-        )
-    )
-    if assignee is None or not assignee.is_active or assignee.role not in KEY_HOLDING_ROLES or not holds_key:
+    assignee = content_reader(session, assignee_id, tip.intake_key_version)
+    if assignee is None:
         raise InvalidInput(
             "Assign reports only to an active caseworker or lead who holds the intake key.",
             fields=[{"field": "assignee_id", "message": "not a member who can read this report"}],
@@ -252,7 +247,7 @@ def add_note(
         id=note_id,
         tip_id=tip.id,
         author_id=principal.account_id,
-        written_on=intake_service.today(),
+        written_on=today(),
         body_encrypted=NOTE_BODY.seal(
             data_key, body.encode(), row_id=note_row_id(tip.id, note_id), key_version=tip.content_key_version
         ),

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from app.audit_log.models import AuditEvent
 from app.auth.models import Role
-from app.auth.service import Principal, UnlockedKeys
+from app.auth.principal import Principal, UnlockedKeys
+from app.cases import station_links as links
 from app.cases.models import CaseMember
 from app.crypto import sealing
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_staff_app
@@ -30,7 +31,6 @@ from app.intake.models import Tip, TipAttachment, TipStatus
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
-from app.stations import links
 from app.stations.models import Confidence, LinkRelation, Station
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import Organisation

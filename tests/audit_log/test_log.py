@@ -21,6 +21,7 @@ from app.audit_log import service
 from app.audit_log.checkpoint import open_signed_checkpoint
 from app.audit_log.merkle import leaf_hash, verify_inclusion
 from app.audit_log.models import AuditCheckpoint, AuditEvent
+from app.audit_log.verification import VerifyReport, verify_database
 from app.auth.models import Role
 from app.kit.config import Settings
 from app.kit.db import Database
@@ -46,10 +47,8 @@ def fill(session: Session, count: int, start: int = 0) -> None:
         )
 
 
-def verify(session: Session, server_secrets: ServerSecrets) -> service.VerifyReport:
-    return service.verify_database(
-        session.connection(), service.signing_key(server_secrets).public_key(), ORIGIN
-    )
+def verify(session: Session, server_secrets: ServerSecrets) -> VerifyReport:
+    return verify_database(session.connection(), service.signing_key(server_secrets).public_key(), ORIGIN)
 
 
 def checkpoint(session: Session, server_secrets: ServerSecrets) -> AuditCheckpoint | None:

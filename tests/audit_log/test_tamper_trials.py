@@ -1,7 +1,7 @@
 """Tamper trials against the audit verifier, in memory: every kind of tampering is detected and located.
 
 No database: the log is a list of (seq, canonical entry, stored leaf hash or None) tuples, exactly what
-``app.audit_log.service.verify_entries`` reads, with checkpoints signed by ``app.audit_log.checkpoint``.
+``app.audit_log.verification.verify_entries`` reads, with checkpoints signed by ``app.audit_log.checkpoint``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from app.audit_log.merkle import (
     root_from_leaf_hashes,
 )
 from app.audit_log.offline import verify_export
-from app.audit_log.service import SignedCheckpoint, VerifyReport, verify_entries
+from app.audit_log.verification import SignedCheckpoint, VerifyReport, verify_entries
 
 ORIGIN = "daylight.test/audit"
 KEY = signing_key_from_seed(bytes(32))
@@ -548,7 +548,7 @@ def test_one_thousand_random_tamper_trials_are_all_detected() -> None:
 def export_lines(
     fields: Sequence[Fields] = FIELDS, checkpoints: Sequence[SignedCheckpoint] = CHECKPOINTS
 ) -> list[str]:
-    """The JSON Lines of app.audit_log.service.export_lines, built from the in-memory log."""
+    """The JSON Lines of app.audit_log.export.export_lines, built from the in-memory log."""
     entries = log_entries(fields)
     store = InMemoryNodeStore(leaf_hash(entry) for _, entry, _ in entries)
     ordered = sorted(checkpoints, key=lambda checkpoint: checkpoint.tree_size)

@@ -9,12 +9,13 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy.orm import Session
 
+from app.auth.credentials import create_account
 from app.auth.models import Role, StaffAccount
-from app.auth.service import create_account, new_totp_secret
-from app.keys.service import grant_intake_key
+from app.auth.second_factor import new_totp_secret
+from app.keys.grants import grant_intake_key
 from app.kit.config import Settings
 from app.kit.server_secrets import ServerSecrets
-from tests.keys.factories import IntakeKeyFixture
+from tests.custody.factories import IntakeKeyFixture
 
 
 @dataclass(frozen=True)

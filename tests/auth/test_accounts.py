@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import SECURE_COOKIE_NAME
 from app.auth.models import AccountLink, Role, StaffAccount, StaffSession
-from app.keys.models import IntakeKeyGrant
+from app.custody.models import IntakeKeyGrant
 from app.kit.config import Settings
 from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, login, make_member
@@ -146,7 +146,7 @@ def test_lockout_backs_off_and_refuses_even_correct_credentials(
 
 
 def test_lockout_durations_double_up_to_a_day() -> None:
-    from app.auth.service import lockout_duration
+    from app.auth.lockout import lockout_duration
 
     assert lockout_duration(4) is None
     assert lockout_duration(5) == dt.timedelta(minutes=1)

@@ -12,9 +12,11 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.credentials import authenticate
 from app.auth.deps import LOOPBACK_COOKIE_NAME, SECURE_COOKIE_NAME
 from app.auth.models import Role, StaffAccount, StaffSession
-from app.auth.service import ExpiredSession, Principal, authenticate, resume_session, start_session
+from app.auth.principal import Principal
+from app.auth.sessions import ExpiredSession, resume_session, start_session
 from app.entrypoints.apps import create_staff_app
 from app.entrypoints.organisation import init_organisation
 from app.kit.config import Environment, Settings
@@ -22,7 +24,7 @@ from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from tests.auth.factories import login, make_member
 from tests.conftest import CHEAP_ARGON2, Organisation
-from tests.keys.factories import IntakeKeyFixture
+from tests.custody.factories import IntakeKeyFixture
 
 INVALID = {"error": "invalid_credentials", "detail": "Wrong username, password or one-time code."}
 
@@ -119,16 +121,16 @@ def test_unknown_users_cost_an_argon2_run_like_known_ones(
     server_secrets: ServerSecrets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.auth import service
+    from app.crypto import kdf
 
     calls: list[bytes] = []
-    real = service.kdf.derive_login_keys
+    real = kdf.derive_login_keys
 
     def counting(password: str, salt: bytes, params: object) -> object:
         calls.append(salt)
         return real(password, salt, params)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(service.kdf, "derive_login_keys", counting)
+    monkeypatch.setattr(kdf, "derive_login_keys", counting)
     for username in ("nobody-at-all", organisation[Role.ADMIN].username):
         assert (
             authenticate(

@@ -1,6 +1,6 @@
 """Browser tests: Playwright driving the distribution's Chromium against a real `daylight serve`.
 
-The browser is Debian's `/usr/bin/chromium` (`.ci/run` installs it); these
+The browser is Debian's `/usr/bin/chromium` (`make test` installs it); these
 tests never download one. Without it they fail rather than skip: a skipped
 browser suite would let a broken no-JavaScript form ship unnoticed.
 """

@@ -1,4 +1,4 @@
-"""The shipped deployment files, checked by the programs that read them (CI installs nginx and tor;
+"""The shipped deployment files, checked by the programs that read them (`make test` installs nginx and tor;
 without them these tests fail, never skip), and a real request through nginx that leaves no trace."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TOR = shutil.which("tor") or "/usr/sbin/tor"
 def require(program: str) -> None:
     if not Path(program).exists():
         pytest.fail(
-            f"{program} is missing: install Debian's nginx-light and tor (.ci/run does)", pytrace=False
+            f"{program} is missing: install Debian's nginx-light and tor (`make test` does)", pytrace=False
         )
 
 

@@ -33,6 +33,7 @@ from PIL import (
 )
 
 from app.crypto import envelope
+from app.intake.attachments import AttachmentWriter
 from app.intake.cleaning import (
     HARD_PIXEL_CEILING,
     SNIFF_BYTES,
@@ -49,7 +50,6 @@ from app.intake.cleaning import (
     sniff_image,
 )
 from app.intake.models import ATTACHMENT_BLOB
-from app.intake.service import AttachmentWriter
 from app.kit.config import Settings
 from app.kit.errors import InvalidInput, PayloadTooLarge
 

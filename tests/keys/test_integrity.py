@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from app.auth.models import Role, StaffAccount
 from app.crypto import sealing
 from app.crypto.integrity import UntrustedPublicKey
+from app.custody.models import IntakeKey
 from app.intake.models import MessageAuthor, Tip
 from app.intake.service import add_message
-from app.keys.models import IntakeKey
-from app.keys.service import grant_intake_key
+from app.keys.grants import grant_intake_key
 from app.kit.config import Settings
 from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import make_member

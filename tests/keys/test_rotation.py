@@ -21,18 +21,15 @@ from sqlalchemy.orm import Session
 from app.audit_log import events as audit
 from app.audit_log.models import AuditEvent
 from app.auth.models import Role, StaffAccount
-from app.auth.service import (
-    Principal,
-    UnlockedKeys,
-    password_matches,
-    resume_session,
-    start_session,
-    unwrap_personal_key,
-)
+from app.auth.password_keys import password_matches, unwrap_personal_key
+from app.auth.principal import Principal, UnlockedKeys
+from app.auth.sessions import resume_session, start_session
 from app.cases import service as cases_service
 from app.cases.models import CASE_DATA_KEY, CASE_TITLE, Case
 from app.cases.schemas import CaseCreate
-from app.crypto import DecryptionError, sealing
+from app.crypto import DecryptionError, sealed_keys, sealing
+from app.custody.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.custody.service import recover_intake_key, unlock_granted_keys
 from app.entrypoints import cli
 from app.entrypoints.apps import create_staff_app
 from app.entrypoints.organisation import init_organisation
@@ -55,19 +52,17 @@ from app.intake.models import (
 )
 from app.intake.schemas import TipSubmission
 from app.keys import rotation
-from app.keys.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant, IntakeKeyRotation
-from app.keys.service import recover_intake_key, unlock_granted_keys
 from app.kit.blobs import blob_storage_for
 from app.kit.config import Settings, load_settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.schema import migrate, upgrade_to_head
-from app.triage import service as triage_service
+from app.triage import reading as triage_reading
 from app.triage import workflow
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import CHEAP_ARGON2
+from tests.custody.factories import IntakeKeyFixture
 from tests.intake.factories import make_tip
-from tests.keys.factories import IntakeKeyFixture
 
 RECOVERY_KEY_PATTERN = r"(?:[0-9A-Z]{4}-){7}[0-9A-Z]{4}"
 
@@ -89,7 +84,7 @@ class Organisation:
             login_keys = password_matches(account, member.password)
             assert login_keys is not None
             personal = unwrap_personal_key(account, login_keys)
-            keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account, personal))
+            keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account.id, personal))
         return Principal(
             account_id=account.id,
             username=account.username,
@@ -203,14 +198,14 @@ def test_a_rotation_over_thousands_of_tips_leaves_every_one_readable_with_the_ne
     with org.database.transaction() as session:
         # Opened tips carry blind-index tags under the old key's filter key.
         for tip_id in tip_ids[:10]:
-            triage_service.read_tip(session, lead_before, tip_id)
+            triage_reading.read_tip(session, lead_before, tip_id)
         session.execute(update(Tip).where(Tip.id.in_(tip_ids[:3])).values(status=TipStatus.VERIFIED))
         case = cases_service.create_case(
             session, lead_before, CaseCreate(title="Dublin station visits", tip_ids=tip_ids[:3]), org.secrets
         )
         case_id = case.id
         cases_service.add_note(session, lead_before, case_id, "a case note from before")
-        _, tip_data_key = triage_service.open_tip(session, lead_before, tip_ids[0])
+        _, tip_data_key = triage_reading.open_tip(session, lead_before, tip_ids[0])
         workflow.add_note(session, lead_before, tip_ids[0], "a tip note from before", tip_data_key)
         # A session open before the rotation carries the old key, unlocked.
         old_cookie = start_session(
@@ -377,7 +372,7 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(
     assert sorted(halfway.keys.intake) == [1, 2]
     with org.database.transaction() as session:
         for tip_id in (tip_ids[0], tip_ids[-1]):
-            assert triage_service.read_tip(session, halfway, tip_id).narrative.startswith("Report")
+            assert triage_reading.read_tip(session, halfway, tip_id).narrative.startswith("Report")
     [late_tip] = submit_tips(org, 1, start=50)
     with org.database.transaction() as session:
         assert session.get_one(Tip, late_tip).intake_key_version == 2
@@ -439,6 +434,24 @@ def test_a_resumed_rotation_refuses_a_new_key_substituted_in_a_grant(
     assert code == 1
     assert "tampered" in err
     with org.database.transaction() as session:
+        assert set(session.scalars(select(Tip.intake_key_version))) == {1}
+
+
+def test_a_rotation_in_a_process_that_registered_no_sealed_data_keys_is_refused_and_changes_nothing(
+    org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no kind registered, nothing would be left at the old version and the old key would
+    be destroyed with every data key still sealed to it."""
+    submit_tips(org, 3)
+    monkeypatch.setattr(sealed_keys, "_REGISTERED", {})
+
+    code, _, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+
+    assert code == 1
+    assert "no sealed data keys are registered" in err
+    with org.database.transaction() as session:
+        assert list(session.scalars(select(IntakeKey.version))) == [1]
+        assert rows(session, IntakeKeyRotation) == 0
         assert set(session.scalars(select(Tip.intake_key_version))) == {1}
 
 
@@ -553,13 +566,13 @@ def test_the_key_rotation_migration_keeps_every_row_down_and_up_and_refuses_to_f
     add_followups(org, tip_ids[:2])
     lead = org.principal(org.lead)
     with org.database.transaction() as session:
-        triage_service.read_tip(session, lead, tip_ids[0])
+        triage_reading.read_tip(session, lead, tip_ids[0])
         session.execute(update(Tip).where(Tip.id.in_(tip_ids[:2])).values(status=TipStatus.VERIFIED))
         case = cases_service.create_case(
             session, lead, CaseCreate(title="Case", tip_ids=tip_ids[:2]), org.secrets
         )
         cases_service.add_note(session, lead, case.id, "a note")
-        _, data_key = triage_service.open_tip(session, lead, tip_ids[1])
+        _, data_key = triage_reading.open_tip(session, lead, tip_ids[1])
         workflow.add_note(session, lead, tip_ids[1], "a tip note", data_key)
     before = table_counts(org.database)
     assert all(before.values()), before

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.models import Role, StaffAccount
-from app.auth.service import Principal, UnlockedKeys
+from app.auth.principal import Principal, UnlockedKeys
 from app.cases import service as cases_service
+from app.cases.repository import tips_visible_to
 from app.cases.schemas import CaseCreate
 from app.crypto import sealing
 from app.entrypoints.organisation import init_organisation
@@ -34,9 +35,9 @@ from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.schema import migrate, upgrade_to_head
-from app.triage import retention, service, tags, workflow
+from app.triage import reading, retention, service, tags, workflow
 from app.triage.models import TipQueueCount, TipQueueCountChange, TipTag
-from app.triage.repository import QUEUE_COUNTS_FOLD_LOCK_KEY, tips_visible_to
+from app.triage.repository import QUEUE_COUNTS_FOLD_LOCK_KEY
 from app.triage.schemas import QueueFilters
 from tests.auth.factories import StaffMember, make_member
 from tests.conftest import CHEAP_ARGON2, Backend, Organisation
@@ -194,7 +195,7 @@ def queue(
         state.tips.append(tip_id)
         state.receipts.append(receipt)
     for tip_id in state.tips[:6]:
-        service.read_tip(db_session, state.lead, tip_id)
+        reading.read_tip(db_session, state.lead, tip_id)
     workflow.claim(db_session, state.caseworker, state.tips[0])
     workflow.claim(db_session, state.caseworker, state.tips[2])
     workflow.claim(db_session, state.lead, state.tips[4])
@@ -420,7 +421,7 @@ WRITES_BY_TRIGGER: dict[str, Callable[[Queue], object]] = {
     "tip_queue_counts_tips_inserted": lambda q: make_tip(q.session, q.server_secrets, host_country="IE"),
     "tip_queue_counts_tip_rekeyed": lambda q: workflow.claim(q.session, q.lead, q.tips[1]),
     "tip_queue_counts_tip_deleting": lambda q: q.session.execute(delete(Tip).where(Tip.id == q.tips[2])),
-    "tip_queue_counts_tags_inserted": lambda q: service.read_tip(q.session, q.lead, q.tips[6]),
+    "tip_queue_counts_tags_inserted": lambda q: reading.read_tip(q.session, q.lead, q.tips[6]),
     "tip_queue_counts_tags_deleted": lambda q: q.session.execute(
         delete(TipTag).where(TipTag.tip_id == q.tips[2])
     ),
@@ -479,7 +480,7 @@ def test_the_migration_counts_the_tips_already_there_and_downgrades(
             for tactics, country, urgent in ANSWERS
         ]
         for tip_id in tip_ids[:5]:
-            service.read_tip(session, lead, tip_id)
+            reading.read_tip(session, lead, tip_id)
         workflow.claim(session, lead, tip_ids[0])
         workflow.reject(session, lead, tip_ids[0], RejectionReason.SPAM)
         workflow.claim(session, lead, tip_ids[1])
@@ -489,7 +490,7 @@ def test_the_migration_counts_the_tips_already_there_and_downgrades(
     assert not tables & {"tip_queue_counts", "tip_queue_count_changes"}
     with database.transaction() as session:  # written with no trigger to see it
         make_tip(session, server_secrets, tactics=["surveillance"], host_country="IE", urgent=True)
-        service.read_tip(session, lead, tip_ids[5])
+        reading.read_tip(session, lead, tip_ids[5])
         workflow.claim(session, lead, tip_ids[2])
         session.execute(delete(Tip).where(Tip.id == tip_ids[3]))
 
@@ -520,7 +521,7 @@ def test_concurrent_submissions_steps_and_reads_neither_deadlock_nor_miscount(
                     urgent=(worker + round_number) % 2 == 0,
                 )
             with database.transaction() as session:
-                service.read_tip(session, lead, tip_id)
+                reading.read_tip(session, lead, tip_id)
                 if worker % 2:
                     workflow.claim(session, lead, tip_id)
             with database.transaction() as session:

@@ -11,11 +11,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role
-from app.auth.service import Principal, UnlockedKeys
+from app.auth.principal import Principal, UnlockedKeys
 from app.crypto import sealing
 from app.intake.models import Tip, TipStatus
 from app.kit.server_secrets import ServerSecrets
-from app.triage import service
+from app.triage import reading, service
 from app.triage.schemas import QueueFilters
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
@@ -47,7 +47,7 @@ def lead(db_session: Session, server_secrets: ServerSecrets, organisation: Organ
             )
         )
         if number % 5:
-            service.read_tip(db_session, principal, tip_id)
+            reading.read_tip(db_session, principal, tip_id)
     db_session.flush()
     return principal
 

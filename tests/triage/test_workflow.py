@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session
 
 from app.audit_log.models import AuditEvent
 from app.auth.models import Role, StaffAccount
-from app.auth.service import Principal, UnlockedKeys
+from app.auth.principal import Principal, UnlockedKeys
 from app.crypto import sealing
 from app.entrypoints.organisation import init_organisation
 from app.intake.models import Tip, TipStatus
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
-from app.triage import service, workflow
+from app.triage import reading, workflow
 from app.triage.models import TipEvent, TipNote, TipTag
 from tests.auth.factories import StaffMember, make_member
 from tests.conftest import CHEAP_ARGON2, Client, Organisation
@@ -408,9 +408,9 @@ def test_members_reading_and_working_one_tip_at_once_never_deadlock_or_double_in
         barrier.wait()
         with database.transaction() as session:
             if index % 2:
-                service.read_tip(session, principals[index], tip_id)
+                reading.read_tip(session, principals[index], tip_id)
             else:
-                _, data_key = service.open_tip(session, principals[index], tip_id)
+                _, data_key = reading.open_tip(session, principals[index], tip_id)
                 workflow.add_note(session, principals[index], tip_id, f"note {index}", data_key)
 
     with ThreadPoolExecutor(len(principals)) as pool:

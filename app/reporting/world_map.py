@@ -25,7 +25,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from app.stations.charts import SVG_NAMESPACE, stable_element_id, svg_text
+from app.reporting.charts import SVG_NAMESPACE, stable_element_id, svg_text
 
 MAP_WIDTH = 1000.0
 MAP_HEIGHT = 500.0
@@ -115,7 +115,7 @@ def _polygons(geometry: dict[str, Any]) -> tuple[tuple[tuple[int, ...], ...], ..
 
 @functools.cache
 def _topology() -> _Topology:
-    raw = json.loads((files("app.stations") / "data" / _DATA_FILE).read_text(encoding="utf-8"))
+    raw = json.loads((files("app.reporting") / "data" / _DATA_FILE).read_text(encoding="utf-8"))
     (scale_x, scale_y), (shift_x, shift_y) = raw["transform"]["scale"], raw["transform"]["translate"]
     arcs: list[Ring] = []
     for quantized in raw["arcs"]:

@@ -12,15 +12,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import PERSONAL_PRIVATE_KEY, Role, StaffAccount
-from app.auth.service import argon2_parameters
+from app.auth.password_keys import argon2_parameters
 from app.crypto import DecryptionError, human_codes, kdf, sealing
-from app.keys.models import IntakeKey, IntakeKeyGrant
-from app.keys.service import grant_intake_key, recover_intake_key, unlock_granted_keys
+from app.custody.models import IntakeKey, IntakeKeyGrant
+from app.custody.service import recover_intake_key, unlock_granted_keys
+from app.keys.grants import grant_intake_key
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import make_member
-from tests.keys.factories import make_intake_key
+from tests.custody.factories import make_intake_key
 
 
 def test_the_recovery_key_opens_the_intake_key_and_nothing_else_does(
@@ -51,11 +52,15 @@ def test_a_grant_opens_only_with_its_members_personal_key(
             )
         )
 
-    unlocked = unlock_granted_keys(db_session, holder.account, personal_key(holder.account, holder.password))
+    unlocked = unlock_granted_keys(
+        db_session, holder.account.id, personal_key(holder.account, holder.password)
+    )
     assert unlocked[intake.key.version].raw == intake.private.raw
-    assert unlock_granted_keys(db_session, other.account, personal_key(other.account, other.password)) == {}
+    assert (
+        unlock_granted_keys(db_session, other.account.id, personal_key(other.account, other.password)) == {}
+    )
     with pytest.raises(DecryptionError):
-        unlock_granted_keys(db_session, holder.account, personal_key(other.account, other.password))
+        unlock_granted_keys(db_session, holder.account.id, personal_key(other.account, other.password))
     with pytest.raises(DecryptionError):
         personal_key(holder.account, "not the password")
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.crypto import sealing
-from app.keys.models import IntakeKey
-from app.keys.service import create_intake_key
+from app.custody.models import IntakeKey
+from app.custody.service import create_intake_key
 from app.kit.server_secrets import ServerSecrets
 
 

@@ -11,8 +11,8 @@ from itertools import pairwise
 import pytest
 from markupsafe import Markup
 
-from app.stations.charts import Bar, render_bar_chart, render_month_chart
-from app.stations.world_map import (
+from app.reporting.charts import Bar, render_bar_chart, render_month_chart
+from app.reporting.world_map import (
     MAP_HEIGHT,
     MAP_WIDTH,
     VIEWBOX_HEIGHT,

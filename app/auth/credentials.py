@@ -1,0 +1,154 @@
+"""Logging in and changing credentials: one answer and one Argon2id run for every kind of
+failure, so neither the answer nor its timing tells which usernames exist or are locked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.audit_log import events as audit
+from app.auth.lockout import is_locked, record_failed_login, refusal_reason
+from app.auth.models import Role, StaffAccount
+from app.auth.password_keys import (
+    argon2_parameters,
+    derive_account_login_keys,
+    password_matches,
+    set_password_and_new_key_pair,
+    unwrap_personal_key,
+    wrap_under_password,
+)
+from app.auth.passwords import check_new_password
+from app.auth.principal import Principal, UnlockedKeys, account_actor
+from app.auth.second_factor import accept_totp, set_totp_secret
+from app.auth.sessions import revoke_sessions
+from app.crypto import kdf, sealing
+from app.custody.service import unlock_granted_keys
+from app.kit.clock import utc_now
+from app.kit.config import Settings
+from app.kit.server_secrets import ServerSecrets
+
+# Verified for unknown usernames so that they cost one Argon2id run too.
+_DUMMY_SALT = b"daylight-dummy-salt"[: kdf.SALT_BYTES]
+
+
+def create_account(
+    session: Session,
+    *,
+    username: str,
+    role: Role,
+    password: str,
+    totp_secret: str,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> tuple[StaffAccount, sealing.PrivateKey]:
+    """An account ready to log in (demo, tests, recovery tooling); the admin flow is
+    `accounts.invite_account`. Returns the unwrapped personal private key too."""
+    account = StaffAccount(
+        id=uuid.uuid4(),
+        username=username,
+        role=role,
+        is_active=True,
+        totp_last_step=0,
+        failed_logins=0,
+        created_on=utc_now().date(),
+    )
+    personal_private = set_password_and_new_key_pair(
+        account, password, settings=settings, server_secrets=server_secrets
+    )
+    set_totp_secret(account, totp_secret, server_secrets, confirmed=True)
+    session.add(account)
+    session.flush()
+    return account, personal_private
+
+
+def authenticate(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    otp: str,
+    settings: Settings,
+    totp_key: bytes,
+    now: dt.datetime | None = None,
+) -> tuple[StaffAccount, UnlockedKeys] | None:
+    """The account and its unlocked keys, or None: the same answer for every kind of failure.
+
+    Unknown, inactive, not yet activated and locked-out accounts all cost one
+    Argon2id run and get None, so neither the answer nor its timing tells
+    which usernames exist or which are locked.
+    """
+    now = now or utc_now()
+    account = session.scalars(select(StaffAccount).where(StaffAccount.username == username)).first()
+    if account is None or not account.can_log_in or is_locked(account, now):
+        kdf.derive_login_keys(password, _DUMMY_SALT, argon2_parameters(settings))
+        # The typed username is not recorded: people type passwords into it.
+        audit.record(
+            session,
+            account_actor(account) if account else audit.Actor(None, None, None),
+            "auth.login",
+            object_type="account",
+            object_id=account.id if account else None,
+            outcome=audit.Outcome.DENIED if account else audit.Outcome.FAILURE,
+            details={"reason": refusal_reason(account, now)},
+        )
+        return None
+    login_keys = derive_account_login_keys(account, password)
+    if not hmac.compare_digest(login_keys.verifier, account.login_verifier or b"") or not accept_totp(
+        session, account, otp, totp_key, now
+    ):
+        record_failed_login(session, account, now)
+        audit.record(
+            session,
+            account_actor(account),
+            "auth.login",
+            object_type="account",
+            object_id=account.id,
+            outcome=audit.Outcome.FAILURE,
+            details={"reason": "credentials"},
+        )
+        return None
+    session.execute(
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id)
+        .values(failed_logins=0, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    audit.record(session, account_actor(account), "auth.login", object_type="account", object_id=account.id)
+    personal = unwrap_personal_key(account, login_keys)
+    keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account.id, personal))
+    session.flush()
+    return account, keys
+
+
+def change_password(
+    session: Session, principal: Principal, current_password: str, new_password: str, *, settings: Settings
+) -> bool:
+    """Re-wrap the personal key under a new password; end the member's other sessions.
+
+    The key pair stays the same, so key grants sealed to it keep working.
+    False when the current password is wrong.
+    """
+    account = session.get_one(StaffAccount, principal.account_id)
+    check_new_password(new_password, username=account.username)
+    if password_matches(account, current_password) is None:
+        record_failed_login(session, account, utc_now())
+        audit.record(
+            session,
+            principal.actor,
+            "auth.password_change",
+            object_type="account",
+            object_id=account.id,
+            outcome=audit.Outcome.FAILURE,
+        )
+        return False
+    wrap_under_password(account, new_password, principal.keys.personal, settings)
+    revoke_sessions(session, account.id, keep_session_id=principal.session_id)
+    audit.record(
+        session, principal.actor, "auth.password_change", object_type="account", object_id=account.id
+    )
+    session.flush()
+    return True
