@@ -18,17 +18,20 @@ from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.audit_log import service
-from app.audit_log.checkpoint import verifier_key
+from app.audit_log.assessment import LogAssessment, assess_log
+from app.audit_log.checkpoint import VerifierKey, verifier_key
+from app.audit_log.cosignature import WitnessKey
 from app.audit_log.export import export_lines
 from app.audit_log.merkle import inclusion_proof
 from app.audit_log.models import AuditEvent
-from app.audit_log.verification import VerifyReport, verify_database
+from app.audit_log.signer import SignerRun, SigningRefused, local_signer, log_verifier
+from app.audit_log.witnesses import registered_witnesses
 from app.auth.deps import Auditor
 from app.auth.principal import Principal
-from app.kit.errors import NotFound, error_responses
+from app.kit.errors import Conflict, NotFound, error_responses
 from app.web.context import AppContext, Context, DbSession
 
-router = APIRouter(prefix="/api/v1/audit", responses=error_responses(401, 403, 404, 500, 503, 507))
+router = APIRouter(prefix="/api/v1/audit", responses=error_responses(401, 403, 404, 409, 500, 503, 507))
 
 MAX_PAGE = 1000
 
@@ -88,46 +91,74 @@ def list_events(
     return {"items": [event_view(event) for event in session.scalars(statement.limit(limit))]}
 
 
-def verify_now(session: Session, context: AppContext, auditor: Principal) -> VerifyReport:
-    """Verify the whole log for an auditor, and record that they did (with the verdict)."""
-    report = verify_database(
-        session.connection(),
-        service.signing_key(context.secrets).public_key(),
-        context.settings.audit_log_origin,
+def log_key(context: AppContext) -> VerifierKey:
+    return log_verifier(context.settings, context.secrets)
+
+
+def witness_keys(session: Session, context: AppContext) -> list[WitnessKey]:
+    trusted, _ = registered_witnesses(session, context.secrets.key_integrity_key)
+    return [witness.key for witness in trusted]
+
+
+def assess_now(session: Session, context: AppContext) -> LogAssessment:
+    settings = context.settings
+    return assess_log(
+        session,
+        log_key(context),
+        max_unsigned=dt.timedelta(seconds=settings.audit_max_unsigned_seconds),
+        witness_keys=witness_keys(session, context),
+        witnesses_required=settings.audit_witnesses_required,
     )
+
+
+def verify_now(session: Session, context: AppContext, auditor: Principal) -> LogAssessment:
+    """Verify the whole log for an auditor, and record that they did (with the verdict)."""
+    assessment = assess_now(session, context)
     audit.record(
         session,
         auditor.actor,
         "audit.verify",
-        outcome=audit.Outcome.SUCCESS if report.ok else audit.Outcome.FAILURE,
-        details={"size": report.size},
+        outcome=audit.Outcome.SUCCESS if assessment.ok else audit.Outcome.FAILURE,
+        details={"size": assessment.report.size, "unsigned": assessment.coverage.unsigned},
     )
-    return report
+    return assessment
+
+
+def assessment_view(assessment: LogAssessment) -> dict[str, Any]:
+    report, covered = assessment.report, assessment.coverage
+    return {
+        "ok": assessment.ok,
+        "size": report.size,
+        "root": report.root.hex(),
+        "checkpoints_checked": report.checkpoints_checked,
+        "problems": assessment.all_problems,
+        "first_bad_event": report.first_bad_seq,
+        "signed_size": covered.signed_size,
+        "unsigned_events": covered.unsigned,
+        "oldest_unsigned_at": None
+        if covered.oldest_unsigned_at is None
+        else audit.format_time(covered.oldest_unsigned_at),
+        "witnessed_size": assessment.witnessing.witnessed_size,
+        "witnesses_required": assessment.witnessing.required,
+        "summary": assessment.summary(),
+    }
 
 
 @router.get("/verify")
 def verify(auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
-    report = verify_now(session, context, auditor)
-    return {
-        "ok": report.ok,
-        "size": report.size,
-        "root": report.root.hex(),
-        "checkpoints_checked": report.checkpoints_checked,
-        "problems": report.problems,
-        "first_bad_event": report.first_bad_seq,
-    }
+    return assessment_view(verify_now(session, context, auditor))
 
 
 def checkpoint_view(session: Session, context: AppContext) -> dict[str, Any]:
     latest = service.latest_checkpoint(session)
     if latest is None:
         raise NotFound("No checkpoint has been signed yet.")
-    public_key = service.signing_key(context.secrets).public_key()
     return {
         "tree_size": latest.tree_size,
         "root": latest.root_hash.hex(),
         "signed_note": latest.signed_note,
-        "verifier_key": verifier_key(public_key, context.settings.audit_log_origin),
+        "verifier_key": verifier_key(log_key(context).public_key, context.settings.audit_log_origin),
+        "created_at": audit.format_time(latest.created_at),
     }
 
 
@@ -136,10 +167,36 @@ def latest_checkpoint(_auditor: Auditor, session: DbSession, context: Context) -
     return checkpoint_view(session, context)
 
 
+class SignerElsewhere(Conflict):
+    code = "signer_elsewhere"
+    public_message = "Checkpoints are signed by a signer on another host; it signs new events within seconds."
+
+
+class SigningRefusedError(Conflict):
+    code = "checkpoint_refused"
+    public_message = (
+        "The checkpoint signer refused: the stored log is not a consistent extension of what it "
+        "signed before. An integrity alert was recorded."
+    )
+
+
+def sign_in_request(session: Session, context: AppContext) -> None:
+    """Sign over every event so far (the caller's own event included) in the request's transaction."""
+    signer = local_signer(context.settings, context.secrets)
+    if signer is None:
+        raise SignerElsewhere
+    try:
+        signer.sign_pending(session)
+    except SigningRefused as refusal:
+        # The request's transaction rolls back; the alert goes in one of its own.
+        SignerRun(signer, context.database).sign_now()
+        raise SigningRefusedError from refusal
+
+
 @router.post("/checkpoints", status_code=201)
 def sign_checkpoint_now(auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
     audit.record(session, auditor.actor, "audit.checkpoint")
-    service.write_checkpoint(session, service.signing_key(context.secrets), context.settings.audit_log_origin)
+    sign_in_request(session, context)
     return checkpoint_view(session, context)
 
 
@@ -167,9 +224,7 @@ EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
 @router.get("/export", response_class=StreamingResponse, responses=EXPORT_CONTENT)
 def export(auditor: Auditor, session: DbSession, context: Context) -> StreamingResponse:
     audit.record(session, auditor.actor, "audit.export")
-    public_key_line = verifier_key(
-        service.signing_key(context.secrets).public_key(), context.settings.audit_log_origin
-    )
+    public_key_line = verifier_key(log_key(context).public_key, context.settings.audit_log_origin)
 
     def lines() -> Iterator[bytes]:
         # Its own read transaction: the request's has committed before streaming starts.

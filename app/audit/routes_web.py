@@ -7,11 +7,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
-from app.audit.routes_api import checkpoint_view, event_view, filtered_events, verify_now
+from app.audit.routes_api import (
+    assessment_view,
+    checkpoint_view,
+    event_view,
+    filtered_events,
+    sign_in_request,
+    verify_now,
+)
+from app.audit.routes_witness import witnesses_view
 from app.audit_log import events as audit
-from app.audit_log import service
-from app.audit_log.verification import VerifyReport
+from app.audit_log.assessment import LogAssessment
+from app.audit_log.signer import coverage
 from app.auth.deps import Auditor
 from app.kit.errors import NotFound
 from app.web.context import Context, DbSession
@@ -28,7 +37,7 @@ def _audit_page(
     session: DbSession,
     context: Context,
     filters: dict[str, Any],
-    report: VerifyReport | None = None,
+    assessment: LogAssessment | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
@@ -36,6 +45,7 @@ def _audit_page(
     except NotFound:
         checkpoint = None
     events = session.scalars(filtered_events(**filters).limit(PAGE_SIZE))
+    covered = coverage(session)
     return render_staff_page(
         request,
         "staff/audit.html",
@@ -44,17 +54,25 @@ def _audit_page(
         events=[event_view(event) for event in events],
         filters=filters,
         checkpoint=checkpoint,
-        report=None
-        if report is None
-        else {
-            "ok": report.ok,
-            "size": report.size,
-            "root": report.root.hex(),
-            "checkpoints_checked": report.checkpoints_checked,
-            "problems": report.problems,
-            "first_bad_seq": report.first_bad_seq,
+        coverage={
+            "events": covered.events,
+            "signed_size": covered.signed_size,
+            "unsigned": covered.unsigned,
+            "oldest_unsigned_at": None
+            if covered.oldest_unsigned_at is None
+            else audit.format_time(covered.oldest_unsigned_at),
         },
+        witnesses=witnesses_view(session, context),
+        witnesses_required=context.settings.audit_witnesses_required,
+        last_verification=_last_verification(session),
+        report=None if assessment is None else assessment_view(assessment),
     )
+
+
+def _last_verification(session: Session) -> dict[str, Any] | None:
+    """The newest recorded verification, by anyone: when, by whom, with what verdict."""
+    event = session.scalars(filtered_events(**{**NO_FILTERS, "action": "audit.verify"}).limit(1)).first()
+    return None if event is None else event_view(event)
 
 
 NO_FILTERS: dict[str, Any] = {"actor": None, "action": None, "object_id": None, "since": None, "until": None}
@@ -93,8 +111,8 @@ async def verify_form(
     request: Request, auditor: Auditor, session: DbSession, context: Context
 ) -> HTMLResponse:
     await read_form(request, context.settings, csrf_token=auditor.csrf_token)
-    report = verify_now(session, context, auditor)
-    return _audit_page(request, auditor, session, context, NO_FILTERS, report)
+    assessment = verify_now(session, context, auditor)
+    return _audit_page(request, auditor, session, context, NO_FILTERS, assessment)
 
 
 @router.post("/audit/checkpoint", response_class=HTMLResponse)
@@ -103,5 +121,5 @@ async def checkpoint_form(
 ) -> HTMLResponse:
     await read_form(request, context.settings, csrf_token=auditor.csrf_token)
     audit.record(session, auditor.actor, "audit.checkpoint")
-    service.write_checkpoint(session, service.signing_key(context.secrets), context.settings.audit_log_origin)
+    sign_in_request(session, context)
     return _audit_page(request, auditor, session, context, NO_FILTERS)

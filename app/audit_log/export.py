@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session
 from app.audit_log.event_stream import EVENT_COLUMNS, STREAM_BATCH
 from app.audit_log.events import format_time
 from app.audit_log.merkle import consistency_proof, inclusion_proof
-from app.audit_log.models import AuditCheckpoint, AuditEvent
+from app.audit_log.models import AuditCheckpoint, AuditCosignature, AuditEvent
 from app.audit_log.service import DatabaseNodeStore
 
 
 def export_lines(session: Session, public_key_line: str) -> Iterator[str]:
     """JSON Lines: a header, every event with its entry and an inclusion proof to the latest
-    checkpoint that covers it, every checkpoint, and a consistency proof between each
-    consecutive pair."""
+    checkpoint that covers it, every checkpoint with its witnesses' cosignatures, and a
+    consistency proof between each consecutive pair (so between any two, by chaining)."""
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
     latest = checkpoints[-1] if checkpoints else None
     store = DatabaseNodeStore(session)
@@ -48,6 +48,13 @@ def export_lines(session: Session, public_key_line: str) -> Iterator[str]:
                 "proof": [_b64(h) for h in inclusion_proof(store, seq - 1, latest.tree_size)],
             }
         yield json.dumps(line, ensure_ascii=False)
+    cosignatures: dict[int, list[str]] = {}
+    for size, signature_line in session.execute(
+        select(AuditCosignature.tree_size, AuditCosignature.signature_line).order_by(
+            AuditCosignature.tree_size, AuditCosignature.witness_id
+        )
+    ):
+        cosignatures.setdefault(size, []).append(signature_line)
     for previous, checkpoint in zip([None, *checkpoints[:-1]], checkpoints, strict=True):
         consistency = (
             None
@@ -61,6 +68,9 @@ def export_lines(session: Session, public_key_line: str) -> Iterator[str]:
                 "signed_note": checkpoint.signed_note,
                 "consistency_from": None if previous is None else previous.tree_size,
                 "consistency_proof": consistency,
+                # Witness cosignature lines (C2SP tlog-cosignature) as the server received
+                # them: append them to signed_note and check them with the witnesses' keys.
+                "cosignatures": cosignatures.get(checkpoint.tree_size, []),
             }
         )
 

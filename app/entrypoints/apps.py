@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from app.audit.routes_api import router as audit_router
 from app.audit.routes_web import router as audit_web_router
+from app.audit.routes_witness import router as audit_witness_router
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
 from app.auth.routes_web import router as auth_web_router
@@ -30,7 +31,13 @@ from app.keys.routes_web import router as key_grants_web_router
 from app.kit.blobs import blob_storage_for
 from app.kit.config import Settings
 from app.kit.db import Database
-from app.kit.server_secrets import INTAKE_SECRETS, SECRET_NAMES, STAFF_SECRETS, load_server_secrets
+from app.kit.server_secrets import (
+    INTAKE_SECRETS,
+    SECRET_NAMES,
+    STAFF_SECRETS,
+    load_server_secrets,
+    without_audit_signing_key,
+)
 from app.reporting.routes_web import router as reporting_web_router
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
@@ -85,10 +92,16 @@ def build_context(
     return AppContext(
         settings=settings,
         database=database,
-        secrets=load_server_secrets(settings.secrets_dir, secret_names),
+        secrets=load_server_secrets(settings.secrets_dir, held_secret_names(settings, secret_names)),
         blobs=blob_storage_for(settings, blob_database),
         upload_slots=asyncio.Semaphore(settings.max_concurrent_uploads),
     )
+
+
+def held_secret_names(settings: Settings, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets a process of this deployment loads: never the audit signing key where the
+    checkpoint signer runs on a host of its own (``audit_verifier_key`` is then configured)."""
+    return names if settings.audit_verifier_key is None else without_audit_signing_key(names)
 
 
 def serving_pool_size(settings: Settings) -> int:
@@ -133,5 +146,6 @@ def create_staff_app(
     app.include_router(reporting_web_router)
     app.include_router(audit_router)
     app.include_router(audit_web_router)
+    app.include_router(audit_witness_router)
     install_staff_page_errors(app)
     return app

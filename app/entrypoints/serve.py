@@ -33,13 +33,13 @@ from types import FrameType
 
 import uvicorn
 
-from app.audit_log import service as audit_service
+from app.audit_log.signer import SignerRun, local_signer
 from app.entrypoints.apps import create_intake_app, create_staff_app, serving_pool_size
 from app.intake.orphans import sweep_orphan_blobs
 from app.kit.config import Settings, load_settings
 from app.kit.db import Database
 from app.kit.logs import configure_logging
-from app.kit.server_secrets import STAFF_SECRETS, load_server_secrets
+from app.kit.server_secrets import load_server_secrets
 
 logger = logging.getLogger("daylight")
 
@@ -98,10 +98,14 @@ def serve(
     intake_listener = bind_listener(host, intake_port)
     staff_listener = bind_listener(host, staff_port)
     sweep_at_startup(settings)
+    sign_at_boundary(settings, "startup")
     specs = [WorkerSpec("intake", index, intake_listener) for index in range(intake_workers)] + [
         WorkerSpec("staff", index, staff_listener) for index in range(staff_workers)
     ]
-    Supervisor(data_dir, specs).run()
+    try:
+        Supervisor(data_dir, specs).run()
+    finally:
+        sign_at_boundary(settings, "shutdown")
 
 
 class Supervisor:
@@ -191,7 +195,7 @@ async def _serve_worker(
     checkpoint_settings: Settings | None,
 ) -> None:
     checkpoints = (
-        asyncio.create_task(_checkpoint_periodically(checkpoint_settings))
+        asyncio.create_task(_sign_checkpoints_continually(checkpoint_settings))
         if checkpoint_settings is not None
         else None
     )
@@ -202,24 +206,43 @@ async def _serve_worker(
             checkpoints.cancel()
 
 
-async def _checkpoint_periodically(settings: Settings) -> None:
-    """Sign a checkpoint whenever events arrived and the last one is older than the interval.
+async def _sign_checkpoints_continually(settings: Settings) -> None:
+    """Sign a checkpoint whenever events arrived, looking every ``audit_checkpoint_delay_seconds``.
 
-    Safe on several nodes: appends and checkpoints are serialised by a lock,
-    and a node that finds nothing new signs nothing.
+    One signature per look covers every request committed since the last: the signing cost
+    follows time, not traffic. Safe on several nodes: appends and checkpoints are serialised
+    by a lock, and a node that finds nothing new signs nothing.
     """
-    database = Database.from_settings(settings)
-    signer = audit_service.signing_key(load_server_secrets(settings.secrets_dir, STAFF_SECRETS))
-    interval = dt.timedelta(seconds=settings.audit_checkpoint_interval_seconds)
-
-    def run_once() -> None:
-        with database.transaction() as session:
-            if audit_service.checkpoint_due(session, interval):
-                audit_service.write_checkpoint(session, signer, settings.audit_log_origin)
-
+    run = boundary_signer(settings)
+    if run is None:
+        return
     while True:
-        await asyncio.sleep(min(60, settings.audit_checkpoint_interval_seconds))
+        await asyncio.sleep(settings.audit_checkpoint_delay_seconds)
         try:
-            await asyncio.to_thread(run_once)
+            await asyncio.to_thread(run.sign_if_due)
         except Exception:
             logger.exception("audit checkpoint failed")
+
+
+def boundary_signer(settings: Settings) -> SignerRun | None:
+    """The signer of this deployment when this host holds the signing key; None when
+    ``audit_verifier_key`` says it runs elsewhere (`daylight audit signer`)."""
+    if settings.audit_verifier_key is not None:
+        return None
+    signer = local_signer(settings, load_server_secrets(settings.secrets_dir, ("audit_signing_key",)))
+    return None if signer is None else SignerRun(signer, Database.from_settings(settings))
+
+
+def sign_at_boundary(settings: Settings, moment: str) -> None:
+    """At startup (a crash may have left an unsigned tail) and after a clean shutdown (the last
+    requests' events): never leave events unsigned across a stop. Never a reason not to serve."""
+    try:
+        run = boundary_signer(settings)
+        if run is None:
+            return
+        try:
+            run.sign_if_due()
+        finally:
+            run.database.engine.dispose()
+    except Exception:
+        logger.exception("the audit checkpoint at %s failed", moment)

@@ -110,7 +110,20 @@ class Settings(BaseSettings):
     # The audit log's name in its signed checkpoints (C2SP tlog-checkpoint
     # "origin"): set it to something unique to the organisation.
     audit_log_origin: str = Field(default="daylight.local/audit", pattern=r"^[^\s]+$", max_length=200)
-    audit_checkpoint_interval_seconds: int = Field(default=300, ge=1)
+    # How soon a committed audit event is covered by a signed checkpoint: the staff app's
+    # signer looks for new events this often and signs at most one checkpoint each time,
+    # however many requests committed in between. Events newer than the last checkpoint are
+    # protected by nothing (someone holding the database file could edit them), so short.
+    audit_checkpoint_delay_seconds: float = Field(default=1.0, ge=0.05, le=3600)
+    # `daylight audit verify` fails when an event has gone unsigned longer than this: the
+    # delay above plus room for a busy or restarting signer.
+    audit_max_unsigned_seconds: int = Field(default=30, ge=1)
+    # How many registered witnesses must cosign a checkpoint before it counts as witnessed.
+    audit_witnesses_required: int = Field(default=1, ge=1, le=50)
+    # The log's C2SP verifier key, for a deployment whose checkpoint signer runs on another
+    # host (`daylight audit signer`): this process then never holds the signing key and only
+    # verifies with this. Unset, the key is derived from the audit signing key held here.
+    audit_verifier_key: str | None = Field(default=None, max_length=300)
 
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=8, ge=1)
@@ -122,6 +135,12 @@ class Settings(BaseSettings):
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+    @property
+    def audit_signer_state_path(self) -> Path:
+        """The checkpoint signer's memory of the last checkpoint it signed, kept out of the
+        database so that a database writer cannot make it sign a rewritten history."""
+        return self.data_dir / "audit-signer-state.json"
 
     @property
     def blobs_dir(self) -> Path:

@@ -113,6 +113,12 @@ INTAKE_SECRETS = ("receipt_pepper", "key_integrity_key")
 STAFF_SECRETS = ("totp_key", "key_integrity_key", "audit_signing_key")
 
 
+def without_audit_signing_key(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` for a process whose checkpoint signer runs on another host (`daylight audit
+    signer`): it verifies with the configured verifier key and never holds the signing key."""
+    return tuple(name for name in names if name != "audit_signing_key")
+
+
 def secret_env_var(name: str) -> str:
     """The variable holding secret `name` itself, e.g. DAYLIGHT_SECRET_RECEIPT_PEPPER."""
     return ENV_PREFIX + name.upper()

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from base64 import b64decode
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.audit_log.checkpoint import signing_key_from_seed, verifier_key
 from app.auth.models import Role
 from tests.audit_log.test_log import drop_append_only_triggers, fill
 from tests.auth.factories import login
@@ -144,3 +146,106 @@ def test_the_auditors_page_shows_tampering(
     tampered = staff_client.post("/audit/verify", data={"csrf_token": csrf.group(1)})
     assert 'data-verify="tampered"' in tampered.text
     assert "First bad event: 3." in tampered.text
+
+
+def test_a_log_whose_checkpoints_are_gone_does_not_verify(audited_data_dir: Path) -> None:
+    tamper(audited_data_dir, "DELETE FROM audit_checkpoints")
+    result = daylight("audit", "verify", "--data-dir", str(audited_data_dir))
+    assert result.returncode == 1
+    assert "UNSIGNED" in result.stderr
+    assert "no signed checkpoint covers any of the" in result.stderr
+    assert "ok" not in result.stdout
+
+
+def test_every_command_that_records_events_signs_them_before_it_exits(audited_data_dir: Path) -> None:
+    invited = daylight(
+        "accounts", "invite", "--data-dir", str(audited_data_dir), "--username", "late", "--role", "lead"
+    )
+    assert invited.returncode == 0, invited.stderr
+    result = daylight("audit", "verify", "--data-dir", str(audited_data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "every event covered by a signed checkpoint" in result.stdout
+
+
+def log_verifier_key(data_dir: Path) -> str:
+    seed = b64decode((data_dir / "secrets" / "audit_signing_key").read_text())
+    return verifier_key(signing_key_from_seed(seed).public_key(), "daylight.local/audit")
+
+
+def test_one_event_proves_offline_and_any_change_to_the_proof_fails(
+    audited_data_dir: Path, tmp_path: Path
+) -> None:
+    proof = tmp_path / "event-3.json"
+    made = daylight(
+        "audit", "prove", "--data-dir", str(audited_data_dir), "--seq", "3", "--output", str(proof)
+    )
+    assert made.returncode == 0, made.stderr
+    key = log_verifier_key(audited_data_dir)
+    # No database, no data dir: the file and the keys the checker trusts.
+    checked = daylight("audit", "verify", "--proof", str(proof), "--verifier-key", key)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("ok: event 3 is in the log")
+    document = json.loads(proof.read_text())
+    document["event"]["action"] = "account.nothing"
+    proof.write_text(json.dumps(document))
+    assert daylight("audit", "verify", "--proof", str(proof), "--verifier-key", key).returncode == 1
+    # A proof no witness cosigned does not satisfy a checker who requires one.
+    made = daylight(
+        "audit", "prove", "--data-dir", str(audited_data_dir), "--seq", "3", "--output", str(proof)
+    )
+    witness_key = daylight(
+        "audit", "witness-keygen", "--name", "w.example/1", "--key-file", str(tmp_path / "w")
+    )
+    required = daylight(
+        "audit",
+        "verify",
+        "--proof",
+        str(proof),
+        "--verifier-key",
+        key,
+        "--witness-key",
+        witness_key.stdout.strip(),
+    )
+    assert required.returncode == 1
+    assert "INVALID" in required.stderr
+
+
+def test_the_checkpoint_signer_runs_on_a_host_of_its_own(audited_data_dir: Path, tmp_path: Path) -> None:
+    """Only the signer holds the signing key; the server verifies with the configured public key."""
+    key = log_verifier_key(audited_data_dir)
+    signer_home = tmp_path / "signer"
+    signer_home.mkdir(mode=0o700)
+    signing_key_file = signer_home / "audit_signing_key"
+    (audited_data_dir / "secrets" / "audit_signing_key").rename(signing_key_file)
+    server_env = {**ENV, "DAYLIGHT_AUDIT_VERIFIER_KEY": key}
+    signer_env = {
+        **ENV,
+        "DAYLIGHT_DATABASE_URL": f"sqlite:///{audited_data_dir / 'daylight.sqlite3'}",
+        "DAYLIGHT_SECRET_AUDIT_SIGNING_KEY_FILE": str(signing_key_file),
+    }
+
+    def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+
+    invited = run(server_env, "accounts", "invite", "--data-dir", str(audited_data_dir), "--username", "x1")
+    assert invited.returncode == 0, invited.stderr
+    waiting = run(server_env, "audit", "verify", "--data-dir", str(audited_data_dir))
+    assert waiting.returncode == 0, waiting.stderr
+    assert "2 events not yet covered" in waiting.stdout
+    refused = run(server_env, "audit", "checkpoint", "--data-dir", str(audited_data_dir))
+    assert refused.returncode == 2
+    assert "does not hold the audit signing key" in refused.stderr
+    signed = run(signer_env, "audit", "signer", "--once", "--data-dir", str(signer_home))
+    assert signed.returncode == 0, signed.stderr
+    covered = run(server_env, "audit", "verify", "--data-dir", str(audited_data_dir))
+    assert covered.returncode == 0, covered.stderr
+    assert "every event covered" in covered.stdout
+    # The signer keeps its own memory, on its own host.
+    assert (signer_home / "audit-signer-state.json").exists()

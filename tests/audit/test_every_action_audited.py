@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -19,7 +20,11 @@ from httpx2 import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit_log.checkpoint import VerifierKey
+from app.audit_log.cosignature import generate_witness_signer, parse_witness_signer
 from app.audit_log.models import AuditEvent
+from app.audit_log.service import signing_key
+from app.audit_log.witness import add_checkpoint
 from app.auth.models import Role
 from app.auth.principal import Principal, UnlockedKeys
 from app.cases import station_links as links
@@ -101,6 +106,9 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/audit/checkpoints"): "audit.checkpoint",
     ("POST", "/audit/checkpoint"): "audit.checkpoint",
     ("GET", "/api/v1/audit/export"): "audit.export",
+    ("POST", "/api/v1/audit/witnesses"): "audit.witness_add",
+    ("POST", "/api/v1/audit/witness/cosignatures"): "audit.cosign",
+    ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): "audit.witness_revoke",
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
@@ -131,6 +139,9 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/audit"): "as GET /api/v1/audit/events",
     ("GET", "/api/v1/audit/checkpoint"): "a public commitment",
     ("GET", "/api/v1/audit/events/{seq}/proof"): "a proof over public commitments",
+    ("GET", "/api/v1/audit/consistency"): "a proof over public commitments",
+    ("GET", "/api/v1/audit/witness/add-checkpoint"): "a public commitment and its proof",
+    ("GET", "/api/v1/audit/witnesses"): "the witnesses' public keys; changes are audited",
 }
 
 
@@ -244,6 +255,27 @@ class Scenario:
         )
         self.case_id = response.json().get("id")
         return response
+
+    def register_witness(self) -> Response:
+        self.as_(Role.ADMIN)
+        self.witness_key_text, verifier = generate_witness_signer("witness.example/w1")
+        response = self.client.post("/api/v1/audit/witnesses", json={"verifier_key": verifier})
+        self.witness = response.json()
+        return response
+
+    def cosign_as_witness(self) -> Response:
+        """As `daylight audit witness` does it, with the witness's bearer token."""
+        bearer = {"authorization": f"Bearer {self.witness['token']}"}
+        request = self.client.get("/api/v1/audit/witness/add-checkpoint?old=0", headers=bearer)
+        assert request.status_code == 200, request.text
+        name, private_key = parse_witness_signer(self.witness_key_text)
+        log_key = VerifierKey(self.settings.audit_log_origin, signing_key(self.secrets).public_key())
+        state, line = add_checkpoint(None, request.text, log_key, private_key, name, int(time.time()))
+        return self.client.post(
+            "/api/v1/audit/witness/cosignatures",
+            json={"tree_size": state.tree_size, "cosignatures": line},
+            headers=bearer,
+        )
 
     def csrf(self, page: str = "/account") -> str:
         match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(page).text)
@@ -467,6 +499,11 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             "/audit/checkpoint", data={"csrf_token": s.csrf()}
         ),
         ("GET", "/api/v1/audit/export"): lambda: s.client.get("/api/v1/audit/export"),
+        ("POST", "/api/v1/audit/witnesses"): s.register_witness,
+        ("POST", "/api/v1/audit/witness/cosignatures"): s.cosign_as_witness,
+        ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): lambda: s.client.delete(
+            f"/api/v1/audit/witnesses/{s.witness['id']}"
+        ),
     }
 
 

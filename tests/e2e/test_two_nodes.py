@@ -57,7 +57,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         **os.environ,
         "DAYLIGHT_DATABASE_URL": url,
         "DAYLIGHT_BLOB_STORAGE": "database",
-        "DAYLIGHT_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1",
+        "DAYLIGHT_AUDIT_CHECKPOINT_DELAY_SECONDS": "0.5",
         "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
         "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
     }

@@ -11,9 +11,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TextIO, TypeAlias
 
+from sqlalchemy import inspect
+
+from app.audit_log.signer import SignerRun, coverage, local_signer
+from app.entrypoints.apps import held_secret_names
 from app.kit.config import Settings, load_settings
 from app.kit.db import Database
-from app.kit.server_secrets import ServerSecrets, load_server_secrets
+from app.kit.server_secrets import SECRET_NAMES, ServerSecrets, load_server_secrets
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -54,20 +58,44 @@ class Deployment:
     def server_secrets(self) -> ServerSecrets:
         """Read on first use: `init` creates them, and commands that neither sign nor seal
         (purge, stations) never read them."""
-        return load_server_secrets(self.settings.secrets_dir)
+        return load_server_secrets(self.settings.secrets_dir, held_secret_names(self.settings, SECRET_NAMES))
 
 
 @contextlib.contextmanager
-def open_deployment(data_dir: Path) -> Iterator[Deployment]:
+def open_deployment(data_dir: Path, *, sign_checkpoint: bool = True) -> Iterator[Deployment]:
     """The data dir's settings and database. The engine is disposed however the command ends:
     its pooled connections close now, not at garbage collection, so in-process runs
-    (`main` called again and again) do not pile up PostgreSQL connections or SQLite handles."""
+    (`main` called again and again) do not pile up PostgreSQL connections or SQLite handles.
+
+    A command that succeeds and appended audit events signs a checkpoint over them before it
+    exits, so that no command leaves an unsigned tail behind (app.audit_log.signer). `audit
+    verify` opts out: a verifier that signed what it found would bless an edited tail.
+    """
     settings = load_settings(data_dir)
     database = Database.from_settings(settings)
     try:
-        yield Deployment(settings, database)
+        deployment = Deployment(settings, database)
+        yield deployment
+        if sign_checkpoint:
+            _sign_what_the_command_recorded(deployment)
     finally:
         database.engine.dispose()
+
+
+def _sign_what_the_command_recorded(deployment: Deployment) -> None:
+    if "audit_events" not in inspect(deployment.database.engine).get_table_names():
+        return  # no organisation here (a failed init, doctor on an empty dir)
+    with deployment.database.transaction() as session:
+        covered = coverage(session)
+    if not covered.unsigned or deployment.settings.audit_verifier_key is not None:
+        return  # nothing new, or the signer runs on a host of its own and will sign it
+    signer = local_signer(deployment.settings, deployment.server_secrets)
+    if signer is None:
+        return
+    run = SignerRun(signer, deployment.database)
+    run.sign_now()
+    if run.last_refusal is not None:
+        print(f"daylight: AUDIT ALERT: checkpoint refused: {run.last_refusal}", file=sys.stderr)
 
 
 @contextlib.contextmanager
