@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
+from app.audit.routes_witness import witness_or_auditor
 from app.auth.deps import current_principal
 from app.auth.models import Role
 from app.entrypoints.apps import STAFF_PUBLIC_ROUTES, create_intake_app, create_staff_app
@@ -113,6 +114,14 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("POST", "/api/v1/audit/checkpoints"): (AUDITORS, 403),
     ("GET", "/api/v1/audit/events/{seq}/proof"): (AUDITORS, 403),
     ("GET", "/api/v1/audit/export"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/events/{seq}/evidence"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/consistency"): (AUDITORS, 403),
+    # A witness's bearer token, or an auditor's session.
+    ("GET", "/api/v1/audit/witness/add-checkpoint"): (AUDITORS, 403),
+    ("POST", "/api/v1/audit/witness/cosignatures"): (AUDITORS, 403),
+    ("GET", "/api/v1/audit/witnesses"): (frozenset({Role.AUDITOR, Role.ADMIN}), 403),
+    ("POST", "/api/v1/audit/witnesses"): (frozenset({Role.ADMIN}), 403),
+    ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): (frozenset({Role.ADMIN}), 403),
     # Staff UI pages.
     ("GET", "/"): (ALL_ROLES, 403),
     ("POST", "/logout"): (ALL_ROLES, 403),
@@ -128,6 +137,9 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("POST", "/admin/accounts"): (frozenset({Role.ADMIN}), 403),
     ("GET", "/admin/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
     ("POST", "/admin/accounts/{account_id}"): (frozenset({Role.ADMIN}), 403),
+    ("GET", "/admin/witnesses"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/witnesses"): (frozenset({Role.ADMIN}), 403),
+    ("POST", "/admin/witnesses/{witness_id}/revoke"): (frozenset({Role.ADMIN}), 403),
     ("POST", "/admin/accounts/{account_id}/reset-password"): (frozenset({Role.ADMIN}), 403),
     ("POST", "/admin/accounts/{account_id}/reset-2fa"): (frozenset({Role.ADMIN}), 403),
     ("GET", "/audit"): (AUDITORS, 403),
@@ -180,7 +192,8 @@ def test_intake_app_mounts_no_staff_route(apps: tuple[FastAPI, FastAPI]) -> None
 def test_every_staff_route_is_public_by_name_or_guarded(apps: tuple[FastAPI, FastAPI]) -> None:
     _, staff = apps
     for key, dependant in route_table(staff).items():
-        guarded = depends_on(dependant, current_principal)
+        # A witness's calls take its bearer token or else an auditor's session (current_principal).
+        guarded = depends_on(dependant, current_principal) or depends_on(dependant, witness_or_auditor)
         if key in STAFF_PUBLIC_ROUTES:
             assert not guarded, f"{key} is listed public but guarded"
         else:

@@ -24,6 +24,7 @@ from app.audit_log.cosignature import WitnessKey
 from app.audit_log.export import export_lines
 from app.audit_log.merkle import inclusion_proof
 from app.audit_log.models import AuditEvent
+from app.audit_log.proofs import ProofUnavailable, prove_event
 from app.audit_log.signer import SignerRun, SigningRefused, local_signer, log_verifier
 from app.audit_log.witnesses import registered_witnesses
 from app.auth.deps import Auditor
@@ -213,6 +214,22 @@ def event_proof(seq: int, _auditor: Auditor, session: DbSession) -> dict[str, An
         "proof": [base64.b64encode(node).decode() for node in proof],
         "signed_note": latest.signed_note,
     }
+
+
+@router.get("/events/{seq}/evidence")
+def event_evidence(seq: int, _auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
+    """One event's offline proof (as `daylight audit prove`): the event, its inclusion proof and
+    the newest witnessed checkpoint with its cosignatures; `daylight audit verify --proof` checks it."""
+    try:
+        return prove_event(
+            session,
+            seq,
+            log_key(context),
+            witness_keys(session, context),
+            context.settings.audit_witnesses_required,
+        )
+    except ProofUnavailable as exc:
+        raise NotFound(str(exc)) from None
 
 
 # One JSON document a line: the header (with the verifier key), then every event with its proof.

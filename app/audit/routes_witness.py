@@ -33,7 +33,7 @@ from app.audit_log.witnesses import (
     witness_for_token,
     witnessing,
 )
-from app.auth.deps import AccountAdmin, Auditor, current_principal
+from app.auth.deps import AccountAdmin, Auditor, CurrentStaff, current_principal
 from app.auth.permissions import Permission, role_has
 from app.kit.errors import Forbidden, InvalidInput, NotFound, Unauthenticated, error_responses
 from app.web.context import Context, DbSession
@@ -83,7 +83,7 @@ ADD_CHECKPOINT_CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/witness/add-checkpoint", response_class=PlainTextResponse, responses=ADD_CHECKPOINT_CONTENT)
+@router.get("/witness/add-checkpoint", response_class=Response, responses=ADD_CHECKPOINT_CONTENT)
 def add_checkpoint_request(
     _caller: WitnessCaller,
     session: DbSession,
@@ -181,8 +181,7 @@ def witnesses_view(session: DbSession, context: Context) -> list[dict[str, Any]]
     return rows
 
 
-def admin_or_auditor(request: Request, session: DbSession, context: Context) -> None:
-    principal = current_principal(request, session, context)
+def admin_or_auditor(principal: CurrentStaff) -> None:
     if not (
         role_has(principal.role, Permission.READ_AUDIT_LOG)
         or role_has(principal.role, Permission.MANAGE_ACCOUNTS)

@@ -17,12 +17,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from app.audit_log import service as audit_service
+from app.audit_log.assessment import assess_log
 from app.audit_log.models import AuditEvent
-from app.audit_log.verification import verify_database
+from app.audit_log.signer import log_verifier
+from app.audit_log.witnesses import registered_witnesses
+from app.auth.models import StaffAccount
 from app.custody.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
+from app.entrypoints.apps import held_secret_names
 from app.intake.orphans import find_orphan_blobs
 from app.kit.config import Environment, Settings
 from app.kit.db import READ_ONLY_OPTION, Database
@@ -217,22 +220,60 @@ def check_keys(database: Database) -> list[Finding]:
 
 
 def check_audit(settings: Settings, database: Database, now: dt.datetime) -> list[Finding]:
-    secrets = load_server_secrets(settings.secrets_dir)
-    with database.engine.connect() as connection:
-        connection.execution_options(**{READ_ONLY_OPTION: True})
-        report = verify_database(
-            connection, audit_service.signing_key(secrets).public_key(), settings.audit_log_origin
+    secrets = load_server_secrets(settings.secrets_dir, held_secret_names(settings, SECRET_NAMES))
+    log_key = log_verifier(settings, secrets)
+    with database.transaction() as session:
+        session.connection(execution_options={READ_ONLY_OPTION: True})
+        trusted, forged = registered_witnesses(session, secrets.key_integrity_key)
+        assessment = assess_log(
+            session,
+            log_key,
+            max_unsigned=dt.timedelta(seconds=settings.audit_max_unsigned_seconds),
+            witness_keys=[witness.key for witness in trusted],
+            witnesses_required=settings.audit_witnesses_required,
+            now=now,
         )
-    findings = [
-        Finding("audit log", Verdict.OK, f"{report.size} events verify")
-        if report.ok
-        else Finding(
-            "audit log",
-            Verdict.FAIL,
-            f"does not verify (first bad event: {report.first_bad_seq}): "
-            "run `daylight audit verify` and investigate; do not repair.",
+        session.rollback()
+    report = assessment.report
+    if not report.ok:
+        findings = [
+            Finding(
+                "audit log",
+                Verdict.FAIL,
+                f"does not verify (first bad event: {report.first_bad_seq}): "
+                "run `daylight audit verify` and investigate; do not repair.",
+            )
+        ]
+    elif assessment.problems:
+        findings = [Finding("audit log", Verdict.FAIL, assessment.problems[0])]
+    else:
+        findings = [Finding("audit log", Verdict.OK, f"{report.size} events verify and are signed")]
+    if forged:
+        findings.append(
+            Finding(
+                "audit witnesses",
+                Verdict.FAIL,
+                f"{len(forged)} witness registration(s) were not made by this server: "
+                "someone wrote the database directly; investigate.",
+            )
         )
-    ]
+    elif not trusted:
+        findings.append(
+            Finding(
+                "audit witnesses",
+                Verdict.WARN,
+                "no witness registered: nothing outside this server remembers the log "
+                "(docs/deploy.md, 'The audit log').",
+            )
+        )
+    else:
+        findings.append(
+            Finding(
+                "audit witnesses",
+                Verdict.OK,
+                f"{len(trusted)} registered; witnessed up to size {assessment.witnessing.witnessed_size}",
+            )
+        )
     with database.transaction() as session:
         latest = session.scalar(select(func.max(AuditEvent.occurred_at)))
     if latest is not None:
@@ -268,6 +309,63 @@ def check_orphan_blobs(
     ]
 
 
+def check_argon2(settings: Settings) -> list[Finding]:
+    """The Argon2id cost against OWASP's minimum, whatever the environment: below it, a stolen
+    database gives up passwords fast. Production settings refuse it (unless marked a test
+    suite's), development ones take it; either way it is not a deployment's cost."""
+    cost = settings.argon2
+    if problem := cost.below_floor():
+        return [
+            Finding(
+                "argon2",
+                Verdict.FAIL,
+                f"{problem} Raise DAYLIGHT_ARGON2__MEMORY_COST_KIB or DAYLIGHT_ARGON2__TIME_COST "
+                "(the default is t=3, 65536 KiB).",
+            )
+        ]
+    return [
+        Finding(
+            "argon2",
+            Verdict.OK,
+            f"t={cost.time_cost}, {cost.memory_cost_kib} KiB, p={cost.parallelism}: "
+            "at or above OWASP's minimum",
+        )
+    ]
+
+
+def check_password_verifiers(settings: Settings, database: Database) -> list[Finding]:
+    """Accounts whose verifier was derived at a lower cost than the current settings (say,
+    before the operator raised it): a stolen database gives their passwords up faster.
+    A successful login derives the verifier again at the current cost, the same key pair."""
+    cost = settings.argon2
+    with database.transaction() as session:
+        weaker = (
+            session.scalar(
+                select(func.count())
+                .select_from(StaffAccount)
+                .where(
+                    StaffAccount.login_verifier.is_not(None),
+                    or_(
+                        StaffAccount.argon2_time_cost < cost.time_cost,
+                        StaffAccount.argon2_memory_cost_kib < cost.memory_cost_kib,
+                    ),
+                )
+            )
+            or 0
+        )
+    if weaker:
+        return [
+            Finding(
+                "password verifiers",
+                Verdict.WARN,
+                f"{weaker} account(s) have a verifier derived at a lower Argon2id cost than "
+                f"t={cost.time_cost}, {cost.memory_cost_kib} KiB: each is derived again at the "
+                "current cost when its member next logs in (accounts nobody logs in to keep theirs).",
+            )
+        ]
+    return [Finding("password verifiers", Verdict.OK, "none derived at a lower cost than the current one")]
+
+
 def check_settings(settings: Settings) -> list[Finding]:
     findings = []
     if settings.environment is Environment.DEVELOPMENT:
@@ -301,7 +399,7 @@ def check_settings(settings: Settings) -> list[Finding]:
 
 def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
     now = now or dt.datetime.now(dt.UTC)
-    findings = check_settings(settings) + check_secrets(settings)
+    findings = check_settings(settings) + check_argon2(settings) + check_secrets(settings)
     database = Database.from_settings(settings)
     try:
         database_findings = check_database(settings, database)
@@ -309,6 +407,7 @@ def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Findi
         if all(finding.verdict is Verdict.OK for finding in database_findings):
             steps: list[Callable[[], list[Finding]]] = [
                 lambda: check_keys(database),
+                lambda: check_password_verifiers(settings, database),
                 lambda: check_orphan_blobs(settings, database, now),
             ]
             if all(f.verdict is not Verdict.FAIL for f in findings if f.check.startswith("secret")):

@@ -88,6 +88,7 @@ STAFF_NAVIGATION = (
     NavItem("statistics", "Statistics", "/statistics", "work_cases"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
+    NavItem("witnesses", "Witnesses", "/admin/witnesses", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),
     NavItem("account", "My account", "/account", None),
 )

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.audit_log.checkpoint import VerifierKey
 from app.audit_log.cosignature import generate_witness_signer, parse_witness_signer
-from app.audit_log.models import AuditEvent
+from app.audit_log.models import AuditEvent, AuditWitness
 from app.audit_log.service import signing_key
 from app.audit_log.witness import add_checkpoint
 from app.auth.models import Role
@@ -109,6 +109,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/audit/witnesses"): "audit.witness_add",
     ("POST", "/api/v1/audit/witness/cosignatures"): "audit.cosign",
     ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): "audit.witness_revoke",
+    ("POST", "/admin/witnesses"): "audit.witness_add",
+    ("POST", "/admin/witnesses/{witness_id}/revoke"): "audit.witness_revoke",
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
@@ -140,8 +142,10 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit/checkpoint"): "a public commitment",
     ("GET", "/api/v1/audit/events/{seq}/proof"): "a proof over public commitments",
     ("GET", "/api/v1/audit/consistency"): "a proof over public commitments",
+    ("GET", "/api/v1/audit/events/{seq}/evidence"): "a proof over public commitments",
     ("GET", "/api/v1/audit/witness/add-checkpoint"): "a public commitment and its proof",
     ("GET", "/api/v1/audit/witnesses"): "the witnesses' public keys; changes are audited",
+    ("GET", "/admin/witnesses"): "as GET /api/v1/audit/witnesses",
 }
 
 
@@ -262,6 +266,9 @@ class Scenario:
         response = self.client.post("/api/v1/audit/witnesses", json={"verifier_key": verifier})
         self.witness = response.json()
         return response
+
+    def witness_named(self, name: str) -> str:
+        return str(self.db.scalars(select(AuditWitness.id).where(AuditWitness.name == name)).one())
 
     def cosign_as_witness(self) -> Response:
         """As `daylight audit witness` does it, with the witness's bearer token."""
@@ -503,6 +510,17 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
         ("POST", "/api/v1/audit/witness/cosignatures"): s.cosign_as_witness,
         ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): lambda: s.client.delete(
             f"/api/v1/audit/witnesses/{s.witness['id']}"
+        ),
+        ("POST", "/admin/witnesses"): lambda: s.client.post(
+            "/admin/witnesses",
+            data={
+                "csrf_token": s.csrf("/admin/witnesses"),
+                "verifier_key": generate_witness_signer("witness.example/w2")[1],
+            },
+        ),
+        ("POST", "/admin/witnesses/{witness_id}/revoke"): lambda: s.client.post(
+            f"/admin/witnesses/{s.witness_named('witness.example/w2')}/revoke",
+            data={"csrf_token": s.csrf("/admin/witnesses")},
         ),
     }
 
