@@ -83,8 +83,10 @@ clean-demo:
 bench: $(STAMP)
 	$(BIN)/python bench/http_paths.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/audit_witness.py
 	$(BIN)/python bench/triage_queue.py
 	$(BIN)/python bench/key_rotation.py
+	$(BIN)/python bench/row_macs.py
 	$(BIN)/python bench/image_cleaning.py
 	$(BIN)/python bench/load.py
 

@@ -35,8 +35,9 @@ from tests.custody.factories import IntakeKeyFixture, make_intake_key
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SKIP_POSTGRES = os.environ.get("DAYLIGHT_SKIP_POSTGRES") == "1"
-# The one place tests choose Argon2id cost: cheap, so that logins are fast.
-CHEAP_ARGON2 = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1)
+# The one place tests choose Argon2id cost: cheap, so that logins are fast. Far below the
+# floor, which production settings refuse unless told that the cost is a test suite's.
+CHEAP_ARGON2 = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1, allow_below_floor_for_tests=True)
 
 
 def postgres_admin_url() -> str:

@@ -42,6 +42,13 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("tips", "receipt_lookup_hash"),
         ("tips", "receipt_public_key"),
         ("tips", "receipt_public_key_mac"),
+        # Row MACs under the key-integrity key (app.crypto.integrity.row_mac): authenticity, no secret.
+        ("tip_messages", "row_mac"),
+        ("tip_attachments", "row_mac"),
+        ("staff_sessions", "row_mac"),
+        ("audit_witnesses", "registration_mac"),
+        # SHA-256 of a witness's 32-byte random bearer token.
+        ("audit_witnesses", "token_hash"),
     }
 )
 

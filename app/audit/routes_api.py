@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -217,7 +217,9 @@ def event_proof(seq: int, _auditor: Auditor, session: DbSession) -> dict[str, An
 
 
 @router.get("/events/{seq}/evidence")
-def event_evidence(seq: int, _auditor: Auditor, session: DbSession, context: Context) -> dict[str, Any]:
+def event_evidence(
+    seq: Annotated[int, Path(ge=1, le=2**31 - 1)], _auditor: Auditor, session: DbSession, context: Context
+) -> dict[str, Any]:
     """One event's offline proof (as `daylight audit prove`): the event, its inclusion proof and
     the newest witnessed checkpoint with its cosignatures; `daylight audit verify --proof` checks it."""
     try:

@@ -41,7 +41,9 @@ from app.web.json_body import JsonBody
 
 router = APIRouter(prefix="/api/v1/audit", responses=error_responses(401, 403, 404, 422, 500, 503, 507))
 
-MAX_SIZE = 2**63 - 1
+# Sizes and sequence numbers are 32-bit integer columns; larger ones name nothing (and would
+# overflow a PostgreSQL parameter: a 500 instead of a 404 or 422).
+MAX_SIZE = 2**31 - 1
 
 
 def witness_or_auditor(request: Request, session: DbSession, context: Context) -> audit.Actor:

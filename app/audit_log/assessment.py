@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from app.audit_log.checkpoint import VerifierKey
 from app.audit_log.cosignature import WitnessKey
-from app.audit_log.signer import Coverage, coverage
+from app.audit_log.service import latest_checkpoint
+from app.audit_log.signer import Coverage, SigningRefused, check_extends_memory, coverage
 from app.audit_log.verification import VerifyReport, verify_database
+from app.audit_log.witness import WitnessState
 from app.audit_log.witnesses import Witnessing, witnessing
 
 
@@ -68,6 +70,7 @@ def assess_log(
     max_unsigned: dt.timedelta,
     witness_keys: Sequence[WitnessKey] = (),
     witnesses_required: int = 1,
+    signer_memory: WitnessState | None = None,
     now: dt.datetime | None = None,
 ) -> LogAssessment:
     report = verify_database(session.connection(), log_key.public_key, log_key.name)
@@ -78,6 +81,13 @@ def assess_log(
         witnessing=witnessing(session, log_key, witness_keys, witnesses_required),
         max_unsigned=max_unsigned,
     )
+    if signer_memory is not None:
+        # What the signer on this host remembers signing, kept outside the database: a log
+        # rolled back or rewritten under it fails here too, not only at the next signature.
+        try:
+            check_extends_memory(session, latest_checkpoint(session), signer_memory, log_key)
+        except SigningRefused as refusal:
+            assessment.problems.append(f"the signer's memory disagrees with the database: {refusal}")
     if covered.events and not covered.signed_size:
         assessment.problems.append(
             f"no signed checkpoint covers any of the {covered.events} events: "

@@ -47,7 +47,7 @@ from app.audit_log.service import (
 )
 from app.audit_log.witness import WitnessState, load_state, save_state
 from app.kit.config import Settings
-from app.kit.db import Database, after_commit
+from app.kit.db import READ_ONLY_OPTION, Database, after_commit
 from app.kit.server_secrets import ServerSecrets
 
 logger = logging.getLogger("daylight.audit")
@@ -151,60 +151,69 @@ class CheckpointSigner:
     def _check_extends(
         self, session: Session, latest: AuditCheckpoint | None, remembered: WitnessState | None
     ) -> None:
-        if latest is None:
-            if remembered is not None and remembered.tree_size > 0:
-                raise SigningRefused(
-                    "checkpoints_deleted",
-                    f"the database holds no checkpoint, but this signer signed one at size "
-                    f"{remembered.tree_size}: the log's checkpoints were deleted",
-                )
-            return
-        try:
-            opened = open_signed_checkpoint(
-                latest.signed_note, self.signing_key.public_key(), origin=self.origin
-            )
-        except CheckpointError as exc:
+        check_extends_memory(
+            session, latest, remembered, VerifierKey(self.origin, self.signing_key.public_key())
+        )
+
+
+def check_extends_memory(
+    session: Session, latest: AuditCheckpoint | None, remembered: WitnessState | None, log_key: VerifierKey
+) -> None:
+    """Raise SigningRefused unless the newest stored checkpoint is signed by ``log_key``, its
+    compact range is that tree, and it extends the remembered checkpoint (when there is one).
+    The signer runs it before each signature; `daylight audit verify` runs it too."""
+    if latest is None:
+        if remembered is not None and remembered.tree_size > 0:
             raise SigningRefused(
-                "checkpoint_not_ours", f"the newest stored checkpoint is not signed by this log's key: {exc}"
-            ) from None
-        if opened.tree_size != latest.tree_size or opened.root_hash != latest.root_hash:
-            raise SigningRefused("checkpoint_row_altered", "the newest checkpoint row differs from its note")
-        try:
-            compact = CompactRange.from_bytes(latest.compact_range)
-        except ValueError:
-            compact = None
-        if compact is None or compact.size != opened.tree_size or compact.root() != opened.root_hash:
-            # The next tree is built on this range: a forged one would graft new events onto
-            # a history the signed checkpoint never committed to.
-            raise SigningRefused(
-                "compact_range_altered", "the stored compact range is not the tree the checkpoint signed"
+                "checkpoints_deleted",
+                f"the database holds no checkpoint, but this signer signed one at size "
+                f"{remembered.tree_size}: the log's checkpoints were deleted",
             )
-        if remembered is None:
-            return
-        if remembered.log_verifier_key != self.verifier_key:
-            raise SigningRefused("signer_key_changed", "the signer's memory is of another log key")
-        if opened.tree_size < remembered.tree_size:
-            raise SigningRefused(
-                "log_rolled_back",
-                f"the newest stored checkpoint is at size {opened.tree_size}, but this signer "
-                f"signed size {remembered.tree_size}: the log was rolled back",
-            )
-        if opened.tree_size == remembered.tree_size:
-            if opened.root_hash != remembered.root_hash:
-                raise SigningRefused("log_forked", f"the checkpoint at size {opened.tree_size} was replaced")
-            return
-        try:
-            proof = consistency_proof(DatabaseNodeStore(session), remembered.tree_size, opened.tree_size)
-        except (LookupError, ValueError):
-            proof = None
-        if proof is None or not verify_consistency(
-            remembered.tree_size, opened.tree_size, remembered.root_hash, opened.root_hash, proof
-        ):
-            raise SigningRefused(
-                "log_forked",
-                f"the stored log at size {opened.tree_size} is not an extension of the checkpoint "
-                f"this signer signed at size {remembered.tree_size}",
-            )
+        return
+    try:
+        opened = open_signed_checkpoint(latest.signed_note, log_key.public_key, origin=log_key.name)
+    except CheckpointError as exc:
+        raise SigningRefused(
+            "checkpoint_not_ours", f"the newest stored checkpoint is not signed by this log's key: {exc}"
+        ) from None
+    if opened.tree_size != latest.tree_size or opened.root_hash != latest.root_hash:
+        raise SigningRefused("checkpoint_row_altered", "the newest checkpoint row differs from its note")
+    try:
+        compact = CompactRange.from_bytes(latest.compact_range)
+    except ValueError:
+        compact = None
+    if compact is None or compact.size != opened.tree_size or compact.root() != opened.root_hash:
+        # The next tree is built on this range: a forged one would graft new events onto
+        # a history the signed checkpoint never committed to.
+        raise SigningRefused(
+            "compact_range_altered", "the stored compact range is not the tree the checkpoint signed"
+        )
+    if remembered is None:
+        return
+    if remembered.log_verifier_key != verifier_key(log_key.public_key, log_key.name):
+        raise SigningRefused("signer_key_changed", "the signer's memory is of another log key")
+    if opened.tree_size < remembered.tree_size:
+        raise SigningRefused(
+            "log_rolled_back",
+            f"the newest stored checkpoint is at size {opened.tree_size}, but this signer "
+            f"signed size {remembered.tree_size}: the log was rolled back",
+        )
+    if opened.tree_size == remembered.tree_size:
+        if opened.root_hash != remembered.root_hash:
+            raise SigningRefused("log_forked", f"the checkpoint at size {opened.tree_size} was replaced")
+        return
+    try:
+        proof = consistency_proof(DatabaseNodeStore(session), remembered.tree_size, opened.tree_size)
+    except (LookupError, ValueError):
+        proof = None
+    if proof is None or not verify_consistency(
+        remembered.tree_size, opened.tree_size, remembered.root_hash, opened.root_hash, proof
+    ):
+        raise SigningRefused(
+            "log_forked",
+            f"the stored log at size {opened.tree_size} is not an extension of the checkpoint "
+            f"this signer signed at size {remembered.tree_size}",
+        )
 
 
 class SignerRun:
@@ -222,7 +231,10 @@ class SignerRun:
 
     def sign_if_due(self) -> AuditCheckpoint | None:
         """Sign when events are waiting (a cheap look first: the loop runs every second)."""
+        # A read-only look: on SQLite a write transaction would queue for the write lock behind
+        # every submission, and the signer fell seconds behind under load (`make bench`).
         with self.database.transaction() as session:
+            session.connection(execution_options={READ_ONLY_OPTION: True})
             waiting = latest_event_seq(session) > _signed_size(session)
         if not waiting:
             return None

@@ -160,7 +160,14 @@ def complete_link(
         raise CodeRejected
     if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
         assert new_password is not None  # noqa: S101 - checked by check_new_password above
-        set_password_and_new_key_pair(account, new_password, settings=settings, server_secrets=server_secrets)
+        set_password_and_new_key_pair(
+            account,
+            new_password,
+            settings=settings,
+            server_secrets=server_secrets,
+            session=session,
+            actor=account_actor(account),
+        )
         # Grants were sealed to the old key pair, which nobody can open now:
         # the member needs a lead to grant the intake key again.
         session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))

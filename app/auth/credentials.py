@@ -4,7 +4,6 @@ failure, so neither the answer nor its timing tells which usernames exist or are
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import uuid
 
 from sqlalchemy import select, update
@@ -14,10 +13,11 @@ from app.audit_log import events as audit
 from app.auth.lockout import is_locked, record_failed_login, refusal_reason
 from app.auth.models import Role, StaffAccount
 from app.auth.password_keys import (
-    argon2_parameters,
-    derive_account_login_keys,
+    needs_rewrap,
     password_matches,
+    rewrap_personal_key,
     set_password_and_new_key_pair,
+    spend_dummy_runs,
     unwrap_personal_key,
     wrap_under_password,
 )
@@ -25,14 +25,11 @@ from app.auth.passwords import check_new_password
 from app.auth.principal import Principal, UnlockedKeys, account_actor
 from app.auth.second_factor import accept_totp, set_totp_secret
 from app.auth.sessions import revoke_sessions
-from app.crypto import kdf, sealing
+from app.crypto import sealing
 from app.custody.service import unlock_granted_keys
 from app.kit.clock import utc_now
 from app.kit.config import Settings
 from app.kit.server_secrets import ServerSecrets
-
-# Verified for unknown usernames so that they cost one Argon2id run too.
-_DUMMY_SALT = b"daylight-dummy-salt"[: kdf.SALT_BYTES]
 
 
 def create_account(
@@ -57,7 +54,12 @@ def create_account(
         created_on=utc_now().date(),
     )
     personal_private = set_password_and_new_key_pair(
-        account, password, settings=settings, server_secrets=server_secrets
+        account,
+        password,
+        settings=settings,
+        server_secrets=server_secrets,
+        session=session,
+        actor=audit.SYSTEM,
     )
     set_totp_secret(account, totp_secret, server_secrets, confirmed=True)
     session.add(account)
@@ -73,18 +75,24 @@ def authenticate(
     otp: str,
     settings: Settings,
     totp_key: bytes,
+    key_integrity_key: bytes,
     now: dt.datetime | None = None,
 ) -> tuple[StaffAccount, UnlockedKeys] | None:
     """The account and its unlocked keys, or None: the same answer for every kind of failure.
 
-    Unknown, inactive, not yet activated and locked-out accounts all cost one
-    Argon2id run and get None, so neither the answer nor its timing tells
-    which usernames exist or which are locked.
+    Unknown, inactive, not yet activated and locked-out accounts all cost what a
+    password check costs (`password_matches`: one Argon2id run per form of the typed
+    password, one for most passwords) and get None, so neither the answer nor its timing
+    tells which usernames exist, which are locked, or which verifiers predate NFC.
+
+    A login that succeeds with a verifier of the password as typed, or of a cost below the
+    current settings, wraps the same personal key again (NFC, fresh salt, current cost):
+    the key pair and its grants stay valid.
     """
     now = now or utc_now()
     account = session.scalars(select(StaffAccount).where(StaffAccount.username == username)).first()
     if account is None or not account.can_log_in or is_locked(account, now):
-        kdf.derive_login_keys(password, _DUMMY_SALT, argon2_parameters(settings))
+        spend_dummy_runs(password, settings)
         # The typed username is not recorded: people type passwords into it.
         audit.record(
             session,
@@ -96,10 +104,8 @@ def authenticate(
             details={"reason": refusal_reason(account, now)},
         )
         return None
-    login_keys = derive_account_login_keys(account, password)
-    if not hmac.compare_digest(login_keys.verifier, account.login_verifier or b"") or not accept_totp(
-        session, account, otp, totp_key, now
-    ):
+    login_keys = password_matches(account, password)
+    if login_keys is None or not accept_totp(session, account, otp, totp_key, now):
         record_failed_login(session, account, now)
         audit.record(
             session,
@@ -117,9 +123,22 @@ def authenticate(
         .values(failed_logins=0, locked_until=None)
         .execution_options(synchronize_session=False)
     )
-    audit.record(session, account_actor(account), "auth.login", object_type="account", object_id=account.id)
     personal = unwrap_personal_key(account, login_keys)
-    keys = UnlockedKeys(personal=personal, intake=unlock_granted_keys(session, account.id, personal))
+    rewrapped = needs_rewrap(account, settings) and rewrap_personal_key(
+        session, account, password, personal, settings
+    )
+    audit.record(
+        session,
+        account_actor(account),
+        "auth.login",
+        object_type="account",
+        object_id=account.id,
+        details={"key_rewrapped": True} if rewrapped else None,
+    )
+    keys = UnlockedKeys(
+        personal=personal,
+        intake=unlock_granted_keys(session, account.id, personal, key_integrity_key=key_integrity_key),
+    )
     session.flush()
     return account, keys
 

@@ -66,7 +66,13 @@ def current_principal(request: Request, session: DbSession, context: Context) ->
     """The authenticated member, or 401. Every guarded staff route depends on this."""
     name, _ = session_cookie(request, context.settings)
     cookie_value = request.cookies.get(name)
-    outcome = resume_session(session, cookie_value, context.settings) if cookie_value else None
+    outcome = (
+        resume_session(
+            session, cookie_value, context.settings, integrity_key=context.secrets.key_integrity_key
+        )
+        if cookie_value
+        else None
+    )
     if isinstance(outcome, ExpiredSession):
         # Committed here, the one place a dependency commits: the 401 below
         # rolls the request's transaction back, and the unlocked keys must not

@@ -20,6 +20,10 @@ TOTP_SECRET = EnvelopeColumn("staff_accounts", "totp_secret_encrypted")
 SESSION_KEYS = EnvelopeColumn("staff_sessions", "unlocked_keys_encrypted")
 
 
+# The one value of `StaffAccount.password_form` (NULL: the password as typed).
+PASSWORD_FORM_NFC = "nfc"  # noqa: S105 - a Unicode normal form, not a password
+
+
 class Role(StrEnum):
     CASEWORKER = "caseworker"
     LEAD = "lead"
@@ -43,6 +47,10 @@ class StaffAccount(Base):
     argon2_memory_cost_kib: Mapped[int | None] = mapped_column(Integer)
     argon2_parallelism: Mapped[int | None] = mapped_column(Integer)
     login_verifier: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Which string the verifier was derived from: "nfc", the password's Unicode NFC form
+    # (PASSWORD_FORM_NFC), or NULL, the password as typed (before that form was recorded).
+    # A NULL account moves to "nfc" at its next login, keeping its key pair.
+    password_form: Mapped[str | None] = mapped_column(String(8))
 
     public_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     public_key_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -81,6 +89,8 @@ class StaffSession(Base):
     # When the member last typed their password in this session (login or
     # step-up): key grants, exports and deletions need it to be recent.
     reauthenticated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The server's MAC over id, token hash, account and start (app.auth.sessions).
+    row_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class LinkPurpose(StrEnum):

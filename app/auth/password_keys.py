@@ -1,17 +1,33 @@
 """What a password unlocks: Argon2id derives a verifier and a key-encryption key (split by
 HKDF); the verifier proves the password, the key-encryption key unwraps the personal private
-key. The server stores neither the password nor anything that opens the key without it."""
+key. The server stores neither the password nor anything that opens the key without it.
+
+Argon2id is given the password's Unicode NFC form, so that "é" sent as one code point by one
+device and as "e" plus a combining accent by another is one password. Accounts whose verifier
+predates that (``password_form`` NULL) were derived from the password as typed: for them the
+typed string and its NFC and NFD forms are all tried, and a login that succeeds re-wraps the
+same personal key under the NFC form (`needs_rewrap`, `rewrap_personal_key`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import unicodedata
 
-from app.auth.models import PERSONAL_PRIVATE_KEY, StaffAccount
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.audit_log import events as audit
+from app.auth.models import PASSWORD_FORM_NFC, PERSONAL_PRIVATE_KEY, StaffAccount
 from app.crypto import kdf, sealing
 from app.crypto.integrity import public_key_mac
-from app.custody.service import staff_key_context
+from app.custody.service import KEY_PAIR_EVENT, member_key_context
 from app.kit.config import Settings
 from app.kit.server_secrets import ServerSecrets
+
+# Salt for the Argon2id runs that only spend time (unknown accounts, forms not tried).
+DUMMY_SALT = b"daylight-dummy-salt"[: kdf.SALT_BYTES]
 
 
 def argon2_parameters(settings: Settings) -> kdf.Argon2Parameters:
@@ -23,41 +39,94 @@ def argon2_parameters(settings: Settings) -> kdf.Argon2Parameters:
 
 
 def set_password_and_new_key_pair(
-    account: StaffAccount, password: str, *, settings: Settings, server_secrets: ServerSecrets
+    account: StaffAccount,
+    password: str,
+    *,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    session: Session,
+    actor: audit.Actor,
 ) -> sealing.PrivateKey:
     """Give the account a password and a fresh personal key pair, wrapped under the password.
 
     A new key pair, not a re-wrap: this is for activation and for an admin
     reset of a forgotten password, where the old private key is out of reach.
     Grants sealed to an old key pair no longer open; the caller deletes them.
+
+    The key pair is an audit event, and that event's sequence number is the key's epoch,
+    covered by the public key's MAC (app.custody.service, KEY_PAIR_EVENT): a grant refuses a
+    public key whose epoch is not the newest in the log, so restoring an old key pair from
+    an earlier copy of the database gets nothing sealed to it.
     """
     personal_private = sealing.generate_private_key()
     personal_public = personal_private.public_key()
+    epoch = audit.record(
+        session,
+        actor,
+        KEY_PAIR_EVENT,
+        object_type="account",
+        object_id=account.id,
+        details={"fingerprint": key_fingerprint(personal_public.raw)},
+    )
     account.public_key = personal_public.raw
     account.public_key_mac = public_key_mac(
-        server_secrets.key_integrity_key, personal_public, *staff_key_context(account.id)
+        server_secrets.key_integrity_key, personal_public, *member_key_context(account.id, epoch)
     )
     wrap_under_password(account, password, personal_private, settings)
     return personal_private
 
 
+def key_fingerprint(raw_public_key: bytes) -> str:
+    """What a lead and a member compare in person before a grant: the first 80 bits of the
+    SHA-256 of the public key, in groups of four hex digits."""
+    digest = hashlib.sha256(raw_public_key).hexdigest()[:20]
+    return " ".join(digest[i : i + 4] for i in range(0, 20, 4))
+
+
+def normalised(password: str) -> str:
+    """The string Argon2id is given for ``password``: its NFC form."""
+    return unicodedata.normalize("NFC", password)
+
+
+def typed_forms(password: str) -> tuple[str, ...]:
+    """The strings a legacy verifier may have been derived from: as typed, NFC and NFD.
+
+    Distinct and in that order; one string for most passwords (ASCII has one form). Their
+    number depends on the typed string alone, never on an account.
+    """
+    return tuple(dict.fromkeys((password, normalised(password), unicodedata.normalize("NFD", password))))
+
+
 def wrap_under_password(
     account: StaffAccount, password: str, personal_private: sealing.PrivateKey, settings: Settings
 ) -> None:
+    """Wrap the personal private key under ``password`` (its NFC form), with a fresh salt and
+    the current Argon2id cost."""
+    for name, value in _wrapped(account, password, personal_private, settings).items():
+        setattr(account, name, value)
+
+
+def _wrapped(
+    account: StaffAccount, password: str, personal_private: sealing.PrivateKey, settings: Settings
+) -> dict[str, object]:
+    """The column values of ``personal_private`` wrapped under ``password``."""
     salt = kdf.new_salt()
     params = argon2_parameters(settings)
-    login_keys = kdf.derive_login_keys(password, salt, params)
-    account.password_salt = salt
-    account.argon2_time_cost = params.time_cost
-    account.argon2_memory_cost_kib = params.memory_cost_kib
-    account.argon2_parallelism = params.parallelism
-    account.login_verifier = login_keys.verifier
-    account.wrapped_private_key = PERSONAL_PRIVATE_KEY.seal(
-        login_keys.key_encryption_key, personal_private.raw, row_id=str(account.id)
-    )
+    login_keys = kdf.derive_login_keys(normalised(password), salt, params)
+    return {
+        "password_salt": salt,
+        "argon2_time_cost": params.time_cost,
+        "argon2_memory_cost_kib": params.memory_cost_kib,
+        "argon2_parallelism": params.parallelism,
+        "login_verifier": login_keys.verifier,
+        "password_form": PASSWORD_FORM_NFC,
+        "wrapped_private_key": PERSONAL_PRIVATE_KEY.seal(
+            login_keys.key_encryption_key, personal_private.raw, row_id=str(account.id)
+        ),
+    }
 
 
-def derive_account_login_keys(account: StaffAccount, password: str) -> kdf.LoginKeys:
+def _account_parameters(account: StaffAccount) -> kdf.Argon2Parameters:
     if (
         account.password_salt is None
         or account.argon2_time_cost is None
@@ -65,18 +134,80 @@ def derive_account_login_keys(account: StaffAccount, password: str) -> kdf.Login
         or account.argon2_parallelism is None
     ):
         raise ValueError("the account has no password yet")
-    params = kdf.Argon2Parameters(
+    return kdf.Argon2Parameters(
         account.argon2_time_cost, account.argon2_memory_cost_kib, account.argon2_parallelism
     )
-    return kdf.derive_login_keys(password, account.password_salt, params)
 
 
 def password_matches(account: StaffAccount, password: str) -> kdf.LoginKeys | None:
-    """The login keys when ``password`` is the account's, else None (always one Argon2id run)."""
-    login_keys = derive_account_login_keys(account, password)
-    if account.login_verifier is None or not hmac.compare_digest(login_keys.verifier, account.login_verifier):
-        return None
-    return login_keys
+    """The login keys when ``password`` is the account's, else None.
+
+    One Argon2id run, at the account's cost, per string of `typed_forms`, whatever the
+    account and whichever matches (no early exit): the time taken tells nothing about the
+    account or the password. An "nfc" account is derived from the NFC form once, the other
+    runs are spent on a dummy salt; a legacy one (``password_form`` NULL) from each form.
+    """
+    params = _account_parameters(account)
+    salt = account.password_salt
+    assert salt is not None  # noqa: S101 - checked by _account_parameters
+    stored = account.login_verifier or b""
+    forms = typed_forms(password)
+    if account.password_form == PASSWORD_FORM_NFC:
+        login_keys = kdf.derive_login_keys(normalised(password), salt, params)
+        for _ in forms[1:]:
+            kdf.derive_login_keys(password, DUMMY_SALT, params)
+        return login_keys if hmac.compare_digest(login_keys.verifier, stored) else None
+    matched = None
+    for form in forms:
+        login_keys = kdf.derive_login_keys(form, salt, params)
+        if hmac.compare_digest(login_keys.verifier, stored) and matched is None:
+            matched = login_keys
+    return matched
+
+
+def spend_dummy_runs(password: str, settings: Settings) -> None:
+    """What `password_matches` costs, for a login that has no account to match against."""
+    params = argon2_parameters(settings)
+    for form in typed_forms(password):
+        kdf.derive_login_keys(form, DUMMY_SALT, params)
+
+
+def needs_rewrap(account: StaffAccount, settings: Settings) -> bool:
+    """Whether a login that has the personal key should wrap it again: the verifier is of the
+    password as typed, or was derived at a cost below the current one (time or memory)."""
+    current = argon2_parameters(settings)
+    return (
+        account.password_form != PASSWORD_FORM_NFC
+        or (account.argon2_time_cost or 0) < current.time_cost
+        or (account.argon2_memory_cost_kib or 0) < current.memory_cost_kib
+    )
+
+
+def rewrap_personal_key(
+    session: Session,
+    account: StaffAccount,
+    password: str,
+    personal_private: sealing.PrivateKey,
+    settings: Settings,
+) -> bool:
+    """Wrap the same personal private key again under the NFC form of ``password``, with a
+    fresh salt and the current cost; the key pair, and every grant sealed to it, stay valid.
+
+    Written only if the verifier is still the one the password was checked against: a
+    password changed meanwhile (another session) is not overwritten with the old one.
+    True when written.
+    """
+    values = _wrapped(account, password, personal_private, settings)
+    written = session.execute(
+        update(StaffAccount)
+        .where(StaffAccount.id == account.id, StaffAccount.login_verifier == account.login_verifier)
+        .values(values)
+        .returning(StaffAccount.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    # Read again on next use: what was written now, or what the other writer wrote.
+    session.expire(account, list(values))
+    return written is not None
 
 
 def unwrap_personal_key(account: StaffAccount, login_keys: kdf.LoginKeys) -> sealing.PrivateKey:

@@ -52,12 +52,15 @@ def login(request: Request, session: DbSession, context: Context, body: JsonBody
         otp=body.otp,
         settings=context.settings,
         totp_key=context.secrets.totp_key,
+        key_integrity_key=context.secrets.key_integrity_key,
     )
     if outcome is None:
         # Returned, not raised: the failure counter must commit.
         return JSONResponse(INVALID_LOGIN, status_code=401)
     account, keys = outcome
-    cookie_value = sessions.start_session(session, account, keys)
+    cookie_value = sessions.start_session(
+        session, account, keys, integrity_key=context.secrets.key_integrity_key
+    )
     response = JSONResponse(
         SessionInfo(
             username=account.username, role=account.role, holds_intake_key=bool(keys.intake)

@@ -17,6 +17,7 @@ from app.auth import accounts, credentials, sessions
 from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
 from app.auth.enrolment_qr import qr_svg, totp_provisioning_uri
 from app.auth.models import LinkPurpose, Role
+from app.auth.password_keys import key_fingerprint
 from app.auth.permissions import Permission
 from app.auth.principal import Principal
 from app.auth.routes_api import account_view
@@ -78,6 +79,7 @@ async def login_form(request: Request, session: DbSession, context: Context) -> 
             otp=fields.get("otp", "")[:16],
             settings=context.settings,
             totp_key=context.secrets.totp_key,
+            key_integrity_key=context.secrets.key_integrity_key,
         )
         if outcome is None:
             # Returned, not raised: the failure counter must commit.
@@ -91,7 +93,10 @@ async def login_form(request: Request, session: DbSession, context: Context) -> 
         account, keys = outcome
         response = see_other("/")
         set_session_cookie(
-            request, response, context.settings, sessions.start_session(session, account, keys)
+            request,
+            response,
+            context.settings,
+            sessions.start_session(session, account, keys, integrity_key=context.secrets.key_integrity_key),
         )
         return response
 
@@ -116,6 +121,9 @@ def _account_page(
         principal=principal,
         status_code=status_code,
         holds_key=bool(principal.keys.intake),
+        # From the key this login unlocked, not from the database: what a lead compares before
+        # a grant (app.keys.routes_web shows the stored key's).
+        key_fingerprint=key_fingerprint(principal.keys.personal.public_key().raw),
         sessions=[
             {
                 "created_at": s.created_at,

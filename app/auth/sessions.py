@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from app.auth.password_keys import password_matches
 from app.auth.principal import Principal, UnlockedKeys
 from app.crypto.binding import bind
 from app.crypto.errors import DecryptionError
+from app.crypto.integrity import row_is_authentic, row_mac
 from app.kit.clock import as_utc, utc_now
 from app.kit.config import Settings
+
+logger = logging.getLogger("daylight.auth")
 
 STEP_UP_WINDOW = dt.timedelta(minutes=5)
 
@@ -57,23 +61,47 @@ def decode_token(value: str) -> bytes | None:
     return token if len(token) == 32 else None
 
 
+SESSION_RECORD = "staff_session/v1"
+
+
+def _session_fields(
+    session_id: uuid.UUID, token_hash: bytes, account_id: uuid.UUID, created_at: dt.datetime
+) -> tuple[str, bytes, str, int]:
+    # Whole seconds of an aware UTC time: the same on both databases (SQLite returns naive times).
+    return (str(session_id), token_hash, str(account_id), int(as_utc(created_at).timestamp()))
+
+
 def start_session(
-    session: Session, account: StaffAccount, keys: UnlockedKeys, now: dt.datetime | None = None
+    session: Session,
+    account: StaffAccount,
+    keys: UnlockedKeys,
+    *,
+    integrity_key: bytes,
+    now: dt.datetime | None = None,
 ) -> str:
-    """A new session (always a new id, never a reused one); returns the cookie value."""
+    """A new session (always a new id, never a reused one); returns the cookie value.
+
+    The row carries a MAC under the key-integrity key over its token hash, account and start:
+    the cookie alone seals the unlocked keys, so without the MAC someone who can write the
+    database could insert a session with a token of their own choosing and act as any
+    account, or move a session to another account."""
     now = now or utc_now()
     token = secrets.token_bytes(32)
     session_id = uuid.uuid4()
+    token_hash = _token_lookup_hash(token)
     session.add(
         StaffSession(
             id=session_id,
-            token_hash=_token_lookup_hash(token),
+            token_hash=token_hash,
             account_id=account.id,
             created_at=now,
             last_seen_at=now,
             reauthenticated_at=now,
             unlocked_keys_encrypted=SESSION_KEYS.seal(
                 _token_session_key(token), keys.to_bytes(), row_id=str(session_id)
+            ),
+            row_mac=row_mac(
+                integrity_key, SESSION_RECORD, *_session_fields(session_id, token_hash, account.id, now)
             ),
         )
     )
@@ -89,7 +117,12 @@ class ExpiredSession:
 
 
 def resume_session(
-    session: Session, cookie_value: str, settings: Settings, now: dt.datetime | None = None
+    session: Session,
+    cookie_value: str,
+    settings: Settings,
+    *,
+    integrity_key: bytes,
+    now: dt.datetime | None = None,
 ) -> Principal | ExpiredSession | None:
     """The principal for a session cookie; ExpiredSession to destroy; None when unknown."""
     now = now or utc_now()
@@ -104,6 +137,23 @@ def resume_session(
     if row is None:
         return None
     staff_session, account = row
+    fields = _session_fields(
+        staff_session.id, staff_session.token_hash, staff_session.account_id, staff_session.created_at
+    )
+    if not row_is_authentic(integrity_key, staff_session.row_mac, SESSION_RECORD, *fields):
+        # A session the server never started: refused, ended like an expired one (the caller
+        # commits that), and reported to admins and auditors.
+        logger.error("integrity alert: a staff session row failed its MAC; refused")
+        audit.record(
+            session,
+            audit.SYSTEM,
+            "integrity.alert",
+            object_type="staff_session",
+            object_id=staff_session.id,
+            outcome=audit.Outcome.FAILURE,
+            details={"account": str(staff_session.account_id)},
+        )
+        return ExpiredSession(staff_session.id)
     idle_deadline = as_utc(staff_session.last_seen_at) + dt.timedelta(minutes=settings.session_idle_minutes)
     absolute_deadline = as_utc(staff_session.created_at) + dt.timedelta(hours=settings.session_absolute_hours)
     if not account.is_active or now >= idle_deadline or now >= absolute_deadline:

@@ -39,3 +39,28 @@ def trusted_public_key(
     if not hmac.compare_digest(public_key_mac(integrity_key, public_key, *context), mac):
         raise UntrustedPublicKey
     return public_key
+
+
+# A row's authenticity: an HMAC under the key-integrity key over the fields that say what the
+# row is and who wrote it. Someone who can write the database but not read `secrets/` (a
+# separate database host, a leaked database credential, an injection) can still insert and
+# change rows; a row whose MAC fails is treated as absent and reported, never shown or used.
+OptionalPart = BindingPart | None
+
+
+def row_mac(integrity_key: bytes, record: str, *fields: OptionalPart) -> bytes:
+    """The MAC of one row of kind ``record`` (e.g. "tip_message/v1") over ``fields``, in order.
+
+    None is encoded distinctly from every str, bytes and int (as its own tag), so a NULL column
+    can never be confused with an empty one."""
+    parts: list[BindingPart] = ["daylight/row/v1", record]
+    for field in fields:
+        parts.extend(("null",) if field is None else ("value", field))
+    return hmac.new(integrity_key, bind(*parts), hashlib.sha256).digest()
+
+
+def row_is_authentic(integrity_key: bytes, mac: bytes | None, record: str, *fields: OptionalPart) -> bool:
+    """Whether ``mac`` is the row's MAC; a missing MAC never is."""
+    if mac is None:
+        return False
+    return hmac.compare_digest(row_mac(integrity_key, record, *fields), mac)

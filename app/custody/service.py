@@ -7,15 +7,21 @@ key pair and to the personal public key of each cleared member.
 from __future__ import annotations
 
 import functools
+import hmac
+import logging
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import Integer, cast, delete, func, select
 from sqlalchemy.orm import Session
 
+from app.audit_log import events as audit
+from app.audit_log.models import AuditEvent
 from app.crypto import human_codes, sealing
-from app.crypto.integrity import public_key_mac, trusted_public_key
+from app.crypto.integrity import UntrustedPublicKey, public_key_mac, trusted_public_key
 from app.custody.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
 from app.kit import clock
+
+logger = logging.getLogger("daylight.custody")
 
 RECOVERY_KEY_BITS = 160
 RECOVERY_KEY_CHARS = 32
@@ -48,6 +54,10 @@ def create_intake_key(
     )
     session.add(intake_key)
     session.flush()
+    # The version's existence goes into the signed audit log: a database writer who deletes the
+    # newest version (to have new tips sealed to an older key, perhaps one rotated away after
+    # a compromise) cannot also delete this event unseen (current_intake_key checks it).
+    audit.record(session, audit.SYSTEM, INTAKE_KEY_EVENT, object_type="intake_key", object_id=version)
     return intake_key, intake_private, recovery_key
 
 
@@ -59,8 +69,84 @@ def staff_key_context(account_id: uuid.UUID) -> tuple[str, str]:
     return ("staff_accounts", str(account_id))
 
 
+# Every new personal key pair is an audit event, and its sequence number is the key's epoch:
+# the MAC over the stored public key covers the epoch, and a grant checks that the epoch is
+# the newest such event in the log. Someone who can write the database but not `secrets/`
+# could otherwise restore a member's *old* public key with its old (valid) MAC after an admin
+# reset, and have the next grant seal the intake key to a key pair whose private half they
+# hold (an old password cracked offline). Rolling the epoch back means deleting audit events,
+# which the signed checkpoints and their witnesses expose.
+KEY_PAIR_EVENT = "account.key_pair_set"
+
+
+def member_key_context(account_id: uuid.UUID, epoch: int | None) -> tuple[str | int, ...]:
+    """What a member's public key is MACed with: the account, and the key's epoch (None only
+    for key pairs made before epochs existed)."""
+    if epoch is None:
+        return staff_key_context(account_id)
+    return (*staff_key_context(account_id), "epoch", epoch)
+
+
+def newest_key_epoch(session: Session, account_id: uuid.UUID) -> int | None:
+    return session.scalar(
+        select(func.max(AuditEvent.seq)).where(
+            AuditEvent.action == KEY_PAIR_EVENT, AuditEvent.object_id == str(account_id)
+        )
+    )
+
+
+class StaleMemberKey(UntrustedPublicKey):
+    code = "stale_key"
+    public_message = (
+        "The member's stored public key is not their newest one (the database was altered); "
+        "nothing was sealed to it."
+    )
+
+
+def trusted_member_public_key(
+    session: Session, key_integrity_key: bytes, *, account_id: uuid.UUID, raw_public_key: bytes, mac: bytes
+) -> sealing.PublicKey:
+    """The member's public key, once its MAC holds for the newest key epoch in the audit log.
+
+    The epoch is read from the log, never from the account row: a key pair restored from an
+    earlier copy of the database carries a MAC for an older epoch and fails here."""
+    epoch = newest_key_epoch(session, account_id)
+    try:
+        return trusted_public_key(
+            key_integrity_key, raw_public_key, mac, *member_key_context(account_id, epoch)
+        )
+    except UntrustedPublicKey:
+        logger.error("integrity alert: a member's stored public key is not their newest key pair")
+        raise StaleMemberKey from None
+
+
+INTAKE_KEY_EVENT = "intake_key.created"
+
+
+class RolledBackIntakeKey(UntrustedPublicKey):
+    code = "intake_key_rolled_back"
+    public_message = "The stored intake key is older than the newest one; nothing was sealed."
+
+
+def newest_logged_intake_version(session: Session) -> int:
+    """The newest intake key version the audit log says was created (0 for none). One indexed
+    lookup (a handful of rows: one per rotation); not cached, so that no process can hold a
+    stale answer for another database."""
+    logged = session.scalar(
+        select(func.max(cast(AuditEvent.object_id, Integer))).where(AuditEvent.action == INTAKE_KEY_EVENT)
+    )
+    return logged or 0
+
+
 def current_intake_key(session: Session) -> IntakeKey | None:
-    return session.scalars(select(IntakeKey).order_by(IntakeKey.version.desc()).limit(1)).first()
+    """The newest intake key version; RolledBackIntakeKey when the audit log knows a newer one
+    (its row was deleted: the database was altered)."""
+    intake_key = session.scalars(select(IntakeKey).order_by(IntakeKey.version.desc()).limit(1)).first()
+    newest = newest_logged_intake_version(session)
+    if newest and (intake_key is None or intake_key.version < newest):
+        logger.error("integrity alert: the newest intake key version in the database is older than the log's")
+        raise RolledBackIntakeKey
+    return intake_key
 
 
 def trusted_intake_public_key(intake_key: IntakeKey, key_integrity_key: bytes) -> sealing.PublicKey:
@@ -83,12 +169,13 @@ def _checked_intake_public_key(
 
 
 def unlock_granted_keys(
-    session: Session, account_id: uuid.UUID, personal_private: sealing.PrivateKey
+    session: Session, account_id: uuid.UUID, personal_private: sealing.PrivateKey, *, key_integrity_key: bytes
 ) -> dict[int, sealing.PrivateKey]:
     """Every intake key version granted to the account, opened with its personal key."""
     grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
-    return {
-        grant.key_version: sealing.PrivateKey(
+    unlocked: dict[int, sealing.PrivateKey] = {}
+    for grant in grants:
+        private_key = sealing.PrivateKey(
             INTAKE_KEY_GRANT.open(
                 personal_private,
                 grant.sealed_private_key,
@@ -96,8 +183,24 @@ def unlock_granted_keys(
                 key_version=grant.key_version,
             )
         )
-        for grant in grants
-    }
+        intake_key = session.get(IntakeKey, grant.key_version)
+        # A grant is sealed to the member's public key, which anyone can do: only a private key
+        # whose public half is the server's MAC'd intake key of that version is the intake key.
+        # Anything else (a database writer's own key pair, to have the member seal or read
+        # with it) is dropped.
+        if intake_key is None or not _is_intake_key(intake_key, private_key, key_integrity_key):
+            logger.error("integrity alert: a key grant does not open the intake key of its version; ignored")
+            continue
+        unlocked[grant.key_version] = private_key
+    return unlocked
+
+
+def _is_intake_key(intake_key: IntakeKey, private_key: sealing.PrivateKey, key_integrity_key: bytes) -> bool:
+    try:
+        public = trusted_intake_public_key(intake_key, key_integrity_key)
+    except UntrustedPublicKey:
+        return False
+    return hmac.compare_digest(public.raw, private_key.public_key().raw)
 
 
 def revoke_intake_key(session: Session, account_id: uuid.UUID) -> None:

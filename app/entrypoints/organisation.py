@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from app.crypto import sealing
 from app.custody.models import IntakeKey
 from app.custody.service import create_intake_key, current_intake_key
+from app.entrypoints.integrity_backfill import backfill_row_macs
 from app.kit.config import DATA_DIR_ENV_FILE, Environment, Settings
 from app.kit.db import Database
 from app.kit.server_secrets import create_server_secrets
@@ -50,4 +51,6 @@ def init_organisation(
         intake_key, intake_private, recovery_key = create_intake_key(
             session, key_integrity_key=server_secrets.key_integrity_key
         )
+    # A new organisation has no message from before row MACs: close that door at once.
+    backfill_row_macs(database, server_secrets.key_integrity_key)
     return NewOrganisation(intake_key=intake_key, intake_private=intake_private, recovery_key=recovery_key)

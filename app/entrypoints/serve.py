@@ -35,6 +35,7 @@ import uvicorn
 
 from app.audit_log.signer import SignerRun, local_signer
 from app.entrypoints.apps import create_intake_app, create_staff_app, serving_pool_size
+from app.entrypoints.integrity_backfill import backfill_row_macs
 from app.intake.orphans import sweep_orphan_blobs
 from app.kit.config import Settings, load_settings
 from app.kit.db import Database
@@ -98,6 +99,7 @@ def serve(
     intake_listener = bind_listener(host, intake_port)
     staff_listener = bind_listener(host, staff_port)
     sweep_at_startup(settings)
+    backfill_at_startup(settings)
     sign_at_boundary(settings, "startup")
     specs = [WorkerSpec("intake", index, intake_listener) for index in range(intake_workers)] + [
         WorkerSpec("staff", index, staff_listener) for index in range(staff_workers)
@@ -231,6 +233,21 @@ def boundary_signer(settings: Settings) -> SignerRun | None:
         return None
     signer = local_signer(settings, load_server_secrets(settings.secrets_dir, ("audit_signing_key",)))
     return None if signer is None else SignerRun(signer, Database.from_settings(settings))
+
+
+def backfill_at_startup(settings: Settings) -> None:
+    """Messages from before row MACs get theirs, once (app.entrypoints.integrity_backfill)."""
+    database = Database.from_settings(settings)
+    try:
+        key = load_server_secrets(settings.secrets_dir, ("key_integrity_key",)).key_integrity_key
+        count = backfill_row_macs(database, key)
+    except Exception:
+        logger.exception("the row MAC backfill failed; messages without a MAC stay hidden")
+        return
+    finally:
+        database.engine.dispose()
+    if count:
+        logger.warning("gave %s messages from before row MACs their MAC", count)
 
 
 def sign_at_boundary(settings: Settings, moment: str) -> None:

@@ -149,6 +149,9 @@ class TipAttachment(Base):
     intake_key_version: Mapped[int | None] = mapped_column(ForeignKey("intake_keys.version"))
     content_key_version: Mapped[int | None] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # For follow-up files only: the server's MAC binding the row to its data key
+    # (app.intake.integrity); a follow-up file without a valid one is never opened.
+    row_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="attachments")
 
@@ -170,6 +173,8 @@ class TipMessage(Base):
     sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     body_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     body_for_submitter: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The server's MAC over what the message is and who wrote it (app.intake.integrity).
+    row_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     tip: Mapped[Tip] = relationship(back_populates="messages")
 

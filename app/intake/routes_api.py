@@ -234,7 +234,10 @@ async def answer_receipt_holder(
     def open_and_answer() -> JSONResponse:
         with context.database.transaction() as session:
             holder = service.tip_for_receipt(
-                session, body.receipt, receipt_pepper=context.secrets.receipt_pepper
+                session,
+                body.receipt,
+                receipt_pepper=context.secrets.receipt_pepper,
+                key_integrity_key=context.secrets.key_integrity_key,
             )
             if holder is None:
                 return JSONResponse(UNKNOWN_RECEIPT, status_code=401)

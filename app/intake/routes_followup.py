@@ -94,7 +94,11 @@ async def _open_with_receipt(
 ) -> service.ReceiptHolder | None:
     receipt = first_value(fields, "receipt")
     return await run_in_threadpool(
-        service.tip_for_receipt, session, receipt, receipt_pepper=context.secrets.receipt_pepper
+        service.tip_for_receipt,
+        session,
+        receipt,
+        receipt_pepper=context.secrets.receipt_pepper,
+        key_integrity_key=context.secrets.key_integrity_key,
     )
 
 
@@ -235,7 +239,10 @@ async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResp
     def render() -> HTMLResponse:
         with context.database.transaction() as session:
             holder = service.tip_for_receipt(
-                session, exc.receipt, receipt_pepper=context.secrets.receipt_pepper
+                session,
+                exc.receipt,
+                receipt_pepper=context.secrets.receipt_pepper,
+                key_integrity_key=context.secrets.key_integrity_key,
             )
             if holder is None:
                 return _followup_start(request, errors=[exc.message], status_code=exc.status)

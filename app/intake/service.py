@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 import functools
+import hmac
+import logging
 import uuid
 from dataclasses import dataclass, field
 
@@ -18,10 +20,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.crypto import envelope, sealing
-from app.crypto.integrity import trusted_public_key
+from app.crypto.integrity import UntrustedPublicKey, trusted_public_key
 from app.custody.models import IntakeKey
 from app.custody.service import current_intake_key, trusted_intake_public_key
 from app.intake.attachments import AttachmentWriter, image_memory_budget
+from app.intake.integrity import followup_file_mac, message_is_authentic, seal_message_row
 from app.intake.models import (
     ATTACHMENT_DETAILS,
     FOLLOWUP_ATTACHMENT_KEY,
@@ -46,6 +49,8 @@ from app.kit.db import after_commit, on_rollback
 from app.kit.errors import N_, AppError
 from app.kit.server_secrets import ServerSecrets
 from app.stations.models import Station
+
+logger = logging.getLogger("daylight.intake")
 
 # Stands in for a malformed receipt so that every lookup derives a key pair.
 _UNMATCHABLE_RECEIPT = "0" * 24
@@ -208,6 +213,9 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
                 details_encrypted=ATTACHMENT_DETAILS.seal(
                     writer.data_key, writer.details(), row_id=str(writer.attachment_id), key_version=version
                 ),
+                row_mac=followup_file_mac(
+                    draft.server_secrets.key_integrity_key, tip.id, writer.attachment_id, writer.data_key
+                ),
             )
         )
     if draft.attachments:
@@ -254,10 +262,12 @@ class ReceiptHolder:
 
     tip: Tip
     private_key: sealing.PrivateKey = field(repr=False)
+    # What proves the tip's messages are the server's own (app.intake.integrity).
+    key_integrity_key: bytes = field(repr=False)
 
 
 def tip_for_receipt(
-    session: Session, typed_receipt: object, *, receipt_pepper: bytes
+    session: Session, typed_receipt: object, *, receipt_pepper: bytes, key_integrity_key: bytes
 ) -> ReceiptHolder | None:
     """The tip a receipt opens, or None; valid and invalid receipts cost the same work."""
     if not isinstance(typed_receipt, str):
@@ -268,12 +278,37 @@ def tip_for_receipt(
     private_key = receipt_private_key(receipt_pepper, digits or _UNMATCHABLE_RECEIPT)
     if tip is None or digits is None:
         return None
-    return ReceiptHolder(tip=tip, private_key=private_key)
+    if not _receipt_opens(tip, private_key, key_integrity_key):
+        # The lookup row points at a tip whose receipt key this receipt does not derive (or
+        # whose key the server never wrote): a database writer moved a receipt to another
+        # tip, to read, answer and delete it. The same answer as an unknown receipt.
+        logger.error("a receipt matched a tip whose receipt key it does not open: integrity alert")
+        return None
+    return ReceiptHolder(tip=tip, private_key=private_key, key_integrity_key=key_integrity_key)
+
+
+def _receipt_opens(tip: Tip, private_key: sealing.PrivateKey, key_integrity_key: bytes) -> bool:
+    try:
+        stored = trusted_public_key(
+            key_integrity_key,
+            tip.receipt_public_key,
+            tip.receipt_public_key_mac,
+            *receipt_key_context(tip.id),
+        )
+    except UntrustedPublicKey:
+        return False
+    return hmac.compare_digest(stored.raw, private_key.public_key().raw)
 
 
 def followup_view(holder: ReceiptHolder) -> FollowupView:
     messages = []
     for message in holder.tip.messages:
+        if not message_is_authentic(holder.key_integrity_key, message):
+            # Never shown: a "reply" the server did not write is a phishing channel in the
+            # organisation's voice. Logged without any id (a submitter's visit is not
+            # recorded); staff see the alert when they open the tip.
+            logger.error("a message on a tip failed its integrity check and was not shown")
+            continue
         body = None
         if message.body_for_submitter is not None:
             body = MESSAGE_FOR_SUBMITTER.open(
@@ -312,6 +347,7 @@ def add_message(
     row_id = message_row_id(tip.id, message_id)
     message = TipMessage(
         id=message_id,
+        tip_id=tip.id,  # set now, not at flush: the MAC below covers it
         tip=tip,
         position=_next_position(session, tip),
         author=author,
@@ -340,6 +376,7 @@ def add_message(
             else None
         ),
     )
+    seal_message_row(server_secrets.key_integrity_key, message)
     session.add(message)
     if author is MessageAuthor.SUBMITTER:
         _note_submitter_activity(tip)

@@ -18,9 +18,8 @@ from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.principal import Principal
 from app.auth.sessions import revoke_sessions
 from app.crypto import sealing
-from app.crypto.integrity import trusted_public_key
 from app.custody.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant
-from app.custody.service import current_intake_key, revoke_intake_key, staff_key_context
+from app.custody.service import current_intake_key, revoke_intake_key, trusted_member_public_key
 from app.kit import clock
 from app.kit.errors import Conflict, Forbidden, NotFound
 from app.kit.server_secrets import ServerSecrets
@@ -103,8 +102,12 @@ def grant_intake_key(
         account_id=grantee.id,
         key_version=intake_key.version,
         sealed_private_key=INTAKE_KEY_GRANT.seal(
-            trusted_public_key(
-                key_integrity_key, grantee.public_key, grantee.public_key_mac, *staff_key_context(grantee.id)
+            trusted_member_public_key(
+                session,
+                key_integrity_key,
+                account_id=grantee.id,
+                raw_public_key=grantee.public_key,
+                mac=grantee.public_key_mac,
             ),
             intake_private.raw,
             row_id=str(grantee.id),

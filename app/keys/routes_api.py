@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.auth.deps import GrantManager, SteppedUpStaff
 from app.auth.models import StaffAccount
+from app.auth.password_keys import key_fingerprint
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.custody.models import IntakeKeyGrant
 from app.keys import grants
@@ -25,6 +26,9 @@ class GrantCandidate(BaseModel):
     username: str
     role: str
     holds_intake_key: bool
+    # Compared in person with what the member's own account page shows, before a grant: the
+    # key the intake key will be sealed to is the one on the member's device.
+    key_fingerprint: str | None = None
 
 
 def grant_candidates(session: DbSession) -> list[GrantCandidate]:
@@ -35,7 +39,13 @@ def grant_candidates(session: DbSession) -> list[GrantCandidate]:
         .order_by(StaffAccount.username)
     )
     return [
-        GrantCandidate(account_id=m.id, username=m.username, role=m.role, holds_intake_key=m.id in holders)
+        GrantCandidate(
+            account_id=m.id,
+            username=m.username,
+            role=m.role,
+            holds_intake_key=m.id in holders,
+            key_fingerprint=None if m.public_key is None else key_fingerprint(m.public_key),
+        )
         for m in members
         if m.can_log_in
     ]

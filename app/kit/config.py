@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -25,14 +25,49 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class Argon2Cost(BaseSettings):
-    """Argon2id cost for staff password derivation (RFC 9106 second recommended option)."""
+# The least Argon2id memory (KiB) per time cost, from the OWASP Password Storage Cheat Sheet:
+# equally strong pairs at parallelism 1; a time cost past 5 needs what 5 needs.
+ARGON2_MEMORY_FLOOR_KIB = {1: 47104, 2: 19456, 3: 12288, 4: 9216, 5: 7168}
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+def argon2_memory_floor_kib(time_cost: int) -> int:
+    return ARGON2_MEMORY_FLOOR_KIB[min(max(time_cost, 1), max(ARGON2_MEMORY_FLOOR_KIB))]
+
+
+def describe_argon2_floor() -> str:
+    pairs = ", ".join(
+        f"t={t}{'+' if t == max(ARGON2_MEMORY_FLOOR_KIB) else ''}: {kib} KiB ({kib // 1024} MiB)"
+        for t, kib in ARGON2_MEMORY_FLOOR_KIB.items()
+    )
+    return f"OWASP's minimum for Argon2id, memory_cost_kib per time_cost: {pairs}"
+
+
+class Argon2Cost(BaseModel):
+    """Argon2id cost for staff password derivation (RFC 9106 second recommended option).
+
+    A model, not settings of its own: only `Settings` reads the environment (DAYLIGHT_ARGON2__*),
+    so an unprefixed TIME_COST or MEMORY_COST_KIB in the environment changes nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     time_cost: int = Field(default=3, ge=1)
     memory_cost_kib: int = Field(default=64 * 1024, ge=8)
     parallelism: int = Field(default=1, ge=1)
+    # Production refuses a cost below the floor unless this says it is a test suite's, whose
+    # logins must be fast. `daylight doctor` fails on such a cost whatever this says.
+    allow_below_floor_for_tests: bool = False
+
+    def below_floor(self) -> str | None:
+        """Why this cost is below the floor, or None when it is not."""
+        floor = argon2_memory_floor_kib(self.time_cost)
+        if self.memory_cost_kib >= floor:
+            return None
+        return (
+            f"Argon2id time_cost={self.time_cost} memory_cost_kib={self.memory_cost_kib} is below the "
+            f"floor: at time_cost={self.time_cost} memory_cost_kib must be at least {floor} "
+            f"({describe_argon2_floor()})."
+        )
 
 
 class Settings(BaseSettings):
@@ -49,7 +84,8 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     environment: Environment = Environment.PRODUCTION
 
-    argon2: Argon2Cost = Argon2Cost()
+    # Validated even when defaulted: a weak cost refuses to start in production (below).
+    argon2: Argon2Cost = Field(default_factory=Argon2Cost, validate_default=True)
 
     # Request bounds: a JSON body over max_json_bytes is refused with 413 before parsing.
     max_json_bytes: int = Field(default=1 * MiB, ge=1024)
@@ -127,6 +163,19 @@ class Settings(BaseSettings):
 
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=8, ge=1)
+
+    @field_validator("argon2")
+    @classmethod
+    def _argon2_floor_in_production(cls, cost: Argon2Cost, info: ValidationInfo) -> Argon2Cost:
+        # A field validator, not a model one: its error quotes this field's input only, never
+        # the database URL (which may hold a password). `environment` is validated before.
+        production = info.data.get("environment") is Environment.PRODUCTION
+        if production and not cost.allow_below_floor_for_tests and (problem := cost.below_floor()):
+            raise ValueError(
+                f"{problem} Production refuses it: raise DAYLIGHT_ARGON2__MEMORY_COST_KIB "
+                "or DAYLIGHT_ARGON2__TIME_COST (the default is t=3, 65536 KiB)."
+            )
+        return cost
 
     @property
     def database_path(self) -> Path:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.audit_log import events as audit
 from app.auth.accounts import usernames
@@ -20,6 +21,7 @@ from app.cases.repository import (
     tips_readable_by,
     tips_visible_to,
 )
+from app.intake.integrity import followup_file_is_authentic, message_is_authentic
 from app.intake.models import (
     ATTACHMENT_DETAILS,
     FOLLOWUP_ATTACHMENT_KEY,
@@ -53,6 +55,8 @@ from app.triage.schemas import (
 )
 from app.triage.service import queue_item
 
+logger = logging.getLogger("daylight.triage")
+
 
 def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple[Tip, bytes]:
     """A tip the caller may read, and its data key; NotFound for anything else."""
@@ -65,7 +69,7 @@ def open_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> tuple
     )
 
 
-def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDetail:
+def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID, *, integrity_key: bytes) -> TipDetail:
     tip, data_key = open_tip(session, principal, tip_id)
     clears_activity = tip.submitter_activity and tip.assignee_id in (None, principal.account_id)
     if not tip.indexed or clears_activity:
@@ -93,7 +97,12 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
     audit.record(session, principal.actor, "tip.read", object_type="tip", object_id=tip.id)
     attachments = []
     for attachment in tip.attachments:
-        key, key_version = attachment_key(principal, tip, data_key, attachment)
+        try:
+            key, key_version = attachment_key(
+                principal, tip, data_key, attachment, integrity_key=integrity_key
+            )
+        except ForgedRow:
+            continue  # never listed; the alert is recorded
         details = json.loads(
             ATTACHMENT_DETAILS.open(
                 key, attachment.details_encrypted, row_id=str(attachment.id), key_version=key_version
@@ -109,7 +118,11 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID) -> TipDe
                 metadata_removed=details.get("metadata") == "removed",
             )
         )
-    messages = [_open_message(principal, message) for message in tip.messages]
+    messages = [
+        _open_message(principal, message)
+        for message in tip.messages
+        if _authentic_or_alert(session, principal, message, integrity_key)
+    ]
     notes = list(
         session.scalars(
             select(TipNote).where(TipNote.tip_id == tip.id).order_by(TipNote.written_on, TipNote.id)
@@ -248,8 +261,38 @@ def duplicate_candidates(
     ]
 
 
+class ForgedRow(NotFound):
+    """A row the server did not write (its MAC fails): treated as absent, and alerted."""
+
+
+def record_integrity_alert(
+    session: Session, principal: Principal, record: str, row_id: uuid.UUID, tip_id: uuid.UUID
+) -> None:
+    """An audit event for admins and auditors: someone wrote a row into the database that the
+    server never wrote. Logged too, for whoever watches the service's log."""
+    logger.error("integrity alert: a %s row of a tip failed its MAC and was not shown", record)
+    audit.record(
+        session,
+        principal.actor,
+        "integrity.alert",
+        object_type=record,
+        object_id=row_id,
+        outcome=audit.Outcome.FAILURE,
+        details={"tip": str(tip_id)},
+    )
+
+
+def _authentic_or_alert(
+    session: Session, principal: Principal, message: TipMessage, integrity_key: bytes
+) -> bool:
+    if message_is_authentic(integrity_key, message):
+        return True
+    record_integrity_alert(session, principal, "tip_message", message.id, message.tip_id)
+    return False
+
+
 def attachment_key(
-    principal: Principal, tip: Tip, tip_data_key: bytes, attachment: TipAttachment
+    principal: Principal, tip: Tip, tip_data_key: bytes, attachment: TipAttachment, *, integrity_key: bytes
 ) -> tuple[bytes, int]:
     """The data key of an attachment and the key version its content is bound to: the tip's,
     or for a file added at follow-up its own, sealed to the intake key and bound to this tip."""
@@ -268,6 +311,13 @@ def attachment_key(
         row_id=attachment_row_id(tip.id, attachment.id),
         key_version=attachment.intake_key_version,
     )
+    if not followup_file_is_authentic(integrity_key, tip.id, attachment.id, key, attachment.row_mac):
+        # Its key is sealed to the intake *public* key: anyone who can write the database
+        # could have made it. A file for staff to open is exactly what an attacker would plant.
+        session = object_session(attachment)
+        if session is not None:
+            record_integrity_alert(session, principal, "tip_attachment", attachment.id, tip.id)
+        raise ForgedRow
     return key, attachment.content_key_version
 
 

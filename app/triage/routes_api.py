@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.audit_log import events as audit
 from app.auth.deps import CurrentStaff, Lead, QueueReader, Triager
 from app.crypto.errors import DecryptionError
 from app.intake.models import ATTACHMENT_BLOB
-from app.kit.errors import IntegrityFailure, NotFound, error_responses
+from app.kit.errors import IntegrityFailure, NotFound, error_body, error_responses
 from app.triage import reading, service, workflow
 from app.triage.schemas import (
     AssignRequest,
@@ -46,9 +46,9 @@ def list_tips(
 
 
 @router.get("/{tip_id}", response_model=TipDetail)
-def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession) -> TipDetail:
+def read_tip(tip_id: uuid.UUID, principal: ContentReader, session: DbSession, context: Context) -> TipDetail:
     try:
-        return reading.read_tip(session, principal, tip_id)
+        return reading.read_tip(session, principal, tip_id, integrity_key=context.secrets.key_integrity_key)
     except DecryptionError:
         raise IntegrityFailure from None
 
@@ -68,7 +68,7 @@ def download_attachment(
     principal: ContentReader,
     session: DbSession,
     context: Context,
-) -> StreamingResponse:
+) -> Response:
     try:
         tip, data_key = reading.open_tip(session, principal, tip_id)
     except DecryptionError:
@@ -77,9 +77,14 @@ def download_attachment(
     if attachment is None:
         raise NotFound
     try:
-        key, key_version = reading.attachment_key(principal, tip, data_key, attachment)
+        key, key_version = reading.attachment_key(
+            principal, tip, data_key, attachment, integrity_key=context.secrets.key_integrity_key
+        )
     except DecryptionError:
         raise IntegrityFailure from None
+    except reading.ForgedRow:
+        # Returned, not raised: the integrity alert must commit with this answer.
+        return JSONResponse(error_body(NotFound.code, NotFound.public_message), status_code=404)
     audit.record(
         session,
         principal.actor,

@@ -86,7 +86,9 @@ def _tip_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     try:
-        tip = reading.read_tip(session, principal, tip_id)
+        tip = reading.read_tip(
+            session, principal, tip_id, integrity_key=request.app.state.context.secrets.key_integrity_key
+        )
         duplicates = reading.duplicate_candidates(session, principal, tip_id)
     except DecryptionError:
         raise IntegrityFailure from None

@@ -103,6 +103,7 @@ def test_codes_one_step_either_side_are_accepted_but_not_two(
                 otp=member.otp(steps),
                 settings=settings,
                 totp_key=server_secrets.totp_key,
+                key_integrity_key=server_secrets.key_integrity_key,
                 now=now,
             )
             is not None
@@ -140,6 +141,7 @@ def test_unknown_users_cost_an_argon2_run_like_known_ones(
                 otp="123456",
                 settings=settings,
                 totp_key=server_secrets.totp_key,
+                key_integrity_key=server_secrets.key_integrity_key,
             )
             is None
         )
@@ -192,14 +194,17 @@ def test_sessions_expire_after_idle_and_absolute_timeouts(
         otp=member.otp(),
         settings=settings,
         totp_key=server_secrets.totp_key,
+        key_integrity_key=server_secrets.key_integrity_key,
     )
     assert outcome is not None
     start = dt.datetime.now(dt.UTC)
-    cookie = start_session(db_session, *outcome, now=start)
+    cookie = start_session(db_session, *outcome, integrity_key=server_secrets.key_integrity_key, now=start)
     row = db_session.scalars(select(StaffSession)).one()
     row.last_seen_at = start + age - idle
     now = start + age
-    outcome = resume_session(db_session, cookie, settings, now=now)
+    outcome = resume_session(
+        db_session, cookie, settings, integrity_key=server_secrets.key_integrity_key, now=now
+    )
     assert isinstance(outcome, Principal if alive else ExpiredSession)
 
 

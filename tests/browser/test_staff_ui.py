@@ -33,7 +33,7 @@ STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
     "caseworker": {"queue", "cases", "stations", "statistics", "account"},
     "lead": {"queue", "cases", "stations", "statistics", "keys", "account"},
-    "admin": {"accounts", "account"},
+    "admin": {"accounts", "witnesses", "account"},
     "auditor": {"audit", "account"},
 }
 

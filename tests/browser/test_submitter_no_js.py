@@ -134,7 +134,12 @@ def ask_the_submitter(served: ServedDemo, receipt: str, question: str) -> None:
     server_secrets = load_server_secrets(settings.secrets_dir)
     try:
         with database.transaction() as session:
-            holder = service.tip_for_receipt(session, receipt, receipt_pepper=server_secrets.receipt_pepper)
+            holder = service.tip_for_receipt(
+                session,
+                receipt,
+                receipt_pepper=server_secrets.receipt_pepper,
+                key_integrity_key=server_secrets.key_integrity_key,
+            )
             assert holder is not None
             service.add_message(
                 session, holder.tip, question, author=MessageAuthor.STAFF, server_secrets=server_secrets

@@ -53,14 +53,28 @@ def test_a_grant_opens_only_with_its_members_personal_key(
         )
 
     unlocked = unlock_granted_keys(
-        db_session, holder.account.id, personal_key(holder.account, holder.password)
+        db_session,
+        holder.account.id,
+        personal_key(holder.account, holder.password),
+        key_integrity_key=server_secrets.key_integrity_key,
     )
     assert unlocked[intake.key.version].raw == intake.private.raw
     assert (
-        unlock_granted_keys(db_session, other.account.id, personal_key(other.account, other.password)) == {}
+        unlock_granted_keys(
+            db_session,
+            other.account.id,
+            personal_key(other.account, other.password),
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
+        == {}
     )
     with pytest.raises(DecryptionError):
-        unlock_granted_keys(db_session, holder.account.id, personal_key(other.account, other.password))
+        unlock_granted_keys(
+            db_session,
+            holder.account.id,
+            personal_key(other.account, other.password),
+            key_integrity_key=server_secrets.key_integrity_key,
+        )
     with pytest.raises(DecryptionError):
         personal_key(holder.account, "not the password")
 

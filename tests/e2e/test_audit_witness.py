@@ -175,6 +175,9 @@ def test_a_rewritten_log_is_refused_by_the_signer_and_by_a_witness_that_saw_it_b
     refused = daylight("audit", "checkpoint", "--data-dir", str(served.data_dir), env=served.env)
     assert refused.returncode == 1
     assert "AUDIT ALERT" in refused.stderr
+    remembered = daylight("audit", "verify", "--data-dir", str(served.data_dir), env=served.env)
+    assert remembered.returncode == 1
+    assert "the signer's memory disagrees with the database" in remembered.stderr
 
     # Someone holding the whole server also wipes the signer's memory and re-signs.
     (served.data_dir / "audit-signer-state.json").unlink()

@@ -47,7 +47,7 @@ def lead(db_session: Session, server_secrets: ServerSecrets, organisation: Organ
             )
         )
         if number % 5:
-            reading.read_tip(db_session, principal, tip_id)
+            reading.read_tip(db_session, principal, tip_id, integrity_key=server_secrets.key_integrity_key)
     db_session.flush()
     return principal
 

@@ -408,7 +408,9 @@ def test_members_reading_and_working_one_tip_at_once_never_deadlock_or_double_in
         barrier.wait()
         with database.transaction() as session:
             if index % 2:
-                reading.read_tip(session, principals[index], tip_id)
+                reading.read_tip(
+                    session, principals[index], tip_id, integrity_key=server_secrets.key_integrity_key
+                )
             else:
                 _, data_key = reading.open_tip(session, principals[index], tip_id)
                 workflow.add_note(session, principals[index], tip_id, f"note {index}", data_key)

@@ -20,6 +20,7 @@ from app.audit_log.offline import verify_export
 from app.audit_log.proofs import ProofUnavailable, prove_event
 from app.audit_log.service import latest_checkpoint, signing_key
 from app.audit_log.signer import CheckpointSigner, SignerRun, local_signer, log_verifier
+from app.audit_log.witness import load_state
 from app.audit_log.witnesses import (
     WitnessRegistrationError,
     register_witness,
@@ -79,6 +80,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                 # ones count only with their MAC (a database writer cannot add one).
                 witness_keys=_witness_keys(args) or [witness.key for witness in trusted],
                 witnesses_required=settings.audit_witnesses_required,
+                signer_memory=load_state(settings.audit_signer_state_path),
             )
             session.rollback()
     for row in forged:

@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 
 from app.audit_log.signer import SignerRun, coverage, local_signer
 from app.entrypoints.apps import held_secret_names
-from app.kit.config import Settings, load_settings
+from app.kit.config import Environment, Settings, load_settings
 from app.kit.db import Database
 from app.kit.server_secrets import SECRET_NAMES, ServerSecrets, load_server_secrets
 
@@ -62,7 +62,9 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def open_deployment(data_dir: Path, *, sign_checkpoint: bool = True) -> Iterator[Deployment]:
+def open_deployment(
+    data_dir: Path, *, sign_checkpoint: bool = True, environment: Environment | None = None
+) -> Iterator[Deployment]:
     """The data dir's settings and database. The engine is disposed however the command ends:
     its pooled connections close now, not at garbage collection, so in-process runs
     (`main` called again and again) do not pile up PostgreSQL connections or SQLite handles.
@@ -70,8 +72,12 @@ def open_deployment(data_dir: Path, *, sign_checkpoint: bool = True) -> Iterator
     A command that succeeds and appended audit events signs a checkpoint over them before it
     exits, so that no command leaves an unsigned tail behind (app.audit_log.signer). `audit
     verify` opts out: a verifier that signed what it found would bless an edited tail.
+
+    ``environment`` overrides the data dir's: `demo` creates a development organisation, so
+    it runs under development settings (cheap Argon2id is allowed there) from the start.
     """
-    settings = load_settings(data_dir)
+    overrides = {} if environment is None else {"environment": environment}
+    settings = load_settings(data_dir, **overrides)
     database = Database.from_settings(settings)
     try:
         deployment = Deployment(settings, database)

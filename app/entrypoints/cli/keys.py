@@ -115,6 +115,7 @@ def _unlock_rotation_source(
             otp=otp,
             settings=deployment.settings,
             totp_key=deployment.server_secrets.totp_key,
+            key_integrity_key=deployment.server_secrets.key_integrity_key,
         )
     if found is None:
         raise rotation.RotationRefused("the login was refused")

@@ -11,6 +11,7 @@ import pyotp
 from app.entrypoints.cli.common import Commands, add_command, open_deployment
 from app.entrypoints.demo import create_demo, read_credentials
 from app.entrypoints.organisation import OrganisationExists, init_organisation
+from app.kit.config import Environment
 
 
 def _refuse_existing(data_dir: Path) -> int:
@@ -33,7 +34,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with open_deployment(args.data_dir) as deployment:
+    with open_deployment(args.data_dir, environment=Environment.DEVELOPMENT) as deployment:
         try:
             organisation, accounts = create_demo(deployment.settings, deployment.database)
         except OrganisationExists:
