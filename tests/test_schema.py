@@ -46,6 +46,7 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("tip_messages", "row_mac"),
         ("tip_attachments", "row_mac"),
         ("staff_sessions", "row_mac"),
+        ("intake_key_grants", "row_mac"),
         ("audit_witnesses", "registration_mac"),
         # SHA-256 of a witness's 32-byte random bearer token.
         ("audit_witnesses", "token_hash"),

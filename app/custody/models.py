@@ -44,6 +44,10 @@ class IntakeKeyGrant(Base):
         ForeignKey("staff_accounts.id", ondelete="SET NULL")
     )
     granted_on: Mapped[dt.date] = mapped_column(Date)
+    # The server's MAC over member, version, sealed key and the member's revocation epoch at the
+    # time of the grant (app.custody.service.grant_mac): a revoked grant put back by someone who
+    # can write the database carries an older epoch and no longer opens.
+    row_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class IntakeKeyRotation(Base):

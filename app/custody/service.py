@@ -7,6 +7,7 @@ key pair and to the personal public key of each cleared member.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import uuid
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.audit_log import events as audit
 from app.audit_log.models import AuditEvent
 from app.crypto import human_codes, sealing
-from app.crypto.integrity import UntrustedPublicKey, public_key_mac, trusted_public_key
+from app.crypto.integrity import UntrustedPublicKey, public_key_mac, row_mac, trusted_public_key
 from app.custody.models import INTAKE_KEY_GRANT, INTAKE_KEY_RECOVERY_WRAP, IntakeKey, IntakeKeyGrant
 from app.kit import clock
 
@@ -168,13 +169,52 @@ def _checked_intake_public_key(
     return trusted_public_key(key_integrity_key, raw_public_key, mac, *_intake_key_context(version))
 
 
+REVOCATION_EVENT = "key.revoke"
+GRANT_RECORD = "intake_key_grant/v1"
+
+
+def revocation_epoch(session: Session, account_id: uuid.UUID) -> int:
+    """The sequence number of the member's newest revocation in the audit log (0 for none)."""
+    newest = session.scalar(
+        select(func.max(AuditEvent.seq)).where(
+            AuditEvent.action == REVOCATION_EVENT, AuditEvent.object_id == str(account_id)
+        )
+    )
+    return newest or 0
+
+
+def grant_mac(key_integrity_key: bytes, grant: IntakeKeyGrant, epoch: int) -> bytes:
+    return row_mac(
+        key_integrity_key,
+        GRANT_RECORD,
+        str(grant.account_id),
+        grant.key_version,
+        hashlib.sha256(grant.sealed_private_key).digest(),
+        epoch,
+    )
+
+
+def seal_grant_row(session: Session, key_integrity_key: bytes, grant: IntakeKeyGrant) -> None:
+    grant.row_mac = grant_mac(key_integrity_key, grant, revocation_epoch(session, grant.account_id))
+
+
 def unlock_granted_keys(
     session: Session, account_id: uuid.UUID, personal_private: sealing.PrivateKey, *, key_integrity_key: bytes
 ) -> dict[int, sealing.PrivateKey]:
     """Every intake key version granted to the account, opened with its personal key."""
     grants = session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
     unlocked: dict[int, sealing.PrivateKey] = {}
+    epoch = revocation_epoch(session, account_id)
     for grant in grants:
+        if grant.row_mac is None or not hmac.compare_digest(
+            grant.row_mac, grant_mac(key_integrity_key, grant, epoch)
+        ):
+            # Not written by the server since the member's last revocation: a revoked grant put
+            # back, or a row of someone else's making.
+            logger.error(
+                "integrity alert: a key grant is not the server's since the last revocation; ignored"
+            )
+            continue
         private_key = sealing.PrivateKey(
             INTAKE_KEY_GRANT.open(
                 personal_private,

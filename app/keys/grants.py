@@ -19,7 +19,12 @@ from app.auth.principal import Principal
 from app.auth.sessions import revoke_sessions
 from app.crypto import sealing
 from app.custody.models import INTAKE_KEY_GRANT, IntakeKey, IntakeKeyGrant
-from app.custody.service import current_intake_key, revoke_intake_key, trusted_member_public_key
+from app.custody.service import (
+    current_intake_key,
+    revoke_intake_key,
+    seal_grant_row,
+    trusted_member_public_key,
+)
 from app.kit import clock
 from app.kit.errors import Conflict, Forbidden, NotFound
 from app.kit.server_secrets import ServerSecrets
@@ -116,6 +121,7 @@ def grant_intake_key(
         granted_by_id=granted_by_id,
         granted_on=clock.today(),
     )
+    seal_grant_row(session, key_integrity_key, grant)
     session.add(grant)
     session.flush()
     return grant

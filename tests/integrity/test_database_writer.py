@@ -360,3 +360,41 @@ def test_new_reports_are_never_sealed_to_a_rolled_back_intake_key(
     assert db_session.scalars(select(Tip).where(Tip.intake_key_version == 1)).all() == []
     with pytest.raises(RolledBackIntakeKey):
         intake_service.start_tip(db_session, server_secrets)
+
+
+def test_a_revoked_grant_put_back_into_the_database_opens_nothing(
+    signed_in: Callable[[StaffMember], TestClient],
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+) -> None:
+    member = organisation[Role.CASEWORKER]
+    account_id = member.account.id
+    old = db_session.scalars(select(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id)).one()
+    kept = {
+        column: getattr(old, column)
+        for column in ("id", "key_version", "sealed_private_key", "granted_on", "row_mac")
+    }
+    lead = signed_in(organisation[Role.LEAD])
+    assert lead.delete(f"/api/v1/key-grants/{account_id}").status_code < 300
+    db_session.expire_all()
+    # The writer puts the revoked grant back, byte for byte, MAC included.
+    db_session.add(IntakeKeyGrant(account_id=account_id, **kept))
+    db_session.commit()
+
+    def unlocked() -> dict[int, sealing.PrivateKey]:
+        account = db_session.get_one(StaffAccount, account_id)
+        login_keys = password_matches(account, member.password)
+        assert login_keys is not None
+        personal = unwrap_personal_key(account, login_keys)
+        return unlock_granted_keys(
+            db_session, account_id, personal, key_integrity_key=server_secrets.key_integrity_key
+        )
+
+    assert unlocked() == {}
+    # A grant a lead makes after the revocation opens as it should.
+    db_session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account_id))
+    db_session.commit()
+    assert lead.put(f"/api/v1/key-grants/{account_id}").status_code < 300
+    db_session.expire_all()
+    assert list(unlocked()) == [organisation.intake.key.version]
