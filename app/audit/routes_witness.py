@@ -153,20 +153,9 @@ def witnesses_view(session: DbSession, context: Context) -> list[dict[str, Any]]
         [w.key for w in trusted if w.row.revoked_at is None],
         context.settings.audit_witnesses_required,
     ).last_cosigned
-    rows = [
-        {
-            "id": str(w.row.id),
-            "name": w.row.name,
-            "verifier_key": w.row.verifier_key,
-            "registered_at": audit.format_time(w.row.registered_at),
-            "registered_by": w.row.registered_by,
-            "revoked": w.row.revoked_at is not None,
-            "last_cosigned_size": cosigned.get(w.row.name),
-            "registration_valid": True,
-        }
-        for w in trusted
-    ]
-    rows += [
+    valid = {w.row.id for w in trusted}
+    rows = [w.row for w in trusted] + forged
+    return [
         {
             "id": str(row.id),
             "name": row.name,
@@ -174,13 +163,12 @@ def witnesses_view(session: DbSession, context: Context) -> list[dict[str, Any]]
             "registered_at": audit.format_time(row.registered_at),
             "registered_by": row.registered_by,
             "revoked": row.revoked_at is not None,
-            "last_cosigned_size": None,
-            # Written by someone without the server's key: never counted, shown as an alarm.
-            "registration_valid": False,
+            "last_cosigned_size": cosigned.get(row.name) if row.id in valid else None,
+            # A row written by someone without the server's key: never counted, shown as an alarm.
+            "registration_valid": row.id in valid,
         }
-        for row in forged
+        for row in rows
     ]
-    return rows
 
 
 def admin_or_auditor(principal: CurrentStaff) -> None:

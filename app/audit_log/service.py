@@ -119,14 +119,3 @@ def write_checkpoint(
     session.add(checkpoint)
     session.flush()
     return checkpoint
-
-
-def checkpoint_due(session: Session, interval: dt.timedelta, now: dt.datetime | None = None) -> bool:
-    """New events and no checkpoint for ``interval``: time to sign one."""
-    latest = latest_checkpoint(session)
-    if latest_event_seq(session) <= (latest.tree_size if latest else 0):
-        return False
-    if latest is None:
-        return True
-    created = latest.created_at if latest.created_at.tzinfo else latest.created_at.replace(tzinfo=dt.UTC)
-    return (now or dt.datetime.now(dt.UTC)) - created >= interval

@@ -235,7 +235,7 @@ class SignerRun:
         # every submission, and the signer fell seconds behind under load (`make bench`).
         with self.database.transaction() as session:
             session.connection(execution_options={READ_ONLY_OPTION: True})
-            waiting = latest_event_seq(session) > _signed_size(session)
+            waiting = coverage(session).unsigned > 0
         if not waiting:
             return None
         return self.sign_now()
@@ -264,10 +264,3 @@ class SignerRun:
                 outcome=audit.Outcome.FAILURE,
                 details={"reason": refusal.reason},
             )
-
-
-def _signed_size(session: Session) -> int:
-    size = session.scalar(
-        select(AuditCheckpoint.tree_size).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
-    )
-    return size or 0

@@ -201,58 +201,53 @@ class Witnessing:
     required: int
 
 
-def valid_cosignatures(
+def _cosigned_by(
     session: Session, row: AuditCheckpoint, log_key: VerifierKey, keys: Sequence[WitnessKey]
-) -> list[str]:
-    """The signature lines stored for this checkpoint that verify under one of ``keys``."""
+) -> dict[str, str]:
+    """Witness name → the stored signature line of that witness that verifies over this
+    checkpoint (which must itself verify under the log's key)."""
     checkpoint = _open(row, log_key)
     if checkpoint is None:
-        return []
+        return {}
     lines = session.scalars(
         select(AuditCosignature.signature_line).where(AuditCosignature.tree_size == row.tree_size)
     )
-    valid = []
+    cosigned: dict[str, str] = {}
     for line in lines:
         for key in keys:
             try:
                 open_cosignature(checkpoint, line, key)
             except CheckpointError:
                 continue
-            valid.append(line)
+            cosigned.setdefault(key.name, line)
             break
-    return valid
+    return cosigned
+
+
+def valid_cosignatures(
+    session: Session, row: AuditCheckpoint, log_key: VerifierKey, keys: Sequence[WitnessKey]
+) -> list[str]:
+    """The signature lines stored for this checkpoint that verify under one of ``keys``."""
+    return list(_cosigned_by(session, row, log_key, keys).values())
 
 
 def witnessing(
     session: Session, log_key: VerifierKey, keys: Sequence[WitnessKey], required: int
 ) -> Witnessing:
-    """Checks every stored cosignature against ``keys``, newest checkpoints first, until each
+    """Checks the stored cosignatures against ``keys``, newest checkpoints first, until each
     witness's newest valid one and the newest witnessed size are known."""
-    by_name = {key.name: key for key in keys}
     last: dict[str, int] = {}
     witnessed = 0
-    sizes = session.scalars(
-        select(AuditCosignature.tree_size).distinct().order_by(AuditCosignature.tree_size.desc())
+    sizes = list(
+        session.scalars(
+            select(AuditCosignature.tree_size).distinct().order_by(AuditCosignature.tree_size.desc())
+        )
     )
-    for size in list(sizes):
-        if len(last) == len(by_name) and witnessed:
+    for size in sizes if keys else []:
+        if len(last) == len(keys) and witnessed:
             break
         row = session.get(AuditCheckpoint, size)
-        if row is None:
-            continue
-        checkpoint = _open(row, log_key)
-        if checkpoint is None:
-            continue
-        names = set()
-        for line in session.scalars(
-            select(AuditCosignature.signature_line).where(AuditCosignature.tree_size == size)
-        ):
-            for name, key in by_name.items():
-                try:
-                    open_cosignature(checkpoint, line, key)
-                except CheckpointError:
-                    continue
-                names.add(name)
+        names = _cosigned_by(session, row, log_key, keys) if row is not None else {}
         for name in names:
             last.setdefault(name, size)
         if not witnessed and len(names) >= required:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -286,21 +285,6 @@ def test_the_auditor_api(
     export = staff_client.get("/api/v1/audit/export")
     assert export.status_code == 200
     assert export.text.count('"type": "event"') >= 7
-
-
-def test_a_checkpoint_is_due_only_with_new_events_after_the_interval(
-    db_session: Session, server_secrets: ServerSecrets, settings: Settings
-) -> None:
-    interval = dt.timedelta(minutes=5)
-    assert not service.checkpoint_due(db_session, interval)
-    fill(db_session, 2)
-    assert service.checkpoint_due(db_session, interval)
-    checkpoint(db_session, server_secrets)
-    fill(db_session, 1, start=2)
-    assert not service.checkpoint_due(db_session, interval)
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
-    assert service.checkpoint_due(db_session, interval, now=later)
-    assert db_session.scalar(select(func.count()).select_from(AuditCheckpoint)) == 1
 
 
 def test_concurrent_appends_take_every_number_once_in_commit_order(
