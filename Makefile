@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/triage_queue.py
 	$(BIN)/python bench/key_rotation.py
 	$(BIN)/python bench/row_macs.py
+	$(BIN)/python bench/login_burst.py
 	$(BIN)/python bench/image_cleaning.py
 	$(BIN)/python bench/load.py
 

@@ -150,7 +150,13 @@ def server_secrets(data_dir: Path) -> ServerSecrets:
 
 @pytest.fixture
 def settings(data_dir: Path, server_secrets: ServerSecrets) -> Settings:
-    return Settings(data_dir=data_dir, argon2=CHEAP_ARGON2, environment=Environment.PRODUCTION)
+    # The test client's origin: passkeys are bound to it (app.auth.passkeys).
+    return Settings(
+        data_dir=data_dir,
+        argon2=CHEAP_ARGON2,
+        environment=Environment.PRODUCTION,
+        staff_origin="https://testserver",
+    )
 
 
 @dataclass(frozen=True)

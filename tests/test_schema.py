@@ -46,6 +46,10 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("tip_messages", "row_mac"),
         ("tip_attachments", "row_mac"),
         ("staff_sessions", "row_mac"),
+        # A passkey's credential id and COSE public key (public by design), and its row MAC.
+        ("staff_passkeys", "credential_id"),
+        ("staff_passkeys", "public_key"),
+        ("staff_passkeys", "row_mac"),
         ("intake_key_grants", "row_mac"),
         ("audit_witnesses", "registration_mac"),
         # SHA-256 of a witness's 32-byte random bearer token.

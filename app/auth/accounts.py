@@ -12,14 +12,15 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
-from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount
+from app.auth import passkeys
+from app.auth.models import AccountLink, LinkPurpose, Role, StaffAccount, StaffPasskey
 from app.auth.password_keys import password_matches, set_password_and_new_key_pair
 from app.auth.passwords import check_new_password
 from app.auth.permissions import KEY_HOLDING_ROLES
@@ -147,8 +148,14 @@ def complete_link(
     current_password: str | None,
     settings: Settings,
     server_secrets: ServerSecrets,
+    enrol_passkey: Callable[[StaffAccount], StaffPasskey] | None = None,
+    prove_passkey: Callable[[StaffAccount], bool] | None = None,
 ) -> None:
-    """Finish what the link is for. The link is used up only when everything succeeded."""
+    """Finish what the link is for. The link is used up only when everything succeeded.
+
+    The second factor is the TOTP code, or a passkey: with ``enrol_passkey`` (activation and
+    2FA reset) one the member creates on the link's page, with ``prove_passkey`` (password
+    reset) an assertion by one they already have."""
     account, purpose = opened.account, opened.link.purpose
     if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
         check_new_password(new_password or "", username=account.username)
@@ -156,8 +163,26 @@ def complete_link(
         current_password is None or password_matches(account, current_password) is None
     ):
         raise CurrentPasswordRejected
-    if not accept_totp(session, account, otp, server_secrets.totp_key, utc_now()):
+    new_passkey = None
+    if enrol_passkey is not None and purpose is not LinkPurpose.PASSWORD_RESET:
+        new_passkey = enrol_passkey(account)
+        # The member chose a passkey: the TOTP secret this link's page showed (to whoever opened
+        # it) is dropped, so no code can ever stand in for the passkey.
+        account.totp_secret_encrypted = None
+    elif prove_passkey is not None and purpose is LinkPurpose.PASSWORD_RESET:
+        if not prove_passkey(account):
+            raise passkeys.PasskeyRejected
+    elif not accept_totp(session, account, otp, server_secrets.totp_key, utc_now()):
         raise CodeRejected
+    if purpose is LinkPurpose.TOTP_RESET:
+        # A second-factor reset is for a lost or stolen device: the passkeys enrolled before it
+        # stop working, whichever factor the member sets up now.
+        passkeys.revoke_all(
+            session,
+            account.id,
+            actor=account_actor(account),
+            keep=new_passkey.id if new_passkey is not None else None,
+        )
     if purpose in (LinkPurpose.ACTIVATION, LinkPurpose.PASSWORD_RESET):
         assert new_password is not None  # noqa: S101 - checked by check_new_password above
         set_password_and_new_key_pair(
@@ -171,6 +196,11 @@ def complete_link(
         # Grants were sealed to the old key pair, which nobody can open now:
         # the member needs a lead to grant the intake key again.
         session.execute(delete(IntakeKeyGrant).where(IntakeKeyGrant.account_id == account.id))
+        # Whoever holds the link chose this password and key pair, and the admin who issued
+        # the link may have opened it themselves. Until a lead has compared the new key's
+        # fingerprint with the member (app.auth.confirmation), no key grant is offered.
+        account.confirmed_at = None
+        account.confirmed_by_id = None
     account.totp_confirmed = True
     account.failed_logins = 0
     account.locked_until = None

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.lockout import is_locked, record_failed_login, refusal_reason
+from app.auth.login_policy import current_policy
 from app.auth.models import Role, StaffAccount
+from app.auth.passkeys import AssertionOutcome, RelyingParty, check_assertion, has_usable_passkey
 from app.auth.password_keys import (
     needs_rewrap,
     password_matches,
@@ -52,6 +56,8 @@ def create_account(
         totp_last_step=0,
         failed_logins=0,
         created_on=utc_now().date(),
+        # Made by the operator's own tooling, not through a link an admin could open.
+        confirmed_at=utc_now(),
     )
     personal_private = set_password_and_new_key_pair(
         account,
@@ -67,6 +73,47 @@ def create_account(
     return account, personal_private
 
 
+@dataclass(frozen=True, slots=True)
+class PasskeyAttempt:
+    """A passkey assertion posted with a login, and what it must have been made for."""
+
+    credential: dict[str, Any] | None
+    relying_party: RelyingParty
+    # What the login challenge was bound to (the pre-login cookie): app.auth.passkeys.
+    binding: bytes
+
+
+def _second_factor(
+    session: Session,
+    account: StaffAccount,
+    *,
+    otp: str,
+    passkey: PasskeyAttempt | None,
+    totp_key: bytes,
+    key_integrity_key: bytes,
+    now: dt.datetime,
+) -> tuple[str, str | None]:
+    """The factor used and, when it failed, why (None when it held)."""
+    if passkey is not None and passkey.credential is not None:
+        outcome = check_assertion(
+            session,
+            account,
+            passkey.credential,
+            rp=passkey.relying_party,
+            key_integrity_key=key_integrity_key,
+            binding=passkey.binding,
+        )
+        if outcome is AssertionOutcome.ACCEPTED:
+            return "passkey", None
+        return "passkey", "clone_suspected" if outcome is AssertionOutcome.CLONE_SUSPECTED else "credentials"
+    policy = current_policy(session)
+    if policy.passkeys_required and not policy.accepts_totp(
+        has_usable_passkey=has_usable_passkey(session, account.id, key_integrity_key)
+    ):
+        return "totp", "passkey_required"
+    return "totp", None if accept_totp(session, account, otp, totp_key, now) else "credentials"
+
+
 def authenticate(
     session: Session,
     *,
@@ -76,6 +123,7 @@ def authenticate(
     settings: Settings,
     totp_key: bytes,
     key_integrity_key: bytes,
+    passkey: PasskeyAttempt | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[StaffAccount, UnlockedKeys] | None:
     """The account and its unlocked keys, or None: the same answer for every kind of failure.
@@ -84,6 +132,9 @@ def authenticate(
     password check costs (`password_matches`: one Argon2id run per form of the typed
     password, one for most passwords) and get None, so neither the answer nor its timing
     tells which usernames exist, which are locked, or which verifiers predate NFC.
+
+    The second factor is a passkey assertion when one is posted, else the TOTP code, which the
+    organisation's policy may refuse (app.auth.login_policy).
 
     A login that succeeds with a verifier of the password as typed, or of a cost below the
     current settings, wraps the same personal key again (NFC, fresh salt, current cost):
@@ -105,7 +156,20 @@ def authenticate(
         )
         return None
     login_keys = password_matches(account, password)
-    if login_keys is None or not accept_totp(session, account, otp, totp_key, now):
+    factor, refusal = (
+        ("password", "credentials")
+        if login_keys is None
+        else _second_factor(
+            session,
+            account,
+            otp=otp,
+            passkey=passkey,
+            totp_key=totp_key,
+            key_integrity_key=key_integrity_key,
+            now=now,
+        )
+    )
+    if login_keys is None or refusal is not None:
         record_failed_login(session, account, now)
         audit.record(
             session,
@@ -114,7 +178,7 @@ def authenticate(
             object_type="account",
             object_id=account.id,
             outcome=audit.Outcome.FAILURE,
-            details={"reason": "credentials"},
+            details={"reason": refusal or "credentials"},
         )
         return None
     session.execute(
@@ -133,7 +197,7 @@ def authenticate(
         "auth.login",
         object_type="account",
         object_id=account.id,
-        details={"key_rewrapped": True} if rewrapped else None,
+        details={"factor": factor, **({"key_rewrapped": True} if rewrapped else {})},
     )
     keys = UnlockedKeys(
         personal=personal,

@@ -62,6 +62,39 @@ def clear_session_cookie(request: Request, response: Response, settings: Setting
     response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
 
 
+# The pre-login cookie: it ties the login form's CSRF token and its passkey challenge to the
+# browser that loaded the form. Short-lived; cleared at login.
+SECURE_LOGIN_COOKIE_NAME = "__Host-daylight_login"
+LOOPBACK_LOGIN_COOKIE_NAME = "daylight_login"
+LOGIN_COOKIE_SECONDS = 15 * 60
+
+
+def login_cookie_name(request: Request, settings: Settings) -> tuple[str, bool]:
+    _, secure = session_cookie(request, settings)
+    return (SECURE_LOGIN_COOKIE_NAME if secure else LOOPBACK_LOGIN_COOKIE_NAME), secure
+
+
+def set_login_cookie(request: Request, response: Response, settings: Settings, value: str) -> None:
+    name, secure = login_cookie_name(request, settings)
+    response.set_cookie(
+        name, value, max_age=LOGIN_COOKIE_SECONDS, path="/", secure=secure, httponly=True, samesite="strict"
+    )
+
+
+def clear_login_cookie(request: Request, response: Response, settings: Settings) -> None:
+    name, secure = login_cookie_name(request, settings)
+    response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")
+
+
+def request_origin_on_loopback(request: Request, settings: Settings) -> str | None:
+    """The request's own origin, only in development on a loopback socket (where passkeys may
+    be tried without DAYLIGHT_STAFF_ORIGIN); None elsewhere."""
+    if not (settings.is_development and _served_on_loopback(request)):
+        return None
+    host = request.headers.get("host")
+    return f"{request.url.scheme}://{host}" if host else None
+
+
 def current_principal(request: Request, session: DbSession, context: Context) -> Principal:
     """The authenticated member, or 401. Every guarded staff route depends on this."""
     name, _ = session_cookie(request, context.settings)

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn
@@ -68,6 +68,16 @@ class StaffAccount(Base):
 
     created_on: Mapped[dt.date] = mapped_column(Date)
 
+    # When a lead confirmed that the key pair made through the member's last activation or
+    # password-reset link is the member's own (by comparing its fingerprint with the member, in
+    # person or on a channel they trust), and who. NULL: awaiting confirmation, and no key grant
+    # is offered. The admin who issued the link could have opened it themselves; this is what
+    # keeps that from going unnoticed (app.auth.confirmation).
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="SET NULL")
+    )
+
     @property
     def can_log_in(self) -> bool:
         return self.is_active and self.login_verifier is not None and self.totp_confirmed
@@ -117,3 +127,30 @@ class AccountLink(Base):
         ForeignKey("staff_accounts.id", ondelete="SET NULL")
     )
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StaffPasskey(Base):
+    """A WebAuthn credential a member enrolled as their second factor (app.auth.passkeys).
+
+    Only public material: the credential id and its COSE public key. The row carries a MAC under
+    the server's key-integrity key, so that someone who can write the database but not read the
+    server's secrets cannot enrol an authenticator of their own for a member."""
+
+    __tablename__ = "staff_passkeys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # The authenticator's signature counter (up to 2**32 - 1); 0 for authenticators that keep
+    # none (most synced passkeys). A counter that goes backwards means a cloned authenticator.
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when an assertion's counter went backwards: the passkey is refused from then on.
+    clone_suspected_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    row_mac: Mapped[bytes] = mapped_column(LargeBinary)

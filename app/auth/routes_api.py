@@ -135,6 +135,7 @@ def account_view(account: StaffAccount, key_holders: set[uuid.UUID]) -> AccountV
         activated=account.login_verifier is not None,
         locked=lockout.is_locked(account, utc_now()),
         holds_intake_key=account.id in key_holders,
+        confirmed=account.confirmed_at is not None,
         created_on=account.created_on,
     )
 

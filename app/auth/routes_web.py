@@ -6,6 +6,8 @@ post made while signed in carries the session's CSRF token (app.web.forms).
 
 from __future__ import annotations
 
+import hmac
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -13,19 +15,30 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import accounts, credentials, sessions
-from app.auth.deps import AccountAdmin, CurrentStaff, clear_session_cookie, set_session_cookie
+from app.auth import accounts, credentials, passkeys, sessions
+from app.auth.deps import (
+    AccountAdmin,
+    CurrentStaff,
+    StepUpRequired,
+    clear_login_cookie,
+    clear_session_cookie,
+    login_cookie_name,
+    request_origin_on_loopback,
+    set_login_cookie,
+    set_session_cookie,
+)
 from app.auth.enrolment_qr import qr_svg, totp_provisioning_uri
-from app.auth.models import LinkPurpose, Role
+from app.auth.login_policy import LoginPolicy, current_policy, set_policy
+from app.auth.models import LinkPurpose, Role, StaffAccount, StaffPasskey
 from app.auth.password_keys import key_fingerprint
 from app.auth.permissions import Permission
-from app.auth.principal import Principal
+from app.auth.principal import Principal, account_actor
 from app.auth.routes_api import account_view
 from app.auth.schemas import CreateAccountRequest
 from app.kit.errors import AppError
 from app.web.context import Context, DbSession
 from app.web.forms import read_form
-from app.web.pages import render_staff_page
+from app.web.pages import allow_page_script, render_staff_page
 from app.web.request_body import validate_model
 
 router = APIRouter()
@@ -62,36 +75,96 @@ def home(principal: CurrentStaff) -> Response:
     return see_other(home_path(principal))
 
 
+def staff_relying_party(request: Request, context: Context) -> passkeys.RelyingParty | None:
+    """Whom passkeys are for here; None when this deployment has not said (no staff origin)."""
+    try:
+        return passkeys.relying_party(
+            context.settings.staff_origin, request_origin_on_loopback(request, context.settings)
+        )
+    except passkeys.PasskeysUnavailable:
+        return None
+
+
+def _login_page(
+    request: Request, session: DbSession, context: Context, *, status_code: int = 200, **page: object
+) -> HTMLResponse:
+    """The login form with a fresh pre-login token: its CSRF token and the binding of its
+    passkey challenge, set as a cookie on the same response."""
+    login_token = secrets.token_urlsafe(32)
+    rp = staff_relying_party(request, context)
+    options = None
+    if rp is not None:
+        challenge = passkeys.new_challenge(
+            context.secrets.key_integrity_key, passkeys.Ceremony.LOGIN, login_token.encode()
+        )
+        options = passkeys.authentication_options(rp, challenge)
+        allow_page_script(request)
+    response = render_staff_page(
+        request,
+        "staff/login.html",
+        status_code=status_code,
+        login_token=login_token,
+        passkey_options=options,
+        passkeys_required=current_policy(session).passkeys_required,
+        **page,
+    )
+    set_login_cookie(request, response, context.settings, login_token)
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request) -> HTMLResponse:
-    return render_staff_page(request, "staff/login.html")
+def login_page(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    return _login_page(request, session, context)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login_form(request: Request, session: DbSession, context: Context) -> Response:
     fields = await read_form(request, context.settings)
+    username = fields.get("username", "")[:64]
+    cookie_name, _ = login_cookie_name(request, context.settings)
+    login_token = request.cookies.get(cookie_name, "")
+    # A login form posted without the token its own page set (login CSRF: a page elsewhere
+    # logging the browser into an account of the attacker's choosing) is refused unread.
+    if not login_token or not hmac.compare_digest(
+        login_token.encode(), fields.get("login_token", "").encode()
+    ):
+        return _login_page(
+            request,
+            session,
+            context,
+            status_code=403,
+            error="This login form expired. Try again.",
+            username=username,
+        )
+    rp = staff_relying_party(request, context)
+    passkey_response = passkeys.parse_response(fields.get("passkey_response"))
 
     def authenticate() -> Response:
         outcome = credentials.authenticate(
             session,
-            username=fields.get("username", "")[:64],
+            username=username,
             password=fields.get("password", "")[:1024],
             otp=fields.get("otp", "")[:16],
             settings=context.settings,
             totp_key=context.secrets.totp_key,
             key_integrity_key=context.secrets.key_integrity_key,
+            passkey=None
+            if rp is None
+            else credentials.PasskeyAttempt(passkey_response, rp, login_token.encode()),
         )
         if outcome is None:
             # Returned, not raised: the failure counter must commit.
-            return render_staff_page(
+            return _login_page(
                 request,
-                "staff/login.html",
+                session,
+                context,
                 status_code=401,
-                error="Wrong username, password or one-time code.",
-                username=fields.get("username", "")[:64],
+                error="Wrong username, password, passkey or one-time code.",
+                username=username,
             )
         account, keys = outcome
         response = see_other("/")
+        clear_login_cookie(request, response, context.settings)
         set_session_cookie(
             request,
             response,
@@ -112,14 +185,59 @@ async def logout_form(
     return signed_out(request, context)
 
 
+def _passkey_section(
+    request: Request, principal: Principal, session: DbSession, context: Context
+) -> dict[str, object]:
+    """The member's passkeys and, when they may add one now, the enrolment options: adding a
+    second factor needs the password typed within the step-up window, so a session taken over
+    (an unlocked laptop) cannot quietly plant an authenticator of its own."""
+    enrolled = passkeys.passkeys_of(session, principal.account_id)
+    rp = staff_relying_party(request, context)
+    options = None
+    if rp is not None and sessions.recently_reauthenticated(principal):
+        account = session.get_one(StaffAccount, principal.account_id)
+        challenge = passkeys.new_challenge(
+            context.secrets.key_integrity_key, passkeys.Ceremony.ENROL, principal.session_id.bytes
+        )
+        options = passkeys.registration_options(
+            rp, account, [p for p in enrolled if p.revoked_at is None], challenge
+        )
+        allow_page_script(request)
+    return {
+        "passkeys": [
+            {
+                "id": p.id,
+                "name": p.name,
+                "created_at": p.created_at,
+                "last_used_at": p.last_used_at,
+                "state": "clone suspected"
+                if p.clone_suspected_at
+                else "revoked"
+                if p.revoked_at
+                else "in use",
+            }
+            for p in enrolled
+        ],
+        "passkeys_available": rp is not None,
+        "passkey_options": options,
+    }
+
+
 def _account_page(
-    request: Request, principal: Principal, session: DbSession, status_code: int = 200, **context: object
+    request: Request,
+    principal: Principal,
+    session: DbSession,
+    status_code: int = 200,
+    *,
+    app_context: Context,
+    **context: object,
 ) -> HTMLResponse:
     return render_staff_page(
         request,
         "staff/account.html",
         principal=principal,
         status_code=status_code,
+        **_passkey_section(request, principal, session, app_context),
         holds_key=bool(principal.keys.intake),
         # From the key this login unlocked, not from the database: what a lead compares before
         # a grant (app.keys.routes_web shows the stored key's).
@@ -137,12 +255,53 @@ def _account_page(
 
 
 @router.get("/account", response_class=HTMLResponse)
-def account_page(request: Request, principal: CurrentStaff, session: DbSession) -> HTMLResponse:
+def account_page(
+    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> HTMLResponse:
     notice = {
         "password": "Your password was changed. Your other sessions were ended.",
         "confirmed": "Password confirmed for the next five minutes.",
+        "passkey": "Passkey added.",
+        "passkey_revoked": "Passkey revoked.",
     }.get(request.query_params.get("done", ""))
-    return _account_page(request, principal, session, notice=notice)
+    return _account_page(request, principal, session, app_context=context, notice=notice)
+
+
+@router.post("/account/passkeys", response_class=HTMLResponse)
+async def add_passkey_form(
+    request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> Response:
+    fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
+    rp = staff_relying_party(request, context)
+    try:
+        if rp is None:
+            raise passkeys.PasskeysUnavailable
+        if not sessions.recently_reauthenticated(principal):
+            raise StepUpRequired
+        passkeys.enrol(
+            session,
+            session.get_one(StaffAccount, principal.account_id),
+            name=fields.get("name", ""),
+            response_json=fields.get("passkey_response"),
+            rp=rp,
+            key_integrity_key=context.secrets.key_integrity_key,
+            binding=principal.session_id.bytes,
+            actor=principal.actor,
+        )
+    except AppError as exc:
+        return _account_page(
+            request, principal, session, exc.status, app_context=context, error=exc.public_message
+        )
+    return see_other("/account?done=passkey")
+
+
+@router.post("/account/passkeys/{passkey_id}/revoke", response_class=HTMLResponse)
+async def revoke_passkey_form(
+    passkey_id: uuid.UUID, request: Request, principal: CurrentStaff, session: DbSession, context: Context
+) -> Response:
+    await read_form(request, context.settings, csrf_token=principal.csrf_token)
+    passkeys.revoke(session, principal.account_id, passkey_id, actor=principal.actor)
+    return see_other("/account?done=passkey_revoked")
 
 
 @router.post("/account/password", response_class=HTMLResponse)
@@ -161,10 +320,17 @@ async def change_password_form(
                 settings=context.settings,
             )
         except AppError as exc:  # the new password is too weak: nothing changed
-            return _account_page(request, principal, session, exc.status, error=exc.public_message)
+            return _account_page(
+                request, principal, session, exc.status, app_context=context, error=exc.public_message
+            )
         if not changed:
             return _account_page(
-                request, principal, session, 403, error="Your current password did not match."
+                request,
+                principal,
+                session,
+                403,
+                app_context=context,
+                error="Your current password did not match.",
             )
         return see_other("/account?done=password")
 
@@ -181,7 +347,9 @@ async def step_up_form(
     fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
     confirmed = await run_in_threadpool(sessions.step_up, session, principal, fields.get("password", ""))
     if not confirmed:
-        return _account_page(request, principal, session, 403, error="Your password did not match.")
+        return _account_page(
+            request, principal, session, 403, app_context=context, error="Your password did not match."
+        )
     # Only known local paths: no open redirect through a crafted "next".
     next_path = fields.get("next", "/account")
     return see_other((next_path if next_path in SAFE_NEXT_PATHS else "/account") + "?done=confirmed")
@@ -201,11 +369,38 @@ def _link_page(
     token: str,
     opened: accounts.OpenLink,
     context: Context,
+    session: DbSession,
     status_code: int = 200,
     error: str | None = None,
 ) -> HTMLResponse:
-    secret = accounts.enrolment_secret(opened, context.secrets)
     heading, button = LINK_PAGES[opened.link.purpose]
+    enrols_second_factor = opened.link.purpose is not LinkPurpose.PASSWORD_RESET
+    rp = staff_relying_party(request, context) if enrols_second_factor else None
+    policy = current_policy(session)
+    # With passkeys mandatory and no TOTP fallback, a code set up here could never log in.
+    offers_totp = enrols_second_factor and (
+        not policy.passkeys_required or policy.totp_fallback or rp is None
+    )
+    secret = accounts.enrolment_secret(opened, context.secrets) if offers_totp else None
+    options, ceremony = None, None
+    if rp is not None:
+        challenge = passkeys.new_challenge(
+            context.secrets.key_integrity_key, passkeys.Ceremony.ENROL, opened.link.token_hash
+        )
+        options, ceremony = passkeys.registration_options(rp, opened.account, [], challenge), "create"
+    elif opened.link.purpose is LinkPurpose.PASSWORD_RESET and passkeys.has_usable_passkey(
+        session, opened.account.id, context.secrets.key_integrity_key
+    ):
+        # A new password is proved with the member's passkey (or their code): never with the
+        # link alone, which the admin who issued it has seen.
+        login_rp = staff_relying_party(request, context)
+        if login_rp is not None:
+            challenge = passkeys.new_challenge(
+                context.secrets.key_integrity_key, passkeys.Ceremony.LOGIN, opened.link.token_hash
+            )
+            options, ceremony = passkeys.authentication_options(login_rp, challenge), "get"
+    if options is not None:
+        allow_page_script(request)
     return render_staff_page(
         request,
         "staff/link.html",
@@ -218,21 +413,71 @@ def _link_page(
         username=opened.account.username,
         totp_secret=secret,
         qr_svg=qr_svg(totp_provisioning_uri(secret, opened.account.username)) if secret else None,
+        passkey_options=options,
+        passkey_ceremony=ceremony,
+        passkey_only=enrols_second_factor and not offers_totp,
+        has_totp=opened.account.totp_secret_encrypted is not None,
     )
 
 
 @router.get("/link/{token}", response_class=HTMLResponse)
 def link_page(token: str, request: Request, session: DbSession, context: Context) -> HTMLResponse:
-    return _link_page(request, token, accounts.open_link(session, token), context)
+    return _link_page(request, token, accounts.open_link(session, token), context, session)
+
+
+class PasskeyNeeded(AppError):
+    status = 422
+    code = "passkey_required"
+    public_message = 'This organisation requires a passkey: use "Set up a passkey".'
 
 
 @router.post("/link/{token}", response_class=HTMLResponse)
 async def link_form(token: str, request: Request, session: DbSession, context: Context) -> Response:
     fields = await read_form(request, context.settings)
+    rp = staff_relying_party(request, context)
+    passkey_response = fields.get("passkey_response") or None
 
     def complete() -> Response:
         opened = accounts.open_link(session, token)
+
+        def enrol_passkey(account: StaffAccount) -> StaffPasskey:
+            if rp is None:
+                raise passkeys.PasskeysUnavailable
+            return passkeys.enrol(
+                session,
+                account,
+                name=fields.get("passkey_name", "") or "first passkey",
+                response_json=passkey_response,
+                rp=rp,
+                key_integrity_key=context.secrets.key_integrity_key,
+                binding=opened.link.token_hash,
+                actor=account_actor(account),
+            )
+
+        def prove_passkey(account: StaffAccount) -> bool:
+            outcome = (
+                None
+                if rp is None
+                else passkeys.check_assertion(
+                    session,
+                    account,
+                    passkeys.parse_response(passkey_response),
+                    rp=rp,
+                    key_integrity_key=context.secrets.key_integrity_key,
+                    binding=opened.link.token_hash,
+                )
+            )
+            return outcome is passkeys.AssertionOutcome.ACCEPTED
+
+        policy = current_policy(session)
         try:
+            if (
+                passkey_response is None
+                and opened.link.purpose is not LinkPurpose.PASSWORD_RESET
+                and policy.passkeys_required
+                and not policy.totp_fallback
+            ):
+                raise PasskeyNeeded
             accounts.complete_link(
                 session,
                 opened,
@@ -241,11 +486,13 @@ async def link_form(token: str, request: Request, session: DbSession, context: C
                 current_password=fields.get("current_password"),
                 settings=context.settings,
                 server_secrets=context.secrets,
+                enrol_passkey=enrol_passkey if passkey_response is not None else None,
+                prove_passkey=prove_passkey if passkey_response is not None else None,
             )
         except AppError as exc:
             # The link stays usable; the page says what to fix. (The failed
             # code check may have advanced nothing: rollback is not needed.)
-            return _link_page(request, token, opened, context, exc.status, exc.public_message)
+            return _link_page(request, token, opened, context, session, exc.status, exc.public_message)
         return render_staff_page(
             request, "staff/error.html", heading="Done", message="You can now log in.", status=200
         )
@@ -373,3 +620,42 @@ router.add_api_route(
     response_class=HTMLResponse,
     name="reset_two_factor_form",
 )
+
+
+def _login_policy_page(
+    request: Request, admin: Principal, session: DbSession, context: Context, *, status_code: int = 200
+) -> HTMLResponse:
+    members = [a for a in accounts.list_accounts(session) if a.is_active and a.login_verifier is not None]
+    key = context.secrets.key_integrity_key
+    return render_staff_page(
+        request,
+        "staff/login_policy.html",
+        principal=admin,
+        status_code=status_code,
+        policy=current_policy(session),
+        members=len(members),
+        with_passkey=sum(passkeys.has_usable_passkey(session, a.id, key) for a in members),
+    )
+
+
+@router.get("/admin/login-policy", response_class=HTMLResponse)
+def login_policy_page(
+    request: Request, admin: AccountAdmin, session: DbSession, context: Context
+) -> HTMLResponse:
+    return _login_policy_page(request, admin, session, context)
+
+
+@router.post("/admin/login-policy", response_class=HTMLResponse)
+async def login_policy_form(
+    request: Request, admin: AccountAdmin, session: DbSession, context: Context
+) -> Response:
+    fields = await read_form(request, context.settings, csrf_token=admin.csrf_token)
+    set_policy(
+        session,
+        LoginPolicy(
+            passkeys_required=fields.get("passkeys_required") == "true",
+            totp_fallback=fields.get("totp_fallback") == "true",
+        ),
+        actor=admin.actor,
+    )
+    return see_other("/admin/login-policy")

@@ -85,6 +85,9 @@ class AccountView(BaseModel):
     locked: bool
     holds_intake_key: bool
     created_on: dt.date
+    # Whether a lead confirmed the key pair made at the member's last activation or password
+    # reset (app.auth.confirmation); False: awaiting a lead's confirmation, no key grant.
+    confirmed: bool = False
 
 
 class LinkIssued(BaseModel):

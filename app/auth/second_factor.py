@@ -40,7 +40,10 @@ def totp_secret_of(account: StaffAccount, totp_key: bytes) -> str:
 
 
 def accept_totp(session: Session, account: StaffAccount, otp: str, totp_key: bytes, now: dt.datetime) -> bool:
-    """Accept a code of the current step or one step either side, never a step already used."""
+    """Accept a code of the current step or one step either side, never a step already used.
+    A member who chose a passkey at their link has no TOTP secret: no code is accepted."""
+    if account.totp_secret_encrypted is None:
+        return False
     totp = pyotp.TOTP(totp_secret_of(account, totp_key), digits=TOTP_DIGITS, interval=TOTP_STEP_SECONDS)
     current_step = int(now.timestamp()) // TOTP_STEP_SECONDS
     accepted_step = None

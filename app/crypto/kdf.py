@@ -47,6 +47,8 @@ def new_salt() -> bytes:
 
 
 def derive_login_keys(password: str, salt: bytes, params: Argon2Parameters) -> LoginKeys:
+    """Holds ``params.memory_cost_kib`` of memory until it returns, in the caller's thread: the
+    application calls it only through app.auth.password_keys, which bounds how many run at once."""
     master = hash_secret_raw(
         secret=password.encode("utf-8"),
         salt=salt,

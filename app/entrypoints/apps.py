@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from app.audit.routes_api import router as audit_router
 from app.audit.routes_web import router as audit_web_router
 from app.audit.routes_witness import router as audit_witness_router
+from app.auth import password_keys
 from app.auth.routes_api import accounts_router, links_router
 from app.auth.routes_api import router as auth_router
+from app.auth.routes_confirmation import router as confirmation_router
 from app.auth.routes_web import router as auth_web_router
 from app.cases.routes_api import router as cases_router
 from app.cases.routes_web import router as cases_web_router
@@ -129,10 +131,13 @@ def create_staff_app(
     settings: Settings, *, database: Database | None = None, pool_size: int | None = None
 ) -> FastAPI:
     context = build_context(settings, database, secret_names=STAFF_SECRETS, pool_size=pool_size)
-    app = build_app(context, title="Daylight staff")
+    # Logins derive Argon2id keys: at most this many at once per process (app.auth.password_keys).
+    password_keys.configure_derivation_gate(settings)
+    app = build_app(context, title="Daylight staff", refuse_cross_origin=True)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(accounts_router)
+    app.include_router(confirmation_router)
     app.include_router(links_router)
     app.include_router(key_grants_router)
     app.include_router(triage_router)

@@ -24,6 +24,7 @@ from app.intake.schemas import (
     CONTACT_DETAILS_MAX_CHARS,
     EARLIEST_INCIDENT_YEAR,
     NARRATIVE_MAX_CHARS,
+    NUL_CHARACTER,
     TipSubmission,
 )
 from app.kit.taxonomy import ContactPreference, Perpetrator, ReferralConsent, Tactic
@@ -185,6 +186,11 @@ _SPECIFIC_MESSAGES: dict[tuple[str, str], str] = {
     ("contact_details", "string_too_long"): N_("This is longer than 500 characters. Please shorten it."),
 }
 UNKNOWN_FIELD_MESSAGE = N_("The form has a field this site does not know.")
+# Whichever text field holds one. Nobody types it: it comes with text pasted from some programs.
+NUL_MESSAGE = N_(
+    "This text holds an invisible null character, which cannot be stored. "
+    "Please type it again instead of pasting it."
+)
 
 # Bounds the browser is told about, the same as the model's.
 LIMITS = {
@@ -261,7 +267,12 @@ def validate(state: ReportState) -> tuple[TipSubmission | None, list[FieldError]
             if name not in _FIELD_MESSAGES:
                 errors.setdefault(name, FieldError(name, UNKNOWN_FIELD_MESSAGE))
                 continue
-            message = _SPECIFIC_MESSAGES.get((name, str(error.get("type"))), _FIELD_MESSAGES[name])
+            kind = str(error.get("type"))
+            message = (
+                NUL_MESSAGE
+                if kind == NUL_CHARACTER
+                else _SPECIFIC_MESSAGES.get((name, kind), _FIELD_MESSAGES[name])
+            )
             errors.setdefault(name, FieldError(name, message))
         order = {name: position for position, name in enumerate(REPORT_FIELDS_IN_ORDER)}
         return None, sorted(errors.values(), key=lambda error: order.get(error.field, -1))

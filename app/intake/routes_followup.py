@@ -15,6 +15,7 @@ from app.crypto import human_codes
 from app.intake import service
 from app.intake.models import MessageAuthor, TipStatus
 from app.intake.receipts import normalize_receipt
+from app.intake.report_form import NUL_MESSAGE
 from app.intake.routes_api import stream_multipart
 from app.intake.routes_web import first_value, receipt_page
 from app.intake.schemas import MESSAGE_MAX_CHARS
@@ -157,12 +158,16 @@ async def followup_reply(request: Request, session: DbSession, context: Context)
         return opened
     fields, holder = opened
     receipt, body = first_value(fields, "receipt"), first_value(fields, "body").strip()
-    if not body or len(body) > MESSAGE_MAX_CHARS:
+    if not body or len(body) > MESSAGE_MAX_CHARS or "\x00" in body:
+        # NUL is refused as the JSON API refuses it (app/intake/schemas.py, FollowupMessageRequest).
+        problem = (
+            EMPTY_MESSAGE if not body else LONG_MESSAGE if len(body) > MESSAGE_MAX_CHARS else NUL_MESSAGE
+        )
         return _followup_page(
             request,
             holder,
             receipt,
-            errors=[EMPTY_MESSAGE if not body else LONG_MESSAGE],
+            errors=[problem],
             draft=first_value(fields, "body"),
             status_code=422,
         )

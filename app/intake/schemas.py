@@ -15,6 +15,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from app.kit.taxonomy import (
     COUNTRY_CODES,
@@ -50,6 +51,20 @@ def _not_in_the_future(year: int) -> int:
     return year
 
 
+NUL_CHARACTER = "nul_character"
+
+
+def _without_nul(text: str) -> str:
+    """Refuses U+0000. Every other character is kept as sent (staff see invisible ones marked:
+    app/web/visible_text.py), but NUL is no text: PostgreSQL's text type cannot hold it, and a C
+    string downstream (a library, a PDF or spreadsheet reader) ends at it and drops what follows."""
+    if "\x00" in text:
+        # The error's type names the problem for the report form; its message quotes nothing.
+        raise PydanticCustomError(NUL_CHARACTER, "the text holds a null character (U+0000)")
+    return text
+
+
+NoNul = AfterValidator(_without_nul)
 CountryCode = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_iso_country)]
 
 
@@ -59,14 +74,14 @@ class TipSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     narrative: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NARRATIVE_MAX_CHARS)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NARRATIVE_MAX_CHARS), NoNul
     ]
     language: Language = Language.ENGLISH
     tactics: Annotated[list[Tactic], Field(max_length=len(Tactic)), AfterValidator(_unique)] = []
     host_country: CountryCode | None = None
-    host_city: Annotated[str, StringConstraints(strip_whitespace=True, max_length=CITY_MAX_CHARS)] | None = (
-        None
-    )
+    host_city: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=CITY_MAX_CHARS), NoNul] | None
+    ) = None
     incident_month: Annotated[int, Field(ge=1, le=12)] | None = None
     incident_year: (
         Annotated[int, Field(ge=EARLIEST_INCIDENT_YEAR), AfterValidator(_not_in_the_future)] | None
@@ -79,7 +94,8 @@ class TipSubmission(BaseModel):
     urgent: bool = False
     contact_preference: ContactPreference = ContactPreference.RECEIPT_ONLY
     contact_details: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=CONTACT_DETAILS_MAX_CHARS)] | None
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=CONTACT_DETAILS_MAX_CHARS), NoNul]
+        | None
     ) = Field(default=None, validate_default=True)
     referral_consent: ReferralConsent | None = None
 
@@ -122,7 +138,9 @@ class ReceiptRequest(BaseModel):
 
 
 class FollowupMessageRequest(ReceiptRequest):
-    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_CHARS)]
+    body: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_CHARS), NoNul
+    ]
 
 
 class TipReceipt(BaseModel):

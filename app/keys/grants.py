@@ -13,6 +13,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
+from app.auth.confirmation import NotConfirmed, is_confirmed
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.principal import Principal
@@ -47,6 +48,19 @@ def _grantee(session: Session, account_id: uuid.UUID) -> StaffAccount:
     return account
 
 
+def _eligible_grantee(session: Session, account_id: uuid.UUID) -> StaffAccount:
+    """The account a lead may grant the intake key to: an active caseworker or lead who has
+    activated, and whose key pair a lead confirmed with them (app.auth.confirmation)."""
+    grantee = _grantee(session, account_id)
+    if grantee.role not in KEY_HOLDING_ROLES or not grantee.can_log_in:
+        raise CannotHoldKey
+    if not is_confirmed(grantee):
+        # The key pair may be the making of whoever opened the member's link (the admin who
+        # issued it, perhaps): nothing is sealed to it before a lead has compared it.
+        raise NotConfirmed
+    return grantee
+
+
 def grant_to_member(
     session: Session, principal: Principal, account_id: uuid.UUID, *, server_secrets: ServerSecrets
 ) -> IntakeKeyGrant:
@@ -54,9 +68,7 @@ def grant_to_member(
     intake_private = principal.intake_private_key(intake_key.version) if intake_key else None
     if intake_key is None or intake_private is None:
         raise NotAKeyHolder
-    grantee = _grantee(session, account_id)
-    if grantee.role not in KEY_HOLDING_ROLES or not grantee.can_log_in:
-        raise CannotHoldKey
+    grantee = _eligible_grantee(session, account_id)
     grant = grant_intake_key(
         session,
         intake_key=intake_key,
@@ -98,6 +110,12 @@ def grant_intake_key(
         raise ValueError(f"a {grantee.role} cannot hold the intake key")
     if grantee.public_key is None or grantee.public_key_mac is None or not grantee.is_active:
         raise ValueError("the account is not active yet")
+    if not is_confirmed(grantee):
+        # Here too, for the operator's tools (`keys recover`): they confirm first.
+        raise ValueError(
+            f"the key pair of {grantee.username} has not been confirmed yet "
+            f"(daylight accounts confirm {grantee.username} --fingerprint CODE)"
+        )
     session.execute(
         delete(IntakeKeyGrant).where(
             IntakeKeyGrant.account_id == grantee.id, IntakeKeyGrant.key_version == intake_key.version

@@ -1,4 +1,8 @@
-"""Key grants over the API: leads who hold the intake key grant it and revoke it."""
+"""Key grants over the API: leads who hold the intake key grant it and revoke it.
+
+Only to members whose key pair a lead has confirmed with them (app.auth.confirmation): the list
+names the others as awaiting confirmation, without a fingerprint, and a grant to one is refused.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from app.auth.confirmation import is_confirmed
 from app.auth.deps import GrantManager, SteppedUpStaff
 from app.auth.models import StaffAccount
 from app.auth.password_keys import key_fingerprint
@@ -29,15 +34,24 @@ class GrantCandidate(BaseModel):
     # Compared in person with what the member's own account page shows, before a grant: the
     # key the intake key will be sealed to is the one on the member's device.
     key_fingerprint: str | None = None
+    # False: the member's key pair awaits a lead's confirmation (POST
+    # /api/v1/accounts/{account_id}/confirm with the fingerprint the member reads out); no grant
+    # until then, and no fingerprint here, so that it is the member's that gets typed.
+    confirmed: bool = True
 
 
-def grant_candidates(session: DbSession) -> list[GrantCandidate]:
-    holders = set(session.scalars(select(IntakeKeyGrant.account_id)))
+def _members_who_can_hold_the_key(session: DbSession) -> list[StaffAccount]:
     members = session.scalars(
         select(StaffAccount)
         .where(StaffAccount.role.in_(KEY_HOLDING_ROLES), StaffAccount.is_active.is_(True))
         .order_by(StaffAccount.username)
     )
+    return [m for m in members if m.can_log_in]
+
+
+def grant_candidates(session: DbSession) -> list[GrantCandidate]:
+    """The members a lead may grant the intake key to (or revoke it from): confirmed ones only."""
+    holders = set(session.scalars(select(IntakeKeyGrant.account_id)))
     return [
         GrantCandidate(
             account_id=m.id,
@@ -46,14 +60,30 @@ def grant_candidates(session: DbSession) -> list[GrantCandidate]:
             holds_intake_key=m.id in holders,
             key_fingerprint=None if m.public_key is None else key_fingerprint(m.public_key),
         )
-        for m in members
-        if m.can_log_in
+        for m in _members_who_can_hold_the_key(session)
+        if is_confirmed(m)
+    ]
+
+
+def awaiting_confirmation(session: DbSession) -> list[GrantCandidate]:
+    """Activated caseworkers and leads whose key pair no lead has confirmed yet."""
+    holders = set(session.scalars(select(IntakeKeyGrant.account_id)))
+    return [
+        GrantCandidate(
+            account_id=m.id,
+            username=m.username,
+            role=m.role,
+            holds_intake_key=m.id in holders,
+            confirmed=False,
+        )
+        for m in _members_who_can_hold_the_key(session)
+        if not is_confirmed(m)
     ]
 
 
 @router.get("", response_model=list[GrantCandidate])
 def list_grants(_lead: GrantManager, session: DbSession) -> list[GrantCandidate]:
-    return grant_candidates(session)
+    return grant_candidates(session) + awaiting_confirmation(session)
 
 
 @router.put("/{account_id}", status_code=204)

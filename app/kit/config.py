@@ -86,6 +86,15 @@ class Settings(BaseSettings):
 
     # Validated even when defaulted: a weak cost refuses to start in production (below).
     argon2: Argon2Cost = Field(default_factory=Argon2Cost, validate_default=True)
+    # Each Argon2id run holds memory_cost_kib (64 MiB by default) until it ends: at most
+    # argon2_max_concurrent run at once per process (None: one per core it may use), so a burst
+    # of logins costs at most that many times the memory cost. A login that finds them all busy
+    # waits argon2_wait_seconds for a turn, then is answered 503 with Retry-After
+    # (app.auth.password_keys, "The derivation gate"). 2 s is about ten runs at the default cost
+    # (~0.2 s each) per turn: staff logging in together queue rather than fail, while a flood
+    # holds a worker thread and the login's database slot no longer than that.
+    argon2_max_concurrent: int | None = Field(default=None, ge=1)
+    argon2_wait_seconds: float = Field(default=2.0, ge=0)
 
     # Request bounds: a JSON body over max_json_bytes is refused with 413 before parsing.
     max_json_bytes: int = Field(default=1 * MiB, ge=1024)
@@ -160,6 +169,11 @@ class Settings(BaseSettings):
     # host (`daylight audit signer`): this process then never holds the signing key and only
     # verifies with this. Unset, the key is derived from the audit signing key held here.
     audit_verifier_key: str | None = Field(default=None, max_length=300)
+
+    # The staff app's public origin (scheme://host[:port]) as members' browsers see it. Passkeys
+    # are bound to it: an assertion made on any other origin (a phishing relay) is refused. Unset,
+    # passkeys work only in development on loopback, against the request's own origin.
+    staff_origin: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+$", max_length=200)
 
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=8, ge=1)

@@ -20,6 +20,7 @@ from app.kit.logs import RequestIdMiddleware
 from app.kit.security_headers import SecurityHeadersMiddleware
 from app.web.admission import AdmissionMiddleware
 from app.web.context import AppContext
+from app.web.cross_origin import CrossOriginMiddleware
 from app.web.json_body import JsonBodyReader
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -107,7 +108,9 @@ def _replace_validation_error(document: dict[str, Any]) -> None:
     schemas.pop("ValidationError", None)
 
 
-def build_app(context: AppContext, *, title: str) -> FastAPI:
+def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = False) -> FastAPI:
+    """``refuse_cross_origin``: refuse every unsafe request a browser sends from another origin
+    (``app.web.cross_origin``; the staff app)."""
     quiet_third_party_loggers()
     app = DocumentedApp(
         title=title,
@@ -131,9 +134,12 @@ def build_app(context: AppContext, *, title: str) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    # Innermost of the three: its own 503/408 answers still get the security headers and a
-    # request id.
+    # Innermost: its own 503/408 answers still get the security headers and a request id.
     app.add_middleware(AdmissionMiddleware, settings=context.settings)
+    if refuse_cross_origin:
+        # Outside admission (a forged post takes no slot and has no body read), inside the
+        # headers and the request id (its 403 gets both).
+        app.add_middleware(CrossOriginMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

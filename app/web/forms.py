@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import Request
 
 from app.kit.config import Settings
 from app.kit.errors import Forbidden, UnsupportedMediaType
+from app.web.cross_origin import from_elsewhere
 from app.web.i18n import N_
 from app.web.request_body import MalformedBody, media_type, read_bounded_body
 
@@ -24,19 +25,20 @@ class StaleForm(Forbidden):
 
 
 def posted_from_elsewhere(request: Request) -> bool:
-    """True when the browser says the form came from another site.
+    """True when the browser says the form came from another origin (``from_elsewhere``, the
+    rules the staff app applies to every post in ``app.web.cross_origin``).
 
-    Modern browsers send Sec-Fetch-Site; older ones an Origin. Browsers that
-    send neither are let through, and so is ``Origin: null``, which our own
-    ``Referrer-Policy: no-referrer`` makes some browsers send on a same-site post.
+    Modern browsers send Sec-Fetch-Site, and anything but ``same-origin`` or ``none`` is
+    refused (``same-site`` too: a sibling host is another origin). Older ones send an Origin,
+    which must name this host; ``Origin: null`` is refused, since a sandboxed iframe or a
+    ``data:`` URL sends it to hide where a post came from. (Our ``Referrer-Policy:
+    no-referrer`` makes some browsers send ``Origin: null`` on a post from our own page; those
+    browsers send ``Sec-Fetch-Site: same-origin`` as well, which is read first.) A client that
+    sends neither header is no browser and is let through.
     """
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site not in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return False
-    return urlsplit(origin).netloc != request.headers.get("host", "")
+    return from_elsewhere(
+        request.headers.get("sec-fetch-site"), request.headers.get("origin"), request.headers.get("host")
+    )
 
 
 async def read_form_values(request: Request, settings: Settings) -> dict[str, list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.kit.security_headers import SCRIPT_NONCE_STATE
 from app.kit.taxonomy import Language
 from app.web.i18n import translations
+from app.web.visible_text import visible_html, visible_text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
@@ -42,6 +45,11 @@ def _environment(language: Language) -> Environment:
     )
     # newstyle: `_("... %(name)s", name=value)` escapes the value and formats in one step.
     environment.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    # Text someone else wrote (a submitter above all) with every invisible or direction-changing
+    # character shown as a named marker: `visible` in element content, `visible_plain` in an
+    # attribute, an <option> or the <title> (app/web/visible_text.py).
+    environment.filters["visible"] = visible_html
+    environment.filters["visible_plain"] = visible_text
     return environment
 
 
@@ -89,9 +97,19 @@ STAFF_NAVIGATION = (
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
     NavItem("witnesses", "Witnesses", "/admin/witnesses", "manage_accounts"),
+    NavItem("login_policy", "Second factor", "/admin/login-policy", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),
     NavItem("account", "My account", "/account", None),
 )
+
+
+def allow_page_script(request: Request) -> str:
+    """A fresh nonce that lets this one response run our passkey script (and nothing else):
+    app.kit.security_headers puts it in the page's CSP. Every other staff page stays
+    script-free."""
+    nonce = secrets.token_hex(16)
+    setattr(request.state, SCRIPT_NONCE_STATE, nonce)
+    return nonce
 
 
 def render_staff_page(
@@ -111,6 +129,9 @@ def render_staff_page(
             if item.permission is None or principal.can(item.permission)
         ]
     html = _STAFF_ENVIRONMENT.get_template(template).render(
-        principal=principal, navigation=navigation, **context
+        principal=principal,
+        navigation=navigation,
+        script_nonce=getattr(request.state, SCRIPT_NONCE_STATE, None),
+        **context,
     )
     return HTMLResponse(html, status_code=status_code)

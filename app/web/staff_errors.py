@@ -13,7 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.kit.errors import AppError, Unauthenticated
 from app.web.pages import render_staff_page
 
-HEADINGS = {403: "Not allowed", 404: "Not found", 413: "Too large", 422: "Please check the form"}
+HEADINGS = {
+    403: "Not allowed",
+    404: "Not found",
+    413: "Too large",
+    422: "Please check the form",
+    503: "Busy: try again in a moment",
+}
 PAGE_ERRORS: tuple[type[Exception], ...] = (AppError, StarletteHTTPException, RequestValidationError)
 
 

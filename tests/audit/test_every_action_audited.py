@@ -38,8 +38,11 @@ from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
 from app.stations.models import Confidence, LinkRelation, Station
 from tests.auth.factories import StaffMember, login, make_member
+from tests.auth.factories import form_login as post_login_form
+from tests.auth.soft_authenticator import SoftAuthenticator, options_from_page
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
+from tests.support.confirmation import member_fingerprint
 from tests.test_route_guards import route_table
 
 AUDITED: dict[tuple[str, str], str] = {
@@ -93,6 +96,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/admin/accounts/{account_id}/reset-2fa"): "account.link_issued",
     ("POST", "/api/v1/account-links/{token}"): "account.link_completed",
     ("POST", "/link/{token}"): "account.link_completed",
+    ("POST", "/api/v1/accounts/{account_id}/confirm"): "account.confirm",
+    ("POST", "/keys/confirm/{account_id}"): "account.confirm",
     ("PUT", "/api/v1/key-grants/{account_id}"): "key.grant",
     ("DELETE", "/api/v1/key-grants/{account_id}"): "key.revoke",
     ("POST", "/keys/{account_id}/{action}"): "key.grant",
@@ -111,6 +116,9 @@ AUDITED: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/audit/witnesses/{witness_id}"): "audit.witness_revoke",
     ("POST", "/admin/witnesses"): "audit.witness_add",
     ("POST", "/admin/witnesses/{witness_id}/revoke"): "audit.witness_revoke",
+    ("POST", "/account/passkeys"): "auth.passkey_enrol",
+    ("POST", "/account/passkeys/{passkey_id}/revoke"): "auth.passkey_revoke",
+    ("POST", "/admin/login-policy"): "auth.login_policy",
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
@@ -146,6 +154,7 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit/witness/add-checkpoint"): "a public commitment and its proof",
     ("GET", "/api/v1/audit/witnesses"): "the witnesses' public keys; changes are audited",
     ("GET", "/admin/witnesses"): "as GET /api/v1/audit/witnesses",
+    ("GET", "/admin/login-policy"): "the organisation's second-factor policy and a count, no member data",
 }
 
 
@@ -179,6 +188,8 @@ class Scenario:
         self.case_id: str | None = None
         self.open_tip_id, _ = make_tip(db_session, server_secrets)
         self.target = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
+        # Members invited by link_token, in order: each awaits a lead's confirmation once active.
+        self.invited: list[str] = []
         db_session.commit()
 
     def as_(self, role: Role) -> StaffMember:
@@ -284,6 +295,21 @@ class Scenario:
             headers=bearer,
         )
 
+    def enrol_passkey(self) -> Response:
+        self.fresh(Role.CASEWORKER)
+        options = options_from_page(self.client.get("/account").text)
+        response = SoftAuthenticator(origin="https://testserver", rp_id="testserver").create(options)
+        return self.client.post(
+            "/account/passkeys",
+            data={"csrf_token": self.csrf(), "name": "office key", "passkey_response": response},
+        )
+
+    def revoke_passkey(self) -> Response:
+        [passkey_id] = re.findall(
+            r'action="/account/passkeys/([0-9a-f-]+)/revoke"', self.client.get("/account").text
+        )
+        return self.client.post(f"/account/passkeys/{passkey_id}/revoke", data={"csrf_token": self.csrf()})
+
     def csrf(self, page: str = "/account") -> str:
         match = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get(page).text)
         assert match
@@ -294,6 +320,7 @@ class Scenario:
         created = self.client.post(
             "/api/v1/accounts", json={"username": f"m{uuid.uuid4().hex[:8]}", "role": "lead"}
         )
+        self.invited.append(created.json()["account_id"])
         return str(created.json()["link_path"]).removeprefix("/link/")
 
     def complete(self, token: str, api: bool) -> Response:
@@ -304,13 +331,24 @@ class Scenario:
             return self.client.post(f"/api/v1/account-links/{token}", json=body)
         return self.client.post(f"/link/{token}", data=body)
 
+    def confirm_invited(self, api: bool) -> Response:
+        """A lead confirms the key pair of the earliest invited member who activated."""
+        account_id = self.invited.pop(0)
+        self.as_(Role.LEAD)
+        fingerprint = member_fingerprint(self.db, uuid.UUID(account_id))
+        if api:
+            return self.client.post(
+                f"/api/v1/accounts/{account_id}/confirm", json={"fingerprint": fingerprint}
+            )
+        return self.client.post(
+            f"/keys/confirm/{account_id}",
+            data={"csrf_token": self.csrf("/keys"), "fingerprint": fingerprint},
+            follow_redirects=False,
+        )
+
 
 def form_login(client: TestClient, member: StaffMember) -> Response:
-    return client.post(
-        "/login",
-        follow_redirects=False,
-        data={"username": member.username, "password": member.password, "otp": member.otp()},
-    )
+    return post_login_form(client, member)
 
 
 def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
@@ -397,6 +435,9 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
         ),
         ("POST", "/api/v1/account-links/{token}"): lambda: s.complete(s.link_token(), api=True),
         ("POST", "/link/{token}"): lambda: s.complete(s.link_token(), api=False),
+        # The two members just activated, each confirmed by a lead.
+        ("POST", "/api/v1/accounts/{account_id}/confirm"): lambda: s.confirm_invited(api=True),
+        ("POST", "/keys/confirm/{account_id}"): lambda: s.confirm_invited(api=False),
         ("PUT", "/api/v1/key-grants/{account_id}"): lambda: (
             s.as_(Role.LEAD),
             s.client.put(f"/api/v1/key-grants/{s.org[Role.CASEWORKER].account.id}"),
@@ -522,6 +563,15 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             f"/admin/witnesses/{s.witness_named('witness.example/w2')}/revoke",
             data={"csrf_token": s.csrf("/admin/witnesses")},
         ),
+        ("POST", "/account/passkeys"): s.enrol_passkey,
+        ("POST", "/account/passkeys/{passkey_id}/revoke"): s.revoke_passkey,
+        ("POST", "/admin/login-policy"): lambda: (
+            s.fresh(Role.ADMIN),
+            s.client.post(
+                "/admin/login-policy",
+                data={"csrf_token": s.csrf("/admin/login-policy"), "totp_fallback": "true"},
+            ),
+        )[1],
     }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -72,4 +73,33 @@ def login(
             "password": member.password if password is None else password,
             "otp": member.otp() if otp is None else otp,
         },
+    )
+
+
+def login_token(client: TestClient) -> str:
+    """The pre-login token the login page sets (cookie) and carries (hidden field)."""
+    match = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text)
+    assert match, "the login page carries no login token"
+    return match.group(1)
+
+
+def form_login(
+    client: TestClient,
+    member: StaffMember,
+    *,
+    otp: str | None = None,
+    password: str | None = None,
+    **extra: str,
+) -> Response:
+    """The HTML login form as a browser posts it: after loading the page, with its token."""
+    return client.post(
+        "/login",
+        data={
+            "login_token": login_token(client),
+            "username": member.username,
+            "password": member.password if password is None else password,
+            "otp": member.otp() if otp is None else otp,
+            **extra,
+        },
+        follow_redirects=False,
     )

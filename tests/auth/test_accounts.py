@@ -19,6 +19,7 @@ from app.kit.server_secrets import ServerSecrets
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
+from tests.support.confirmation import confirm_as_lead
 
 GOOD_PASSWORD = "correct horse battery staple"
 
@@ -264,6 +265,12 @@ def test_key_grants_need_a_recent_password_and_reach_the_member(
         assert refused.json()["error"] == "step_up_required"
         assert lead_client.post("/api/v1/auth/step-up", json={"password": "wrong"}).status_code == 403
         assert lead_client.post("/api/v1/auth/step-up", json={"password": lead.password}).status_code == 204
+        # Activated through a link: no grant before a lead has confirmed the member's key pair.
+        assert candidates["fresh.caseworker"]["confirmed"] is False
+        unconfirmed = lead_client.put(f"/api/v1/key-grants/{fresh_id}")
+        assert unconfirmed.status_code == 409
+        assert unconfirmed.json()["error"] == "not_confirmed"
+        confirm_as_lead(lead_client, db_session, fresh_id)
         assert lead_client.put(f"/api/v1/key-grants/{fresh_id}").status_code == 204
 
         assert login_as(staff_client, "fresh.caseworker", GOOD_PASSWORD, secret, step=0) == 200

@@ -7,17 +7,13 @@ import re
 from fastapi.testclient import TestClient
 
 from app.auth.models import Role
-from tests.auth.factories import StaffMember
+from tests.auth.factories import StaffMember, login_token
+from tests.auth.factories import form_login as post_login_form
 from tests.conftest import Organisation
 
 
 def form_login(client: TestClient, member: StaffMember, step: int = 0) -> int:
-    response = client.post(
-        "/login",
-        data={"username": member.username, "password": member.password, "otp": member.otp(step)},
-        follow_redirects=False,
-    )
-    return response.status_code
+    return post_login_form(client, member, otp=member.otp(step)).status_code
 
 
 def csrf_token(client: TestClient, path: str = "/account") -> str:
@@ -47,9 +43,12 @@ def test_form_login_sets_the_session_and_lands_on_the_role_home(
 def test_a_failed_form_login_says_nothing_specific(
     staff_client: TestClient, organisation: Organisation
 ) -> None:
-    response = staff_client.post("/login", data={"username": "nobody", "password": "x", "otp": "1"})
+    response = staff_client.post(
+        "/login",
+        data={"login_token": login_token(staff_client), "username": "nobody", "password": "x", "otp": "1"},
+    )
     assert response.status_code == 401
-    assert "Wrong username, password or one-time code." in response.text
+    assert "Wrong username, password, passkey or one-time code." in response.text
 
 
 def test_a_signed_in_form_without_its_csrf_token_is_refused(

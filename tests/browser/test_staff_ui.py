@@ -24,7 +24,7 @@ from tests.support.screenshots import screenshot_dir
 pytestmark = pytest.mark.serve
 
 SCREENSHOTS = screenshot_dir()
-LOGIN_ERROR = "Wrong username, password or one-time code."
+LOGIN_ERROR = "Wrong username, password, passkey or one-time code."
 NEW_PASSWORD = "tangerine harbour violin 42"
 TOTP_STEP_SECONDS = 30
 # A code is typed this long before a step ends at the latest, so that it is
@@ -33,7 +33,7 @@ STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
     "caseworker": {"queue", "cases", "stations", "statistics", "account"},
     "lead": {"queue", "cases", "stations", "statistics", "keys", "account"},
-    "admin": {"accounts", "witnesses", "account"},
+    "admin": {"accounts", "witnesses", "login_policy", "account"},
     "auditor": {"audit", "account"},
 }
 
@@ -215,11 +215,27 @@ def test_a_lead_grants_and_revokes_the_intake_key_from_the_keys_page(
         link = invite(admin, member, "caseworker")
     with no_js_context_page(browser) as newcomer:
         secret = activate(newcomer, link)
+        # The member reads out the fingerprint of the key pair they just made.
+        response = log_in(newcomer, served_demo, member, NEW_PASSWORD, one_time_code(secret, 0))
+        assert response.status == 200, newcomer.content()
+        newcomer.goto(f"{served_demo.staff_url}/account")
+        fingerprint = (newcomer.locator("code[data-fingerprint]").text_content() or "").strip()
+        assert fingerprint
 
     with no_js_context_page(browser) as lead, no_js_context_page(browser) as caseworker:
         log_in_demo(lead, served_demo, "lead")
         with lead.expect_navigation():
             lead.click("[data-nav=keys]")
+        # Activated through a link: awaiting a lead's confirmation, with nothing to grant yet.
+        awaiting = lead.locator(f'tr[data-awaiting="{member}"]')
+        assert awaiting.count() == 1
+        assert lead.locator(f'button[data-member="{member}"]').count() == 0
+        awaiting.locator("input[name=fingerprint]").fill(fingerprint.upper().replace(" ", "-"))
+        response = submit(lead, f'button[data-confirm="{member}"]')
+        assert response.status == 200, lead.content()
+        assert lead.url.endswith("/keys?done=member_confirmed")
+        assert "Key confirmed" in (lead.locator("p.notice").text_content() or "")
+        assert lead.locator(f'tr[data-awaiting="{member}"]').count() == 0
         button = lead.locator(f'button[data-member="{member}"]')
         row = lead.locator("tr", has=button)
         assert row.locator("td").nth(2).text_content() == "not held"
@@ -233,7 +249,7 @@ def test_a_lead_grants_and_revokes_the_intake_key_from_the_keys_page(
         assert (button.text_content() or "").strip() == "Revoke"
 
         # The grant takes effect at the member's next login.
-        response = log_in(caseworker, served_demo, member, NEW_PASSWORD, one_time_code(secret, 0))
+        response = log_in(caseworker, served_demo, member, NEW_PASSWORD, one_time_code(secret, 1))
         assert response.status == 200, caseworker.content()
         reports = caseworker.locator('a[href^="/tips/"]')
         assert reports.count() >= 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -288,10 +289,17 @@ def test_pages_that_reflect_a_receipt_are_never_compressed_and_name_no_server(se
     )
     assert receipt_page.status_code == 201
     followup = httpx.get(f"{served.intake}/followup", headers=headers)
-    for response in (receipt_page, followup, httpx.get(f"{served.staff}/login", headers=headers)):
+    login_page = httpx.get(f"{served.staff}/login", headers=headers)
+    for response in (receipt_page, followup, login_page):
         assert "content-encoding" not in response.headers
         assert "server" not in response.headers
-        assert "set-cookie" not in response.headers
+    # The submitter's pages set no cookie at all; the login page only its pre-login token.
+    assert "set-cookie" not in receipt_page.headers
+    assert "set-cookie" not in followup.headers
+    [login_cookie] = login_page.headers.get_list("set-cookie")
+    assert login_cookie.startswith("daylight_login=")
+    assert "httponly" in login_cookie.lower()
+    assert "samesite=strict" in login_cookie.lower()
 
 
 def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: Served) -> None:
@@ -326,7 +334,12 @@ def test_canaries_sent_through_every_kind_of_route_never_reach_the_log(served: S
             headers={"content-type": "application/json"},
         )
         staff.post("/api/v1/auth/login", json={"username": canary, "password": canary, "otp": "000000"})
-        staff.post("/login", data={"username": canary, "password": canary, "otp": "123456"})
+        token = re.search(r'name="login_token" value="([^"]+)"', staff.get("/login").text)
+        assert token
+        staff.post(
+            "/login",
+            data={"login_token": token.group(1), "username": canary, "password": canary, "otp": "123456"},
+        )
         staff_login(served, "lead", staff)
         tip_id = staff.get("/api/v1/tips").json()["items"][0]["id"]
         staff.get(f"/api/v1/tips/{tip_id}")

@@ -54,6 +54,8 @@ MIN_SHARE_PAST_BODY_VALIDATION = 0.3
 
 # Who calls each part of the staff API: a role allowed there, so that requests reach the services.
 ROLE_BY_PREFIX = {
+    # Before /api/v1/accounts: leads confirm members' key pairs, admins manage the rest.
+    "/api/v1/accounts/{account_id}/confirm": Role.LEAD,
     "/api/v1/accounts": Role.ADMIN,
     "/api/v1/account-links": Role.ADMIN,
     "/api/v1/audit": Role.AUDITOR,
