@@ -12,7 +12,7 @@ STAFF_PORT ?= 8001
 # Only from the command line (`make run HOST=...`), never from an exported HOST: the demo's
 # logins are printed in the clear, so it listens on loopback unless asked otherwise.
 HOST = 127.0.0.1
-LINT_PATHS := app tests migrations bench
+LINT_PATHS := app tests bench
 
 # `make test` runs lint, then system-packages, then pytest: in that order, also under -j.
 .NOTPARALLEL:
@@ -59,9 +59,10 @@ run: $(STAMP)
 # What the suite runs besides Python, as program:Debian package. The browser tests drive
 # Debian's Chromium (never a browser a test tool downloads from a CDN); tests/deploy checks the
 # shipped configs with nginx and tor; the backup tests run pg_dump and pg_restore on PostgreSQL;
-# tests/deploy/test_readme_commands.py clones the repository with git. Installed when missing.
+# tests/deploy/test_readme_commands.py clones the repository with git; tests/deploy/test_compose.py
+# validates the compose file with docker-compose. Installed when missing.
 SYSTEM_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/nginx:nginx-light /usr/sbin/tor:tor \
-	/usr/bin/pg_dump:postgresql-client /usr/bin/git:git
+	/usr/bin/pg_dump:postgresql-client /usr/bin/git:git /usr/bin/docker-compose:docker-compose
 
 system-packages:
 	@missing=; for need in $(SYSTEM_PACKAGES); do \

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -217,10 +217,29 @@ def complete_link(
     session.flush()
 
 
+def active_admins(session: Session) -> list[str]:
+    """The usernames of active admins, activated or not: with none, `daylight accounts invite`
+    may create the organisation's first admin from the command line."""
+    return list(
+        session.scalars(
+            select(StaffAccount.username)
+            .where(StaffAccount.role == Role.ADMIN, StaffAccount.is_active.is_(True))
+            .order_by(StaffAccount.username)
+        )
+    )
+
+
 def invite_account(
-    session: Session, *, username: str, role: Role, actor: audit.Actor, server_secrets: ServerSecrets
+    session: Session,
+    *,
+    username: str,
+    role: Role,
+    actor: audit.Actor,
+    server_secrets: ServerSecrets,
+    details: Mapping[str, audit.DetailValue] | None = None,
 ) -> tuple[StaffAccount, str]:
-    """A new account with no password yet, and its activation link token."""
+    """A new account with no password yet, and its activation link token. ``details`` go into
+    the `account.create` event besides the role (the command line's: who ran it and why)."""
     if session.scalars(select(StaffAccount.id).where(StaffAccount.username == username)).first():
         raise UsernameTaken
     account = StaffAccount(
@@ -241,7 +260,7 @@ def invite_account(
         "account.create",
         object_type="account",
         object_id=account.id,
-        details={"role": role.value},
+        details={**(details or {}), "role": role.value},
     )
     token = issue_link(session, account, LinkPurpose.ACTIVATION, actor=actor, server_secrets=server_secrets)
     return account, token

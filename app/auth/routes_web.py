@@ -89,7 +89,40 @@ def _login_page(
     request: Request, session: DbSession, context: Context, *, status_code: int = 200, **page: object
 ) -> HTMLResponse:
     """The login form with a fresh pre-login token: its CSRF token and the binding of its
-    passkey challenge, set as a cookie on the same response."""
+    passkey challenge, set as a cookie on the same response.
+
+    That cookie is __Host- and Secure (but in development on loopback), and a browser on plain
+    http drops it, so every login from there would end as "expired": the page says why
+    instead. The app sees http behind a TLS proxy too and trusts no proxy header, so it judges
+    by the address the browser used: a .onion or loopback name keeps Secure cookies; any other
+    must be the https staff origin, and a browser whose Origin is http: is on plain http. When
+    that is certain the page says so at once, before a password is typed; without a staff
+    origin to compare with, only a form posted without the cookie is told what to check. A
+    browser that sent the cookie back keeps it, and is told nothing.
+    """
+    cookie_name, secure_cookie = login_cookie_name(request, context.settings)
+    if secure_cookie and request.url.scheme == "http" and not request.cookies.get(cookie_name):
+        host = request.headers.get("host", "").lower()
+        hostname = host.split("]")[0] + "]" if host.startswith("[") else host.split(":")[0]
+        origin = context.settings.staff_origin
+        origin_scheme, _, origin_host = (origin or "").lower().partition("://")
+        if origin_scheme == "https":
+            origin_host = origin_host.removesuffix(":443")
+        if hostname.endswith(".onion") or hostname in ("localhost", "127.0.0.1", "[::1]"):
+            pass  # browsers keep Secure cookies there: a missing one means the form expired
+        elif request.headers.get("origin", "").lower().startswith("http://") or (
+            origin_scheme and not (origin_scheme == "https" and host == origin_host)
+        ):
+            page["error"] = (
+                "This connection is not HTTPS, so your browser will not keep the login cookie. "
+                "Use the https:// or .onion address" + (f" ({origin})." if origin_scheme == "https" else ".")
+            )
+        elif request.method == "POST" and not origin_scheme:
+            page["error"] = (
+                "Your browser sent no login cookie. If this page's address starts with http:// "
+                "(not https:// or .onion), it never will: use the https:// or .onion address. "
+                "Otherwise the form expired: try again."
+            )
     login_token = secrets.token_urlsafe(32)
     rp = staff_relying_party(request, context)
     options = None

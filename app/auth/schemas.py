@@ -21,7 +21,9 @@ def _printable(value: str) -> str:
     return value
 
 
-def _new_username(value: str) -> str:
+def check_new_username(value: str) -> str:
+    """A new account's username, as the staff app and the API accept it (also `daylight accounts
+    invite`); ValueError, with the message the form shows, for anything else."""
     if not USERNAME_PATTERN.fullmatch(value):
         raise ValueError("3 to 64 characters: lowercase letters, digits, '.', '_' or '-'")
     return value
@@ -64,9 +66,11 @@ class SessionView(BaseModel):
 
 
 class CreateAccountRequest(StrictBody):
-    # The pattern is checked by _new_username (for its plain-words message); declared for clients.
+    # The pattern is checked by check_new_username (for its plain-words message); declared for clients.
     username: Annotated[
-        str, AfterValidator(_new_username), Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern})
+        str,
+        AfterValidator(check_new_username),
+        Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern}),
     ]
     role: Role
 

@@ -13,7 +13,7 @@ from app.auth.credentials import create_account
 from app.auth.models import Role
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.second_factor import new_totp_secret
-from app.entrypoints.organisation import NewOrganisation, init_organisation
+from app.entrypoints.organisation import NewOrganisation, organisation_created
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, Tip
 from app.intake.schemas import TipSubmission
@@ -64,7 +64,17 @@ class DemoAccount:
 
 
 def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation, list[DemoAccount]]:
-    organisation = init_organisation(settings, database, environment=Environment.DEVELOPMENT)
+    """Made in init's transaction (app.entrypoints.organisation): a demo that fails part-way
+    leaves nothing behind either."""
+    with organisation_created(settings, database, environment=Environment.DEVELOPMENT) as (
+        organisation,
+        inside,
+    ):
+        accounts = _demo_content(settings, inside, organisation)
+    return organisation, accounts
+
+
+def _demo_content(settings: Settings, database: Database, organisation: NewOrganisation) -> list[DemoAccount]:
     server_secrets = load_server_secrets(settings.secrets_dir)
     accounts: list[DemoAccount] = []
     with database.transaction() as session:
@@ -109,7 +119,7 @@ def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation
             server_secrets=server_secrets,
         )
     write_credentials(settings.data_dir / CREDENTIALS_FILE, accounts)
-    return organisation, accounts
+    return accounts
 
 
 def write_credentials(path: Path, accounts: list[DemoAccount]) -> None:

@@ -26,6 +26,13 @@ from app.audit_log.witnesses import registered_witnesses
 from app.auth.models import StaffAccount
 from app.custody.models import IntakeKey, IntakeKeyGrant, IntakeKeyRotation
 from app.entrypoints.apps import held_secret_names
+from app.entrypoints.deployment import (
+    Holding,
+    no_organisation,
+    shown_database,
+    sqlite_file_missing,
+    what_the_database_holds,
+)
 from app.intake.orphans import find_orphan_blobs
 from app.kit.config import Environment, Settings
 from app.kit.db import READ_ONLY_OPTION, Database
@@ -159,14 +166,18 @@ def check_database(settings: Settings, database: Database) -> list[Finding]:
     try:
         with database.engine.connect() as connection:
             current = set(MigrationContext.configure(connection).get_current_heads())
+            holding = what_the_database_holds(connection) if current else Holding.NOTHING
     except Exception as exc:  # any failure to connect is the finding itself
         return [
             Finding(
                 "database",
                 Verdict.FAIL,
-                f"unreachable ({type(exc).__name__}): check DAYLIGHT_DATABASE_URL and that the server is up.",
+                f"{shown_database(settings.sqlalchemy_url)} unreachable ({type(exc).__name__}): check "
+                "DAYLIGHT_DATABASE_URL (or --env-file) and that the server is up.",
             )
         ]
+    if holding is not Holding.ORGANISATION:
+        return [Finding("database", Verdict.FAIL, f"{no_organisation(settings)}.")]
     heads = set(migration_heads())
     if current != heads:
         return [
@@ -177,7 +188,13 @@ def check_database(settings: Settings, database: Database) -> list[Finding]:
                 "data dir, or upgrade the installed package and restart.",
             )
         ]
-    return [Finding("database", Verdict.OK, "reachable, at the latest migration")]
+    return [
+        Finding(
+            "database",
+            Verdict.OK,
+            f"{shown_database(settings.sqlalchemy_url)}: reachable, at the latest migration",
+        )
+    ]
 
 
 def check_keys(database: Database) -> list[Finding]:
@@ -203,8 +220,9 @@ def check_keys(database: Database) -> list[Finding]:
             Finding(
                 "intake key",
                 Verdict.WARN,
-                "nobody holds it: reports cannot be read until a lead is "
-                "granted it (`daylight keys recover`).",
+                "nobody holds it: reports cannot be read until a lead is granted it "
+                "(a new organisation: `daylight keys grant-first`; all holders lost: "
+                "`daylight keys recover`).",
             )
         ]
     if holders == 1:
@@ -400,6 +418,9 @@ def check_settings(settings: Settings) -> list[Finding]:
 def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
     now = now or dt.datetime.now(dt.UTC)
     findings = check_settings(settings) + check_argon2(settings) + check_secrets(settings)
+    if sqlite_file_missing(settings.sqlalchemy_url):
+        # Never created by looking: an empty SQLite file would only hide the mistake.
+        return [*findings, Finding("database", Verdict.FAIL, f"{no_organisation(settings)}.")]
     database = Database.from_settings(settings)
     try:
         database_findings = check_database(settings, database)

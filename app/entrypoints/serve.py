@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -73,6 +75,36 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return listener
 
 
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def plain_http_warning(settings: Settings, host: str) -> str | None:
+    """What to tell the operator when browsers may reach the staff app over plain HTTP.
+
+    Staff cookies are ``__Host-`` and ``Secure`` (app.auth.deps.session_cookie), except in
+    development on a loopback connection: a browser keeps them only over HTTPS (or a .onion
+    address), so a login over plain HTTP to this address succeeds and keeps nobody logged
+    in. Not a refusal: behind nginx or Tor on another host or container (compose binds
+    0.0.0.0 inside its network), a non-loopback address is right.
+    """
+    if is_loopback_host(host):
+        return None
+    where = "over any but a loopback address (development)" if settings.is_development else "in production"
+    return (
+        f"daylight: WARNING: the staff app listens on {host}, not a loopback address. Its login "
+        f"cookies are __Host- and Secure {where}, so browsers keep them only over HTTPS (or a "
+        ".onion address): if browsers reach this address over plain HTTP, the login will keep "
+        "nobody logged in. Put TLS (nginx) or the onion service in front of it (docs/deploy.md), "
+        "or serve on 127.0.0.1."
+    )
+
+
 def longest_upload(settings: Settings) -> dt.timedelta:
     """No upload in progress is older than this (its deadline), so older unnamed blobs are orphans."""
     return dt.timedelta(seconds=settings.upload_deadline_seconds + settings.request_idle_timeout_seconds)
@@ -96,6 +128,8 @@ def serve(
     data_dir: Path, *, host: str, intake_port: int, staff_port: int, intake_workers: int, staff_workers: int
 ) -> None:
     settings = load_settings(data_dir)
+    if warning := plain_http_warning(settings, host):
+        print(warning, file=sys.stderr, flush=True)
     intake_listener = bind_listener(host, intake_port)
     staff_listener = bind_listener(host, staff_port)
     sweep_at_startup(settings)

@@ -2,13 +2,17 @@
 
 Only to members whose key pair a lead has confirmed with them (app.auth.confirmation): the list
 names the others as awaiting confirmation, without a fingerprint, and a grant to one is refused.
+
+Revoking the last holder's grant of the current intake key version is refused (409
+``last_key_holder``) unless the request carries ``?confirm_last_holder=true``.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -96,7 +100,18 @@ def grant(
 
 @router.delete("/{account_id}", status_code=204)
 def revoke(
-    account_id: uuid.UUID, lead: GrantManager, _recent: SteppedUpStaff, session: DbSession
+    account_id: uuid.UUID,
+    lead: GrantManager,
+    _recent: SteppedUpStaff,
+    session: DbSession,
+    confirm_last_holder: Annotated[
+        bool,
+        Query(
+            description="Required to revoke the grant of the last member who holds the current "
+            "intake key version (otherwise 409 last_key_holder): afterwards only the recovery key "
+            "can grant it again."
+        ),
+    ] = False,
 ) -> Response:
-    grants.revoke_from_member(session, lead, account_id)
+    grants.revoke_from_member(session, lead, account_id, confirm_last_holder=confirm_last_holder)
     return Response(status_code=204)

@@ -1,4 +1,8 @@
-"""The key grants page for leads: confirming members' key pairs, granting and revoking."""
+"""The key grants page for leads: confirming members' key pairs, granting and revoking.
+
+Revoking the last holder's grant of the current intake key version answers 409 with the page
+and a second form: the lead ticks that they understand, and posts again with
+``confirm_last_holder=yes``."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ def _keys_page(
     status_code: int = 200,
     error: str | None = None,
     notice: str | None = None,
+    last_holder: dict[str, object] | None = None,
 ) -> HTMLResponse:
     return render_staff_page(
         request,
@@ -45,6 +50,7 @@ def _keys_page(
         error=error,
         notice=notice,
         needs_step_up=not recently_reauthenticated(lead),
+        last_holder=last_holder,
     )
 
 
@@ -86,7 +92,7 @@ async def change_grant(
     session: DbSession,
     context: Context,
 ) -> Response:
-    await read_form(request, context.settings, csrf_token=lead.csrf_token)
+    fields = await read_form(request, context.settings, csrf_token=lead.csrf_token)
     if not recently_reauthenticated(lead):
         return _keys_page(
             request, lead, session, status_code=403, error="Confirm your password first, then try again."
@@ -94,7 +100,25 @@ async def change_grant(
     if action == "grant":
         grants.grant_to_member(session, lead, account_id, server_secrets=context.secrets)
     elif action == "revoke":
-        grants.revoke_from_member(session, lead, account_id)
+        try:
+            grants.revoke_from_member(
+                session, lead, account_id, confirm_last_holder=fields.get("confirm_last_holder") == "yes"
+            )
+        except grants.LastKeyHolder as exc:  # nothing was changed: the page asks to confirm
+            revocation = {
+                "account_id": account_id,
+                "username": exc.username,
+                "key_version": exc.key_version,
+                "own": account_id == lead.account_id,
+            }
+            return _keys_page(
+                request,
+                lead,
+                session,
+                status_code=exc.status,
+                error=exc.public_message,
+                last_holder=revocation,
+            )
     else:
         return _keys_page(request, lead, session, status_code=404, error="Unknown action.")
     return RedirectResponse("/keys", status_code=303)

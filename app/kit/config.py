@@ -6,10 +6,15 @@ apps with different settings can live in one process.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +23,9 @@ MiB = 1024 * 1024
 # The data dir may carry a small env file written by `daylight init`/`demo`
 # (environment, nothing secret), so `daylight serve --data-dir DIR` needs no flags.
 DATA_DIR_ENV_FILE = "daylight.env"
+# The operator's settings file (docs/deploy.md: /etc/daylight/daylight.env), named by
+# `daylight --env-file PATH` or by this variable: see `settings_from_env_file`.
+ENV_FILE_VARIABLE = "DAYLIGHT_ENV_FILE"
 
 
 class Environment(StrEnum):
@@ -221,10 +229,96 @@ class Settings(BaseSettings):
 
 
 def load_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for a data dir: environment variables win over the data dir's env file."""
-    env_file = data_dir / DATA_DIR_ENV_FILE
+    """Settings for a data dir. Where each value comes from, first match wins:
+
+    1. the environment: real variables, then those of the operator's env file, which
+       `settings_from_env_file` (every `daylight` command, `serve` and its workers included)
+       adds to the environment without replacing a real one;
+    2. the data dir's own env file (`DATA_DIR_ENV_FILE`, written by init: the environment only);
+    3. the defaults above.
+    """
     return Settings(
-        _env_file=env_file if env_file.exists() else None,
+        _env_file=_data_dir_env_file(data_dir),
         data_dir=data_dir,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+def _data_dir_env_file(data_dir: Path) -> Path | None:
+    env_file = data_dir / DATA_DIR_ENV_FILE
+    return env_file if env_file.exists() else None
+
+
+class EnvFileError(Exception):
+    """The env file named by --env-file or DAYLIGHT_ENV_FILE cannot be used; nothing ran."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of an env file (KEY=value lines, as systemd's EnvironmentFile= reads them).
+
+    A file that is missing or unreadable is an error, never an empty file: a command run
+    without the deployment's settings would open another database (a new, empty SQLite file).
+    Values are taken as written: no ${VAR} expansion (a password may hold a dollar sign).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EnvFileError(f"the settings file {path} does not exist") from None
+    except PermissionError:
+        raise EnvFileError(
+            f"the settings file {path} cannot be read by this user: run the command as the "
+            "service's user (sudo -u daylight ...), or make the file readable by it (root:daylight, 0640)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise EnvFileError(f"the settings file {path} cannot be read: {reason}") from None
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def env_file_path(value: str) -> Path:
+    return Path(value).expanduser().absolute()
+
+
+@contextlib.contextmanager
+def settings_from_env_file(path: Path | None) -> Iterator[Path | None]:
+    """The variables of the operator's env file (``path``, else the one DAYLIGHT_ENV_FILE names)
+    in the environment while the block runs; yields the file read, or None.
+
+    A variable already in the environment keeps its value (a real variable wins over the file),
+    and each one the file adds is removed again afterwards. Through the environment rather than
+    `Settings` alone, so that everything reads the same values: the server secrets
+    (DAYLIGHT_SECRET_*_FILE), libpq (PG*) for pg_dump, and the worker processes `serve` spawns.
+    """
+    if path is None and os.environ.get(ENV_FILE_VARIABLE):
+        path = env_file_path(os.environ[ENV_FILE_VARIABLE])
+    if path is None:
+        yield None
+        return
+    added = {name: value for name, value in read_env_file(path).items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield path
+    finally:
+        for name, value in added.items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
+
+
+class _WhereSettings(BaseSettings):
+    """The two settings that say which deployment a data dir belongs to, from the same sources
+    as `Settings` and nothing else: a command can name its database, and refuse another
+    deployment's, before its own settings are loaded (`demo` loads them with overrides)."""
+
+    model_config = SettingsConfigDict(env_prefix="DAYLIGHT_", env_nested_delimiter="__", extra="ignore")
+
+    database_url: SecretStr | None = None
+    audit_log_origin: str = Settings.model_fields["audit_log_origin"].default
+
+
+def where_settings_point(data_dir: Path) -> tuple[str, str]:
+    """The SQLAlchemy URL (it may hold a password) and the audit log origin that
+    `load_settings(data_dir)` gives."""
+    where = _WhereSettings(_env_file=_data_dir_env_file(data_dir))
+    settings = Settings.model_construct(data_dir=data_dir, database_url=where.database_url)
+    return settings.sqlalchemy_url, where.audit_log_origin

@@ -59,6 +59,10 @@ def audited_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 f"member{number:02d}",
                 "--role",
                 "caseworker",
+                # demo made an admin: the command line creates other accounts only when forced
+                "--force",
+                "--reason",
+                "test",
             ).returncode
             == 0
         )
@@ -166,7 +170,17 @@ def test_a_log_whose_checkpoints_are_gone_does_not_verify(audited_data_dir: Path
 
 def test_every_command_that_records_events_signs_them_before_it_exits(audited_data_dir: Path) -> None:
     invited = daylight(
-        "accounts", "invite", "--data-dir", str(audited_data_dir), "--username", "late", "--role", "lead"
+        "accounts",
+        "invite",
+        "--data-dir",
+        str(audited_data_dir),
+        "--username",
+        "late",
+        "--role",
+        "lead",
+        "--force",
+        "--reason",
+        "test",
     )
     assert invited.returncode == 0, invited.stderr
     result = daylight("audit", "verify", "--data-dir", str(audited_data_dir))
@@ -241,7 +255,16 @@ def test_the_checkpoint_signer_runs_on_a_host_of_its_own(audited_data_dir: Path,
             check=False,
         )
 
-    invited = run(server_env, "accounts", "invite", "--data-dir", str(audited_data_dir), "--username", "x1")
+    invited = run(
+        server_env,
+        "accounts",
+        "invite",
+        "--data-dir",
+        str(audited_data_dir),
+        "--username",
+        "x01",
+        *("--role", "caseworker", "--force", "--reason", "test"),
+    )
     assert invited.returncode == 0, invited.stderr
     waiting = run(server_env, "audit", "verify", "--data-dir", str(audited_data_dir))
     assert waiting.returncode == 0, waiting.stderr

@@ -211,6 +211,11 @@ def test_the_first_admin_is_invited_from_the_command_line(tmp_path: Path) -> Non
     invited = subprocess.run(invite, capture_output=True, text=True, check=False, timeout=120, env=env)
     assert invited.returncode == 0, invited.stderr
     assert re.search(r"/link/[A-Za-z0-9_-]{43}\b", invited.stdout)
+    # The first admin only: a second is refused (tests/entrypoints/test_cli_invite.py has the rules).
     again = subprocess.run(invite, capture_output=True, text=True, check=False, timeout=120, env=env)
     assert again.returncode == 1
-    assert "taken" in again.stderr
+    assert "has an admin already (first.admin)" in again.stderr
+    forced = [*invite, "--force", "--role", "admin", "--reason", "the same again"]
+    taken = subprocess.run(forced, capture_output=True, text=True, check=False, timeout=120, env=env)
+    assert taken.returncode == 1
+    assert "taken" in taken.stderr

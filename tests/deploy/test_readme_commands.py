@@ -176,5 +176,5 @@ def test_make_test_sets_up_then_lints_then_installs_system_packages_then_runs_py
         assert later, f"{step!r} not after {found} in `make -n test`:\n{dry_run.stdout}"
         found[step] = after = later[0] + 1
     packages = lines[found["/usr/bin/chromium:chromium"] - 1]
-    for package in ("chromium", "nginx-light", "tor", "postgresql-client", "git"):
+    for package in ("chromium", "nginx-light", "tor", "postgresql-client", "git", "docker-compose"):
         assert re.search(rf":{package}\b", packages), package

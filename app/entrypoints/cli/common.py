@@ -15,7 +15,16 @@ from sqlalchemy import inspect
 
 from app.audit_log.signer import SignerRun, coverage, local_signer
 from app.entrypoints.apps import held_secret_names
-from app.kit.config import Environment, Settings, load_settings
+from app.entrypoints.deployment import (
+    check_identity,
+    identity_for,
+    identity_of,
+    record_identity_if_missing,
+    require_organisation,
+    shown_database,
+    sqlite_file_missing,
+)
+from app.kit.config import Environment, Settings, load_settings, where_settings_point
 from app.kit.db import Database
 from app.kit.server_secrets import SECRET_NAMES, ServerSecrets, load_server_secrets
 
@@ -61,13 +70,32 @@ class Deployment:
         return load_server_secrets(self.settings.secrets_dir, held_secret_names(self.settings, SECRET_NAMES))
 
 
+def settings_in_use(data_dir: Path) -> str:
+    """The database the settings of ``data_dir`` name (without its password), once they are
+    checked against the deployment `init` recorded there: refused (DeploymentRefused) when they
+    point at another database or name the audit log otherwise. Every `daylight` command with a
+    data dir runs this first (`main`), whether or not it goes through `open_deployment`."""
+    sqlalchemy_url, origin = where_settings_point(data_dir)
+    check_identity(data_dir, identity_for(data_dir, sqlalchemy_url, origin))
+    return shown_database(sqlalchemy_url)
+
+
 @contextlib.contextmanager
 def open_deployment(
-    data_dir: Path, *, sign_checkpoint: bool = True, environment: Environment | None = None
+    data_dir: Path,
+    *,
+    sign_checkpoint: bool = True,
+    environment: Environment | None = None,
+    creating: bool = False,
 ) -> Iterator[Deployment]:
     """The data dir's settings and database. The engine is disposed however the command ends:
     its pooled connections close now, not at garbage collection, so in-process runs
     (`main` called again and again) do not pile up PostgreSQL connections or SQLite handles.
+
+    Refused (DeploymentRefused, before any table is read) when the settings are not the ones
+    `init` recorded in the data dir, or when the database holds no organisation: a command never
+    creates an empty SQLite file, nor fails with 'no such table'. ``creating`` (init, demo)
+    skips the second check: they make the organisation.
 
     A command that succeeds and appended audit events signs a checkpoint over them before it
     exits, so that no command leaves an unsigned tail behind (app.audit_log.signer). `audit
@@ -78,19 +106,27 @@ def open_deployment(
     """
     overrides = {} if environment is None else {"environment": environment}
     settings = load_settings(data_dir, **overrides)
+    check_identity(data_dir, identity_of(settings))
     database = Database.from_settings(settings)
     try:
+        if not creating:
+            require_organisation(settings, database)
+            record_identity_if_missing(settings)
         deployment = Deployment(settings, database)
         yield deployment
         if sign_checkpoint:
-            _sign_what_the_command_recorded(deployment)
+            sign_what_the_command_recorded(deployment)
     finally:
         database.engine.dispose()
 
 
-def _sign_what_the_command_recorded(deployment: Deployment) -> None:
+def sign_what_the_command_recorded(deployment: Deployment) -> None:
+    """Done by `open_deployment` when the command ends; `init` and `demo`, which may fail and
+    leave no database to sign in, call it themselves once they have succeeded."""
+    if sqlite_file_missing(deployment.settings.sqlalchemy_url):
+        return  # a refused or failed init: looking would create the file it removed
     if "audit_events" not in inspect(deployment.database.engine).get_table_names():
-        return  # no organisation here (a failed init, doctor on an empty dir)
+        return  # no organisation here (a refused or failed init)
     with deployment.database.transaction() as session:
         covered = coverage(session)
     if not covered.unsigned or deployment.settings.audit_verifier_key is not None:

@@ -1,22 +1,27 @@
-"""`daylight keys recover` and `keys rotate`: intake key custody from the command line."""
+"""`daylight keys grant-first`, `keys recover` and `keys rotate`: intake key custody from the
+command line."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
+from app.auth.confirmation import is_confirmed
 from app.auth.credentials import authenticate
-from app.auth.models import StaffAccount
+from app.auth.models import Role, StaffAccount
 from app.auth.permissions import Permission, role_has
 from app.auth.principal import account_actor
 from app.crypto import sealing
 from app.crypto.errors import DecryptionError
+from app.custody.models import IntakeKey
 from app.custody.service import current_intake_key, recover_intake_key
 from app.entrypoints.cli.common import (
     Commands,
@@ -27,55 +32,171 @@ from app.entrypoints.cli.common import (
     open_deployment,
 )
 from app.keys import rotation
-from app.keys.grants import grant_intake_key
+from app.keys.grants import current_key_holders, grant_intake_key
+from app.kit.errors import AppError
+
+FIRST_GRANT_EVENT = "key.grant_first"
+
+
+class Refused(Exception):
+    """Why a command changed nothing, in words for the operator; ``hint``: what to do about it."""
+
+    def __init__(self, reason: str, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.hint = hint
+
+
+def _refused(exc: Refused) -> int:
+    print(f"daylight: {exc}; nothing changed.", file=sys.stderr)
+    if exc.hint is not None:
+        print(exc.hint, file=sys.stderr)
+    return 1
+
+
+# Raises Refused when the account may not be granted the key this way.
+GrantCheck = Callable[[Session, IntakeKey, StaffAccount], None]
 
 
 def _read_recovery_key() -> str:
+    """The recovery key, never from an argument or a file the command opens: typed at a prompt
+    that does not echo, or one line of stdin (piped from offline media, or by a test)."""
     if sys.stdin.isatty():
-        return getpass.getpass("Recovery key: ")
+        print("Type the recovery key from the sheet printed at `daylight init`.", file=sys.stderr)
+        return getpass.getpass("Recovery key (not shown): ", stream=sys.stderr)
     return sys.stdin.readline()
+
+
+def _intake_key_and_account(session: Session, username: str) -> tuple[IntakeKey, StaffAccount]:
+    intake_key = current_intake_key(session)
+    if intake_key is None:
+        raise Refused("no organisation here (`daylight init` creates one)")
+    account = session.scalars(select(StaffAccount).where(StaffAccount.username == username)).first()
+    if account is None:
+        raise Refused(f"no account {username}")
+    return intake_key, account
+
+
+def grant_with_recovery_key(
+    deployment: Deployment,
+    username: str,
+    *,
+    action: str,
+    check: GrantCheck | None = None,
+    details: Mapping[str, audit.DetailValue] | None = None,
+) -> int:
+    """Open the current intake key with the recovery key (read from stdin) and grant it to
+    ``username``, recorded as the system's ``action``; returns the key version granted.
+
+    ``check`` runs before the recovery key is asked for (so that nobody types it in vain) and
+    again in the transaction that grants. Refused, with nothing changed, for a wrong recovery
+    key, a failed check, or an account that cannot hold the key (`grant_intake_key`)."""
+    # Read before the recovery key is asked for, and outside the `except ValueError` below:
+    # an unusable secret is the operator's to fix, not "the recovery key did not open it".
+    key_integrity_key = deployment.server_secrets.key_integrity_key
+    try:
+        if check is not None:
+            with deployment.database.transaction() as session:
+                check(session, *_intake_key_and_account(session, username))
+        try:
+            recovery_key = _read_recovery_key()
+        except (EOFError, KeyboardInterrupt):
+            raise Refused("no recovery key was given") from None
+        with deployment.database.transaction() as session:
+            intake_key, account = _intake_key_and_account(session, username)
+            if check is not None:
+                check(session, intake_key, account)
+            intake_private = recover_intake_key(intake_key, recovery_key)
+            grant_intake_key(
+                session,
+                intake_key=intake_key,
+                intake_private=intake_private,
+                grantee=account,
+                granted_by_id=None,
+                key_integrity_key=key_integrity_key,
+            )
+            audit.record(
+                session,
+                audit.SYSTEM,
+                action,
+                object_type="account",
+                object_id=account.id,
+                details={"key_version": intake_key.version, **(details or {})},
+            )
+            return intake_key.version
+    except DecryptionError:
+        raise Refused("the recovery key did not open the intake key") from None
+    except ValueError as exc:  # not a recovery key, or an account that cannot hold the key
+        raise Refused(str(exc)) from None
+    except AppError as exc:  # a stored key that fails its check: the database was altered
+        raise Refused(exc.public_message.rstrip(".")) from None
 
 
 def cmd_keys_recover(args: argparse.Namespace) -> int:
     """Grant the intake key to a named member with the recovery key, when no key holder is left."""
     with open_deployment(args.data_dir) as deployment:
-        # Read before the recovery key is asked for, and outside the `except ValueError` below:
-        # an unusable secret is the operator's to fix, not "the recovery key did not open it".
-        key_integrity_key = deployment.server_secrets.key_integrity_key
-        recovery_key = _read_recovery_key()
         try:
-            with deployment.database.transaction() as session:
-                intake_key = current_intake_key(session)
-                account = session.scalars(
-                    select(StaffAccount).where(StaffAccount.username == args.username)
-                ).first()
-                if intake_key is None or account is None:
-                    print("daylight: no such organisation or account; nothing changed.", file=sys.stderr)
-                    return 1
-                intake_private = recover_intake_key(intake_key, recovery_key)
-                grant_intake_key(
-                    session,
-                    intake_key=intake_key,
-                    intake_private=intake_private,
-                    grantee=account,
-                    granted_by_id=None,
-                    key_integrity_key=key_integrity_key,
-                )
-                audit.record(
-                    session,
-                    audit.SYSTEM,
-                    "key.recover",
-                    object_type="account",
-                    object_id=account.id,
-                    details={"key_version": intake_key.version},
-                )
-        except (ValueError, DecryptionError) as exc:
-            reason = (
-                "the recovery key did not open the intake key" if isinstance(exc, DecryptionError) else exc
-            )
-            print(f"daylight: {reason}; nothing changed.", file=sys.stderr)
-            return 1
+            grant_with_recovery_key(deployment, args.username, action="key.recover")
+        except Refused as exc:
+            return _refused(exc)
     print(f"Granted the intake key to {args.username}. It takes effect at their next login.")
+    return 0
+
+
+def _members(count: int) -> str:
+    return "1 member already holds" if count == 1 else f"{count} members already hold"
+
+
+def first_holder_check(data_dir: Path) -> GrantCheck:
+    """What `keys grant-first` asks of the account: an activated lead whose key pair was
+    confirmed, and nobody holding the current intake key yet."""
+
+    def check(session: Session, _intake_key: IntakeKey, account: StaffAccount) -> None:
+        name = account.username
+        _, holders = current_key_holders(session)
+        if holders:
+            raise Refused(
+                f"{_members(len(holders))} the intake key ({', '.join(h.username for h in holders)}): "
+                "a lead grants it in the staff app (Key grants)"
+            )
+        if account.role != Role.LEAD:
+            raise Refused(
+                f"{name} is {'an' if account.role in (Role.ADMIN, Role.AUDITOR) else 'a'} {account.role}: "
+                "the first key holder is a lead (an admin invites one in the staff app, Accounts)"
+            )
+        if not account.is_active:
+            raise Refused(f"{name} is deactivated")
+        if account.public_key is None or not account.can_log_in:
+            raise Refused(
+                f"{name} has not activated their account yet: they open their activation link first"
+            )
+        if not is_confirmed(account):
+            raise Refused(
+                f"the key pair of {name} has not been confirmed yet",
+                f"Ask {name} to read out the key fingerprint shown on their account page, in person or "
+                "on a channel you trust, and confirm it first:\n"
+                f"  daylight accounts confirm {name} --data-dir {data_dir} --fingerprint 'CODE'",
+            )
+
+    return check
+
+
+def cmd_keys_grant_first(args: argparse.Namespace) -> int:
+    """Grant the intake key to the organisation's first key holder, a lead, with the recovery key."""
+    with open_deployment(args.data_dir) as deployment:
+        try:
+            version = grant_with_recovery_key(
+                deployment,
+                args.username,
+                action=FIRST_GRANT_EVENT,
+                check=first_holder_check(args.data_dir),
+                details={"username": args.username, "by": "operator"},
+            )
+        except Refused as exc:
+            return _refused(exc)
+    print(f"Granted intake key version {version} to {args.username}, the organisation's first key holder.")
+    print(f"Next: {args.username} logs out and in again (the key is unlocked at login) and can open reports.")
+    print("Then they grant the key to a second lead on the Key grants page of the staff app, so that")
+    print("one lost password does not leave only the recovery key. Put the recovery key back offline.")
     return 0
 
 
@@ -225,6 +346,14 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 def register(commands: Commands) -> None:
     keys = add_group(commands, "keys", "intake key custody")
+    first = add_command(
+        keys,
+        "grant-first",
+        "grant the intake key to the first key holder, a confirmed lead, with the recovery key "
+        "(typed at a prompt, or one line of stdin)",
+    )
+    first.add_argument("--username", required=True, help="the lead who will hold the key first")
+    first.set_defaults(run=cmd_keys_grant_first)
     recover = add_command(keys, "recover", "grant the intake key with the recovery key (read from stdin)")
     recover.add_argument("--username", required=True)
     recover.set_defaults(run=cmd_keys_recover)

@@ -1,8 +1,9 @@
-"""`daylight purge`, `doctor`, `backup` and `restore`: keeping a deployment healthy."""
+"""`daylight purge`, `doctor`, `backup`, `backup-keygen` and `restore`: keeping a deployment healthy."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 
@@ -38,17 +39,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(finding.verdict is doctor.Verdict.FAIL for finding in findings) else 0
 
 
+PLAINTEXT_SECRETS_WARNING = (
+    "daylight: WARNING: this backup holds the server's secrets in clear (secrets/), beside the "
+    "database: anyone with it and the database (both are in it) can mint staff one-time codes, "
+    "match a seized receipt to its report, forge the MACs that guard public keys and re-sign a "
+    "rewritten audit log. Keep it as you keep the server, or use --encrypt-to: make a backup key "
+    "pair on an offline machine (`daylight backup-keygen --out DIR`), copy daylight-backup.pub "
+    "here and run `daylight backup --encrypt-to daylight-backup.pub ...`."
+)
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
+    settings = load_settings(args.data_dir)
     try:
-        manifest = backup_module.backup(load_settings(args.data_dir), args.output)
+        if args.encrypt_to is not None:
+            public_key = backup_module.read_public_key(args.encrypt_to)
+            manifest = backup_module.encrypted_backup(settings, args.output, public_key)
+        else:
+            manifest = backup_module.backup(settings, args.output)
     except backup_module.BackupError as exc:
         print(f"daylight: {exc}", file=sys.stderr)
         return 1
     files = manifest["files"]
-    print(
-        f"backed up the {manifest['database']} database and {len(files)} files "  # type: ignore[arg-type]
-        f"to {args.output} (with a manifest of checksums). It holds the server's secrets: keep it offline."
-    )
+    assert isinstance(files, dict)  # noqa: S101 - backup() writes it
+    summary = f"backed up the {manifest['database']} database and {len(files)} files to {args.output}"
+    if args.encrypt_to is not None:
+        print(
+            f"{summary}, encrypted to the backup key with fingerprint "
+            f"{backup_module.fingerprint(public_key)}: only that key, kept offline, opens it."
+        )
+    else:
+        print(f"{summary} (with a manifest of checksums).")
+        if any(name.startswith(f"{settings.secrets_dir.name}/") for name in files):
+            print(PLAINTEXT_SECRETS_WARNING, file=sys.stderr)
     from_environment = manifest["secrets_from_environment"]
     if from_environment:
         print(
@@ -60,9 +83,52 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
+def cmd_backup_keygen(args: argparse.Namespace) -> int:
+    """A backup key pair, on the operator's offline machine."""
     try:
-        manifest = backup_module.restore(args.source, load_settings(args.data_dir))
+        private_path, public_path, fingerprint = backup_module.write_key_pair(args.out)
+    except (backup_module.BackupError, OSError) as exc:
+        print(f"daylight: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Wrote the backup key {private_path} (mode 0600) and its public key {public_path}.\n"
+        f"Fingerprint: {fingerprint}\n"
+        f"Keep {private_path.name} here, offline (a copy on paper works too: it is one line to type), "
+        f"never on the server.\n"
+        f"Copy {public_path.name} to the server and back up with:\n"
+        f"  daylight backup --data-dir DIR --output FILE --encrypt-to {public_path.name}\n"
+        f"Restore with:\n"
+        f"  daylight restore --from FILE --data-dir NEW_DIR < {private_path.name}"
+    )
+    return 0
+
+
+def _read_backup_key(header: backup_module.EncryptedHeader) -> str:
+    """The backup key from stdin: asked for at a terminal, else all of stdin (the key file)."""
+    if sys.stdin.isatty():
+        print(
+            f"This backup is encrypted to the backup key with fingerprint {header.fingerprint}. "
+            f"Type or paste that key (the last line of {backup_module.PRIVATE_KEY_FILE}); "
+            "it is not shown.",
+            file=sys.stderr,
+        )
+        try:
+            return getpass.getpass("Backup key (not shown): ", stream=sys.stderr)
+        except EOFError:
+            raise backup_module.BackupError("No backup key was given; nothing was restored.") from None
+    return backup_module.backup_key_from_text(sys.stdin.read())
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings = load_settings(args.data_dir)
+    try:
+        if backup_module.is_encrypted_backup(args.source):
+            # Refused before the key is asked for, when it would be refused after.
+            backup_module.require_empty_data_dir(settings)
+            header = backup_module.read_encrypted_header(args.source)
+            manifest = backup_module.restore_encrypted(args.source, settings, _read_backup_key(header))
+        else:
+            manifest = backup_module.restore(args.source, settings)
     except backup_module.BackupError as exc:
         print(f"daylight: {exc}", file=sys.stderr)
         return 1
@@ -81,8 +147,32 @@ def register(commands: Commands) -> None:
         run=cmd_doctor
     )
     backup = add_command(commands, "backup", "the database, secrets and files, with a manifest of checksums")
-    backup.add_argument("--output", type=Path, required=True, help="a new directory")
+    backup.add_argument(
+        "--output", type=Path, required=True, help="a new directory (with --encrypt-to: a new file)"
+    )
+    backup.add_argument(
+        "--encrypt-to",
+        type=Path,
+        metavar="PUBLIC_KEY_FILE",
+        help="encrypt the backup, as one file, to this backup public key (from `daylight backup-keygen`)",
+    )
     backup.set_defaults(run=cmd_backup)
+    keygen = commands.add_parser(
+        "backup-keygen", help="a backup key pair for `backup --encrypt-to`; run it on an offline machine"
+    )
+    keygen.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help=f"where to write {backup_module.PRIVATE_KEY_FILE} (0600) and {backup_module.PUBLIC_KEY_FILE}",
+    )
+    keygen.set_defaults(run=cmd_backup_keygen)
     restore = add_command(commands, "restore", "a backup into a new data dir (and an empty database)")
-    restore.add_argument("--from", dest="source", type=Path, required=True)
+    restore.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        help="a backup directory, or an encrypted backup file (its backup key is read from stdin)",
+    )
     restore.set_defaults(run=cmd_restore)

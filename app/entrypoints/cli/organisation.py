@@ -3,43 +3,101 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from pathlib import Path
 
 import pyotp
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.entrypoints.cli.common import Commands, add_command, open_deployment
+from app.entrypoints.cli.common import Commands, add_command, open_deployment, sign_what_the_command_recorded
 from app.entrypoints.demo import create_demo, read_credentials
+from app.entrypoints.deployment import IDENTITY_FILE, shown_database, unreachable
 from app.entrypoints.organisation import OrganisationExists, init_organisation
-from app.kit.config import Environment
+from app.kit.config import Environment, Settings
 
 
-def _refuse_existing(data_dir: Path) -> int:
-    print(f"daylight: an organisation already exists in {data_dir}; nothing changed.", file=sys.stderr)
+def _refuse_existing(exc: OrganisationExists) -> int:
+    print(f"daylight: {exc}; nothing changed.", file=sys.stderr)
     return 1
 
 
+def _failed(command: str, settings: Settings, exc: BaseException) -> None:
+    reason = unreachable(settings, exc) if isinstance(exc, SQLAlchemyError) else type(exc).__name__
+    print(
+        f"daylight: {command} failed ({reason}). Everything it had made was removed, in the data "
+        f"dir and in the database: fix the cause and run it again.",
+        file=sys.stderr,
+    )
+
+
+def _daylight(args: argparse.Namespace, *words: str) -> str:
+    """A command to run next, with the settings file this one was given."""
+    env_file = ("--env-file", str(args.env_file)) if getattr(args, "env_file", None) else ()
+    return shlex.join(("daylight", *env_file, *words))
+
+
 def cmd_init(args: argparse.Namespace) -> int:
-    with open_deployment(args.data_dir) as deployment:
+    data_dir = str(args.data_dir)
+    with open_deployment(args.data_dir, creating=True, sign_checkpoint=False) as deployment:
+        settings = deployment.settings
         try:
-            organisation = init_organisation(deployment.settings, deployment.database)
-        except OrganisationExists:
-            return _refuse_existing(args.data_dir)
-    print(f"Created a Daylight organisation in {args.data_dir}.\n")
+            organisation = init_organisation(settings, deployment.database)
+        except OrganisationExists as exc:
+            return _refuse_existing(exc)
+        except SQLAlchemyError as exc:
+            _failed("init", settings, exc)
+            return 1
+        except BaseException as exc:
+            _failed("init", settings, exc)
+            raise
+        sign_what_the_command_recorded(deployment)
+    print(f"Created a Daylight organisation in {data_dir}.")
+    print(f"Database: {shown_database(settings.sqlalchemy_url)}")
+    print(f"Audit log origin: {settings.audit_log_origin}")
+    print(f"(Recorded in {args.data_dir / IDENTITY_FILE}: every command refuses other settings.)\n")
     print("RECOVERY KEY (shown once; print it, store it offline, never on this server):\n")
     print(f"    {organisation.recovery_key}\n")
     print("It can grant the intake key again if no key holder is left.")
-    print(f"\nNext: daylight accounts invite --data-dir {args.data_dir} --username YOU  (the first admin)")
+    print("\nNext:")
+    print("  1. The first admin (prints their activation link):")
+    print(f"       {_daylight(args, 'accounts', 'invite', '--data-dir', data_dir, '--username', 'YOU')}")
+    print("  2. The first lead: once they have activated their account (invited from the staff app),")
+    print("     they read you their key fingerprint in person; confirm it, then grant them the intake")
+    print("     key with the recovery key (typed when asked, never stored on this server):")
+    confirm = (
+        "accounts",
+        "confirm",
+        "LEAD",
+        "--data-dir",
+        data_dir,
+        "--fingerprint",
+        "XXXX XXXX XXXX XXXX XXXX",
+    )
+    print(f"       {_daylight(args, *confirm)}")
+    print(f"       {_daylight(args, 'keys', 'grant-first', '--data-dir', data_dir, '--username', 'LEAD')}")
+    print("  3. Check the deployment (it must print no FAIL):")
+    print(f"       {_daylight(args, 'doctor', '--data-dir', data_dir)}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with open_deployment(args.data_dir, environment=Environment.DEVELOPMENT) as deployment:
+    with open_deployment(
+        args.data_dir, environment=Environment.DEVELOPMENT, creating=True, sign_checkpoint=False
+    ) as deployment:
+        settings = deployment.settings
         try:
-            organisation, accounts = create_demo(deployment.settings, deployment.database)
-        except OrganisationExists:
-            return _refuse_existing(args.data_dir)
+            organisation, accounts = create_demo(settings, deployment.database)
+        except OrganisationExists as exc:
+            return _refuse_existing(exc)
+        except SQLAlchemyError as exc:
+            _failed("demo", settings, exc)
+            return 1
+        except BaseException as exc:
+            _failed("demo", settings, exc)
+            raise
+        sign_what_the_command_recorded(deployment)
     print(f"Created a demo organisation in {args.data_dir}.")
+    print(f"Database: {shown_database(settings.sqlalchemy_url)}")
     print(f"Recovery key (demo only): {organisation.recovery_key}")
     print(f"Demo logins are in {args.data_dir / 'demo-credentials.json'}:")
     for account in accounts:
