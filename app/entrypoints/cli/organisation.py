@@ -5,15 +5,25 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import pyotp
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.entrypoints.cli.common import Commands, add_command, open_deployment, sign_what_the_command_recorded
+from app.entrypoints.cli.common import (
+    Commands,
+    Deployment,
+    add_command,
+    open_deployment,
+    sign_what_the_command_recorded,
+)
 from app.entrypoints.demo import create_demo, read_credentials
 from app.entrypoints.deployment import IDENTITY_FILE, shown_database, unreachable
 from app.entrypoints.organisation import OrganisationExists, init_organisation
 from app.kit.config import Environment, Settings
+
+CreatedT = TypeVar("CreatedT")
 
 
 def _refuse_existing(exc: OrganisationExists) -> int:
@@ -30,6 +40,23 @@ def _failed(command: str, settings: Settings, exc: BaseException) -> None:
     )
 
 
+def _create(command: str, deployment: Deployment, create: Callable[[], CreatedT]) -> CreatedT | int:
+    """What ``create`` made, signed into the audit log; or the exit code when it made nothing
+    (the organisation exists, or the database refused: both already reported)."""
+    try:
+        created = create()
+    except OrganisationExists as exc:
+        return _refuse_existing(exc)
+    except SQLAlchemyError as exc:
+        _failed(command, deployment.settings, exc)
+        return 1
+    except BaseException as exc:
+        _failed(command, deployment.settings, exc)
+        raise
+    sign_what_the_command_recorded(deployment)
+    return created
+
+
 def _daylight(args: argparse.Namespace, *words: str) -> str:
     """A command to run next, with the settings file this one was given."""
     env_file = ("--env-file", str(args.env_file)) if getattr(args, "env_file", None) else ()
@@ -40,17 +67,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     data_dir = str(args.data_dir)
     with open_deployment(args.data_dir, creating=True, sign_checkpoint=False) as deployment:
         settings = deployment.settings
-        try:
-            organisation = init_organisation(settings, deployment.database)
-        except OrganisationExists as exc:
-            return _refuse_existing(exc)
-        except SQLAlchemyError as exc:
-            _failed("init", settings, exc)
-            return 1
-        except BaseException as exc:
-            _failed("init", settings, exc)
-            raise
-        sign_what_the_command_recorded(deployment)
+        organisation = _create("init", deployment, lambda: init_organisation(settings, deployment.database))
+        if isinstance(organisation, int):
+            return organisation
     print(f"Created a Daylight organisation in {data_dir}.")
     print(f"Database: {shown_database(settings.sqlalchemy_url)}")
     print(f"Audit log origin: {settings.audit_log_origin}")
@@ -71,7 +90,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         "--data-dir",
         data_dir,
         "--fingerprint",
-        "XXXX XXXX XXXX XXXX XXXX",
+        "CODE",
     )
     print(f"       {_daylight(args, *confirm)}")
     print(f"       {_daylight(args, 'keys', 'grant-first', '--data-dir', data_dir, '--username', 'LEAD')}")
@@ -85,17 +104,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.data_dir, environment=Environment.DEVELOPMENT, creating=True, sign_checkpoint=False
     ) as deployment:
         settings = deployment.settings
-        try:
-            organisation, accounts = create_demo(settings, deployment.database)
-        except OrganisationExists as exc:
-            return _refuse_existing(exc)
-        except SQLAlchemyError as exc:
-            _failed("demo", settings, exc)
-            return 1
-        except BaseException as exc:
-            _failed("demo", settings, exc)
-            raise
-        sign_what_the_command_recorded(deployment)
+        demo = _create("demo", deployment, lambda: create_demo(settings, deployment.database))
+        if isinstance(demo, int):
+            return demo
+        organisation, accounts = demo
     print(f"Created a demo organisation in {args.data_dir}.")
     print(f"Database: {shown_database(settings.sqlalchemy_url)}")
     print(f"Recovery key (demo only): {organisation.recovery_key}")
