@@ -48,7 +48,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	@test -d $(DATA_DIR) || $(BIN)/daylight demo --data-dir $(DATA_DIR)
+	@test -d $(DATA_DIR) || $(BIN)/daylight demo --data-dir $(DATA_DIR) --reports 500
 	@echo
 	@echo "Demo logins: $(DATA_DIR)/demo-credentials.json"
 	@echo "Current one-time codes:  $(BIN)/daylight demo-code --data-dir $(DATA_DIR) [--username demo-caseworker]"
@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/audit_witness.py
 	$(BIN)/python bench/triage_queue.py
+	$(BIN)/python bench/desk_search.py
 	$(BIN)/python bench/key_rotation.py
 	$(BIN)/python bench/row_macs.py
 	$(BIN)/python bench/login_burst.py

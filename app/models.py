@@ -6,8 +6,9 @@ from app.cases.models import Case, CaseEvent, CaseMember, CaseNote, CaseTactic, 
 from app.custody.models import IntakeKey, IntakeKeyGrant
 from app.intake.models import Tip, TipAttachment, TipMessage
 from app.kit.blobs import BlobChunk
+from app.labels.models import CaseLabel, Label, TipLabel
 from app.stations.models import CaseStationLink, Station, StationSource, StationStatusChange
-from app.triage.models import TipEvent, TipNote, TipTag
+from app.triage.models import SavedView, TipEvent, TipNote, TipSearchTerm, TipTag
 
 __all__ = [
     "AccountLink",
@@ -17,6 +18,7 @@ __all__ = [
     "BlobChunk",
     "Case",
     "CaseEvent",
+    "CaseLabel",
     "CaseMember",
     "CaseNote",
     "CaseStationLink",
@@ -24,6 +26,8 @@ __all__ = [
     "CaseTip",
     "IntakeKey",
     "IntakeKeyGrant",
+    "Label",
+    "SavedView",
     "StaffAccount",
     "StaffSession",
     "Station",
@@ -32,7 +36,9 @@ __all__ = [
     "Tip",
     "TipAttachment",
     "TipEvent",
+    "TipLabel",
     "TipMessage",
     "TipNote",
+    "TipSearchTerm",
     "TipTag",
 ]

@@ -8,7 +8,9 @@ migrations' triggers, with realistic spreads: 5 % urgent, statuses mostly closed
 days, a third indexed with blind-index tags (two tactics and a country each), a third of the open
 tips assigned (about 300 to the caseworker who reads the queue, the rest to 40 others), one case
 per thousand tips, a tenth of them restricted to a lead (their tips hidden from the caseworker).
-Content columns hold random bytes: the queue never decrypts. Each figure is the median of
+Content columns hold random bytes: the pages are read as the API reads them, without
+summaries (the staff page decrypts 50; bench/desk_search.py seeds real content and times
+them). Each figure is the median of
 ``--rounds`` calls of ``triage.service.list_queue`` (the route's whole work: page, counts, audit
 event), one transaction per call, beside a ``SELECT 1`` transaction as the floor. Target: every
 row under 20 ms (issue 13). The load average is printed with each table: on a shared machine,

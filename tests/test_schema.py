@@ -32,6 +32,9 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("audit_nodes", "hash"),
         # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
         ("tip_tags", "tag"),
+        # Keyed search index: truncated HMACs of words under a key derived from the intake
+        # private key (app.triage.search).
+        ("tip_search_terms", "term"),
         # The same tags as keys of the queue counts (app.triage.models.TipQueueCount).
         ("tip_queue_counts", "first_tag"),
         ("tip_queue_counts", "second_tag"),

@@ -19,11 +19,13 @@ class Permission(StrEnum):
     READ_AUDIT_LOG = "read_audit_log"
     # Claim, question, propose verification, reject, note: on tips assigned to oneself.
     TRIAGE_TIPS = "triage_tips"
-    # Assign any tip to anyone, act on any tip, confirm another's verification.
+    # Assign any tip to anyone, act on any tip, confirm another's verification (and, under the
+    # default review policy, only this: app.auth.review_policy).
     LEAD_TRIAGE = "lead_triage"
     # Create cases from verified tips, and work on the cases one may see.
     WORK_CASES = "work_cases"
-    # Import and export the station registry; confirm a case's link to a station.
+    # Import and export the station registry. (Confirming a case's link to a station follows the
+    # review policy: app.auth.review_policy.)
     MANAGE_STATIONS = "manage_stations"
 
 

@@ -33,6 +33,13 @@ from app.auth.models import LinkPurpose, Role, StaffAccount, StaffPasskey
 from app.auth.password_keys import key_fingerprint
 from app.auth.permissions import Permission
 from app.auth.principal import Principal, account_actor
+from app.auth.review_policy import (
+    ReviewPolicy,
+    SecondPerson,
+    current_review_policy,
+    set_review_policy,
+    single_lead_warning,
+)
 from app.auth.routes_api import account_view
 from app.auth.schemas import CreateAccountRequest
 from app.kit.errors import AppError
@@ -692,3 +699,47 @@ async def login_policy_form(
         actor=admin.actor,
     )
     return see_other("/admin/login-policy")
+
+
+def _review_policy_page(
+    request: Request,
+    admin: Principal,
+    session: DbSession,
+    *,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    policy = current_review_policy(session)
+    return render_staff_page(
+        request,
+        "staff/review_policy.html",
+        principal=admin,
+        status_code=status_code,
+        error=error,
+        policy=policy.second_person.value,
+        warning=single_lead_warning(session, policy),
+    )
+
+
+@router.get("/admin/review-policy", response_class=HTMLResponse)
+def review_policy_page(request: Request, admin: AccountAdmin, session: DbSession) -> HTMLResponse:
+    return _review_policy_page(request, admin, session)
+
+
+@router.post("/admin/review-policy", response_class=HTMLResponse)
+async def review_policy_form(
+    request: Request, admin: AccountAdmin, session: DbSession, context: Context
+) -> Response:
+    fields = await read_form(request, context.settings, csrf_token=admin.csrf_token)
+
+    def save() -> Response:
+        try:
+            second_person = SecondPerson(fields.get("second_person", ""))
+        except ValueError:
+            return _review_policy_page(
+                request, admin, session, error="Choose who may confirm.", status_code=422
+            )
+        set_review_policy(session, ReviewPolicy(second_person), actor=admin.actor)
+        return see_other("/admin/review-policy")
+
+    return await run_in_threadpool(save)

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from app.auth.deps import CaseWorker, StationManager
+from app.auth.deps import CaseWorker
 from app.cases import reading, service
 from app.cases import station_links as links
 from app.cases.schemas import (
@@ -68,8 +68,9 @@ def propose_station_link(
 
 @router.post("/{case_id}/stations/{link_id}/confirm", status_code=204)
 def confirm_station_link(
-    case_id: uuid.UUID, link_id: uuid.UUID, principal: StationManager, session: DbSession
+    case_id: uuid.UUID, link_id: uuid.UUID, principal: CaseWorker, session: DbSession
 ) -> Response:
+    """Who may confirm is the organisation's review policy: the service decides (403/409)."""
     links.confirm_link(session, principal, case_id, link_id)
     return Response(status_code=204)
 

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import CaseWorker
 from app.auth.models import StaffAccount
-from app.auth.permissions import KEY_HOLDING_ROLES, Permission
+from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.principal import Principal
+from app.auth.review_policy import current_review_policy
 from app.cases import reading, service
 from app.cases import station_links as links
 from app.cases.models import CaseStatus
@@ -24,6 +25,8 @@ from app.crypto.errors import DecryptionError
 from app.custody.models import IntakeKeyGrant
 from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
 from app.kit.taxonomy import Tactic
+from app.labels import service as label_service
+from app.labels.models import CaseLabel
 from app.stations.models import Confidence, LinkRelation, Station
 from app.web.context import Context, DbSession
 from app.web.forms import StaleForm, read_form, read_form_values
@@ -142,6 +145,18 @@ def _case_page(
         )
     )
     members = set(case.members)
+    policy = current_review_policy(session)
+    try:
+        # The case was found by the scoped query above; its labels are read like its title.
+        case_labels = label_service.views_of(
+            session,
+            principal,
+            list(session.scalars(select(CaseLabel.label_id).where(CaseLabel.case_id == case.id))),
+        )
+        offered_labels = label_service.label_views(session, principal, include_retired=False)
+    except DecryptionError:
+        raise IntegrityFailure from None
+    attached = {label.id for label in case_labels}
     return render_staff_page(
         request,
         "staff/case.html",
@@ -156,7 +171,11 @@ def _case_page(
         stations=list(session.scalars(select(Station).order_by(Station.country, Station.city_key))),
         relations=[relation.value for relation in LinkRelation],
         confidences=[confidence.value for confidence in Confidence],
-        can_confirm_links=principal.can(Permission.MANAGE_STATIONS),
+        # A button only where confirm_link would accept this member (the same rule).
+        confirmable_links=links.links_confirmable_by(session, principal, case_id, policy),
+        second_person=policy.second_person_noun,
+        case_labels=case_labels,
+        offered_labels=[label for label in offered_labels if label.id not in attached],
     )
 
 

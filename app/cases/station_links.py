@@ -1,9 +1,10 @@
 """Cases linked to stations: proposing and confirming a link.
 
 A link (relation, confidence, evidence) is proposed by a member working on the
-case and confirmed by a different member who is a lead; only confirmed links
-count in the figures (app.reporting.figures). Evidence is content, sealed under
-the case's data key.
+case and confirmed by a different member whom the organisation's review policy
+allows (app.auth.review_policy: a lead, or any key holder); only confirmed
+links count in the figures (app.reporting.figures). Evidence is content, sealed
+under the case's data key.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
-from app.auth.permissions import Permission
 from app.auth.principal import Principal
+from app.auth.review_policy import (
+    ReviewPolicy,
+    may_confirm,
+    second_person_policy,
+)
 from app.cases import service as case_service
+from app.cases.models import Case
+from app.cases.repository import case_readable_by
 from app.cases.service import link_row_id
 from app.kit import clock
-from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.kit.errors import Conflict, InvalidInput, NotFound
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, LinkRelation, Station
 
 
@@ -83,9 +90,8 @@ def propose_link(
 
 
 def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, link_id: uuid.UUID) -> None:
-    if not principal.can(Permission.MANAGE_STATIONS):
-        raise Forbidden("Only a lead confirms a link to a station.")
     case, _ = case_service.load_case(session, principal, case_id, for_update=True)
+    policy = second_person_policy(session, principal, "a link to a station")
     # Locked and read again: two leads confirming at once are decided one after the other.
     link = session.scalars(
         select(CaseStationLink)
@@ -97,7 +103,7 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         raise NotFound
     if link.confirmed_on is not None:
         raise Conflict("This link is already confirmed.")
-    if link.proposed_by_id == principal.account_id:
+    if not may_confirm(policy, principal, link.proposed_by_id):
         raise SameMemberConfirms
     link.confirmed_by_id, link.confirmed_on = principal.account_id, clock.today()
     session.flush()
@@ -108,4 +114,21 @@ def confirm_link(session: Session, principal: Principal, case_id: uuid.UUID, lin
         object_type="case",
         object_id=case.id,
         details={"station": str(link.station_id), "relation": link.relation.value},
+    )
+
+
+def links_confirmable_by(
+    session: Session, principal: Principal, case_id: uuid.UUID, policy: ReviewPolicy
+) -> frozenset[uuid.UUID]:
+    """The unconfirmed links of a case the caller may read that ``confirm_link`` would let the
+    caller confirm: the case page offers a confirm button for exactly these."""
+    readable = case_readable_by(principal, case_id).with_only_columns(Case.id)
+    return frozenset(
+        link_id
+        for link_id, proposer_id in session.execute(
+            select(CaseStationLink.id, CaseStationLink.proposed_by_id).where(
+                CaseStationLink.case_id.in_(readable), CaseStationLink.confirmed_on.is_(None)
+            )
+        )
+        if may_confirm(policy, principal, proposer_id)
     )

@@ -87,3 +87,35 @@ class StreamColumn(Contract):
         self, source: streaming.ReadableBytes, key: bytes, *, row_id: RowId, key_version: int = 1
     ) -> Iterator[bytes]:
         return streaming.decrypt_chunks(source, key, self.context(row_id, key_version))
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A row whose one content field is under its own data key, that key sealed to the intake key
+    (labels, saved views): the two contracts and the way the pair is written and read."""
+
+    data_key: SealedColumn
+    content: EnvelopeColumn
+
+    def seal(
+        self, intake_public: sealing.PublicKey, version: int, row_id: RowId, plaintext: bytes
+    ) -> tuple[bytes, bytes]:
+        """(sealed data key, ciphertext) of a new row under intake key ``version``."""
+        key = envelope.new_data_key()
+        return (
+            self.data_key.seal(intake_public, key, row_id=row_id, key_version=version),
+            self.content.seal(key, plaintext, row_id=row_id, key_version=version),
+        )
+
+    def open(
+        self,
+        intake_private: sealing.PrivateKey,
+        sealed_key: bytes,
+        ciphertext: bytes,
+        *,
+        row_id: RowId,
+        intake_version: int,
+        content_version: int,
+    ) -> bytes:
+        key = self.data_key.open(intake_private, sealed_key, row_id=row_id, key_version=intake_version)
+        return self.content.open(key, ciphertext, row_id=row_id, key_version=content_version)

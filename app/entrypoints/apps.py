@@ -44,6 +44,10 @@ from app.reporting.routes_web import router as reporting_web_router
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
 from app.triage.routes_api import router as triage_router
+from app.triage.routes_desk import api_router as triage_desk_api_router
+from app.triage.routes_desk import router as triage_desk_router
+from app.triage.routes_labels import api_router as labels_router
+from app.triage.routes_labels import router as labels_web_router
 from app.triage.routes_web import router as triage_web_router
 from app.web.app_factory import build_app
 from app.web.context import AppContext
@@ -140,11 +144,16 @@ def create_staff_app(
     app.include_router(confirmation_router)
     app.include_router(links_router)
     app.include_router(key_grants_router)
+    app.include_router(triage_desk_api_router)
     app.include_router(triage_router)
     app.include_router(cases_router)
     app.include_router(stations_router)
+    app.include_router(labels_router)
     app.include_router(auth_web_router)
     app.include_router(key_grants_web_router)
+    # Before the tip and case pages: their /{action} routes would otherwise answer /labels.
+    app.include_router(labels_web_router)
+    app.include_router(triage_desk_router)
     app.include_router(triage_web_router)
     app.include_router(cases_web_router)
     app.include_router(stations_web_router)

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.auth.credentials import create_account
 from app.auth.models import Role
 from app.auth.permissions import KEY_HOLDING_ROLES
 from app.auth.second_factor import new_totp_secret
+from app.entrypoints.demo_reports import generated_reports
 from app.entrypoints.organisation import NewOrganisation, organisation_created
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, Tip
 from app.intake.schemas import TipSubmission
 from app.keys.grants import grant_intake_key
+from app.kit.clock import today
 from app.kit.config import Environment, Settings
 from app.kit.db import Database
-from app.kit.server_secrets import load_server_secrets
+from app.kit.server_secrets import ServerSecrets, load_server_secrets
 from app.kit.taxonomy import Tactic
 from app.stations import registry
+from app.stations.models import Station
 
 CREDENTIALS_FILE = "demo-credentials.json"
 SEED_FILE = Path(__file__).resolve().parents[1] / "stations" / "seed" / "stations-seed.csv"
@@ -53,6 +61,10 @@ DEMO_TIPS = (
         urgent=False,
     ),
 )
+# `daylight demo --reports N`: the hand-written tips alone by default, at most this many in all.
+MAX_DEMO_REPORTS = 5000
+# Generated reports arrived over this many days up to today.
+DEMO_REPORT_DAYS = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +75,24 @@ class DemoAccount:
     totp_secret: str
 
 
-def create_demo(settings: Settings, database: Database) -> tuple[NewOrganisation, list[DemoAccount]]:
+def create_demo(
+    settings: Settings, database: Database, *, reports: int = len(DEMO_TIPS)
+) -> tuple[NewOrganisation, list[DemoAccount]]:
     """Made in init's transaction (app.entrypoints.organisation): a demo that fails part-way
-    leaves nothing behind either."""
+    leaves nothing behind either. ``reports`` tips in all: DEMO_TIPS, then generated ones."""
+    if not len(DEMO_TIPS) <= reports <= MAX_DEMO_REPORTS:
+        raise ValueError(f"a demo holds {len(DEMO_TIPS)} to {MAX_DEMO_REPORTS} reports")
     with organisation_created(settings, database, environment=Environment.DEVELOPMENT) as (
         organisation,
         inside,
     ):
-        accounts = _demo_content(settings, inside, organisation)
+        accounts = _demo_content(settings, inside, organisation, reports)
     return organisation, accounts
 
 
-def _demo_content(settings: Settings, database: Database, organisation: NewOrganisation) -> list[DemoAccount]:
+def _demo_content(
+    settings: Settings, database: Database, organisation: NewOrganisation, reports: int
+) -> list[DemoAccount]:
     server_secrets = load_server_secrets(settings.secrets_dir)
     accounts: list[DemoAccount] = []
     with database.transaction() as session:
@@ -110,6 +128,7 @@ def _demo_content(settings: Settings, database: Database, organisation: NewOrgan
             intake_service.finish_tip(session, drafts[-1], submission)
         # The public seed of the station registry (app/stations/seed/).
         registry.apply(session, registry.parse(SEED_FILE.read_bytes(), "csv"), audit.SYSTEM)
+        _generated_tips(session, server_secrets, reports - len(DEMO_TIPS))
         first_tip = session.get_one(Tip, drafts[0].id)
         intake_service.add_message(
             session,
@@ -120,6 +139,26 @@ def _demo_content(settings: Settings, database: Database, organisation: NewOrgan
         )
     write_credentials(settings.data_dir / CREDENTIALS_FILE, accounts)
     return accounts
+
+
+def _generated_tips(session: Session, server_secrets: ServerSecrets, count: int) -> None:
+    """``count`` generated reports (app.entrypoints.demo_reports), received over the last
+    DEMO_REPORT_DAYS days: a queue with a past, not one day's worth."""
+    if count <= 0:
+        return
+    stations = {(station.country, station.city): station.id for station in session.scalars(select(Station))}
+    day = today()
+    arrivals = random.Random(count)  # noqa: S311 - demo data, reproducible on purpose
+    for submission in generated_reports(count, stations=stations, on=day):
+        draft = intake_service.start_tip(session, server_secrets)
+        intake_service.finish_tip(session, draft, submission)
+        tip = session.get_one(Tip, draft.id)
+        # Tips are kept by the day only; the latest activity is never before arrival nor after today.
+        tip.received_on = day - dt.timedelta(days=arrivals.randint(0, DEMO_REPORT_DAYS))
+        quiet = arrivals.random() < 0.7
+        since = (day - tip.received_on).days
+        tip.last_activity_on = tip.received_on + dt.timedelta(days=0 if quiet else arrivals.randint(0, since))
+    session.flush()
 
 
 def write_credentials(path: Path, accounts: list[DemoAccount]) -> None:

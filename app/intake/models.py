@@ -112,6 +112,9 @@ class Tip(Base):
     # Filter tags (TipTag) were written by a key holder; until then the tip's tactics and
     # country are known to nobody but whoever decrypts it.
     indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The search index (TipSearchTerm) holds the tip's text as it is now: cleared when a message
+    # or note is added, written again by the next key holder's queue or search (app.triage.indexing).
+    search_indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # HMAC-SHA256 of the receipt under a pepper kept outside the database.
     receipt_lookup_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
@@ -133,6 +136,18 @@ class Tip(Base):
         # Urgent *descending* in the index itself: one index scan serves ORDER BY ... LIMIT.
         Index("ix_tips_queue_order", text("urgent DESC"), "received_on", "id"),
         Index("ix_tips_status_queue_order", "status", text("urgent DESC"), "received_on", "id"),
+        # The member's other orders (oldest, newest, latest activity): one backward or forward
+        # index scan for a page instead of sorting every tip (bench/desk_search.py).
+        Index("ix_tips_received_order", "received_on", "id"),
+        Index("ix_tips_activity_order", "last_activity_on", "id"),
+        # The few tips waiting for a key holder's indexing (app.triage.indexing): every queue
+        # page asks, and must not read every tip to find none.
+        Index(
+            "ix_tips_awaiting_index",
+            "id",
+            postgresql_where=text("search_indexed = false"),
+            sqlite_where=text("search_indexed = 0"),
+        ),
     )
 
 

@@ -378,6 +378,8 @@ def add_message(
     )
     seal_message_row(server_secrets.key_integrity_key, message)
     session.add(message)
+    # The tip's search terms no longer cover its text: the next key holder's queue writes them again.
+    tip.search_indexed = False
     if author is MessageAuthor.SUBMITTER:
         _note_submitter_activity(tip)
     else:

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     # crypto-shredded by `daylight purge` this many days after their last activity.
     retention_rejected_days: int = Field(default=90, ge=1)
     retention_stale_new_days: int = Field(default=365, ge=1)
+    # The queue's age badges (days): a report still new or unanswered this long is marked "ageing",
+    # then "overdue"; a submitter's message unread this long is marked the same way.
+    queue_age_warning_days: int = Field(default=3, ge=1)
+    queue_age_overdue_days: int = Field(default=7, ge=1)
+    submitter_message_warning_days: int = Field(default=1, ge=1)
+    submitter_message_overdue_days: int = Field(default=3, ge=1)
     # Figures derived from cases that leave the system (statistics export, printable report)
     # withhold any count below this, to protect small communities.
     statistics_min_count: int = Field(default=3, ge=1)

@@ -12,9 +12,11 @@ import csv
 import io
 import re
 import uuid
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 from sqlalchemy import select
 
 from app.audit_log import events as audit
@@ -29,6 +31,17 @@ from app.web.context import Context, DbSession
 from app.web.pages import render_staff_page
 
 router = APIRouter()
+
+
+@dataclass(frozen=True, slots=True)
+class ChartSection:
+    """One chart of the statistics page: its heading, the chart, and its figures as a table."""
+
+    key: str  # in element ids
+    heading: str
+    category: str  # the table's first column
+    svg: Markup
+    bars: list[charts.Bar]
 
 
 @router.get("/stations", response_class=HTMLResponse)
@@ -132,21 +145,26 @@ def statistics_page(
         ]
 
     suppressed_label = f"fewer than {threshold}"
+
+    def section(key: str, heading: str, category: str, pairs: list[tuple[str, int]]) -> ChartSection:
+        shown = bars(pairs)
+        render = charts.render_month_chart if key == "month" else charts.render_bar_chart
+        return ChartSection(
+            key, heading, category, render(shown, title=heading, suppressed_label=suppressed_label), shown
+        )
+
+    sections = [
+        section("tactic", "Cases by tactic", "Tactic", statistics.by_tactic),
+        section("country", "Cases by host country", "Host country", statistics.by_country),
+        section("month", "Cases opened by month", "Month", statistics.by_month),
+    ]
     return render_staff_page(
         request,
         "staff/statistics.html",
         principal=principal,
         printable=printable,
         threshold=threshold,
-        by_tactic=charts.render_bar_chart(
-            bars(statistics.by_tactic), title="Cases by tactic", suppressed_label=suppressed_label
-        ),
-        by_country=charts.render_bar_chart(
-            bars(statistics.by_country), title="Cases by host country", suppressed_label=suppressed_label
-        ),
-        by_month=charts.render_month_chart(
-            bars(statistics.by_month), title="Cases opened by month", suppressed_label=suppressed_label
-        ),
+        sections=sections,
     )
 
 

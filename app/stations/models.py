@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn
 from app.kit.db import Base, enum_column_type
+from app.web.staff_words import country_words
 
 # Evidence for a case's link to a station is content: under the case's data key.
 LINK_EVIDENCE = EnvelopeColumn("case_station_links", "evidence_encrypted")
@@ -59,6 +60,11 @@ class Station(Base):
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
     notes: Mapped[str] = mapped_column(Text, default="")
+
+    @property
+    def described(self) -> str:
+        """How staff pages name a station: city, country and the bureau that runs it."""
+        return f"{self.city}, {country_words(self.country)} ({self.operating_bureau})"
 
     sources: Mapped[list[StationSource]] = relationship(
         back_populates="station", cascade="all, delete-orphan", order_by="StationSource.position"

@@ -8,7 +8,8 @@ import uuid
 from sqlalchemy import Boolean, Date, ForeignKey, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.crypto.contracts import EnvelopeColumn
+from app.crypto.contracts import EnvelopeColumn, SealedColumn, SealedRecord
+from app.crypto.sealed_keys import SealedDataKeys
 from app.kit.db import Base
 
 # Notes are content: encrypted under the tip's data key, bound to the tip and the note.
@@ -110,3 +111,50 @@ class TipQueueCountChange(Base):
     urgent: Mapped[bool] = mapped_column(Boolean)
     assignee_key: Mapped[uuid.UUID] = mapped_column(Uuid)
     change: Mapped[int] = mapped_column(Integer)
+
+
+class TipSearchTerm(Base):
+    """One word of a tip's text in the keyed search index: HMAC(search key, word), truncated.
+
+    The search key is derived from the intake private key (app.triage.search), so, like the
+    filter tags, only a key holder can compute the term of a word to look for it. A database
+    copy shows which tips share a word and how many distinct words each has (SECURITY.md), not
+    which words. Presence only: no position and no count, so a copy shows no word order either.
+    """
+
+    __tablename__ = "tip_search_terms"
+
+    term: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    tip_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+SAVED_VIEW_DATA_KEY = SealedColumn("saved_views", "sealed_data_key")
+SAVED_VIEW_FILTERS = EnvelopeColumn("saved_views", "filters_encrypted")
+SAVED_VIEW_RECORD = SealedRecord(SAVED_VIEW_DATA_KEY, SAVED_VIEW_FILTERS)
+
+
+class SavedView(Base):
+    """A member's named queue filter ("urgent, unassigned, Uyghur").
+
+    Name and filters are sealed to the intake key like content: a filter on a language or a
+    tactic says what the organisation is looking for, which a database copy should not show.
+    """
+
+    __tablename__ = "saved_views"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff_accounts.id", ondelete="CASCADE"), index=True
+    )
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
+    content_key_version: Mapped[int] = mapped_column(Integer)
+    sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    filters_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+SAVED_VIEW_SEALED_KEYS = SealedDataKeys(
+    "saved views", SavedView, SAVED_VIEW_DATA_KEY, row_id=lambda view: str(view.id), lock_order=60
+)

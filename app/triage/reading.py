@@ -37,6 +37,7 @@ from app.intake.models import (
     message_row_id,
 )
 from app.kit.errors import NotFound
+from app.stations.models import Station
 from app.triage import tags
 from app.triage.models import (
     NOTE_BODY,
@@ -54,6 +55,7 @@ from app.triage.schemas import (
     TipEventView,
 )
 from app.triage.service import queue_item
+from app.web import staff_words
 
 logger = logging.getLogger("daylight.triage")
 
@@ -206,7 +208,7 @@ def duplicate_candidates(
     session: Session, principal: Principal, tip_id: uuid.UUID
 ) -> list[DuplicateCandidate]:
     """Tips that may report the same events: same station or city, an overlapping tactic, received
-    within 90 days. Matched on blind-index tags, so only opened (indexed) tips take part.
+    within 90 days. Matched on blind-index tags (every tip the queue has indexed).
     Suggestions only: nothing is ever merged."""
     tip, data_key = open_tip(session, principal, tip_id)
     audit.record(session, principal.actor, "tip.duplicates", object_type="tip", object_id=tip.id)
@@ -223,9 +225,10 @@ def duplicate_candidates(
     by_tag: dict[bytes, str] = {}
     for kind, value in places + tactics:
         for tag_value in tags.tags_for(principal, kind, [value]):
-            by_tag[tag_value] = f"{kind}: {value}"
-    place_tags = [t for t, label in by_tag.items() if not label.startswith("tactic")]
-    tactic_tags = [t for t, label in by_tag.items() if label.startswith("tactic")]
+            by_tag[tag_value] = _shared_words(session, kind, value)
+    tactic_words = {_shared_words(session, kind, value) for kind, value in tactics}
+    place_tags = [t for t, label in by_tag.items() if label not in tactic_words]
+    tactic_tags = [t for t, label in by_tag.items() if label in tactic_words]
     candidates = list(
         session.scalars(
             tips_readable_by(principal)
@@ -259,6 +262,16 @@ def duplicate_candidates(
         )
         for candidate in candidates
     ]
+
+
+def _shared_words(session: Session, kind: str, value: str) -> str:
+    """What two reports share, as the member reads it: never a code or a station's id."""
+    if kind == "tactic":
+        return f"tactic: {staff_words.tactic_words(value)}"
+    if kind == "station":
+        station = session.get(Station, uuid.UUID(value))
+        return f"station: {station.described if station else 'a station no longer listed'}"
+    return f"{kind}: {value}"
 
 
 class ForgedRow(NotFound):

@@ -40,9 +40,15 @@ ContentReader = CurrentStaff
 
 @router.get("", response_model=QueuePage)
 def list_tips(
-    principal: QueueReader, session: DbSession, filters: Annotated[QueueFilters, Query()]
+    principal: QueueReader, session: DbSession, context: Context, filters: Annotated[QueueFilters, Query()]
 ) -> QueuePage:
-    return service.list_queue(session, principal, filters)
+    """The queue, filtered or searched (`q`) over every report the caller may see, opened or not."""
+    try:
+        return service.list_queue(
+            session, principal, filters, integrity_key=context.secrets.key_integrity_key
+        )
+    except DecryptionError:
+        raise IntegrityFailure from None
 
 
 @router.get("/{tip_id}", response_model=TipDetail)
@@ -148,7 +154,8 @@ def propose_verification(tip_id: uuid.UUID, principal: Triager, session: DbSessi
 
 
 @router.post("/{tip_id}/verification/confirm", response_model=QueueItem)
-def confirm_verification(tip_id: uuid.UUID, principal: Lead, session: DbSession) -> QueueItem:
+def confirm_verification(tip_id: uuid.UUID, principal: Triager, session: DbSession) -> QueueItem:
+    """Who may confirm is the organisation's review policy: the service decides (403/409)."""
     return service.queue_item_of(session, workflow.confirm_verification(session, principal, tip_id))
 
 

@@ -6,24 +6,24 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.deps import CurrentStaff, QueueReader, Triager
+from app.auth.deps import CurrentStaff, Triager
 from app.auth.models import StaffAccount
 from app.auth.permissions import KEY_HOLDING_ROLES, Permission
 from app.auth.principal import Principal
+from app.auth.review_policy import current_review_policy, may_confirm
 from app.crypto.errors import DecryptionError
 from app.custody.models import IntakeKeyGrant
-from app.intake.models import RejectionReason, Tip, TipStatus
+from app.intake.models import RejectionReason, Tip
 from app.kit.errors import AppError, IntegrityFailure, InvalidInput, NotFound
-from app.kit.taxonomy import Tactic
-from app.triage import reading, service, workflow
-from app.triage.schemas import QueueFilters
+from app.labels import service as label_service
+from app.stations.models import Station
+from app.triage import labelling, reading, workflow
 from app.web.context import Context, DbSession
-from app.web.forms import read_form
+from app.web.forms import read_form, uuid_field
 from app.web.pages import render_staff_page
 
 router = APIRouter()
@@ -32,33 +32,14 @@ TIP_ACTIONS = ("claim", "release", "assign", "message", "propose", "confirm", "r
 NOTE_AND_MESSAGE_MAX = 20_000
 
 
-def _filters_from(request: Request) -> tuple[QueueFilters, str | None]:
-    """The queue's filters from the page's GET form: empty fields mean "any"."""
-    given = {name: value for name, value in request.query_params.items() if value != ""}
+def _station_name(session: Session, station_id: uuid.UUID | str | None) -> str | None:
+    if not station_id:
+        return None
     try:
-        return QueueFilters.model_validate(given), None
-    except ValidationError:
-        return QueueFilters(), "Those filters were not understood; showing the whole queue."
-
-
-@router.get("/tips", response_class=HTMLResponse)
-def queue_page(request: Request, principal: QueueReader, session: DbSession) -> HTMLResponse:
-    filters, error = _filters_from(request)
-    page = service.list_queue(session, principal, filters)
-    base = {name: value for name, value in request.query_params.items() if value != "" and name != "cursor"}
-    return render_staff_page(
-        request,
-        "staff/queue.html",
-        principal=principal,
-        page=page,
-        filters=filters,
-        query=base,
-        statuses=[status.value for status in TipStatus],
-        tactics=[tactic.value for tactic in Tactic],
-        holds_key=bool(principal.keys.intake),
-        error=error,
-        status_code=422 if error else 200,
-    )
+        station = session.get(Station, uuid.UUID(str(station_id)))
+    except ValueError:
+        return None
+    return station.described if station else None
 
 
 def _assignable(session: Session, version: int) -> list[StaffAccount]:
@@ -93,19 +74,38 @@ def _tip_page(
     except DecryptionError:
         raise IntegrityFailure from None
     # The row read_tip loaded (no second unwrap of its data key).
-    version = session.get_one(Tip, tip_id).intake_key_version
+    row = session.get_one(Tip, tip_id)
+    version = row.intake_key_version
+    policy = current_review_policy(session)
+    try:
+        tip_labels = labelling.labels_by_tip(session, principal, [tip_id]).get(tip_id, [])
+        offered_labels = (
+            label_service.label_views(session, principal, include_retired=False)
+            if principal.can(Permission.TRIAGE_TIPS)
+            else []
+        )
+    except DecryptionError:
+        raise IntegrityFailure from None
+    attached = {label.id for label in tip_labels}
     return render_staff_page(
         request,
         "staff/tip.html",
         principal=principal,
         tip=tip,
+        station_name=_station_name(session, tip.station_id),
         duplicates=duplicates,
         error=error,
         status_code=status_code,
         is_lead=principal.can(Permission.LEAD_TRIAGE),
         can_triage=principal.can(Permission.TRIAGE_TIPS),
+        # The button only where confirm_verification would accept this member (the same rule).
+        can_confirm=row.verification_proposed_by_id is not None
+        and may_confirm(policy, principal, row.verification_proposed_by_id),
+        second_person=policy.second_person_noun,
         assignable=_assignable(session, version) if principal.can(Permission.LEAD_TRIAGE) else [],
         reasons=[reason.value for reason in RejectionReason],
+        tip_labels=tip_labels,
+        offered_labels=[label for label in offered_labels if label.id not in attached],
     )
 
 
@@ -114,16 +114,6 @@ def tip_page(
     tip_id: uuid.UUID, request: Request, principal: CurrentStaff, session: DbSession
 ) -> HTMLResponse:
     return _tip_page(request, principal, session, tip_id)
-
-
-def _uuid_field(fields: dict[str, str], name: str) -> uuid.UUID | None:
-    value = fields.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(f"The {name.replace('_', ' ')} is not valid.") from None
 
 
 def _text_field(fields: dict[str, str], name: str, what: str) -> str:
@@ -146,7 +136,7 @@ def _run_tip_action(
     elif action == "release":
         workflow.release(session, principal, tip_id)
     elif action == "assign":
-        assignee = _uuid_field(fields, "assignee_id")
+        assignee = uuid_field(fields.get("assignee_id"), "assignee")
         if assignee is None:
             raise InvalidInput("Choose whom to assign the report to.")
         workflow.assign(session, principal, tip_id, assignee)
@@ -168,7 +158,9 @@ def _run_tip_action(
             reason = RejectionReason(fields.get("reason", ""))
         except ValueError:
             raise InvalidInput("Choose a reason for rejecting the report.") from None
-        workflow.reject(session, principal, tip_id, reason, _uuid_field(fields, "duplicate_of"))
+        workflow.reject(
+            session, principal, tip_id, reason, uuid_field(fields.get("duplicate_of"), "duplicate of")
+        )
     elif action == "note":
         _, data_key = reading.open_tip(session, principal, tip_id)
         workflow.add_note(session, principal, tip_id, _text_field(fields, "body", "note"), data_key)

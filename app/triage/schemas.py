@@ -2,16 +2,29 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.intake.models import RejectionReason, TipStatus
-from app.kit.taxonomy import Tactic
+from app.kit.taxonomy import Language, Tactic
+
+
+class QueueSummary(BaseModel):
+    """What a key holder's queue shows of a report's content, decrypted for the page only."""
+
+    language: str
+    tactics: list[str]
+    host_country: str | None
+    host_city: str | None
+    station_id: uuid.UUID | None
+    excerpt: str
 
 
 class QueueItem(BaseModel):
-    """Queue metadata: workflow state only, never content."""
+    """Queue metadata (workflow state), and for a key holder the report's summary."""
 
     id: uuid.UUID
     ref: str
@@ -25,6 +38,9 @@ class QueueItem(BaseModel):
     verification_proposed: bool
     submitter_activity: bool
     rejection_reason: str | None
+    # The newest message from the submitter, by day (None: they have written none since the report).
+    submitter_wrote_on: dt.date | None = None
+    summary: QueueSummary | None = None
 
 
 class QueuePage(BaseModel):
@@ -33,10 +49,23 @@ class QueuePage(BaseModel):
     next_cursor: str | None
     # Tips per status among those the caller may see, filters other than status applied.
     counts: dict[str, int]
+    # Reports the caller can read still waiting for the keyed indexes after this page's batch:
+    # filters and search do not find them yet.
+    unindexed: int = 0
+    # With a search: how many reports matched (the page shows the best ranked of them).
+    matches: int | None = None
+
+
+class QueueSort(StrEnum):
+    URGENCY = "urgency"  # urgent first, then oldest
+    OLDEST = "oldest"
+    NEWEST = "newest"
+    ACTIVITY = "activity"  # most recent activity first
 
 
 class QueueFilters(BaseModel):
-    """What the queue may be narrowed by. Tactic and country go through the keyed blind index."""
+    """What the queue may be narrowed by. Language, tactic, country and station go through the
+    keyed blind index, a search through the keyed search index."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,8 +76,23 @@ class QueueFilters(BaseModel):
     urgent: bool | None = None
     tactic: Tactic | None = None
     country: Annotated[str, StringConstraints(min_length=2, max_length=2, to_upper=True)] | None = None
+    language: Language | None = None
+    station: uuid.UUID | None = None
+    label: uuid.UUID | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    sort: QueueSort = QueueSort.URGENCY
+    # Each report's summary (language, tactics, place, an excerpt) for a key holder. The API
+    # answers without content unless asked (DESIGN 8: the queue is metadata); the page asks.
+    summaries: bool = False
     cursor: Annotated[str, StringConstraints(max_length=200)] | None = None
     limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+def filters_from_query(query: Mapping[str, str]) -> QueueFilters:
+    """The filters a query string gives (ValidationError for one not understood): empty fields
+    mean "any", and `view` (which saved view the page came from) chooses no report."""
+    chosen = {name: value for name, value in query.items() if value != "" and name != "view"}
+    return QueueFilters.model_validate(chosen)
 
 
 class TipEventView(BaseModel):

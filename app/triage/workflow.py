@@ -4,8 +4,10 @@
 
 Every rule is enforced here, not in the routes: a caseworker acts only on a
 tip assigned to them, a lead on any; verification proposed by one member is
-confirmed by a different lead. Each change writes a TipEvent (actor, day) and
-an audit event in the same transaction. Illegal moves are a 409 that says why.
+confirmed by a second person the organisation's review policy allows
+(app.auth.review_policy: a different lead, or any other key holder). Each
+change writes a TipEvent (actor, day) and an audit event in the same
+transaction. Illegal moves are a 409 that says why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.audit_log import events as audit
 from app.auth.permissions import Permission
 from app.auth.principal import Principal
+from app.auth.review_policy import may_confirm, second_person_policy
 from app.cases.repository import tip_readable_by
 from app.intake import service as intake_service
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
@@ -42,7 +45,7 @@ class AssignedElsewhere(Conflict):
 
 class SameMemberConfirms(Conflict):
     code = "two_person_rule"
-    public_message = "Verification must be confirmed by a different lead than the one who proposed it."
+    public_message = "Verification must be confirmed by a different member than the one who proposed it."
 
 
 def load_for_update(session: Session, principal: Principal, tip_id: uuid.UUID) -> Tip:
@@ -184,21 +187,21 @@ def propose_verification(session: Session, principal: Principal, tip_id: uuid.UU
     _require_hands_on(principal, tip)
     _require_status(tip, frozenset({TipStatus.IN_REVIEW}), "proposed for verification")
     if tip.verification_proposed_by_id is not None:
-        raise IllegalTransition("Verification of this report is already proposed and awaits a lead.")
+        raise IllegalTransition("Verification of this report is already proposed and awaits confirmation.")
     tip.verification_proposed_by_id = principal.account_id
     record_step(session, principal, tip, "verify_propose", from_status=tip.status)
     return tip
 
 
 def confirm_verification(session: Session, principal: Principal, tip_id: uuid.UUID) -> Tip:
-    """The second person of the two-person rule: a lead other than the proposer."""
-    if not principal.can(Permission.LEAD_TRIAGE):
-        raise Forbidden("Only a lead confirms a verification.")
+    """The second person of the two-person rule: a member other than the proposer whom the
+    review policy allows (a lead; or, under ``key_holder``, any key holder)."""
     tip = load_for_update(session, principal, tip_id)
+    policy = second_person_policy(session, principal, "a verification")
     _require_status(tip, frozenset({TipStatus.IN_REVIEW}), "verified")
     if tip.verification_proposed_by_id is None:
         raise IllegalTransition("Nobody has proposed this report for verification yet.")
-    if tip.verification_proposed_by_id == principal.account_id:
+    if not may_confirm(policy, principal, tip.verification_proposed_by_id):
         raise SameMemberConfirms
     previous = _move(tip, TipStatus.VERIFIED)
     record_step(session, principal, tip, "verify_confirm", from_status=previous)
@@ -253,6 +256,7 @@ def add_note(
         ),
     )
     session.add(note)
+    tip.search_indexed = False  # its words enter the search index at the next key holder's queue
     record_step(session, principal, tip, "note")
     session.flush()
     return note

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from urllib.parse import parse_qs
 
 from fastapi import Request
 
 from app.kit.config import Settings
-from app.kit.errors import Forbidden, UnsupportedMediaType
+from app.kit.errors import Forbidden, InvalidInput, UnsupportedMediaType
 from app.web.cross_origin import from_elsewhere
 from app.web.i18n import N_
 from app.web.request_body import MalformedBody, media_type, read_bounded_body
@@ -57,9 +58,29 @@ async def read_form_values(request: Request, settings: Settings) -> dict[str, li
 async def read_form(request: Request, settings: Settings, *, csrf_token: str | None = None) -> dict[str, str]:
     """The posted fields (first value of each). Refuses other sites' posts and, when
     ``csrf_token`` is given, a form that does not carry it."""
-    fields = {name: values[0] for name, values in (await read_form_values(request, settings)).items()}
+    values = await read_form_lists(request, settings, csrf_token=csrf_token)
+    return {name: posted[0] for name, posted in values.items()}
+
+
+async def read_form_lists(
+    request: Request, settings: Settings, *, csrf_token: str | None = None
+) -> dict[str, list[str]]:
+    """Every posted value of every field (a column of ticked boxes), refused as `read_form` refuses."""
+    values = await read_form_values(request, settings)
     if csrf_token is not None and not hmac.compare_digest(
-        fields.get("csrf_token", "").encode(), csrf_token.encode()
+        (values.get("csrf_token") or [""])[0].encode(), csrf_token.encode()
     ):
         raise StaleForm
-    return fields
+    return values
+
+
+def uuid_field(value: str | None, what: str) -> uuid.UUID | None:
+    """An optional id chosen in a form (a select's value): None when empty, a 422 naming the
+    field when it is not an id, never a 500."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"The {what} is not valid.") from None

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from app.kit.security_headers import SCRIPT_NONCE_STATE
 from app.kit.taxonomy import Language
 from app.web.i18n import translations
+from app.web.staff_words import STAFF_FILTERS
 from app.web.visible_text import visible_html, visible_text
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -50,6 +51,7 @@ def _environment(language: Language) -> Environment:
     # attribute, an <option> or the <title> (app/web/visible_text.py).
     environment.filters["visible"] = visible_html
     environment.filters["visible_plain"] = visible_text
+    environment.filters.update(STAFF_FILTERS)
     return environment
 
 
@@ -92,12 +94,14 @@ class NavItem:
 STAFF_NAVIGATION = (
     NavItem("queue", "Queue", "/tips", "view_queue"),
     NavItem("cases", "Cases", "/cases", "work_cases"),
+    NavItem("labels", "Labels", "/labels", "view_queue"),
     NavItem("stations", "Stations", "/stations", "work_cases"),
     NavItem("statistics", "Statistics", "/statistics", "work_cases"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
     NavItem("witnesses", "Witnesses", "/admin/witnesses", "manage_accounts"),
     NavItem("login_policy", "Second factor", "/admin/login-policy", "manage_accounts"),
+    NavItem("review_policy", "Two-person rule", "/admin/review-policy", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),
     NavItem("account", "My account", "/account", None),
 )

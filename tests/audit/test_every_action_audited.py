@@ -70,6 +70,18 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/cases"): "case.create",
     ("GET", "/cases/{case_id}"): "case.read",
     ("POST", "/cases/{case_id}/{action}"): "case.note",
+    ("POST", "/api/v1/labels"): "label.create",
+    ("POST", "/labels"): "label.create",
+    ("GET", "/api/v1/labels"): "labels.list",
+    ("GET", "/labels"): "labels.list",
+    ("POST", "/api/v1/tips/{tip_id}/labels"): "tip.label",
+    ("DELETE", "/api/v1/tips/{tip_id}/labels/{label_id}"): "tip.unlabel",
+    ("POST", "/tips/{tip_id}/labels"): "tip.label",
+    ("POST", "/api/v1/cases/{case_id}/labels"): "case.label",
+    ("DELETE", "/api/v1/cases/{case_id}/labels/{label_id}"): "case.unlabel",
+    ("POST", "/cases/{case_id}/labels"): "case.label",
+    ("POST", "/api/v1/labels/{label_id}/retire"): "label.retire",
+    ("POST", "/labels/{label_id}/retire"): "label.retire",
     ("POST", "/api/v1/stations/import"): "stations.import",
     ("GET", "/api/v1/stations/export"): "stations.export",
     ("POST", "/api/v1/cases/{case_id}/stations"): "case.station_link_propose",
@@ -119,6 +131,11 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/account/passkeys"): "auth.passkey_enrol",
     ("POST", "/account/passkeys/{passkey_id}/revoke"): "auth.passkey_revoke",
     ("POST", "/admin/login-policy"): "auth.login_policy",
+    ("POST", "/admin/review-policy"): "organisation.review_policy",
+    ("POST", "/api/v1/tips/bulk"): "tips.bulk",
+    ("POST", "/tips/bulk"): "tips.bulk",
+    ("POST", "/views"): "view.save",
+    ("POST", "/views/{view_id}/delete"): "view.delete",
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
@@ -155,6 +172,7 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit/witnesses"): "the witnesses' public keys; changes are audited",
     ("GET", "/admin/witnesses"): "as GET /api/v1/audit/witnesses",
     ("GET", "/admin/login-policy"): "the organisation's second-factor policy and a count, no member data",
+    ("GET", "/admin/review-policy"): "the organisation's review policy and whether it has a single lead",
 }
 
 
@@ -360,7 +378,62 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
         s.as_(Role.CASEWORKER)
         return s.client.get(f"/api/v1/tips/{attachment_row.tip_id}/attachments/{attachment_row.id}")
 
+    # Labels, by the lead: one made by the API is put on and taken off, one made by form retired.
+    labels: dict[str, str] = {}
+
+    def create_label_by_api() -> Response:
+        s.as_(Role.LEAD)
+        response = s.client.post("/api/v1/labels", json={"name": "Audited by API"})
+        labels["api"] = str(response.json().get("id"))
+        return response
+
+    def create_label_by_form() -> Response:
+        response = s.client.post(
+            "/labels",
+            data={"csrf_token": s.csrf("/labels"), "name": "Audited by form"},
+            follow_redirects=False,
+        )
+        listed = s.client.get("/api/v1/labels").json()
+        [made] = [label for label in listed if label["name"] == "Audited by form"]
+        labels["form"] = made["id"]
+        return response
+
+    # The desk: bulk steps on reports made for them, a saved view made and deleted, by the lead.
+    views: dict[str, str] = {}
+
+    def bulk_by_api() -> Response:
+        tip_id, _ = make_tip(s.db, s.secrets)
+        s.db.commit()
+        s.as_(Role.LEAD)
+        return s.client.post("/api/v1/tips/bulk", json={"action": "claim", "tip_ids": [str(tip_id)]})
+
+    def bulk_by_form() -> Response:
+        tip_id, _ = make_tip(s.db, s.secrets)
+        s.db.commit()
+        s.as_(Role.LEAD)
+        return s.client.post(
+            "/tips/bulk",
+            data={"csrf_token": s.csrf(), "action": "claim", "tip_id": [str(tip_id)]},
+            follow_redirects=False,
+        )
+
+    def save_view() -> Response:
+        s.as_(Role.LEAD)
+        response = s.client.post(
+            "/views",
+            data={"csrf_token": s.csrf(), "name": "Urgent ones", "q_urgent": "true"},
+            follow_redirects=False,
+        )
+        views["id"] = response.headers.get("location", "").rpartition("view=")[2]
+        return response
+
     return {
+        ("POST", "/api/v1/tips/bulk"): bulk_by_api,
+        ("POST", "/tips/bulk"): bulk_by_form,
+        ("POST", "/views"): save_view,
+        ("POST", "/views/{view_id}/delete"): lambda: s.client.post(
+            f"/views/{views['id']}/delete", data={"csrf_token": s.csrf()}, follow_redirects=False
+        ),
         ("POST", "/api/v1/auth/login"): lambda: login(s.client, s.new_member(Role.LEAD)),
         ("POST", "/login"): lambda: form_login(s.client, s.new_member(Role.LEAD)),
         ("POST", "/api/v1/auth/logout"): lambda: (s.fresh(Role.LEAD), s.client.post("/api/v1/auth/logout"))[
@@ -538,6 +611,38 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             data={"csrf_token": s.csrf(), "body": "By form."},
             follow_redirects=False,
         ),
+        ("POST", "/api/v1/labels"): create_label_by_api,
+        ("POST", "/labels"): create_label_by_form,
+        ("GET", "/api/v1/labels"): lambda: s.client.get("/api/v1/labels"),
+        ("GET", "/labels"): lambda: s.client.get("/labels"),
+        ("POST", "/api/v1/tips/{tip_id}/labels"): lambda: s.client.post(
+            f"/api/v1/tips/{s.open_tip_id}/labels", json={"label_id": labels["api"]}
+        ),
+        ("DELETE", "/api/v1/tips/{tip_id}/labels/{label_id}"): lambda: s.client.delete(
+            f"/api/v1/tips/{s.open_tip_id}/labels/{labels['api']}"
+        ),
+        ("POST", "/tips/{tip_id}/labels"): lambda: s.client.post(
+            f"/tips/{s.open_tip_id}/labels",
+            data={"csrf_token": s.csrf(), "label_id": labels["api"]},
+            follow_redirects=False,
+        ),
+        ("POST", "/api/v1/cases/{case_id}/labels"): lambda: s.client.post(
+            f"/api/v1/cases/{s.case_id}/labels", json={"label_id": labels["api"]}
+        ),
+        ("DELETE", "/api/v1/cases/{case_id}/labels/{label_id}"): lambda: s.client.delete(
+            f"/api/v1/cases/{s.case_id}/labels/{labels['api']}"
+        ),
+        ("POST", "/cases/{case_id}/labels"): lambda: s.client.post(
+            f"/cases/{s.case_id}/labels",
+            data={"csrf_token": s.csrf(), "label_id": labels["api"]},
+            follow_redirects=False,
+        ),
+        ("POST", "/api/v1/labels/{label_id}/retire"): lambda: s.client.post(
+            f"/api/v1/labels/{labels['api']}/retire"
+        ),
+        ("POST", "/labels/{label_id}/retire"): lambda: s.client.post(
+            f"/labels/{labels['form']}/retire", data={"csrf_token": s.csrf()}, follow_redirects=False
+        ),
         ("GET", "/api/v1/audit/verify"): lambda: (s.as_(Role.AUDITOR), s.client.get("/api/v1/audit/verify"))[
             1
         ],
@@ -572,6 +677,10 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
                 data={"csrf_token": s.csrf("/admin/login-policy"), "totp_fallback": "true"},
             ),
         )[1],
+        ("POST", "/admin/review-policy"): lambda: s.client.post(
+            "/admin/review-policy",
+            data={"csrf_token": s.csrf("/admin/review-policy"), "second_person": "key_holder"},
+        ),
     }
 
 

@@ -34,6 +34,7 @@ def test_form_login_sets_the_session_and_lands_on_the_role_home(
     assert set(re.findall(r'data-nav="([a-z]+)"', page.text)) == {
         "queue",
         "cases",
+        "labels",
         "stations",
         "statistics",
         "account",

@@ -7,6 +7,7 @@ browser suite would let a broken no-JavaScript form ship unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -101,6 +102,19 @@ def both_apps_healthy(served: ServedDemo) -> bool:
 @pytest.fixture
 def served_demo(tmp_path: Path) -> Iterator[ServedDemo]:
     """`daylight demo` then `daylight serve` in a subprocess, on SQLite, on two free ports."""
+    with serving_demo(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def served_demo_500(tmp_path: Path) -> Iterator[ServedDemo]:
+    """The demo at a caseworker's real volume: `daylight demo --reports 500`."""
+    with serving_demo(tmp_path, reports=500) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serving_demo(tmp_path: Path, *, reports: int = 3) -> Iterator[ServedDemo]:
     env = {
         **os.environ,
         "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
@@ -109,7 +123,7 @@ def served_demo(tmp_path: Path) -> Iterator[ServedDemo]:
     env.pop("DAYLIGHT_DATABASE_URL", None)
     data_dir = tmp_path / "org"
     created = subprocess.run(
-        [sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "app", "demo", "--data-dir", str(data_dir), "--reports", str(reports)],
         env=env,
         capture_output=True,
         text=True,

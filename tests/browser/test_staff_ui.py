@@ -31,9 +31,9 @@ TOTP_STEP_SECONDS = 30
 # still of the step it was computed for when the server checks it.
 STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
-    "caseworker": {"queue", "cases", "stations", "statistics", "account"},
-    "lead": {"queue", "cases", "stations", "statistics", "keys", "account"},
-    "admin": {"accounts", "witnesses", "login_policy", "account"},
+    "caseworker": {"queue", "cases", "labels", "stations", "statistics", "account"},
+    "lead": {"queue", "cases", "labels", "stations", "statistics", "keys", "account"},
+    "admin": {"accounts", "witnesses", "login_policy", "review_policy", "account"},
     "auditor": {"audit", "account"},
 }
 
@@ -148,10 +148,11 @@ def test_an_invited_member_activates_enrols_logs_in_and_out(
     response = log_in(page, served_demo, "new-caseworker", NEW_PASSWORD, one_time_code(secret, 0))
     assert response.status == 200, page.content()
     assert page.url.endswith("/tips")
-    assert navigation_keys(page) == {"queue", "cases", "stations", "statistics", "account"}
+    assert navigation_keys(page) == {"queue", "cases", "labels", "stations", "statistics", "account"}
     assert [label.strip() for label in page.locator("[data-nav]").all_text_contents()] == [
         "Queue",
         "Cases",
+        "Labels",
         "Stations",
         "Statistics",
         "My account",

@@ -38,8 +38,8 @@ def test_a_confirmed_link_shows_on_the_station_page_and_the_map(
     assert lead.post(f"/api/v1/cases/{case_id}/stations/{link_id}/confirm").status_code == 204
     page = caseworker.get(f"/stations/{dublin.id}").text
     assert 'data-linked-cases="1"' in page
-    assert "station contact: 1" in page
-    assert "family pressure: 1" in page
+    assert "contact by a service station: 1" in page
+    assert "family pressured: 1" in page
     assert "Dublin, IE: 1" in caseworker.get("/stations/map").text
     detail = caseworker.get(f"/api/v1/cases/{case_id}").json()
     assert [(link["station"], link["confirmed"]) for link in detail["station_links"]] == [

@@ -47,8 +47,15 @@ def test_each_kind_names_the_table_its_contract_seals() -> None:
         assert {"id", "sealed_data_key", "intake_key_version"} <= set(table.columns.keys())
 
 
-def test_rotation_locks_tips_before_their_messages_and_files_and_cases_last() -> None:
-    assert [kind.name for kind in sealed_data_keys()] == ["tips", "messages", "files", "cases"]
+def test_rotation_locks_tips_before_their_messages_and_files_then_cases_labels_and_views() -> None:
+    assert [kind.name for kind in sealed_data_keys()] == [
+        "tips",
+        "messages",
+        "files",
+        "cases",
+        "labels",
+        "saved views",
+    ]
 
 
 def test_triage_reindexes_an_opened_tip_after_its_data_key_is_resealed() -> None:

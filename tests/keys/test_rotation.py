@@ -56,9 +56,11 @@ from app.kit.blobs import blob_storage_for
 from app.kit.config import Settings, load_settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
+from app.labels import service as labels_service
+from app.labels.models import LABEL_DATA_KEY, LABEL_NAME, Label
 from app.schema import migrate, upgrade_to_head
+from app.triage import labelling, workflow
 from app.triage import reading as triage_reading
-from app.triage import workflow
 from tests.auth.factories import StaffMember, login, make_member
 from tests.conftest import CHEAP_ARGON2
 from tests.custody.factories import IntakeKeyFixture
@@ -308,10 +310,21 @@ def test_a_rotation_over_thousands_of_tips_leaves_every_one_readable_with_the_ne
     # A member logs in again and works as before: reads, filters by tactic, opens the case.
     with TestClient(create_staff_app(org.settings, database=org.database), base_url="https://staff") as staff:
         assert login(staff, org.caseworker).status_code == 200
-        surveillance = staff.get("/api/v1/tips", params={"tactic": "surveillance"}).json()["items"]
-        # Of the ten tips opened before the rotation, the odd ones are tagged surveillance: the
-        # blind index was rewritten under the new key, so the filter still finds them.
-        assert {item["id"] for item in surveillance} == {str(tip_id) for tip_id in tip_ids[1:10:2]}
+        # The queue indexes the tips nobody opened, a batch per request, under the new key; the
+        # tags of those opened before the rotation were rewritten under it. Then the filter finds
+        # exactly the odd tips, tagged surveillance.
+        while staff.get("/api/v1/tips", params={"limit": "1"}).json()["unindexed"]:
+            pass
+        surveillance: list[str] = []
+        cursor = None
+        while True:
+            params = {"tactic": "surveillance", "limit": "200", **({"cursor": cursor} if cursor else {})}
+            page = staff.get("/api/v1/tips", params=params).json()
+            surveillance += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(surveillance) == sorted(str(tip_id) for tip_id in tip_ids[1::2])
         detail = staff.get(f"/api/v1/tips/{with_followups[1]}").json()
         assert detail["narrative"] == narrative_of(100)
         assert [message["body"] for message in detail["messages"]] == [
@@ -597,6 +610,44 @@ def test_the_key_rotation_migration_keeps_every_row_down_and_up_and_refuses_to_f
 
     code, _, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
     assert code == 0, err
+    # The upgrade left every tip to the next key holder's indexing (its tags without language):
+    # the rotation scrubs such old-key tags instead of rewriting them. Nothing else changes.
+    rotated = table_counts(org.database)
+    assert rotated == {**before, "tip_tags": 0}
     with pytest.raises(RuntimeError, match="from before a key rotation"):
         migrate(org.database.engine, "d38e9a8ccaed", downgrade=True)
-    assert table_counts(org.database) == before
+    assert table_counts(org.database) == rotated
+
+
+def test_a_rotation_reseals_labels_whose_names_open_with_the_new_key_only(
+    org: Organisation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [tip_id] = submit_tips(org, 1)
+    lead = org.principal(org.lead)
+    with org.database.transaction() as session:
+        label_id = labels_service.create_label(session, lead, "Dublin station", org.secrets).id
+        labelling.label_tip(session, lead, tip_id, label_id)
+
+    code, out, err = run_cli(monkeypatch, capsys, org, org.intake.recovery_key + "\n")
+
+    assert code == 0, err
+    assert "1 labels" in out
+    [new_recovery_key] = re.findall(RECOVERY_KEY_PATTERN, out)
+    with org.database.transaction() as session:
+        new_private = recover_intake_key(session.scalars(select(IntakeKey)).one(), new_recovery_key)
+        label = session.get_one(Label, label_id)
+        assert (label.intake_key_version, label.content_key_version) == (2, 1)
+        data_key = LABEL_DATA_KEY.open(
+            new_private, label.sealed_data_key, row_id=str(label_id), key_version=2
+        )
+        name = LABEL_NAME.open(data_key, label.name_encrypted, row_id=str(label_id), key_version=1)
+        assert name == b"Dublin station"
+        with pytest.raises(DecryptionError):
+            LABEL_DATA_KEY.open(
+                org.intake.private, label.sealed_data_key, row_id=str(label_id), key_version=2
+            )
+    # A member logs in again and sees the label, and the report it is on.
+    with TestClient(create_staff_app(org.settings, database=org.database), base_url="https://staff") as staff:
+        assert login(staff, org.caseworker).status_code == 200
+        [listed] = staff.get("/api/v1/labels").json()
+        assert (listed["name"], listed["reports"]) == ("Dublin station", 1)

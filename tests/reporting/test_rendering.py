@@ -11,7 +11,15 @@ from itertools import pairwise
 import pytest
 from markupsafe import Markup
 
-from app.reporting.charts import Bar, render_bar_chart, render_month_chart
+from app.reporting.charts import (
+    CHART_WIDTH,
+    MAX_BAR_ROWS,
+    MONTH_CHART_HEIGHT,
+    Bar,
+    axis_ticks,
+    render_bar_chart,
+    render_month_chart,
+)
 from app.reporting.world_map import (
     MAP_HEIGHT,
     MAP_WIDTH,
@@ -378,9 +386,97 @@ def test_month_chart_heights_are_proportional_in_the_given_order() -> None:
     _assert_inert(svg)
 
 
-def test_month_chart_grows_wider_with_more_months() -> None:
-    def width(n: int) -> float:
-        months = [Bar(f"2026-{i + 1:02d}", i) for i in range(n)]
-        return float(_parse(str(render_month_chart(months, title="t"))).get("width", "nan"))
+def _size(root: ET.Element) -> tuple[float, float]:
+    return float(root.get("width", "nan")), float(root.get("height", "nan"))
 
-    assert width(1) < width(6) < width(12)
+
+def test_month_chart_keeps_its_size_whatever_the_number_of_months() -> None:
+    """More months make narrower columns, never a wider (or, scaled to the page, taller) chart."""
+    roots = [
+        _parse(str(render_month_chart([Bar(f"m{i}", i + 1) for i in range(n)], title="t")))
+        for n in (1, 6, 12, 120)
+    ]
+    assert {root.get("viewBox") for root in roots} == {f"0 0 {CHART_WIDTH} {MONTH_CHART_HEIGHT}"}
+    assert {_size(root) for root in roots} == {(CHART_WIDTH, MONTH_CHART_HEIGHT)}
+    column_widths = [float(_rects(root)[0].get("width", "nan")) for root in roots]
+    assert column_widths == sorted(column_widths, reverse=True)
+    # With 120 months, labels are thinned out so that they do not overlap.
+    many = [t for t in roots[-1].iter(f"{SVG}text") if t.get("class") == "bar-label"]
+    assert 1 < len(many) <= 10
+    xs = [float(t.get("x", "nan")) for t in many]
+    assert all(b - a >= 60 for a, b in pairwise(xs))
+
+
+def test_a_single_month_of_one_case_is_a_modest_chart_with_a_sensible_axis() -> None:
+    """The demo's first case: one month, one case. Not a giant "1" filling the page."""
+    svg = str(render_month_chart([Bar("2026-12", 1)], title="Cases opened by month"))
+    root = _parse(svg)
+    assert root.get("viewBox") == f"0 0 {CHART_WIDTH} {MONTH_CHART_HEIGHT}"
+    width, height = _size(root)
+    assert (width, height) == (CHART_WIDTH, MONTH_CHART_HEIGHT)
+    assert height / width < 0.6  # scaled to any column width, it stays wider than tall
+    assert root.get("preserveAspectRatio") == "xMinYMin meet"
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
+    assert ticks == ["0", "1"]
+    (rect,) = _rects(root)
+    assert 0 < float(rect.get("width", "nan")) <= 40  # a column, not the whole plot
+    assert float(rect.get("y", "nan")) >= 20  # below the top, with room for the value
+    assert float(rect.get("y", "nan")) + float(rect.get("height", "nan")) < height - 20
+    # Every text is drawn at the chart's font size or smaller: no number scaled up on its own.
+    sizes = {float(t.get("font-size", root.get("font-size", "nan"))) for t in root.iter(f"{SVG}text")}
+    assert max(sizes) <= float(root.get("font-size", "nan")) <= 16
+    value = next(t for t in root.iter(f"{SVG}text") if t.get("class") == "bar-value")
+    assert value.text == "1"
+    assert root.findtext(f"{SVG}desc") == "2026-12: 1"
+    _assert_inert(svg)
+
+
+def test_a_single_bar_chart_is_short_and_many_bars_stop_growing() -> None:
+    def root(n: int) -> ET.Element:
+        return _parse(
+            str(render_bar_chart([Bar(f"Country {i}", 100 - i % 100) for i in range(n)], title="t"))
+        )
+
+    one = root(1)
+    assert _size(one)[0] == CHART_WIDTH
+    assert _size(one)[1] < 80
+    assert [t.text for t in one.iter(f"{SVG}text") if t.get("class") == "tick"] == [
+        "0",
+        "20",
+        "40",
+        "60",
+        "80",
+        "100",
+    ]
+    tallest = max(_size(root(n))[1] for n in (MAX_BAR_ROWS, MAX_BAR_ROWS + 1, 50, 250))
+    assert tallest == _size(root(MAX_BAR_ROWS))[1]
+    assert tallest / CHART_WIDTH < 2 / 3
+    many = root(50)
+    assert len(_rects(many)) == MAX_BAR_ROWS - 1
+    assert [t.text for t in many.iter(f"{SVG}text") if t.get("class") == "bar-more"] == ["and 41 more"]
+    # Every bar is still in the description.
+    assert (many.findtext(f"{SVG}desc") or "").count("Country ") == 50
+
+
+@pytest.mark.parametrize(
+    ("largest", "ticks"),
+    [
+        (0, [0, 1]),
+        (1, [0, 1]),
+        (3, [0, 1, 2, 3]),
+        (5, [0, 1, 2, 3, 4, 5]),
+        (7, [0, 2, 4, 6, 8]),
+        (10, [0, 2, 4, 6, 8, 10]),
+        (11, [0, 5, 10, 15]),
+        (23, [0, 5, 10, 15, 20, 25]),
+        (480, [0, 100, 200, 300, 400, 500]),
+    ],
+)
+def test_count_axis_has_round_whole_ticks_reaching_the_largest_value(largest: int, ticks: list[int]) -> None:
+    assert axis_ticks(largest) == ticks
+
+
+def test_the_axis_reveals_nothing_when_every_value_is_withheld() -> None:
+    for render in (render_bar_chart, render_month_chart):
+        root = _parse(str(render([Bar("a", None), Bar("b", None)], title="t")))
+        assert [t for t in root.iter(f"{SVG}text") if t.get("class") == "tick"] == []

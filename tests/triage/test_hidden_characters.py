@@ -85,7 +85,7 @@ def test_the_narrative_and_answers_show_their_hidden_characters_as_markers(
     assert re.sub(r"<span[^>]*>[^<]*</span>", "", narrative.group(1)) == (
         "Call the officer at +1 555 0123.\nHis name is Alijan."
     )
-    assert "<dt>Where</dt><dd>" + marker_of("U+2066") + "Dublin, IE</dd>" in page.text
+    assert "<dt>Where</dt><dd><bdi>" + marker_of("U+2066") + "Dublin</bdi>, Ireland</dd>" in page.text
     assert "Signal " + marker_of("U+202E") + "+44 7700 900123" in page.text
     # The stylesheet the page loads makes the marker stand out.
     assert ".hidden-char {" in caseworker.get("/static/staff.css").text

@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit_log.models import AuditEvent
 from app.auth.models import Role
 from app.intake.models import MessageAuthor, Tip
 from app.intake.service import add_message
@@ -63,11 +65,43 @@ def tip_id(db_session: Session, server_secrets: ServerSecrets, organisation: Org
 def test_the_queue_carries_no_content(
     staff_client: TestClient, organisation: Organisation, tip_id: uuid.UUID
 ) -> None:
+    """DESIGN 8: the API's queue is metadata, for a key holder too, unless summaries are asked for."""
     assert login(staff_client, organisation[Role.LEAD]).status_code == 200
     response = staff_client.get("/api/v1/tips")
     assert response.status_code == 200
     assert "CANARY" not in response.text
     assert response.json()["items"][0]["id"] == str(tip_id)
+    assert "CANARY" not in staff_client.get("/api/v1/tips", params={"tactic": "surveillance"}).text
+
+
+def test_asked_for_summaries_a_key_holder_gets_them_and_a_keyless_member_not(
+    staff_client: TestClient,
+    organisation: Organisation,
+    tip_id: uuid.UUID,
+    db_session: Session,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+) -> None:
+    """The staff page's summaries, decrypted for the response; neither is a read of the report."""
+    assert login(staff_client, organisation[Role.LEAD]).status_code == 200
+    response = staff_client.get("/api/v1/tips", params={"summaries": "true"})
+    assert response.status_code == 200
+    item = response.json()["items"][0]
+    assert item["id"] == str(tip_id)
+    assert item["summary"]["excerpt"] == "CANARY-NARRATIVE"
+    assert item["summary"]["host_city"] == "CANARY-CITY"
+    assert item["summary"]["tactics"] == ["surveillance"]
+    actions = list(db_session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+    assert "tips.list" in actions
+    assert "tip.read" not in actions
+
+    ungranted = make_member(db_session, settings, server_secrets, Role.CASEWORKER)
+    db_session.commit()
+    assert login(staff_client, ungranted).status_code == 200
+    keyless = staff_client.get("/api/v1/tips", params={"summaries": "true"})
+    assert keyless.status_code == 200
+    assert "CANARY" not in keyless.text
+    assert keyless.json()["items"][0]["summary"] is None
 
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])

@@ -18,12 +18,21 @@ from app.entrypoints.cli.common import (
     open_deployment,
     sign_what_the_command_recorded,
 )
-from app.entrypoints.demo import create_demo, read_credentials
+from app.entrypoints.demo import DEMO_TIPS, MAX_DEMO_REPORTS, create_demo, read_credentials
 from app.entrypoints.deployment import IDENTITY_FILE, shown_database, unreachable
 from app.entrypoints.organisation import OrganisationExists, init_organisation
 from app.kit.config import Environment, Settings
 
 CreatedT = TypeVar("CreatedT")
+
+
+# Named with its underscore in argparse's message ("invalid _report_count value: 'x'"), like
+# the type functions of app.entrypoints.cli.common.
+def _report_count(value: str) -> int:
+    number = int(value)
+    if not len(DEMO_TIPS) <= number <= MAX_DEMO_REPORTS:
+        raise argparse.ArgumentTypeError(f"must be from {len(DEMO_TIPS)} to {MAX_DEMO_REPORTS}, not {number}")
+    return number
 
 
 def _refuse_existing(exc: OrganisationExists) -> int:
@@ -104,13 +113,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.data_dir, environment=Environment.DEVELOPMENT, creating=True, sign_checkpoint=False
     ) as deployment:
         settings = deployment.settings
-        demo = _create("demo", deployment, lambda: create_demo(settings, deployment.database))
+        demo = _create(
+            "demo", deployment, lambda: create_demo(settings, deployment.database, reports=args.reports)
+        )
         if isinstance(demo, int):
             return demo
         organisation, accounts = demo
     print(f"Created a demo organisation in {args.data_dir}.")
     print(f"Database: {shown_database(settings.sqlalchemy_url)}")
     print(f"Recovery key (demo only): {organisation.recovery_key}")
+    print(f"Demo reports: {args.reports}")
     print(f"Demo logins are in {args.data_dir / 'demo-credentials.json'}:")
     for account in accounts:
         print(f"  {account.role:<11} {account.username:<17} {account.password}")
@@ -128,7 +140,16 @@ def register(commands: Commands) -> None:
     add_command(commands, "init", "create an organisation; prints the recovery key once").set_defaults(
         run=cmd_init
     )
-    add_command(commands, "demo", "init plus demo accounts and tips").set_defaults(run=cmd_demo)
+    demo = add_command(commands, "demo", "init plus demo accounts and tips")
+    demo.add_argument(
+        "--reports",
+        type=_report_count,
+        default=len(DEMO_TIPS),
+        metavar="N",
+        help=f"how many demo reports in all: the {len(DEMO_TIPS)} hand-written ones (the default), "
+        f"then generated ones in four languages, up to {MAX_DEMO_REPORTS}",
+    )
+    demo.set_defaults(run=cmd_demo)
     code = add_command(commands, "demo-code", "print the current one-time code of demo accounts")
     code.add_argument("--username")
     code.set_defaults(run=cmd_demo_code)
