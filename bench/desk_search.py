@@ -39,7 +39,6 @@ import os
 import random
 import secrets
 import statistics
-import sys
 import time
 import unicodedata
 import uuid
@@ -49,6 +48,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import sessionmaker
+
+# Run as a script, this file's directory is on sys.path: its neighbour lends what does not change
+# with the desk (the cases' columns, progress lines, the server's address).
+from triage_queue import CASE_COLUMNS, POSTGRES_URL, progress
 
 from app.auth.models import Role, StaffAccount
 from app.auth.principal import Principal, UnlockedKeys
@@ -61,9 +64,6 @@ from app.triage import search, service, tags
 from app.triage.repository import fold_queue_count_changes
 from app.triage.schemas import QueueFilters, QueuePage, QueueSort
 
-POSTGRES_URL = os.environ.get(
-    "DAYLIGHT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 LIMIT_MS = 1000.0
 COPY_ROWS = 10_000  # tips per COPY statement (and per commit)
 WARM_UP = 2
@@ -161,14 +161,6 @@ TIP_COLUMNS = ", ".join(
         "submitter_activity",
     )
 )
-CASE_COLUMNS = (
-    "id, ref, status, restricted, created_on, created_by_id, intake_key_version, content_key_version, "
-    "sealed_data_key, title_encrypted, summary_encrypted"
-)
-
-
-def progress(message: str) -> None:
-    print(f"  … {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

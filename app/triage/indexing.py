@@ -140,50 +140,49 @@ def _unreadable(session: Session, principal: Principal, tip: Tip) -> None:
 def index_tips(session: Session, principal: Principal, tips: list[Tip], integrity_key: bytes) -> None:
     """Write these tips' filter tags (where missing) and search terms (again), each under its
     key version's keys: a few statements for the whole batch, not a few per tip."""
-    opened: dict[uuid.UUID, tuple[Tip, bytes]] = {}
-    reports: dict[uuid.UUID, OpenedReport] = {}
+    opened: dict[uuid.UUID, tuple[Tip, OpenedReport, list[tuple[str, str]]]] = {}
     for tip in tips:
         try:
             report = open_report(principal, tip)
-            if report is not None:
-                tags.labels_of(report.answers)  # the answers' shape, checked before any write
+            # The answers' shape is checked here, before anything of the batch is written.
+            labels = tags.labels_of(report.answers) if report is not None else []
         except UNREADABLE:
             _unreadable(session, principal, tip)
             continue
         if report is not None:
-            opened[tip.id], reports[tip.id] = (tip, report.data_key), report
+            opened[tip.id] = (tip, report, labels)
     if not opened:
         return
     tip_ids = list(opened)
     messages = _message_texts(session, principal, tip_ids, integrity_key)
-    notes = _note_texts(session, opened)
-    untagged = [tip_id for tip_id in tip_ids if not opened[tip_id][0].indexed]
+    notes = _note_texts(
+        session, {tip_id: (tip, report.data_key) for tip_id, (tip, report, _) in opened.items()}
+    )
+    untagged = [tip_id for tip_id, (tip, _, _) in opened.items() if not tip.indexed]
     if untagged:
         # Tags from an older indexing (before a kind of tag existed) are replaced.
         session.execute(delete(TipTag).where(TipTag.tip_id.in_(untagged)))
     session.execute(delete(TipSearchTerm).where(TipSearchTerm.tip_id.in_(tip_ids)))
-    tag_rows: list[dict[str, object]] = []
-    term_rows: list[dict[str, object]] = []
     # The keys of each version once per batch; never cached beyond the request, which is as long
     # as the member's keys should be in this process's memory.
-    filter_keys: dict[int, bytes] = {}
-    search_keys: dict[int, bytes] = {}
-    for version, private in principal.keys.intake.items():
-        filter_keys[version] = tags.filter_key(private, version)
-        search_keys[version] = search.search_key(private, version)
-    for tip_id, (tip, _) in opened.items():
-        report = reports[tip_id]
+    filter_keys = {
+        version: tags.filter_key(private, version) for version, private in principal.keys.intake.items()
+    }
+    search_keys = {
+        version: search.search_key(private, version) for version, private in principal.keys.intake.items()
+    }
+    tag_rows: list[dict[str, object]] = []
+    term_rows: list[dict[str, object]] = []
+    for tip_id, (tip, report, labels) in opened.items():
         if not tip.indexed:
             filter_key = filter_keys[tip.intake_key_version]
-            labels = {tags.tag(filter_key, kind, label) for kind, label in tags.labels_of(report.answers)}
-            tag_rows += [{"tip_id": tip_id, "tag": value} for value in labels]
+            tag_rows += [
+                {"tip_id": tip_id, "tag": value}
+                for value in {tags.tag(filter_key, *label) for label in labels}
+            ]
             tip.indexed = True
-        texts = [
-            report.narrative,
-            str(report.answers.get("host_city") or ""),
-            *messages[tip_id],
-            *notes[tip_id],
-        ]
+        city = str(report.answers.get("host_city") or "")
+        texts = [report.narrative, city, *messages[tip_id], *notes[tip_id]]
         terms = search.terms_of(search_keys[tip.intake_key_version], texts)
         term_rows += [{"term": value, "tip_id": tip_id} for value in terms]
         tip.search_indexed = True

@@ -80,6 +80,7 @@ def render_queue(
     context: Context,
     query: dict[str, str],
     *,
+    saved_views: list[views.SavedViewItem] | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
@@ -95,6 +96,8 @@ def render_queue(
     intake_key = current_intake_key(session)
     is_lead = principal.can(Permission.LEAD_TRIAGE)
     holds_key = bool(principal.keys.intake)
+    if saved_views is None:
+        saved_views = views.views_of(session, principal) if holds_key else []
     ages = {
         item.id: (
             _age(item.received_on, settings.queue_age_warning_days, settings.queue_age_overdue_days)
@@ -125,7 +128,7 @@ def render_queue(
         sorts=[(sort.value, words) for sort, words in SORT_WORDS.items()],
         stations=_station_names(session) if holds_key else {},
         labels=label_views(session, principal, include_retired=False) if holds_key else [],
-        saved_views=views.views_of(session, principal) if holds_key else [],
+        saved_views=saved_views,
         assignable=_assignable(session, intake_key.version) if is_lead and intake_key else [],
         ages=ages,
         holds_key=holds_key,
@@ -142,12 +145,11 @@ def queue_page(
     request: Request, principal: QueueReader, session: DbSession, context: Context
 ) -> HTMLResponse:
     query = _query_of(request)
-    view_id = query.get("view")
-    if view_id:
-        chosen = next((view for view in views.views_of(session, principal) if str(view.id) == view_id), None)
-        if chosen is not None:
-            query = {**dict(parse_qsl(chosen.query)), "view": view_id}
-    return render_queue(request, principal, session, context, query)
+    saved = views.views_of(session, principal) if principal.keys.intake else []
+    chosen = next((view for view in saved if str(view.id) == query.get("view")), None)
+    if chosen is not None:
+        query = {**dict(parse_qsl(chosen.query)), "view": str(chosen.id)}
+    return render_queue(request, principal, session, context, query, saved_views=saved)
 
 
 def _bulk_request_from(
@@ -184,16 +186,14 @@ async def bulk_form(request: Request, principal: Triager, session: DbSession, co
     def act() -> Response:
         try:
             with session.begin_nested():
-                done = bulk.apply(session, principal, _bulk_request_from(session, principal, values))
+                bulk.apply(session, principal, _bulk_request_from(session, principal, values))
         except DecryptionError:
             raise IntegrityFailure from None
         except AppError as exc:
             return render_queue(
                 request, principal, session, context, {}, error=exc.public_message, status_code=exc.status
             )
-        response = RedirectResponse(f"/tips?{back}" if back else "/tips", status_code=303)
-        response.headers["X-Daylight-Updated"] = str(done)
-        return response
+        return RedirectResponse(f"/tips?{back}" if back else "/tips", status_code=303)
 
     return await run_in_threadpool(act)
 

@@ -25,7 +25,7 @@ from app.labels import service as labels
 from app.labels.schemas import LabelAttach, LabelCreate, LabelOut, LabelSummary
 from app.triage import labelling
 from app.triage.routes_web import _tip_page
-from app.web.context import Context, DbSession
+from app.web.context import AppContext, Context, DbSession
 from app.web.forms import read_form, uuid_field
 from app.web.json_body import JsonBody
 from app.web.pages import render_staff_page
@@ -139,59 +139,68 @@ async def retire_label_form(
     return await run_in_threadpool(act)
 
 
-@router.post("/tips/{tip_id}/labels", response_class=HTMLResponse)
-async def tip_labels_form(
-    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+LabelChange = Callable[[Session, Principal, uuid.UUID, uuid.UUID], None]
+
+
+async def _labels_form(
+    request: Request,
+    principal: Principal,
+    session: Session,
+    context: AppContext,
+    *,
+    owner_id: uuid.UUID,
+    add: LabelChange,
+    remove: LabelChange,
+    page: Callable[..., Response],
+    done: str,
 ) -> Response:
-    """Add (``label_id``) or, with ``remove``, take off a label from the tip page."""
+    """Add (``label_id``) or, with ``remove``, take off a label from a report's or a case's page;
+    a refusal shows that page again with the reason."""
     fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
 
     def change() -> None:
         label_id = _label_field(fields)
-        if fields.get("remove"):
-            labelling.unlabel_tip(session, principal, tip_id, label_id)
-        else:
-            labelling.label_tip(session, principal, tip_id, label_id)
+        (remove if fields.get("remove") else add)(session, principal, owner_id, label_id)
 
-    def act() -> Response:
-        # A report the caller cannot read is not found again by the page: 404, as everywhere.
-        return _step(
-            session,
-            change,
-            lambda exc: _tip_page(
-                request, principal, session, tip_id, error=exc.public_message, status_code=exc.status
-            ),
-            f"/tips/{tip_id}",
-        )
+    def refused(exc: AppError) -> Response:
+        return page(request, principal, session, owner_id, error=exc.public_message, status_code=exc.status)
 
-    return await run_in_threadpool(act)
+    return await run_in_threadpool(_step, session, change, refused, done)
+
+
+@router.post("/tips/{tip_id}/labels", response_class=HTMLResponse)
+async def tip_labels_form(
+    tip_id: uuid.UUID, request: Request, principal: Triager, session: DbSession, context: Context
+) -> Response:
+    # A report the caller cannot read is not found again by the page: 404, as everywhere.
+    return await _labels_form(
+        request,
+        principal,
+        session,
+        context,
+        owner_id=tip_id,
+        add=labelling.label_tip,
+        remove=labelling.unlabel_tip,
+        page=_tip_page,
+        done=f"/tips/{tip_id}",
+    )
 
 
 @router.post("/cases/{case_id}/labels", response_class=HTMLResponse)
 async def case_labels_form(
     case_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
 ) -> Response:
-    """As for a report, on the case page."""
-    fields = await read_form(request, context.settings, csrf_token=principal.csrf_token)
-
-    def change() -> None:
-        label_id = _label_field(fields)
-        if fields.get("remove"):
-            labelling.unlabel_case(session, principal, case_id, label_id)
-        else:
-            labelling.label_case(session, principal, case_id, label_id)
-
-    def act() -> Response:
-        return _step(
-            session,
-            change,
-            lambda exc: _case_page(
-                request, principal, session, case_id, error=exc.public_message, status_code=exc.status
-            ),
-            f"/cases/{case_id}",
-        )
-
-    return await run_in_threadpool(act)
+    return await _labels_form(
+        request,
+        principal,
+        session,
+        context,
+        owner_id=case_id,
+        add=labelling.label_case,
+        remove=labelling.unlabel_case,
+        page=_case_page,
+        done=f"/cases/{case_id}",
+    )
 
 
 # --- API ------------------------------------------------------------------------------------------

@@ -91,10 +91,13 @@ def terms_of(key: bytes, texts: Iterable[str]) -> set[bytes]:
     return {term(key, word) for text in texts for word in words_of(text)}
 
 
-def query_terms(principal: Principal, query: str) -> list[list[bytes]]:
+def query_words(query: str) -> list[str]:
+    return words_of(query, for_query=True)[:MAX_QUERY_WORDS]
+
+
+def query_terms(principal: Principal, words: list[str]) -> list[list[bytes]]:
     """Per query word, its terms under every intake key version the caller holds (a tip's
     terms are all under one version, so it matches at most one of them per word)."""
-    words = words_of(query, for_query=True)[:MAX_QUERY_WORDS]
     keys = [search_key(private, version) for version, private in principal.keys.intake.items()]
     return [[term(key, word) for key in keys] for word in words]
 

@@ -128,8 +128,10 @@ def _decode_cursor(cursor: str, sort: QueueSort = QueueSort.URGENCY) -> tuple[st
 
 
 def _filtered(statement: FilteredSelect, principal: Principal, filters: QueueFilters) -> FilteredSelect:
-    """The queue's filters on any statement over Tip; tactic and country through blind-index tags.
-    `_counter_conditions` and `_facets` say the same of the queue counters: change them together."""
+    """The queue's filters on any statement over Tip: language, tactic, country and station through
+    blind-index tags, a label through the labels the caller can read. `_counter_conditions` and
+    `_facets` say the same of the queue counters (which know tactic and country only, see
+    `_counted_by_counters`): change them together."""
     if filters.assignee is not None:
         statement = statement.where(Tip.assignee_id == filters.assignee)
     if filters.mine:
@@ -290,8 +292,8 @@ def _search_hits(session: Session, principal: Principal, query: str) -> Any:
     """Per tip, how many of the query's words it holds — in its text, or in the name of a label it
     carries, each word counted once — for tips holding at least `search.minimum_matches` of
     them: a subquery (tip_id, hits)."""
-    per_word = search.query_terms(principal, query)
-    words = search.words_of(query, for_query=True)[: search.MAX_QUERY_WORDS]
+    words = search.query_words(query)
+    per_word = search.query_terms(principal, words)
     # Label names are split into words as text is (accents, case, Chinese pairs), decrypted once.
     label_words = [(label.id, set(search.words_of(label.name))) for label in label_views(session, principal)]
     found: list[Select[uuid.UUID, int]] = []
