@@ -7,6 +7,13 @@ from app.custody.models import IntakeKey, IntakeKeyGrant
 from app.intake.models import Tip, TipAttachment, TipMessage
 from app.kit.blobs import BlobChunk
 from app.labels.models import CaseLabel, Label, TipLabel
+from app.notify.models import (
+    ClockReminder,
+    NotificationDelivery,
+    NotificationPreference,
+    NotificationSettings,
+)
+from app.outbox.models import NotificationEvent
 from app.stations.models import CaseStationLink, Station, StationSource, StationStatusChange
 from app.triage.models import SavedView, TipEvent, TipNote, TipSearchTerm, TipTag
 
@@ -24,9 +31,14 @@ __all__ = [
     "CaseStationLink",
     "CaseTactic",
     "CaseTip",
+    "ClockReminder",
     "IntakeKey",
     "IntakeKeyGrant",
     "Label",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "NotificationPreference",
+    "NotificationSettings",
     "SavedView",
     "StaffAccount",
     "StaffSession",

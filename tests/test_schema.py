@@ -57,6 +57,8 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("audit_witnesses", "registration_mac"),
         # SHA-256 of a witness's 32-byte random bearer token.
         ("audit_witnesses", "token_hash"),
+        # A random salt: with the server's secret it derives the webhook's signing key.
+        ("notification_settings", "webhook_key_salt"),
     }
 )
 

@@ -44,6 +44,8 @@ from app.kit.clock import today
 from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.kit.sequencing import next_position
 from app.kit.server_secrets import ServerSecrets
+from app.outbox import events as outbox
+from app.outbox.models import Audience, NoticeKind
 
 CASE_REF_BITS = 40
 # Forward only; closing is possible from any open state, with a resolution note.
@@ -92,6 +94,14 @@ def _record(
         details["detail"] = detail
     audit.record(
         session, principal.actor, f"case.{action}", object_type="case", object_id=case.id, details=details
+    )
+    # The case's other members hear that it changed; what changed they read in the app.
+    outbox.notify(
+        session,
+        NoticeKind.CASE_CHANGED,
+        Audience.CASE_MEMBERS,
+        audience_id=case.id,
+        excluded_id=principal.account_id,
     )
 
 

@@ -27,6 +27,8 @@ from app.cases.repository import case_readable_by
 from app.cases.service import link_row_id
 from app.kit import clock
 from app.kit.errors import Conflict, InvalidInput, NotFound
+from app.outbox import events as outbox
+from app.outbox.models import Audience, NoticeKind
 from app.stations.models import LINK_EVIDENCE, CaseStationLink, Confidence, LinkRelation, Station
 
 
@@ -85,6 +87,13 @@ def propose_link(
         object_type="case",
         object_id=case.id,
         details={"station": str(station.id), "relation": relation.value},
+    )
+    outbox.notify(
+        session,
+        NoticeKind.VERIFICATION_WAITING,
+        Audience.CONFIRMERS,
+        audience_id=case.id,
+        excluded_id=principal.account_id,
     )
     return link
 

@@ -43,6 +43,7 @@ from app.kit.config import Settings, load_settings
 from app.kit.db import Database
 from app.kit.logs import configure_logging
 from app.kit.server_secrets import load_server_secrets
+from app.notify.sender import NotificationSender
 
 logger = logging.getLogger("daylight")
 
@@ -220,26 +221,44 @@ def run_worker(data_dir: Path, app_name: str, index: int, listener: socket.socke
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     )
-    # One staff worker signs checkpoints (several would be safe, only wasteful).
-    signs_checkpoints = app_name == "staff" and index == 0
-    asyncio.run(_serve_worker(server, listener, settings if signs_checkpoints else None))
+    # One staff worker signs checkpoints and sends notices (several would be safe, only wasteful).
+    background_worker = app_name == "staff" and index == 0
+    asyncio.run(_serve_worker(server, listener, settings if background_worker else None))
 
 
 async def _serve_worker(
     server: uvicorn.Server,
     listener: socket.socket,
-    checkpoint_settings: Settings | None,
+    background_settings: Settings | None,
 ) -> None:
-    checkpoints = (
-        asyncio.create_task(_sign_checkpoints_continually(checkpoint_settings))
-        if checkpoint_settings is not None
-        else None
-    )
+    tasks = []
+    if background_settings is not None:
+        tasks.append(asyncio.create_task(_sign_checkpoints_continually(background_settings)))
+        if background_settings.notify_interval_seconds > 0:
+            tasks.append(asyncio.create_task(_send_notices_continually(background_settings)))
     try:
         await server.serve(sockets=[listener])
     finally:
-        if checkpoints is not None:
-            checkpoints.cancel()
+        for task in tasks:
+            task.cancel()
+
+
+async def _send_notices_continually(settings: Settings) -> None:
+    """`daylight notify`, every ``notify_interval_seconds``, in a worker thread: a slow mail
+    server delays notices, never a request. Safe beside a cron `notify` and on several nodes."""
+    database = Database.from_settings(settings)
+    try:
+        integrity_key = load_server_secrets(settings.secrets_dir, ("key_integrity_key",)).key_integrity_key
+        sender = NotificationSender(database, settings, integrity_key)
+    except Exception:
+        logger.exception("the notification sender could not start; no notices will be sent")
+        return
+    while True:
+        await asyncio.sleep(settings.notify_interval_seconds)
+        try:
+            await asyncio.to_thread(sender.run_once)
+        except Exception:
+            logger.exception("sending notices failed; they stay queued")
 
 
 async def _sign_checkpoints_continually(settings: Settings) -> None:

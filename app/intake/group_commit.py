@@ -41,6 +41,7 @@ from app.intake.submission import SealedTip, seal_tip, unknown_station
 from app.kit.db import READ_ONLY_OPTION, Database
 from app.kit.errors import ServiceUnavailable
 from app.kit.server_secrets import ServerSecrets
+from app.outbox import events as outbox
 from app.stations.models import Station
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,9 @@ class TipCommitter:
                 accepted.append(pending)
             if accepted:
                 session.execute(insert(Tip), [pending.sealed.row for pending in accepted])
+                # The notices commit with the tips: a stored tip is never left unannounced.
+                urgent = sum(1 for pending in accepted if pending.sealed.row["urgent"])
+                outbox.reports_received(session, urgent=urgent, other=len(accepted) - urgent)
         return accepted
 
 

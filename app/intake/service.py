@@ -48,6 +48,8 @@ from app.kit.config import Settings
 from app.kit.db import after_commit, on_rollback
 from app.kit.errors import N_, AppError
 from app.kit.server_secrets import ServerSecrets
+from app.outbox import events as outbox
+from app.outbox.models import Audience, NoticeKind
 from app.stations.models import Station
 
 logger = logging.getLogger("daylight.intake")
@@ -164,6 +166,7 @@ def finish_tip(session: Session, draft: TipDraft, submission: TipSubmission) -> 
         server_secrets=draft.server_secrets,
     )
     session.add(Tip(**sealed.row))
+    outbox.reports_received(session, urgent=int(submission.urgent), other=int(not submission.urgent))
     for writer in draft.attachments:
         session.add(
             TipAttachment(
@@ -219,14 +222,19 @@ def add_followup_files(session: Session, tip: Tip, draft: FollowupFilesDraft) ->
             )
         )
     if draft.attachments:
-        _note_submitter_activity(tip)
+        _note_submitter_activity(session, tip)
     session.flush()
     return len(draft.attachments)
 
 
-def _note_submitter_activity(tip: Tip) -> None:
-    """The submitter answered (a message or files): the tip shows as active, and a tip that was
-    waiting for them goes back to review."""
+def _note_submitter_activity(session: Session, tip: Tip) -> None:
+    """The submitter answered (a message or files): the tip shows as active (which also restarts
+    its retention clock), a tip that was waiting for them goes back to review, and whoever holds
+    it hears of it (everyone holding the key, while nobody does)."""
+    if tip.assignee_id is not None:
+        outbox.notify(session, NoticeKind.SUBMITTER_ANSWERED, Audience.MEMBER, audience_id=tip.assignee_id)
+    else:
+        outbox.notify(session, NoticeKind.SUBMITTER_ANSWERED, Audience.KEY_HOLDERS)
     tip.last_activity_on = today()
     tip.submitter_activity = True
     if tip.status is TipStatus.NEEDS_INFO:
@@ -381,7 +389,7 @@ def add_message(
     # The tip's search terms no longer cover its text: the next key holder's queue writes them again.
     tip.search_indexed = False
     if author is MessageAuthor.SUBMITTER:
-        _note_submitter_activity(tip)
+        _note_submitter_activity(session, tip)
     else:
         tip.last_activity_on = today()
     session.flush()

@@ -150,6 +150,29 @@ class Settings(BaseSettings):
     queue_age_overdue_days: int = Field(default=7, ge=1)
     submitter_message_warning_days: int = Field(default=1, ge=1)
     submitter_message_overdue_days: int = Field(default=3, ge=1)
+    # Response clocks (days, as tips carry only the day they arrived, never the time): a report
+    # still new this many days after it arrived is overdue for a claim, urgent ones sooner; a
+    # submitter's answer unread for `submitter_message_overdue_days` is overdue too. Overdue
+    # reports are marked in the queue and leads get one reminder each (`daylight notify`).
+    claim_urgent_within_days: int = Field(default=1, ge=0)
+    claim_within_days: int = Field(default=3, ge=0)
+    # Leads are warned this many days before the retention purge deletes a report.
+    retention_warning_days: int = Field(default=14, ge=1)
+
+    # Content-free notifications (app.notify). The SMTP server notices go through:
+    # smtp+starttls://USER:PASSWORD@HOST:587 or smtps://USER:PASSWORD@HOST:465 (smtp://HOST:PORT
+    # only on loopback). SecretStr: it carries the password. Unset, no mail is sent.
+    smtp_url: SecretStr | None = None
+    mail_from: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=200)
+    # A CA certificate file trusted for the SMTP server and the webhook instead of the system's
+    # CAs (a private CA). Unset: the system's CAs.
+    notify_ca_file: Path | None = None
+    # Immediate notices wait this long and go out together: a burst of urgent reports is one
+    # mail per member, and the mail's time tells the provider less about each report.
+    notify_batch_seconds: int = Field(default=60, ge=1, le=3600)
+    # How often `daylight serve` runs the sender in the background (0: never; use `daylight
+    # notify` from a timer instead).
+    notify_interval_seconds: float = Field(default=30, ge=0, le=3600)
     # Figures derived from cases that leave the system (statistics export, printable report)
     # withhold any count below this, to protect small communities.
     statistics_min_count: int = Field(default=3, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
@@ -28,6 +29,7 @@ from app.kit.taxonomy import COUNTRY_CODES, Language, Tactic
 from app.labels.service import label_views
 from app.stations.models import Station
 from app.triage import bulk, service, views
+from app.triage import clocks as response_clocks
 from app.triage.routes_web import _assignable
 from app.triage.schemas import QueueFilters, QueueSort, filters_from_query
 from app.web.context import Context, DbSession
@@ -35,6 +37,16 @@ from app.web.forms import read_form, read_form_lists, uuid_field
 from app.web.json_body import JsonBody
 from app.web.pages import render_staff_page
 from app.web.staff_words import country_words, language_words, tactic_words
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseClocks:
+    """What the response clocks say of one queue row (app.triage.clocks)."""
+
+    claim_overdue: bool
+    answer_overdue: bool
+    purge_on: dt.date | None
+
 
 router = APIRouter()
 api_router = APIRouter(prefix="/api/v1/tips")
@@ -113,6 +125,19 @@ def render_queue(
         )
         for item in page.items
     }
+    day = today()
+    clocks = {
+        item.id: ResponseClocks(
+            claim_overdue=response_clocks.claim_overdue(
+                item.status, item.received_on, urgent=item.urgent, settings=settings, today=day
+            ),
+            answer_overdue=response_clocks.answer_overdue(
+                item.submitter_wrote_on, unread=item.submitter_activity, settings=settings, today=day
+            ),
+            purge_on=response_clocks.purge_warning(item.status, item.last_activity_on, settings, day),
+        )
+        for item in page.items
+    }
     return render_staff_page(
         request,
         "staff/queue.html",
@@ -131,6 +156,7 @@ def render_queue(
         saved_views=saved_views,
         assignable=_assignable(session, intake_key.version) if is_lead and intake_key else [],
         ages=ages,
+        clocks=clocks,
         holds_key=holds_key,
         is_lead=is_lead,
         can_triage=principal.can(Permission.TRIAGE_TIPS),

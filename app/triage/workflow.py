@@ -28,6 +28,8 @@ from app.kit.clock import today
 from app.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.kit.sequencing import next_position
 from app.kit.server_secrets import ServerSecrets
+from app.outbox import events as outbox
+from app.outbox.models import Audience, NoticeKind
 from app.triage.models import NOTE_BODY, TipEvent, TipNote, note_row_id
 
 OPEN_STATUSES = frozenset({TipStatus.NEW, TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO})
@@ -148,6 +150,8 @@ def assign(session: Session, principal: Principal, tip_id: uuid.UUID, assignee_i
     tip.assignee_id = assignee.id
     previous = _move(tip, TipStatus.IN_REVIEW) if tip.status is TipStatus.NEW else tip.status
     record_step(session, principal, tip, "assign", from_status=previous, detail=assignee.username)
+    if assignee.id != principal.account_id:
+        outbox.notify(session, NoticeKind.ASSIGNED, Audience.MEMBER, audience_id=assignee.id)
     return tip
 
 
@@ -190,6 +194,13 @@ def propose_verification(session: Session, principal: Principal, tip_id: uuid.UU
         raise IllegalTransition("Verification of this report is already proposed and awaits confirmation.")
     tip.verification_proposed_by_id = principal.account_id
     record_step(session, principal, tip, "verify_propose", from_status=tip.status)
+    outbox.notify(
+        session,
+        NoticeKind.VERIFICATION_WAITING,
+        Audience.CONFIRMERS,
+        # No case: only verified reports join one, so a proposal is never inside a restricted case.
+        excluded_id=principal.account_id,
+    )
     return tip
 
 

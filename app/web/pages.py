@@ -102,6 +102,7 @@ STAFF_NAVIGATION = (
     NavItem("witnesses", "Witnesses", "/admin/witnesses", "manage_accounts"),
     NavItem("login_policy", "Second factor", "/admin/login-policy", "manage_accounts"),
     NavItem("review_policy", "Two-person rule", "/admin/review-policy", "manage_accounts"),
+    NavItem("notifications", "Notifications", "/admin/notifications", "manage_accounts"),
     NavItem("audit", "Audit log", "/audit", "read_audit_log"),
     NavItem("account", "My account", "/account", None),
 )

@@ -132,6 +132,8 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/account/passkeys/{passkey_id}/revoke"): "auth.passkey_revoke",
     ("POST", "/admin/login-policy"): "auth.login_policy",
     ("POST", "/admin/review-policy"): "organisation.review_policy",
+    ("POST", "/account/notifications"): "notify.preferences",
+    ("POST", "/admin/notifications"): "notify.settings",
     ("POST", "/api/v1/tips/bulk"): "tips.bulk",
     ("POST", "/tips/bulk"): "tips.bulk",
     ("POST", "/views"): "view.save",
@@ -153,6 +155,8 @@ NOT_AUDITED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/auth/session"): "the caller's own session",
     ("GET", "/api/v1/auth/sessions"): "the caller's own sessions",
     ("GET", "/account"): "the caller's own account page",
+    ("GET", "/account/notifications"): "the caller's own notice preferences",
+    ("GET", "/admin/notifications"): "the notice channels and the delivery backlog (no content)",
     ("GET", "/api/v1/accounts"): "account metadata for admins; changes are audited",
     ("GET", "/api/v1/accounts/{account_id}"): "as GET /api/v1/accounts",
     ("GET", "/admin/accounts"): "as GET /api/v1/accounts",
@@ -681,6 +685,28 @@ def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
             "/admin/review-policy",
             data={"csrf_token": s.csrf("/admin/review-policy"), "second_person": "key_holder"},
         ),
+        ("POST", "/account/notifications"): lambda: s.client.post(
+            "/account/notifications",
+            data={
+                "csrf_token": s.csrf("/account/notifications"),
+                "enabled": "on",
+                "mode": "digest",
+                "address": "member@staff.example",
+                "openpgp_key": "",
+            },
+        ),
+        ("POST", "/admin/notifications"): lambda: (
+            s.fresh(Role.ADMIN),
+            s.client.post(
+                "/admin/notifications",
+                data={
+                    "csrf_token": s.csrf("/admin/notifications"),
+                    "email_enabled": "on",
+                    "webhook_url": "https://bridge.example/hook",
+                    "digest_hours": "24",
+                },
+            ),
+        )[1],
     }
 
 

@@ -12,6 +12,7 @@ from app.entrypoints import doctor
 from app.entrypoints.cli.common import Commands, add_command, open_deployment
 from app.kit.blobs import blob_storage_for
 from app.kit.config import load_settings
+from app.notify.sender import NotificationSender
 from app.triage import retention
 
 
@@ -29,6 +30,27 @@ def cmd_purge(args: argparse.Namespace) -> int:
         f"{settings.retention_stale_new_days} days) and {report.files} files; their keys are destroyed"
     )
     return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """Deliver pending notices once (for a cron job or systemd timer); safe beside `serve`."""
+    with open_deployment(args.data_dir) as deployment:
+        settings = deployment.settings
+        try:
+            sender = NotificationSender(
+                deployment.database, settings, deployment.server_secrets.key_integrity_key
+            )
+        except ValueError as refusal:  # the mail server's URL; the message never repeats it
+            print(f"daylight: smtp_url: {refusal}", file=sys.stderr)
+            return 2
+        report = sender.run_once()
+    if settings.smtp_url is None:
+        print("notify: no mail server is configured (smtp_url): notices go to the webhook only, if set")
+    print(
+        f"notify: {report.events} events and {report.reminders} reminders queued; "
+        f"{report.sent} notices sent, {report.failed} failed (tried again later), {report.dropped} dropped"
+    )
+    return 1 if report.failed else 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -142,6 +164,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def register(commands: Commands) -> None:
     add_command(commands, "purge", "crypto-shred tips past their retention period").set_defaults(
         run=cmd_purge
+    )
+    add_command(commands, "notify", "deliver pending content-free notifications once").set_defaults(
+        run=cmd_notify
     )
     add_command(commands, "doctor", "check a deployment and say how to fix what is wrong").set_defaults(
         run=cmd_doctor
