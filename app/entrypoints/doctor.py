@@ -46,6 +46,8 @@ from app.kit.server_secrets import (
     secret_env_var,
     secret_from_environment,
 )
+from app.notify import channels
+from app.notify.sender import backlog
 from app.schema import migration_heads
 
 CLOCK_SLACK = dt.timedelta(minutes=5)
@@ -415,9 +417,67 @@ def check_settings(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_mail_settings(settings: Settings) -> list[Finding]:
+    """The mail server's URL parses, and notices can say where to sign in."""
+    if settings.smtp_url is None:
+        return [Finding("notices", Verdict.OK, "no mail server set (smtp_url): no notices by e-mail")]
+    try:
+        channels.parse_smtp_url(
+            settings.smtp_url.get_secret_value(),
+            sender=settings.mail_from or "daylight@localhost",
+            ca_file=settings.notify_ca_file,
+        )
+    except ValueError as refusal:  # its message never repeats the URL, which holds a password
+        return [Finding("notices", Verdict.FAIL, f"smtp_url: {refusal}")]
+    findings = []
+    if settings.mail_from is None:
+        findings.append(
+            Finding("notices", Verdict.WARN, "mail_from is not set: notices are sent as daylight@localhost")
+        )
+    if settings.staff_origin is None:
+        findings.append(
+            Finding(
+                "notices",
+                Verdict.WARN,
+                "staff_origin is not set: the links in notices are paths without the staff app's address",
+            )
+        )
+    return findings or [Finding("notices", Verdict.OK, "a mail server is set")]
+
+
+def check_deliveries(settings: Settings, database: Database) -> list[Finding]:
+    with database.transaction() as session:
+        waiting = backlog(session)
+    if settings.smtp_url is None and waiting.email_due:
+        return [
+            Finding(
+                "notice delivery",
+                Verdict.WARN,
+                f"{waiting.email_due} e-mail notices wait for a mail server: set smtp_url here, or "
+                "make sure a node that has one runs the sender",
+            )
+        ]
+    if waiting.failing:
+        reason = waiting.last_errors[0][1] if waiting.last_errors else "unknown"
+        return [
+            Finding(
+                "notice delivery",
+                Verdict.WARN,
+                f"{waiting.failing} notices failed at least once and wait to be tried again "
+                f"(last reason: {reason}); see /admin/notifications",
+            )
+        ]
+    return [Finding("notice delivery", Verdict.OK, f"{waiting.pending} notices waiting, none failing")]
+
+
 def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Finding]:
     now = now or dt.datetime.now(dt.UTC)
-    findings = check_settings(settings) + check_argon2(settings) + check_secrets(settings)
+    findings = (
+        check_settings(settings)
+        + check_argon2(settings)
+        + check_secrets(settings)
+        + check_mail_settings(settings)
+    )
     if sqlite_file_missing(settings.sqlalchemy_url):
         # Never created by looking: an empty SQLite file would only hide the mistake.
         return [*findings, Finding("database", Verdict.FAIL, f"{no_organisation(settings)}.")]
@@ -430,6 +490,7 @@ def run_checks(settings: Settings, now: dt.datetime | None = None) -> list[Findi
                 lambda: check_keys(database),
                 lambda: check_password_verifiers(settings, database),
                 lambda: check_orphan_blobs(settings, database, now),
+                lambda: check_deliveries(settings, database),
             ]
             if all(f.verdict is not Verdict.FAIL for f in findings if f.check.startswith("secret")):
                 steps.append(lambda: check_audit(settings, database, now))

@@ -234,7 +234,9 @@ def _note_submitter_activity(session: Session, tip: Tip) -> None:
     if tip.assignee_id is not None:
         outbox.notify(session, NoticeKind.SUBMITTER_ANSWERED, Audience.MEMBER, audience_id=tip.assignee_id)
     else:
-        outbox.notify(session, NoticeKind.SUBMITTER_ANSWERED, Audience.KEY_HOLDERS)
+        # The report's id, for the sender only (the row lives until its next run): a report in a
+        # restricted case is announced to the case's members alone.
+        outbox.notify(session, NoticeKind.SUBMITTER_ANSWERED, Audience.KEY_HOLDERS, audience_id=tip.id)
     tip.last_activity_on = today()
     tip.submitter_activity = True
     if tip.status is TipStatus.NEEDS_INFO:

@@ -196,7 +196,20 @@ def read_openpgp_key(armored: str) -> str:
     carries secret key material, is revoked or expired, fails Sequoia's standard policy, or has
     no live key that may encrypt.
     """
-    return _usable_encryption_cert(armored, now=utc_now()).fingerprint.upper()
+    return _checked_encryption_cert(armored, now=utc_now()).fingerprint.upper()
+
+
+def _checked_encryption_cert(armored: str, *, now: dt.datetime) -> pysequoia.Cert:
+    """`_usable_encryption_cert`, where anything the parser raises on a damaged key (Sequoia
+    raises RuntimeError from deep inside) is the member's plain ValueError, never a 500."""
+    try:
+        return _usable_encryption_cert(armored, now=now)
+    except ValueError:
+        raise
+    except Exception:
+        raise ValueError(
+            "this OpenPGP key could not be read; paste the armored public key block again"
+        ) from None
 
 
 def _usable_encryption_cert(armored: str, *, now: dt.datetime) -> pysequoia.Cert:
@@ -307,7 +320,7 @@ def send_mail(
     message = _notice_message(server, recipient=recipient, subject=subject, body=body, message_id=message_id)
     if openpgp_key is not None:
         try:
-            member_cert = _usable_encryption_cert(openpgp_key, now=utc_now())
+            member_cert = _checked_encryption_cert(openpgp_key, now=utc_now())
         except ValueError:
             raise DeliveryFailed("member's OpenPGP key not usable", permanent=True) from None
         message = _encrypted_notice(message, member_cert)
@@ -505,6 +518,9 @@ def check_webhook_url(url: str) -> str:
         raise ValueError(f"the webhook URL must be at most {MAX_WEBHOOK_URL_LENGTH} characters")
     if _CONTROL_CHARACTERS.search(url):
         raise ValueError("the webhook URL must not contain spaces or control characters")
+    if not url.isascii():
+        # An HTTP request line is ASCII: a non-ASCII path would fail at every send, never here.
+        raise ValueError("the webhook URL must be ASCII (percent-encode other characters)")
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname

@@ -60,6 +60,9 @@ class NotificationDelivery(Base):
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The last failure, as a short content-free phrase (app.notify.channels.DeliveryFailed).
     last_error: Mapped[str | None] = mapped_column(String(120))
+    # Refused for good (an address the server does not know): kept, shown to the admin, not tried
+    # again until the member changes their settings.
+    parked: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_notification_deliveries_next_attempt_at", "next_attempt_at"),)
 
@@ -96,12 +99,14 @@ class NotificationSettings(Base):
 
 
 class ClockReminder(Base):
-    """A reminder already queued: one per report, clock and deadline, never two.
+    """A reminder already queued: one per report, clock and start of the clock, never two.
 
-    A deadline that moves (the submitter wrote again, so the purge moves too) is a new row."""
+    ``started_on`` is the day the clock started: the report's arrival (claim), the submitter's
+    newest message (answer), its last activity (retention). A clock that starts again (the
+    submitter wrote again, so the purge moves too) is a new row."""
 
     __tablename__ = "notification_reminders"
 
     tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True)
     clock: Mapped[str] = mapped_column(String(16), primary_key=True)
-    due_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    started_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)

@@ -15,20 +15,21 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.audit_log import events as audit
 from app.crypto.binding import bind
 from app.crypto.contracts import EnvelopeColumn
 from app.crypto.errors import DecryptionError
-from app.kit.clock import today
+from app.kit.clock import today, utc_now
 from app.kit.errors import InvalidInput
 from app.notify import channels
 from app.notify.models import (
     MEMBER_ADDRESS,
     WEBHOOK_URL,
     DeliveryMode,
+    NotificationDelivery,
     NotificationPreference,
     NotificationSettings,
 )
@@ -133,6 +134,13 @@ def save_member_preferences(
     row.openpgp_key = openpgp_key.strip() if fingerprint else None
     row.openpgp_fingerprint = fingerprint
     row.changed_on = today()
+    # Deliveries parked after the old address was refused are tried again with the new settings.
+    session.execute(
+        update(NotificationDelivery)
+        .where(NotificationDelivery.recipient_id == account_id, NotificationDelivery.parked.is_(True))
+        .values(parked=False, attempts=0, next_attempt_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
     session.flush()
     audit.record(
         session,

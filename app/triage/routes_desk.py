@@ -38,6 +38,8 @@ from app.web.json_body import JsonBody
 from app.web.pages import render_staff_page
 from app.web.staff_words import country_words, language_words, tactic_words
 
+OPEN_STATUS_VALUES = frozenset({TipStatus.NEW.value, TipStatus.IN_REVIEW.value, TipStatus.NEEDS_INFO.value})
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseClocks:
@@ -132,7 +134,10 @@ def render_queue(
                 item.status, item.received_on, urgent=item.urgent, settings=settings, today=day
             ),
             answer_overdue=response_clocks.answer_overdue(
-                item.submitter_wrote_on, unread=item.submitter_activity, settings=settings, today=day
+                item.submitter_wrote_on,
+                unread=item.submitter_activity and item.status in OPEN_STATUS_VALUES,
+                settings=settings,
+                today=day,
             ),
             purge_on=response_clocks.purge_warning(item.status, item.last_activity_on, settings, day),
         )

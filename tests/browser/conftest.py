@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +114,15 @@ def served_demo_500(tmp_path: Path) -> Iterator[ServedDemo]:
 
 
 @contextlib.contextmanager
-def serving_demo(tmp_path: Path, *, reports: int = 3) -> Iterator[ServedDemo]:
+def serving_demo(
+    tmp_path: Path, *, reports: int = 3, environment: Mapping[str, str] | None = None
+) -> Iterator[ServedDemo]:
+    """``environment``: settings of the demo and its server (DAYLIGHT_* variables)."""
     env = {
         **os.environ,
         "DAYLIGHT_ARGON2__TIME_COST": str(CHEAP_ARGON2.time_cost),
         "DAYLIGHT_ARGON2__MEMORY_COST_KIB": str(CHEAP_ARGON2.memory_cost_kib),
+        **(environment or {}),
     }
     env.pop("DAYLIGHT_DATABASE_URL", None)
     data_dir = tmp_path / "org"

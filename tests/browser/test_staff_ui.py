@@ -33,7 +33,7 @@ STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
     "caseworker": {"queue", "cases", "labels", "stations", "statistics", "account"},
     "lead": {"queue", "cases", "labels", "stations", "statistics", "keys", "account"},
-    "admin": {"accounts", "witnesses", "login_policy", "review_policy", "account"},
+    "admin": {"accounts", "witnesses", "login_policy", "review_policy", "notifications", "account"},
     "auditor": {"audit", "account"},
 }
 

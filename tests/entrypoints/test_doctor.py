@@ -121,3 +121,22 @@ def test_orphan_blobs_are_counted_never_named_and_young_ones_are_not_counted(
     for blob_id in (crashed_file, uploading_file, crashed_chunks):
         assert blob_id.hex not in output
         assert str(blob_id) not in output
+
+
+def test_mail_settings_are_checked_without_repeating_the_password(
+    organisation_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 0
+    assert "OK    notices: no mail server set (smtp_url): no notices by e-mail" in capsys.readouterr().out
+    monkeypatch.setenv("DAYLIGHT_SMTP_URL", "smtp://notifier:hunter2-secret@mail.example.org:25")
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 1
+    output = capsys.readouterr().out
+    assert "FAIL  notices: smtp_url: smtp:// sends in the clear and is only allowed to this machine" in output
+    assert "hunter2" not in output
+    monkeypatch.setenv("DAYLIGHT_SMTP_URL", "smtp+starttls://notifier:hunter2-secret@mail.example.org:587")
+    assert cli.main(["doctor", "--data-dir", str(organisation_dir)]) == 0
+    output = capsys.readouterr().out
+    assert "WARN  notices: mail_from is not set" in output
+    assert "WARN  notices: staff_origin is not set" in output
+    assert "OK    notice delivery: 0 notices waiting, none failing" in output
+    assert "hunter2" not in output

@@ -488,7 +488,8 @@ def member_key_factory() -> Callable[..., OpenPgpMemberKey]:
 
 # --- the sender's clock, and a sender on the test's database --------------------------------------
 
-START = dt.datetime(2026, 12, 7, 10, 0, 5, tzinfo=dt.UTC)
+# Today (the day the intake app stamps on reports), mid-morning, UTC.
+START = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(10, 0, 5), dt.UTC)
 
 
 class Clock:

@@ -34,7 +34,13 @@ from app.outbox.models import NotificationEvent
 from app.stations.models import Station, StationStatus
 from tests.auth.factories import StaffMember
 from tests.conftest import Organisation
-from tests.notify.conftest import Clock, OpenPgpMemberKey, RecordingSmtpServer, RecordingWebhookReceiver
+from tests.notify.conftest import (
+    START,
+    Clock,
+    OpenPgpMemberKey,
+    RecordingSmtpServer,
+    RecordingWebhookReceiver,
+)
 
 CANARIES = {
     "narrative": "Canary narrative: my brother in Kashgar was visited by officers 7731.",
@@ -189,7 +195,8 @@ def test_ordinary_reports_collect_in_the_digest(
     clock.advance(hours=3)
     sender.run_once()
     assert smtp_server.messages == []
-    clock.moment = dt.datetime(2026, 12, 8, 0, 0, 1, tzinfo=dt.UTC)  # the daily digest is due at midnight UTC
+    # The daily digest is due at midnight UTC.
+    clock.moment = dt.datetime.combine(START.date() + dt.timedelta(days=1), dt.time(0, 0, 1), dt.UTC)
     assert sender.run_once().sent == 1
     (mail,) = smtp_server.messages
     assert mail.message["Subject"] == "Daylight digest"
@@ -264,7 +271,9 @@ def test_a_mail_server_that_is_down_loses_nothing_and_the_admin_sees_it(
     assert "lead@staff.example" not in failure.details
     page = signed_in(organisation[Role.ADMIN]).get("/admin/notifications")
     assert page.status_code == 200
-    assert "1 notices waiting to be sent; 1 of them failed at least once" in page.text
+    assert (
+        "Notices waiting to be sent: 1. Of these, failed at least once and to be tried again: 1." in page.text
+    )
     assert details["reason"] in page.text
     # Backing off: not tried again at once.
     clock.advance(seconds=30)

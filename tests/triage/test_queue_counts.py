@@ -35,6 +35,7 @@ from app.kit.blobs import BlobStore
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets, load_server_secrets
+from app.outbox.models import NotificationEvent
 from app.schema import migrate, upgrade_to_head
 from app.triage import reading, retention, service, tags, workflow
 from app.triage.models import TipQueueCount, TipQueueCountChange, TipTag
@@ -508,10 +509,11 @@ def test_the_migration_counts_the_tips_already_there_and_downgrades(
     migrate(database.engine, "8d2e4b6a1c93", downgrade=True)
     tables = set(inspect(database.engine).get_table_names())
     assert not tables & {"tip_queue_counts", "tip_queue_count_changes"}
-    # The models are head's: a column added to `tips` after that revision is lent for these
-    # writes and taken away again before the upgrade adds it for real.
+    # The models are head's: a column added to `tips` after that revision, and the outbox these
+    # writes append to, are lent for them and taken away again before the upgrade adds them for real.
     with database.engine.begin() as connection:
         connection.execute(text("ALTER TABLE tips ADD COLUMN search_indexed BOOLEAN NOT NULL DEFAULT false"))
+        NotificationEvent.__table__.create(connection)
     with database.transaction() as session:  # written with no trigger to see it
         make_tip(session, server_secrets, tactics=["surveillance"], host_country="IE", urgent=True)
         index_as_opening_does(session, lead, tip_ids[5])
@@ -519,6 +521,7 @@ def test_the_migration_counts_the_tips_already_there_and_downgrades(
         session.execute(delete(Tip).where(Tip.id == tip_ids[3]))
     with database.engine.begin() as connection:
         connection.execute(text("ALTER TABLE tips DROP COLUMN search_indexed"))
+        NotificationEvent.__table__.drop(connection)
 
     upgrade_to_head(database.engine)
     with database.transaction() as session:

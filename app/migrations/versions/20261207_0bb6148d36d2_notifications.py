@@ -4,7 +4,7 @@
 ``notification_deliveries`` the notices being sent (one per recipient, channel and batch, with a
 lease for the sender that holds it); ``notification_preferences`` each member's choice and sealed
 address; ``notification_settings`` the organisation's channels; ``notification_reminders`` the
-response-clock reminders already queued, one per report, clock and deadline.
+response-clock reminders already queued, one per report, clock and start of the clock.
 
 New tables only: ``tips`` is not rebuilt (a batch rebuild on SQLite would drop its triggers).
 
@@ -57,6 +57,7 @@ def upgrade() -> None:
     sa.Column('lease_owner', sa.String(length=40), nullable=True),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.String(length=120), nullable=True),
+    sa.Column('parked', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['recipient_id'], ['staff_accounts.id'], name=op.f('fk_notification_deliveries_recipient_id_staff_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_deliveries')),
     sa.UniqueConstraint('idempotency_key', name=op.f('uq_notification_deliveries_idempotency_key'))
@@ -78,9 +79,9 @@ def upgrade() -> None:
     op.create_table('notification_reminders',
     sa.Column('tip_id', sa.Uuid(), nullable=False),
     sa.Column('clock', sa.String(length=16), nullable=False),
-    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('started_on', sa.Date(), nullable=False),
     sa.ForeignKeyConstraint(['tip_id'], ['tips.id'], name=op.f('fk_notification_reminders_tip_id_tips'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('tip_id', 'clock', 'due_on', name=op.f('pk_notification_reminders'))
+    sa.PrimaryKeyConstraint('tip_id', 'clock', 'started_on', name=op.f('pk_notification_reminders'))
     )
 
 
