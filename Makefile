@@ -16,7 +16,7 @@ LINT_PATHS := app tests bench
 
 # `make test` runs lint, then system-packages, then pytest: in that order, also under -j.
 .NOTPARALLEL:
-.PHONY: run test lint bench screenshots bootstrap clean-demo messages system-packages
+.PHONY: run test lint bench screenshots screenshot-fonts bootstrap clean-demo messages system-packages
 
 # Installs the Debian packages named in $$missing, as root or through passwordless sudo; when
 # neither is possible, stops before anything runs half-equipped, with the command to run.
@@ -93,7 +93,17 @@ bench: $(STAMP)
 	$(BIN)/python bench/image_cleaning.py
 	$(BIN)/python bench/load.py
 
-screenshots: $(STAMP) system-packages
+# Fonts for the screenshots only: the pages name system fonts (no web font over Tor), and a
+# machine without Chinese, Arabic-script and Tibetan fonts would photograph empty boxes.
+SCREENSHOT_FONTS := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc:fonts-noto-cjk \
+	/usr/share/fonts/truetype/noto/NotoSerifTibetan-Regular.ttf:fonts-noto-core
+
+screenshot-fonts:
+	@missing=; for need in $(SCREENSHOT_FONTS); do \
+		[ -e "$${need%%:*}" ] || missing="$$missing $${need#*:}"; done; \
+	$(INSTALL_MISSING)
+
+screenshots: $(STAMP) system-packages screenshot-fonts
 	DAYLIGHT_WRITE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/browser -q
 
 # Refresh the translation catalogs after changing a submitter-facing string; then

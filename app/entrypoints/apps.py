@@ -52,6 +52,7 @@ from app.triage.routes_labels import router as labels_web_router
 from app.triage.routes_web import router as triage_web_router
 from app.web.app_factory import build_app
 from app.web.context import AppContext
+from app.web.error_pages import IntakeErrorPages
 from app.web.health import router as health_router
 from app.web.staff_errors import install_staff_page_errors
 
@@ -129,6 +130,8 @@ def create_intake_app(
     app.include_router(intake_api_router)
     app.add_exception_handler(FormRejected, form_rejected_handler)
     app.add_exception_handler(FollowupRefused, followup_refused_handler)
+    # Outermost: every refusal a browser meets, admission control's own included, is a page.
+    app.add_middleware(IntakeErrorPages)
     return app
 
 

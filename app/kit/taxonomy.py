@@ -47,6 +47,7 @@ class Language(StrEnum):
     SIMPLIFIED_CHINESE = "zh-Hans"
     TRADITIONAL_CHINESE = "zh-Hant"
     UYGHUR = "ug"
+    TIBETAN = "bo"
 
 
 # CLDR (through Babel) lists every ISO 3166-1 alpha-2 code plus some that are

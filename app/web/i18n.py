@@ -38,6 +38,7 @@ BABEL_LOCALES: dict[Language, str] = {
     Language.SIMPLIFIED_CHINESE: "zh_Hans",
     Language.TRADITIONAL_CHINESE: "zh_Hant",
     Language.UYGHUR: "ug",
+    Language.TIBETAN: "bo",
 }
 TRANSLATED_LANGUAGES = tuple(language for language in Language if language is not SOURCE_LANGUAGE)
 

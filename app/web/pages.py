@@ -32,6 +32,7 @@ LANGUAGE_OPTIONS = (
     LanguageOption(Language.SIMPLIFIED_CHINESE, "简体中文", "ltr"),
     LanguageOption(Language.TRADITIONAL_CHINESE, "繁體中文", "ltr"),
     LanguageOption(Language.UYGHUR, "ئۇيغۇرچە", "rtl"),
+    LanguageOption(Language.TIBETAN, "བོད་ཡིག", "ltr"),
 )
 _BY_CODE = {option.code: option for option in LANGUAGE_OPTIONS}
 
@@ -73,13 +74,18 @@ def language_for(request: Request) -> LanguageOption:
 
 def render_page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A submitter's page in the language of its link."""
-    language = language_for(request)
-    html = (
+    html = render_language_page(request.query_params.get("lang", ""), template, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def render_language_page(code: str, template: str, **context: Any) -> str:
+    """A submitter's page in the language ``code`` names (English for anything else)."""
+    language = _BY_CODE.get(code, LANGUAGE_OPTIONS[0])
+    return (
         _ENVIRONMENTS[Language(language.code)]
         .get_template(template)
         .render(language=language, languages=LANGUAGE_OPTIONS, **context)
     )
-    return HTMLResponse(html, status_code=status_code)
 
 
 @dataclass(frozen=True, slots=True)

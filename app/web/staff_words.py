@@ -26,6 +26,7 @@ LANGUAGE_WORDS = {
     Language.SIMPLIFIED_CHINESE: "Chinese (Simplified)",
     Language.TRADITIONAL_CHINESE: "Chinese (Traditional)",
     Language.UYGHUR: "Uyghur",
+    Language.TIBETAN: "Tibetan",
 }
 PERPETRATOR_WORDS = {
     Perpetrator.POLICE: "home-country police",

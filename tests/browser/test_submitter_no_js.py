@@ -32,8 +32,8 @@ from tests.support.screenshots import screenshot_dir
 pytestmark = pytest.mark.serve
 
 RECEIPT_PATTERN = re.compile(r"^([0-9A-Z]{4}-){5}[0-9A-Z]{4}$")
-LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ug"]
-DIRECTION = {"en": "ltr", "zh-Hans": "ltr", "zh-Hant": "ltr", "ug": "rtl"}
+LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ug", "bo"]
+DIRECTION = {"en": "ltr", "zh-Hans": "ltr", "zh-Hant": "ltr", "ug": "rtl", "bo": "ltr"}
 
 
 def stored_blob_count(served: ServedDemo) -> int:
@@ -279,6 +279,13 @@ def test_an_invalid_answer_shows_the_errors_and_keeps_what_was_typed(
     assert response.status == 422
     assert page.locator(".errors[role=alert]").is_visible()
     assert page.locator("#narrative[aria-invalid=true]").count() == 1
+    # Without script, the page itself moves the reader to the summary (the form posts to
+    # "#errors"), and the summary links to the field.
+    assert page.url.endswith("#errors")
+    box = page.locator("#errors").bounding_box()
+    assert box is not None
+    assert 0 <= box["y"] < (page.viewport_size or {"height": 720})["height"] / 2
+    assert page.locator('#errors a[href="#narrative"]').count() == 1
     click_and_wait(page, 'button[name="go"][value="back"]')
     click_and_wait(page, 'button[name="go"][value="back"]')
     click_and_wait(page, 'button[name="go"][value="back"]')

@@ -90,7 +90,7 @@ def open_attachment(
 def test_the_receipt_page_leads_to_a_page_with_no_cookie(intake_client: TestClient) -> None:
     response = intake_client.get("/followup")
     assert response.status_code == 200
-    assert 'action="/followup?lang=en"' in response.text
+    assert 'action="/followup?lang=en#errors"' in response.text
     assert 'name="receipt"' in response.text
     assert "set-cookie" not in response.headers
 

@@ -76,7 +76,7 @@ def test_the_form_page_is_the_contract_page(intake_client: TestClient) -> None:
     html = response.text
     assert "<script" not in html.lower()
     assert '<form method="post"' in html
-    assert {"en", "zh-Hans", "zh-Hant", "ug"} <= set(re.findall(r'hreflang="([^"]+)"', html))
+    assert {"en", "zh-Hans", "zh-Hant", "ug", "bo"} <= set(re.findall(r'hreflang="([^"]+)"', html))
     # Every URL the page loads or links is our own: no CDN, no font, no tracker.
     for url in re.findall(r'(?:src|href|action)="([^"]+)"', html):
         assert url.startswith(("/", "?", "#")) or url.startswith("https://en.wikipedia.org/"), url
@@ -263,7 +263,8 @@ def test_a_refused_final_post_returns_to_the_step_to_fix_with_everything_kept(
     response = intake_client.post("/report", data=_as_form(fields))
     assert response.status_code == 422
     assert 'name="step" value="where"' in response.text
-    assert "Choose a country from the list." in response.text
+    assert '<a href="#host_country">Choose a country from the list.</a>' in response.text
+    assert 'action="/report/step?lang=en#errors"' in response.text
     assert ("narrative", "They phoned my mother & said <come home>.") in hidden_fields(response.text)
     assert tip_count(db_session) == 0
 
@@ -351,7 +352,7 @@ def test_a_language_change_mid_form_keeps_the_answers(intake_client: TestClient)
     assert ("tactics", "station_contact") in hidden_fields(switched.text)
 
 
-@pytest.mark.parametrize("lang", ["en", "zh-Hans", "zh-Hant", "ug"])
+@pytest.mark.parametrize("lang", ["en", "zh-Hans", "zh-Hant", "ug", "bo"])
 def test_every_page_is_small_enough_for_a_slow_tor_circuit(intake_client: TestClient, lang: str) -> None:
     css = intake_client.get("/static/daylight.css")
     assert css.status_code == 200
@@ -412,3 +413,17 @@ def test_the_who_step_offers_the_registrys_stations_and_nothing_else(
     refused = intake_client.post("/report", data=_as_form(unknown))
     assert refused.status_code == 422
     assert "Choose a station from the list." in refused.text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-Hans", "zh-Hant", "ug", "bo"])
+def test_the_safety_page_speaks_to_this_mission_in_every_language(
+    intake_client: TestClient, lang: str
+) -> None:
+    html = intake_client.get(f"/safety?lang={lang}").text
+    for section in ("family", "phones", "censored", "receipt"):
+        assert f'<h2 id="{section}">' in html
+    assert "bridges@torproject.org" in html
+    if lang != "en":
+        # Translated, not the English fallback.
+        assert "When the pressure comes through your family" not in html
+        assert "If someone forces you to give it up" not in html

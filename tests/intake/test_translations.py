@@ -35,7 +35,7 @@ SOURCE = source_messages()
 
 def test_extraction_finds_the_pages_strings() -> None:
     assert "Leave this site quickly" in SOURCE
-    assert "Step %(number)s of %(total)s" in SOURCE
+    assert "Step %(number)s of %(total)s: %(title)s" in SOURCE
     assert "My family back home was pressured or threatened" in SOURCE  # marked with N_ in Python
     assert "Too many files are attached to this report." in SOURCE  # an error a page can show
     assert len(SOURCE) > 150
@@ -65,6 +65,7 @@ DIRECTIONS = [
     (Language.SIMPLIFIED_CHINESE, "ltr"),
     (Language.TRADITIONAL_CHINESE, "ltr"),
     (Language.UYGHUR, "rtl"),
+    (Language.TIBETAN, "ltr"),
 ]
 
 
