@@ -130,8 +130,9 @@ def create_intake_app(
     app.include_router(intake_api_router)
     app.add_exception_handler(FormRejected, form_rejected_handler)
     app.add_exception_handler(FollowupRefused, followup_refused_handler)
-    # Outermost: every refusal a browser meets, admission control's own included, is a page.
-    app.add_middleware(IntakeErrorPages)
+    # Around everything, FastAPI's own body-size limit included: every refusal a browser meets,
+    # admission control's and the size limit's too, is a page.
+    app.outermost.append(IntakeErrorPages)
     return app
 
 

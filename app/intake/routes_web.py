@@ -52,8 +52,14 @@ class FormRejected(AppError):
 
 @functools.cache
 def _countries(language: Language) -> list[tuple[str, str]]:
+    """Every country by its name in ``language``; where CLDR has none in it (Tibetan lacks 66),
+    the English name, never the bare code."""
     names = babel_locale(language).territories
-    return sorted(((code, names.get(code, code)) for code in COUNTRY_CODES), key=lambda pair: pair[1])
+    english = babel_locale(Language.ENGLISH).territories
+    return sorted(
+        ((code, names.get(code) or english.get(code, code)) for code in COUNTRY_CODES),
+        key=lambda pair: pair[1],
+    )
 
 
 @functools.cache
@@ -159,8 +165,10 @@ def _station_rows(context: Context) -> _StationRows:
 def _station_choices(context: Context, language: Language) -> list[tuple[str, str]]:
     """The registry's stations as a submitter may name them: city and country, no case data."""
     countries = dict(_countries(language))
+    # One format string, so that each language joins city and country with its own punctuation.
+    label = translations(language).gettext(N_("%(city)s, %(country)s"))
     return [
-        (str(station_id), f"{city}, {countries.get(country, country)}")
+        (str(station_id), label % {"city": city, "country": countries.get(country, country)})
         for station_id, city, country in _station_rows(context)
     ]
 

@@ -38,7 +38,11 @@ MAX_RESULTS = 200
 
 _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
 _HAN_RUN = re.compile(f"[{_HAN}]+")
-_WORD = re.compile(rf"[^\W_{_HAN}]+")
+# Tibetan vowel signs and subjoined letters are combining marks, which \w leaves out: without
+# them a syllable falls apart into single letters. The tsheg (U+0F0B) and the shad are
+# punctuation, so a Tibetan word is a syllable.
+_TIBETAN_MARKS = r"\u0f18\u0f19\u0f35\u0f37\u0f39\u0f3e\u0f3f\u0f71-\u0f84\u0f86\u0f87\u0f8d-\u0fbc\u0fc6"
+_WORD = re.compile(rf"(?:[^\W_{_HAN}]|[{_TIBETAN_MARKS}])+")
 
 
 def search_key(intake_private: sealing.PrivateKey, version: int) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from app.kit.errors import ErrorBody, install_error_handlers
 from app.kit.logs import RequestIdMiddleware
@@ -43,6 +44,16 @@ class DocumentedApp(FastAPI):
     our own reader takes (FastAPI sees none), and the one error model for invalid input instead of
     FastAPI's ``HTTPValidationError``, which is never sent. Not served (``openapi_url=None``); the
     contract tests read it."""
+
+    # Wrapped around everything FastAPI builds, its own body-size limit included (whose 413 is
+    # otherwise written outside every middleware added with add_middleware).
+    outermost: list[Callable[[ASGIApp], ASGIApp]]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        for wrap in reversed(getattr(self, "outermost", [])):
+            stack = wrap(stack)
+        return stack
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -108,7 +119,7 @@ def _replace_validation_error(document: dict[str, Any]) -> None:
     schemas.pop("ValidationError", None)
 
 
-def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = False) -> FastAPI:
+def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = False) -> DocumentedApp:
     """``refuse_cross_origin``: refuse every unsafe request a browser sends from another origin
     (``app.web.cross_origin``; the staff app)."""
     quiet_third_party_loggers()
@@ -133,6 +144,7 @@ def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = Fa
         max_body_size=context.settings.max_request_bytes,
     )
     app.state.context = context
+    app.outermost = []
     install_error_handlers(app)
     # Innermost: its own 503/408 answers still get the security headers and a request id.
     app.add_middleware(AdmissionMiddleware, settings=context.settings)

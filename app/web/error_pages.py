@@ -7,9 +7,11 @@ be shown `{"error": ...}` in English, with no way out but the browser's own butt
 `no-store` pages end in ERR_CACHE_MISS. API clients keep the JSON error model: the page is given
 only when the request's Accept names text/html and not JSON, as a browser's navigation does.
 
-It is pure ASGI and wraps every other middleware of the intake app, so it also catches the
-answers that admission control writes itself (408, 413, 503). The status and every other
-header (Retry-After, Allow, the security headers) are kept; only the body and its type change.
+It is pure ASGI and wraps the whole intake app (`DocumentedApp.outermost`), so it also catches
+the answers that admission control writes itself (408, 503) and the 413 that the outer body-size
+limit writes in plain text outside every other middleware. The status and every other header
+(Retry-After, Allow) are kept, and the page carries the security headers whoever wrote the
+refusal; only the body and its type change.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.kit.errors import N_
+from app.kit.security_headers import SECURITY_HEADERS
 from app.web.pages import render_language_page
 
 # What each refusal tells the submitter: a heading and what happened (nothing was stored).
@@ -71,6 +74,10 @@ ERROR_PAGE_TEXTS: dict[int, tuple[str, str]] = {
 }
 
 
+# The error model, and the plain text of the body-size limit (Starlette's own 413).
+REFUSAL_TYPES = ("application/json", "text/plain")
+
+
 def wants_page(headers: Headers) -> bool:
     """A browser's navigation asks for text/html; an API client asks for JSON or anything."""
     accept = headers.get("accept", "").lower()
@@ -97,7 +104,7 @@ class IntakeErrorPages:
             if message["type"] == "http.response.start":
                 headers = Headers(raw=message["headers"])
                 if message["status"] in ERROR_PAGE_TEXTS and headers.get("content-type", "").startswith(
-                    "application/json"
+                    REFUSAL_TYPES
                 ):
                     held = message  # the JSON body that follows is replaced
                     return
@@ -108,6 +115,8 @@ class IntakeErrorPages:
                 headers = MutableHeaders(raw=list(held["headers"]))
                 headers["content-type"] = "text/html; charset=utf-8"
                 headers["content-length"] = str(len(body))
+                for name, value in SECURITY_HEADERS:
+                    headers[name.decode()] = value.decode()
                 await send({"type": "http.response.start", "status": held["status"], "headers": headers.raw})
                 await send({"type": "http.response.body", "body": body})
                 return

@@ -108,3 +108,30 @@ def test_a_busy_service_is_a_page_that_says_to_reload(settings: Settings) -> Non
         api = client.post("/api/v1/tips", json=VALID)
         assert api.status_code == 503
         assert set(api.json()) == {"error", "detail"}
+
+
+def test_a_body_over_the_outer_limit_is_a_page_with_the_security_headers(settings: Settings) -> None:
+    """The outer body-size limit answers in plain text outside every middleware; the page wraps it
+    too (the most likely 413: two long recordings on the review step)."""
+    small = settings.model_copy(update={"max_request_bytes": 4096})
+    with TestClient(
+        create_intake_app(small), base_url="https://testserver", raise_server_exceptions=False
+    ) as client:
+        too_big = client.post(
+            "/report?lang=bo",
+            files=[("files", ("call.m4a", b"\x00" * 8192, "audio/mp4"))],
+            data={"step": "review"},
+            headers=BROWSER,
+        )
+        assert_error_page(too_big, 413, "bo")
+        assert too_big.headers["cache-control"] == "no-store"
+        api = client.post("/api/v1/tips", content=b"x" * 8192, headers={"content-type": "application/json"})
+        assert api.status_code == 413
+
+
+@pytest.mark.usefixtures("organisation")
+def test_a_head_request_gets_the_page_headers_and_no_body(intake_client: TestClient) -> None:
+    response = intake_client.head("/nowhere?lang=ug", headers=BROWSER)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.content == b""

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.entrypoints.apps import create_intake_app
 from app.intake.models import TIP_ANSWERS, TIP_DATA_KEY, TIP_NARRATIVE, Tip, TipAttachment
+from app.intake.routes_web import _countries
 from app.kit.config import Settings
 from app.kit.db import Database
+from app.kit.taxonomy import Language
 from tests.conftest import Organisation
 
 FormFields = list[tuple[str, str]]
@@ -427,3 +429,11 @@ def test_the_safety_page_speaks_to_this_mission_in_every_language(
         # Translated, not the English fallback.
         assert "When the pressure comes through your family" not in html
         assert "If someone forces you to give it up" not in html
+        assert "GetTor" in html
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-Hans", "zh-Hant", "ug", "bo"])
+def test_every_country_has_a_name_in_every_language(lang: str) -> None:
+    names = dict(_countries(Language(lang)))
+    assert [code for code, name in names.items() if name == code] == []
+    assert names["TW"] != "TW"

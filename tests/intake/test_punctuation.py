@@ -17,6 +17,7 @@ from app.auth.models import Role
 from app.intake.models import MessageAuthor, Tip, TipStatus
 from app.intake.service import add_message
 from app.kit.server_secrets import ServerSecrets
+from app.stations.models import Station, StationStatus
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
 from tests.intake.test_pages import ANSWERS, _as_form, hidden_fields, post_step
@@ -56,6 +57,19 @@ def test_no_page_puts_latin_punctuation_beside_the_language(
     server_secrets: ServerSecrets,
     lang: str,
 ) -> None:
+    # A station, so that the "who" step and the review name one ("city, country").
+    db_session.add(
+        Station(
+            city="Dublin",
+            city_key="dublin",
+            country="IE",
+            operating_bureau="Fuzhou PSB",
+            status=StationStatus.REPORTED,
+            latitude=53.35,
+            longitude=-6.26,
+        )
+    )
+    db_session.commit()
     pages: dict[str, str] = {}
     page = intake_client.get(f"/?lang={lang}").text
     for step in ("what", "where", "who", "story", "contact"):

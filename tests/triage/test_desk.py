@@ -862,3 +862,12 @@ def test_a_cursor_is_refused_under_another_sort(lead: TestClient, dated_tips: di
     ):
         response = lead.get("/api/v1/tips", params={"sort": sort, "limit": "2", "cursor": cursor})
         assert response.status_code == 422, (sort, response.text)
+
+
+def test_tibetan_words_are_whole_syllables_not_letters() -> None:
+    """Vowel signs and subjoined letters are combining marks: a syllable must keep them, or every
+    Tibetan report would match every Tibetan query on its single letters."""
+    words = search.words_of("ཉེན་རྟོག་པས་ང་ལ་ཁ་པར་བཏང་། Police called")
+    assert words[:3] == ["ཉེན", "རྟོག", "པས"]
+    assert "ཉ" not in words
+    assert search.query_words("ཉེན་རྟོག") == ["ཉེན", "རྟོག"]
