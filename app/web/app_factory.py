@@ -144,7 +144,8 @@ def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = Fa
         max_body_size=context.settings.max_request_bytes,
     )
     app.state.context = context
-    app.outermost = []
+    # Around everything, so that even the body-size limit's 413 and the 500 page carry them.
+    app.outermost = [SecurityHeadersMiddleware]
     install_error_handlers(app)
     # Innermost: its own 503/408 answers still get the security headers and a request id.
     app.add_middleware(AdmissionMiddleware, settings=context.settings)
@@ -152,7 +153,6 @@ def build_app(context: AppContext, *, title: str, refuse_cross_origin: bool = Fa
         # Outside admission (a forged post takes no slot and has no body read), inside the
         # headers and the request id (its 403 gets both).
         app.add_middleware(CrossOriginMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

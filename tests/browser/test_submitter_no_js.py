@@ -216,6 +216,17 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     assert click_and_wait(page, 'form[action^="/followup/files"] button[type="submit"]').status == 201
     assert stored_blob_count(served_demo) == blobs_before + 2
 
+    # A dead end met on the way (an address opened by hand): a page in the same language, with the
+    # quick exit and the way back to the form, not an error code.
+    refused = page.goto(f"{served_demo.intake_url}/report/step?lang={lang}")
+    assert refused is not None
+    assert refused.status == 405
+    assert page.locator("html").get_attribute("lang") == lang
+    assert page.locator("html").get_attribute("dir") == DIRECTION[lang]
+    assert page.locator("a.quick-exit").is_visible()
+    assert page.locator(f'main a[href="/?lang={lang}"]').is_visible()
+    shoot(page, lang, "12-error-page")
+
 
 def test_deleting_a_report_in_the_browser_asks_then_shreds_it(
     no_js_page: Page, served_demo: ServedDemo

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from app.entrypoints.apps import create_intake_app
+from app.entrypoints.apps import create_intake_app, create_staff_app
 from app.kit.config import Settings
 from app.kit.taxonomy import Language
 from app.web.error_pages import ERROR_PAGE_TEXTS
@@ -135,3 +135,16 @@ def test_a_head_request_gets_the_page_headers_and_no_body(intake_client: TestCli
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert response.content == b""
+
+
+def test_the_staff_apps_size_limit_answer_carries_the_security_headers(settings: Settings) -> None:
+    small = settings.model_copy(update={"max_request_bytes": 4096})
+    with TestClient(
+        create_staff_app(small), base_url="https://testserver", raise_server_exceptions=False
+    ) as client:
+        refused = client.post(
+            "/api/v1/auth/login", content=b"x" * 8192, headers={"content-type": "application/json"}
+        )
+        assert refused.status_code == 413
+        assert refused.headers["content-security-policy"].startswith("default-src 'none'")
+        assert refused.headers["cache-control"] == "no-store"
