@@ -19,6 +19,7 @@ from app.entrypoints.demo import DEMO_REPORT_DAYS, DEMO_TIPS
 from app.entrypoints.demo_reports import (
     CITIES,
     DEMO_PREFIX,
+    LANGUAGE_WEIGHTS,
     PERSUADE_TO_RETURN_WORD,
     SENTENCES,
     generated_reports,
@@ -54,7 +55,9 @@ def test_every_tactic_is_told_in_the_narrative_in_the_report_language() -> None:
 
 def test_each_language_has_its_own_script() -> None:
     reports = generated_reports(500, on=DAY)
-    assert {report.language for report in reports} == set(Language)
+    # Every language the demo has sentences in (Tibetan demo text awaits a writer who reads it).
+    assert {report.language for report in reports} == set(LANGUAGE_WEIGHTS)
+    assert set(LANGUAGE_WEIGHTS) == set(Language) - {Language.TIBETAN}
     for report in reports:
         letters = [c for c in report.narrative.removeprefix(DEMO_PREFIX) if c.isalpha()]
         scripts = {unicodedata.name(c).split()[0] for c in letters}
