@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import SecretStr
 
 from app.kit.config import Settings
 from app.kit.db import Database
@@ -516,3 +517,22 @@ def sender_for(
         return NotificationSender(database, settings, server_secrets.key_integrity_key, now=clock)
 
     return make
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, smtp_server: RecordingSmtpServer) -> Settings:
+    """The organisation's settings, sending through the test's SMTP server."""
+    return settings.model_copy(
+        update={
+            "smtp_url": SecretStr(smtp_server.url),
+            "mail_from": "notices@daylight.example",
+            "notify_batch_seconds": 60,
+        }
+    )
+
+
+@pytest.fixture
+def mail_sender(
+    sender_for: Callable[[Settings], NotificationSender], mail_settings: Settings
+) -> NotificationSender:
+    return sender_for(mail_settings)

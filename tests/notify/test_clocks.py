@@ -20,7 +20,7 @@ from app.triage import clocks, retention
 from tests.auth.factories import StaffMember
 from tests.conftest import Organisation
 from tests.notify.conftest import Clock, RecordingSmtpServer
-from tests.notify.test_delivery import mail_settings, opt_in, submit, text_of
+from tests.notify.test_delivery import opt_in, submit, text_of
 
 
 def only_tip(session: Session) -> Tip:
@@ -31,21 +31,19 @@ def only_tip(session: Session) -> Tip:
 def test_an_overdue_report_is_marked_and_leads_are_reminded_once(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_sender: NotificationSender,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     opt_in(db_session, organisation[Role.CASEWORKER], "caseworker@staff.example", server_secrets)
     submit(intake_client, urgent=True)
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    assert sender.run_once().sent == 2  # the urgent report's own notice, to both key holders
+    assert mail_sender.run_once().sent == 2  # the urgent report's own notice, to both key holders
     smtp_server.messages.clear()
     queue = signed_in(organisation[Role.LEAD])
     assert 'data-clock="claim"' not in queue.get("/tips").text
@@ -55,16 +53,16 @@ def test_an_overdue_report_is_marked_and_leads_are_reminded_once(
     assert 'data-clock="claim"' in queue.get("/tips").text
     # Clocks count whole days: the sender sweeps them once a day, so the next day's first run.
     clock.advance(days=1)
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    assert sender.run_once().sent == 1  # the lead only: reminders are for leads
+    assert mail_sender.run_once().sent == 1  # the lead only: reminders are for leads
     (mail,) = smtp_server.messages
     assert mail.recipients == ["lead@staff.example"]
     assert text_of(mail.message).startswith(
         "1 report passed its response deadline.\nhttps://testserver/tips\n\n"
     )
     clock.advance(days=1)
-    again = sender.run_once()
+    again = mail_sender.run_once()
     assert (again.reminders, again.events) == (0, 0)  # the same report and deadline: never twice
     assert queue.post(f"/api/v1/tips/{tip.id}/claim").status_code == 200
     assert 'data-clock="claim"' not in queue.get("/tips").text
@@ -73,17 +71,17 @@ def test_an_overdue_report_is_marked_and_leads_are_reminded_once(
 def test_a_purge_is_announced_and_a_submitter_message_defers_it(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
     sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_settings: Settings,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     receipt = submit(intake_client, urgent=False)
-    settings = mail_settings(settings, smtp_server)
+    settings = mail_settings
     today = clock.moment.date()
     tip = only_tip(db_session)
     # Nobody took it out of `new`: purged after retention_stale_new_days; warned 10 days before.

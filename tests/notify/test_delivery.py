@@ -16,7 +16,6 @@ from collections.abc import Callable
 from email.message import EmailMessage
 
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -48,16 +47,6 @@ CANARIES = {
     "station_city": "Qwvcanaryport",
     "station_bureau": "Canary Bureau 5512",
 }
-
-
-def mail_settings(settings: Settings, smtp: RecordingSmtpServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "smtp_url": SecretStr(smtp.url),
-            "mail_from": "notices@daylight.example",
-            "notify_batch_seconds": 60,
-        }
-    )
 
 
 def opt_in(
@@ -138,24 +127,22 @@ URGENT_BODY = (
 def test_an_urgent_report_mails_each_key_holder_once_and_nothing_of_it(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
+    mail_sender: NotificationSender,
 ) -> None:
     for role in Role:  # admins and auditors opt in too: they still hear nothing of reports
         opt_in(db_session, organisation[role], f"{role.value}@staff.example", server_secrets)
     station_id = canary_station(db_session)
     receipts = [submit(intake_client, urgent=True, station_id=station_id)]
-    sender = sender_for(mail_settings(settings, smtp_server))
 
-    first = sender.run_once()
+    first = mail_sender.run_once()
     assert (first.events, first.sent) == (1, 0)  # batched: due at the end of the minute
     assert smtp_server.messages == []
     clock.advance(seconds=60)
-    second = sender.run_once()
+    second = mail_sender.run_once()
     assert second.sent == 2
     assert sorted(mail.recipients[0] for mail in smtp_server.messages) == [
         "caseworker@staff.example",
@@ -169,7 +156,7 @@ def test_an_urgent_report_mails_each_key_holder_once_and_nothing_of_it(
         assert_content_free(mail.raw, receipts)
     # Never twice: the deliveries are gone, and another run sends nothing.
     clock.advance(hours=2)
-    assert sender.run_once().sent == 0
+    assert mail_sender.run_once().sent == 0
     assert len(smtp_server.messages) == 2
     assert db_session.scalar(select(func.count()).select_from(NotificationDelivery)) == 0
     assert db_session.scalar(select(func.count()).select_from(NotificationEvent)) == 0
@@ -178,26 +165,24 @@ def test_an_urgent_report_mails_each_key_holder_once_and_nothing_of_it(
 def test_ordinary_reports_collect_in_the_digest(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
+    mail_sender: NotificationSender,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     receipts = [submit(intake_client, urgent=False) for _ in range(3)]
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(minutes=5)
-    assert sender.run_once().sent == 0  # not an immediate notice
+    assert mail_sender.run_once().sent == 0  # not an immediate notice
     receipts.append(submit(intake_client, urgent=False))
     clock.advance(hours=3)
-    sender.run_once()
+    mail_sender.run_once()
     assert smtp_server.messages == []
     # The daily digest is due at midnight UTC.
     clock.moment = dt.datetime.combine(START.date() + dt.timedelta(days=1), dt.time(0, 0, 1), dt.UTC)
-    assert sender.run_once().sent == 1
+    assert mail_sender.run_once().sent == 1
     (mail,) = smtp_server.messages
     assert mail.message["Subject"] == "Daylight digest"
     assert text_of(mail.message).startswith("4 new reports arrived.\nhttps://testserver/tips\n\n")
@@ -249,21 +234,19 @@ def test_the_webhook_is_signed_and_content_free(
 def test_a_mail_server_that_is_down_loses_nothing_and_the_admin_sees_it(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_sender: NotificationSender,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     submit(intake_client, urgent=True)
-    sender = sender_for(mail_settings(settings, smtp_server))
     smtp_server.stop()
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    down = sender.run_once()
+    down = mail_sender.run_once()
     assert (down.sent, down.failed) == (0, 1)
     failure = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "notify.failed")).one()
     details = json.loads(failure.details)
@@ -277,10 +260,10 @@ def test_a_mail_server_that_is_down_loses_nothing_and_the_admin_sees_it(
     assert details["reason"] in page.text
     # Backing off: not tried again at once.
     clock.advance(seconds=30)
-    assert sender.run_once().failed == 0
+    assert mail_sender.run_once().failed == 0
     smtp_server.start()
     clock.advance(seconds=31)
-    back = sender.run_once()
+    back = mail_sender.run_once()
     assert (back.sent, back.failed) == (1, 0)
     assert [mail.recipients for mail in smtp_server.messages] == [["lead@staff.example"]]
     assert text_of(smtp_server.messages[0].message) == URGENT_BODY
@@ -289,20 +272,18 @@ def test_a_mail_server_that_is_down_loses_nothing_and_the_admin_sees_it(
 def test_staff_events_reach_the_right_members(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_sender: NotificationSender,
 ) -> None:
     caseworker, lead = organisation[Role.CASEWORKER], organisation[Role.LEAD]
     opt_in(db_session, caseworker, "caseworker@staff.example", server_secrets)
     opt_in(db_session, lead, "lead@staff.example", server_secrets)
     receipt = submit(intake_client, urgent=False)
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()  # the new report, for the digest
+    mail_sender.run_once()  # the new report, for the digest
     tip_id = db_session.scalars(select(Tip.id)).one()
     lead_client = signed_in(lead)
     assert (
@@ -317,9 +298,9 @@ def test_staff_events_reach_the_right_members(
     )
     assert signed_in(caseworker).post(f"/api/v1/tips/{tip_id}/verification").status_code == 200
     clock.advance(seconds=1)
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    assert sender.run_once().sent == 2
+    assert mail_sender.run_once().sent == 2
     by_recipient = {mail.recipients[0]: text_of(mail.message) for mail in smtp_server.messages}
     assert by_recipient["caseworker@staff.example"].startswith(
         "1 message from a submitter arrived.\nhttps://testserver/tips\n\n"
@@ -355,13 +336,12 @@ def test_addresses_are_sealed_in_the_database(
 def test_a_member_with_an_openpgp_key_gets_only_ciphertext(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     openpgp_member_key: OpenPgpMemberKey,
+    mail_sender: NotificationSender,
 ) -> None:
     preferences.save_member_preferences(
         db_session,
@@ -375,10 +355,9 @@ def test_a_member_with_an_openpgp_key_gets_only_ciphertext(
     )
     db_session.commit()
     receipts = [submit(intake_client, urgent=True)]
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    assert sender.run_once().sent == 1
+    assert mail_sender.run_once().sent == 1
     (mail,) = smtp_server.messages
     assert mail.message["Subject"] == "Daylight notice"
     assert b"urgent" not in mail.raw.lower()

@@ -21,7 +21,7 @@ from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
 from app.notify import channels, preferences, reminders
-from app.notify.models import NotificationDelivery, NotificationPreference
+from app.notify.models import ClockReminder, NotificationDelivery, NotificationPreference
 from app.notify.sender import (
     LEASE_SECONDS,
     PERMANENT_ATTEMPTS,
@@ -36,7 +36,7 @@ from tests.cases.factories import seeded_case
 from tests.conftest import Organisation
 from tests.intake.factories import make_tip
 from tests.notify.conftest import Clock, RecordingSmtpServer, RecordingWebhookReceiver
-from tests.notify.test_delivery import mail_settings, opt_in, submit, text_of
+from tests.notify.test_delivery import opt_in, submit, text_of
 
 
 def recipients(smtp: RecordingSmtpServer) -> list[str]:
@@ -50,9 +50,9 @@ def test_one_bad_delivery_never_stops_the_others_and_is_parked_then_retried(
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_sender: NotificationSender,
 ) -> None:
     caseworker, lead = organisation[Role.CASEWORKER], organisation[Role.LEAD]
     opt_in(db_session, caseworker, "caseworker@staff.example", server_secrets)
@@ -60,12 +60,11 @@ def test_one_bad_delivery_never_stops_the_others_and_is_parked_then_retried(
     # A key that no longer reads (a database writer, or a damaged row): the send fails for good.
     db_session.get_one(NotificationPreference, lead.account.id).openpgp_key = "-----BEGIN PGP junk"
     db_session.commit()
-    sender = sender_for(mail_settings(settings, smtp_server))
     submit(intake_client, urgent=True)
-    sender.run_once()
+    mail_sender.run_once()
     for attempt in range(1, PERMANENT_ATTEMPTS + 1):
         clock.advance(seconds=60 * 2**attempt)
-        report = sender.run_once()
+        report = mail_sender.run_once()
         assert report.failed == 1
     assert recipients(smtp_server) == ["caseworker@staff.example"]
     parked = db_session.scalars(
@@ -77,24 +76,23 @@ def test_one_bad_delivery_never_stops_the_others_and_is_parked_then_retried(
     assert "data-parked" in page
     assert "not tried again: needs action" in page
     clock.advance(hours=5)
-    assert sender.run_once().failed == 0  # parked: not tried again on its own
+    assert mail_sender.run_once().failed == 0  # parked: not tried again on its own
     # The member fixes their settings: the parked notice goes out.
     opt_in(db_session, lead, "lead@staff.example", server_secrets)
     clock.advance(seconds=1)
-    assert sender.run_once().sent == 1
+    assert mail_sender.run_once().sent == 1
     assert recipients(smtp_server).count("lead@staff.example") == 1
 
 
 def test_an_unexpected_error_is_recorded_and_the_rest_still_go(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
+    mail_sender: NotificationSender,
 ) -> None:
     opt_in(db_session, organisation[Role.CASEWORKER], "caseworker@staff.example", server_secrets)
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
@@ -107,10 +105,9 @@ def test_an_unexpected_error_is_recorded_and_the_rest_still_go(
 
     monkeypatch.setattr(channels, "send_mail", send_or_break)
     submit(intake_client, urgent=True)
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    report = sender.run_once()
+    report = mail_sender.run_once()
     assert (report.sent, report.failed) == (1, 1)
     assert recipients(smtp_server) == ["caseworker@staff.example"]
     failure = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "notify.failed")).one()
@@ -120,18 +117,18 @@ def test_an_unexpected_error_is_recorded_and_the_rest_still_go(
 def test_a_lease_that_ran_out_mid_run_is_not_used(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     intake_client: TestClient,
     smtp_server: RecordingSmtpServer,
     sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
+    mail_settings: Settings,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     submit(intake_client, urgent=True)
     slow, cron = (
-        sender_for(mail_settings(settings, smtp_server)),
-        sender_for(mail_settings(settings, smtp_server)),
+        sender_for(mail_settings),
+        sender_for(mail_settings),
     )
     slow.run_once()
     clock.advance(seconds=60)
@@ -147,14 +144,14 @@ def test_a_lease_that_ran_out_mid_run_is_not_used(
 def test_counts_for_a_batch_being_sent_go_out_in_its_next_generation(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     database: Database,
     smtp_server: RecordingSmtpServer,
     clock: Clock,
+    mail_settings: Settings,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
-    mail = mail_settings(settings, smtp_server)
+    mail = mail_settings
     sender = NotificationSender(database, mail, server_secrets.key_integrity_key, now=clock)
     outbox.notify(db_session, NoticeKind.OVERDUE, Audience.LEADS, count=2)
     db_session.commit()
@@ -187,6 +184,7 @@ def test_a_node_without_a_mail_server_leaves_mail_for_one_that_has_it(
     smtp_server: RecordingSmtpServer,
     sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
+    mail_sender: NotificationSender,
 ) -> None:
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     submit(intake_client, urgent=True)
@@ -196,7 +194,7 @@ def test_a_node_without_a_mail_server_leaves_mail_for_one_that_has_it(
     report = mailless.run_once()
     assert (report.sent, report.dropped) == (0, 0)
     assert db_session.scalar(select(func.count()).select_from(NotificationDelivery)) == 1
-    assert sender_for(mail_settings(settings, smtp_server)).run_once().sent == 1
+    assert mail_sender.run_once().sent == 1
     assert recipients(smtp_server) == ["lead@staff.example"]
 
 
@@ -218,19 +216,18 @@ def test_a_backlog_larger_than_one_sweep_is_worked_through(
     swept = [sender.run_once().reminders for _ in range(4)]
     assert swept == [2, 2, 1, 0]
     assert sender.run_once().reminders == 0  # the day is done
-    assert db_session.scalar(select(func.count()).select_from(reminders.ClockReminder)) == 5
+    assert db_session.scalar(select(func.count()).select_from(ClockReminder)) == 5
 
 
 def test_a_restricted_case_is_told_to_its_members_only(
     db_session: Session,
     organisation: Organisation,
-    settings: Settings,
     server_secrets: ServerSecrets,
     webhook_receiver: RecordingWebhookReceiver,
     smtp_server: RecordingSmtpServer,
-    sender_for: Callable[[Settings], NotificationSender],
     clock: Clock,
     signed_in: Callable[[StaffMember], TestClient],
+    mail_sender: NotificationSender,
 ) -> None:
     case_id, dublin = seeded_case(signed_in, organisation, db_session, server_secrets, restricted=True)
     preferences.save_organisation_channels(
@@ -244,8 +241,7 @@ def test_a_restricted_case_is_told_to_its_members_only(
     )
     opt_in(db_session, organisation[Role.LEAD], "lead@staff.example", server_secrets)
     opt_in(db_session, organisation[Role.CASEWORKER], "caseworker@staff.example", server_secrets)
-    sender = sender_for(mail_settings(settings, smtp_server))
-    sender.run_once()  # what the case's creation queued
+    mail_sender.run_once()  # what the case's creation queued
     proposed = signed_in(organisation[Role.CASEWORKER]).post(
         f"/api/v1/cases/{case_id}/stations",
         json={
@@ -260,9 +256,9 @@ def test_a_restricted_case_is_told_to_its_members_only(
     outbox.notify(db_session, NoticeKind.SUBMITTER_ANSWERED, Audience.KEY_HOLDERS, audience_id=tip_id)
     db_session.commit()
     webhook_receiver.requests.clear()
-    sender.run_once()
+    mail_sender.run_once()
     clock.advance(seconds=60)
-    sender.run_once()
+    mail_sender.run_once()
     # The lead is no member of the restricted case: neither the proposal nor the answer reach them,
     # and the organisation's room hears nothing of either.
     assert "lead@staff.example" not in recipients(smtp_server), [
