@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import CHEAP_ARGON2
+from tests.support.ports import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -82,13 +82,6 @@ class ServedDemo:
     staff_url: str
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def both_apps_healthy(served: ServedDemo) -> bool:
     try:
         return all(
@@ -135,7 +128,7 @@ def serving_demo(
         check=False,
     )
     assert created.returncode == 0, created.stderr
-    intake_port, staff_port = free_port(), free_port()
+    intake_port, staff_port = free_ports(2)
     served = ServedDemo(data_dir, f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}")
     # Output goes to a file, not a pipe: nobody reads a pipe while the tests
     # run, and a full pipe buffer would block the server mid-request.

@@ -28,6 +28,7 @@ import pytest
 
 from app.kit.config import Settings
 from tests.conftest import CHEAP_ARGON2
+from tests.support.ports import free_ports
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -39,13 +40,6 @@ def require(program: str) -> None:
         pytest.fail(
             f"{program} is missing: install Debian's nginx-light and tor (`make test` does)", pytrace=False
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 STOCK_NGINX_CONF = Path("/etc/nginx/nginx.conf")
@@ -263,7 +257,7 @@ ADDRESS_HEADERS = {
 def test_nginx_under_debians_stock_conf_compresses_nothing_logs_nothing_and_passes_no_address(
     tmp_path: Path, stub_app: RecordingBackend, name: str
 ) -> None:
-    listeners = free_port(), free_port()
+    listeners = free_ports(2)
     conf = local_copy((DEPLOY / "nginx" / name).read_text(), (stub_app.port, stub_app.port), listeners)
     nginx = debian_nginx(tmp_path, conf)
     canary = f"CANARY{secrets.token_hex(6)}"
@@ -304,7 +298,7 @@ def test_without_our_server_level_directives_the_stock_conf_compresses_logs_and_
     """The check above has teeth: our file less its `gzip off`, `access_log off` and `server_tokens
     off` lines, under the same stock nginx.conf, answers gzip-compressed, with the version, and
     logs the client's address and request."""
-    listeners = free_port(), free_port()
+    listeners = free_ports(2)
     conf = local_copy(
         (DEPLOY / "nginx" / "daylight.conf").read_text(), (stub_app.port, stub_app.port), listeners
     )
@@ -403,8 +397,8 @@ def through_nginx(tmp_path: Path) -> Iterator[tuple[str, str, Path, Path]]:
         capture_output=True,
         timeout=120,
     )
-    app_ports = free_port(), free_port()
-    proxy_ports = free_port(), free_port()
+    ports = free_ports(4)
+    app_ports, proxy_ports = ports[:2], ports[2:]
     conf = local_copy((DEPLOY / "nginx" / "daylight.conf").read_text(), app_ports, proxy_ports)
     nginx = debian_nginx(tmp_path, conf)
     app_log = tmp_path / "serve.log"

@@ -30,7 +30,8 @@ import pytest
 
 from tests.conftest import create_postgres_schema, drop_postgres_schema
 from tests.deploy.conftest import COMMAND_SECONDS, Installed, operator_env
-from tests.deploy.test_wheel_install import both_healthy, free_port, group_alive
+from tests.deploy.test_wheel_install import both_healthy, group_alive
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
 
@@ -173,7 +174,7 @@ def test_the_operators_documented_path_with_the_installed_wheel(
     assert admin_link, invited
     admin, lead = Member("admin1"), Member("lead1")
 
-    intake_port, staff_port = free_port(), free_port()
+    intake_port, staff_port = free_ports(2)
     intake, staff = f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}"
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.conftest import CHEAP_ARGON2
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
 
@@ -38,13 +38,6 @@ FROM_THIS_CHECKOUT = (
     "MFLAGS",
     "MAKELEVEL",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def newcomer_env() -> dict[str, str]:
@@ -100,7 +93,7 @@ def clone(tmp_path: Path) -> Path:
 def test_make_run_serves_the_demo_on_the_ports_it_is_given_and_stops_cleanly(
     clone: Path, tmp_path: Path
 ) -> None:
-    intake_port, staff_port = free_port(), free_port()
+    intake_port, staff_port = free_ports(2)
     intake, staff = f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}"
     data_dir = tmp_path / "demo"
     log_path = tmp_path / "make-run.log"

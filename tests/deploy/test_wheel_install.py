@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import pytest
 
 from tests.conftest import CHEAP_ARGON2, backends, create_postgres_schema, drop_postgres_schema
 from tests.deploy.conftest import BUILD_INPUTS, COMMAND_SECONDS, REPO, Installed, checked, operator_env
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
 
@@ -120,13 +120,6 @@ def test_demo_from_the_wheel(installed: Installed, tmp_path: Path) -> None:
     assert (data_dir / "demo-credentials.json").is_file()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def both_healthy(intake: str, staff: str) -> bool:
     try:
         return all(httpx.get(f"{base}/healthz", timeout=2).status_code == 200 for base in (intake, staff))
@@ -154,7 +147,7 @@ def test_serve_from_the_wheel_answers_on_both_apps(installed: Installed, tmp_pat
     with its stylesheet, a translated form (the catalogs), and the staff login page."""
     data_dir = tmp_path / "org"
     run(installed, installed.daylight, "init", "--data-dir", str(data_dir))
-    intake_port, staff_port = free_port(), free_port()
+    intake_port, staff_port = free_ports(2)
     intake, staff = f"http://127.0.0.1:{intake_port}", f"http://127.0.0.1:{staff_port}"
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +32,8 @@ from app.intake.orphans import find_orphan_blobs
 from app.kit.config import Settings
 from app.kit.db import Database
 from tests.conftest import CHEAP_ARGON2
-from tests.e2e.test_serve import daylight, free_port
+from tests.e2e.test_serve import daylight
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
 
@@ -67,9 +68,13 @@ class Node:
     env: dict[str, str]
     database_url: str | None
     log: IO[str]
-    intake_port: int = field(default_factory=free_port)
-    staff_port: int = field(default_factory=free_port)
+    intake_port: int = 0
+    staff_port: int = 0
     process: subprocess.Popen[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.intake_port:
+            self.intake_port, self.staff_port = free_ports(2)
 
     @property
     def intake(self) -> str:

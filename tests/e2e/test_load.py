@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHEAP_ARGON2
-from tests.e2e.test_serve import daylight, free_port
+from tests.e2e.test_serve import daylight
 from tests.support.event_loop import run_in_new_loop
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
 
@@ -63,7 +64,7 @@ def start_serve(tmp_path: Path, database_url: str | None, **settings: str) -> It
     data_dir = tmp_path / "org"
     created = daylight("demo", "--data-dir", str(data_dir), env=env)
     assert created.returncode == 0, created.stderr
-    server = Server(data_dir, free_port(), free_port(), env, tmp_path / "serve.log")
+    server = Server(data_dir, *free_ports(2), env, tmp_path / "serve.log")
     with server.log_path.open("w") as log:
         process = subprocess.Popen(
             [

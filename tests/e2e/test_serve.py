@@ -23,15 +23,9 @@ import pyotp
 import pytest
 
 from tests.conftest import CHEAP_ARGON2
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.serve
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def daylight(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -72,7 +66,7 @@ def served(tmp_path: Path, committed_database_url: str | None) -> Iterator[Serve
     data_dir = tmp_path / "org"
     created = daylight("demo", "--data-dir", str(data_dir), env=env)
     assert created.returncode == 0, created.stderr
-    intake_port, staff_port = free_port(), free_port()
+    intake_port, staff_port = free_ports(2)
     # Output goes to a file, not a pipe: nobody reads a pipe while the tests run, and a
     # full pipe buffer would block the server mid-request (a hang, not a failure).
     log_path = tmp_path / "serve.log"

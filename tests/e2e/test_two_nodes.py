@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import CHEAP_ARGON2, create_postgres_schema, drop_postgres_schema
-from tests.e2e.test_serve import free_port
+from tests.support.ports import free_ports
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     nodes, processes, sinks = [], [], []
     try:
         for data_dir in (first, second):
-            intake_port, staff_port = free_port(), free_port()
+            intake_port, staff_port = free_ports(2)
             log = data_dir / "serve.log"
             sink = log.open("w")
             sinks.append(sink)
