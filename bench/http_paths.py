@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -93,13 +94,23 @@ def main() -> int:
             series: dict[str, list[float]] = {"healthz": [], "submit tip (JSON)": [], login_series: []}
             receipt = intake.post("/api/v1/tips", json=tip).json()["receipt"]
             unknown = "0000-0000-0000-0000-0000-0000"
+            # A duress code must cost what its report's receipt costs: the page it opens claims to
+            # be that of a report with no replies, as this one is (app.intake.duress).
+            duress_page = intake.post("/followup/duress", data={"receipt": receipt}).text
+            duress_code = "-".join(
+                re.findall(r'<span class="receipt-group">([0-9A-Z]{4})</span>', duress_page)
+            )
             series["followup, valid receipt"] = []
+            series["followup, duress code"] = []
             series["followup, unknown receipt"] = []
             for _ in range(args.rounds):
                 series["healthz"].append(timed(lambda: intake.get("/healthz"), 200))
                 series["submit tip (JSON)"].append(timed(lambda: intake.post("/api/v1/tips", json=tip), 201))
                 series["followup, valid receipt"].append(
                     timed(lambda: intake.post("/api/v1/followup", json={"receipt": receipt}), 200)
+                )
+                series["followup, duress code"].append(
+                    timed(lambda: intake.post("/api/v1/followup", json={"receipt": duress_code}), 200)
                 )
                 series["followup, unknown receipt"].append(
                     timed(lambda: intake.post("/api/v1/followup", json={"receipt": unknown}), 401)

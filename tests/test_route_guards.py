@@ -37,6 +37,7 @@ INTAKE_PUBLIC_ROUTES = frozenset(
         ("POST", "/followup/reply"),
         ("POST", "/followup/files"),
         ("POST", "/followup/delete"),
+        ("POST", "/followup/duress"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("POST", "/api/v1/tips"),

@@ -32,6 +32,8 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("audit_nodes", "hash"),
         # Keyed blind index: HMAC under a key derived from the intake private key (app.triage.tags).
         ("tip_tags", "tag"),
+        # HMAC of a duress code under the receipt pepper, as tips.receipt_lookup_hash (app.intake.duress).
+        ("duress_codes", "lookup_hash"),
         # Keyed search index: truncated HMACs of words under a key derived from the intake
         # private key (app.triage.search).
         ("tip_search_terms", "term"),

@@ -28,6 +28,9 @@ MESSAGE_DATA_KEY = SealedColumn("tip_messages", "sealed_data_key")
 MESSAGE_BODY = EnvelopeColumn("tip_messages", "body_encrypted")
 # A staff reply, also sealed to the receipt-derived key: only the receipt holder reads it.
 MESSAGE_FOR_SUBMITTER = SealedColumn("tip_messages", "body_for_submitter")
+# Which tip a duress code stands in for, and what was done with it: under a key only the code
+# (with the pepper) derives, so a database copy cannot tell whose code it is (app.intake.duress).
+DURESS_STATE = EnvelopeColumn("duress_codes", "sealed_state")
 
 
 # Two key versions on every row with a data key sealed to the intake key:
@@ -212,3 +215,32 @@ FOLLOWUP_ATTACHMENT_SEALED_KEYS = SealedDataKeys(
     row_id=lambda attachment: attachment_row_id(attachment.tip_id, attachment.id),
     lock_order=30,
 )
+
+
+class DuressCode(Base):
+    """A second code a submitter may give up instead of their receipt (app.intake.duress).
+
+    Nothing here names its tip in the clear: the row holds the code's keyed hash and a sealed
+    state only the code opens; its id is random, it has no date, and the tip has no column
+    pointing back. On SQLite the table has no rowid, so rows lie in the order of their random
+    ids, not of their creation next to the tips they were made for.
+    """
+
+    __tablename__ = "duress_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    lookup_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    sealed_state: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class TipDuressFlag(Base):
+    """Written only when the organisation chose to be told (``duress_flags_report``): a duress
+    code for this tip was used, so its submitter may be under duress, and replies are stopped."""
+
+    __tablename__ = "tip_duress_flags"
+
+    tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True)
+    # The day the code was first used; days only, like every submitter-side date.
+    flagged_on: Mapped[dt.date] = mapped_column(Date)

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.intake import report_form, service
+from app.intake import duress, report_form, service
 from app.intake.group_commit import TipCommitter
-from app.intake.models import MessageAuthor
+from app.intake.models import MessageAuthor, TipStatus
 from app.intake.schemas import FollowupMessageRequest, ReceiptRequest, TipReceipt, TipSubmission
 from app.kit.errors import InvalidInput, ServiceUnavailable, UnsupportedMediaType, error_body, error_responses
 from app.kit.server_secrets import ServerSecrets
@@ -221,7 +221,7 @@ async def answer_receipt_holder(
     request: Request,
     context: AppContext,
     body: ReceiptBody,
-    answer: Callable[[Session, service.ReceiptHolder, ReceiptBody], JSONResponse],
+    answer: Callable[[Session, service.FollowupHolder, ReceiptBody], JSONResponse],
 ) -> JSONResponse:
     """Open the tip a receipt-bearing body names and answer; the same 401 otherwise.
 
@@ -233,11 +233,12 @@ async def answer_receipt_holder(
 
     def open_and_answer() -> JSONResponse:
         with context.database.transaction() as session:
-            holder = service.tip_for_receipt(
+            holder = service.open_followup(
                 session,
                 body.receipt,
                 receipt_pepper=context.secrets.receipt_pepper,
                 key_integrity_key=context.secrets.key_integrity_key,
+                flag_duress=context.settings.duress_flags_report,
             )
             if holder is None:
                 return JSONResponse(UNKNOWN_RECEIPT, status_code=401)
@@ -260,7 +261,10 @@ async def followup(request: Request, context: Context, body: JsonBody[ReceiptReq
 async def followup_message(
     request: Request, context: Context, body: JsonBody[FollowupMessageRequest]
 ) -> JSONResponse:
-    def send(session: Session, holder: service.ReceiptHolder, body: FollowupMessageRequest) -> JSONResponse:
+    def send(session: Session, holder: service.FollowupHolder, body: FollowupMessageRequest) -> JSONResponse:
+        if isinstance(holder, duress.DuressHolder):
+            duress.record_message(holder)  # answered as sent; it goes nowhere (app.intake.duress)
+            return JSONResponse({"status": TipStatus.NEW}, status_code=201)
         service.add_message(
             session, holder.tip, body.body, author=MessageAuthor.SUBMITTER, server_secrets=context.secrets
         )

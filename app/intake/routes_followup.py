@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.crypto import human_codes
-from app.intake import service
+from app.intake import duress, service
 from app.intake.models import MessageAuthor, TipStatus
 from app.intake.receipts import normalize_receipt
 from app.intake.report_form import NUL_MESSAGE
@@ -21,7 +22,7 @@ from app.intake.routes_web import first_value, receipt_page
 from app.intake.schemas import MESSAGE_MAX_CHARS
 from app.kit.errors import AppError
 from app.web.admission import release_admission, try_admit
-from app.web.context import Context, DbSession, UploadDbSession
+from app.web.context import AppContext, Context, DbSession, UploadDbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
 from app.web.i18n import N_
 from app.web.pages import render_page
@@ -44,6 +45,8 @@ STATUS_TEXT = {
         N_("We are not taking this report further. Thank you for sending it."),
     ),
 }
+MESSAGE_SENT = N_("Your message was sent.")
+FILES_RECEIVED = N_("Your files were received.")
 UNKNOWN_RECEIPT_MESSAGE = N_("No report matches this receipt. Check it and try again.")
 EMPTY_MESSAGE = N_("Write a message before sending.")
 LONG_MESSAGE = N_("Your message is longer than 20,000 characters. Please shorten it or send it in parts.")
@@ -64,7 +67,7 @@ def _followup_start(
 
 def _followup_page(
     request: Request,
-    holder: service.ReceiptHolder,
+    holder: service.FollowupHolder,
     receipt: str,
     *,
     notices: Sequence[str] = (),
@@ -87,23 +90,27 @@ def _followup_page(
         draft=draft,
         max_files=request.app.state.context.settings.max_files_per_tip,
         photos_cleaned=request.app.state.context.settings.strip_attachment_metadata,
+        duress_flags_report=request.app.state.context.settings.duress_flags_report,
+    )
+
+
+def open_followup(session: Session, context: AppContext, typed: str) -> service.FollowupHolder | None:
+    return service.open_followup(
+        session,
+        typed,
+        receipt_pepper=context.secrets.receipt_pepper,
+        key_integrity_key=context.secrets.key_integrity_key,
+        flag_duress=context.settings.duress_flags_report,
     )
 
 
 async def _open_with_receipt(
     request: Request, session: DbSession, context: Context, fields: dict[str, list[str]]
-) -> service.ReceiptHolder | None:
-    receipt = first_value(fields, "receipt")
-    return await run_in_threadpool(
-        service.tip_for_receipt,
-        session,
-        receipt,
-        receipt_pepper=context.secrets.receipt_pepper,
-        key_integrity_key=context.secrets.key_integrity_key,
-    )
+) -> service.FollowupHolder | None:
+    return await run_in_threadpool(open_followup, session, context, first_value(fields, "receipt"))
 
 
-ReceiptPost = tuple[dict[str, list[str]], service.ReceiptHolder]
+ReceiptPost = tuple[dict[str, list[str]], service.FollowupHolder]
 
 
 async def _receipt_post(request: Request, session: DbSession, context: Context) -> ReceiptPost | HTMLResponse:
@@ -148,7 +155,8 @@ async def receipt_again(request: Request, session: DbSession, context: Context) 
     digits = normalize_receipt(first_value(fields, "receipt"))
     assert digits is not None  # noqa: S101 - a receipt that opened a report normalises
     # Shown as the service writes receipts, not as it was typed.
-    return receipt_page(request, human_codes.group(digits), urgent=holder.tip.urgent)
+    urgent = isinstance(holder, service.ReceiptHolder) and holder.tip.urgent
+    return receipt_page(request, human_codes.group(digits), urgent=urgent)
 
 
 @router.post("/followup/reply", response_class=HTMLResponse)
@@ -171,15 +179,18 @@ async def followup_reply(request: Request, session: DbSession, context: Context)
             draft=first_value(fields, "body"),
             status_code=422,
         )
-    await run_in_threadpool(
-        service.add_message,
-        session,
-        holder.tip,
-        body,
-        author=MessageAuthor.SUBMITTER,
-        server_secrets=context.secrets,
-    )
-    return _followup_page(request, holder, receipt, notices=[N_("Your message was sent.")], status_code=201)
+    if isinstance(holder, duress.DuressHolder):
+        duress.record_message(holder)  # the message itself goes nowhere
+    else:
+        await run_in_threadpool(
+            service.add_message,
+            session,
+            holder.tip,
+            body,
+            author=MessageAuthor.SUBMITTER,
+            server_secrets=context.secrets,
+        )
+    return _followup_page(request, holder, receipt, notices=[MESSAGE_SENT], status_code=201)
 
 
 @router.post("/followup/files", response_class=HTMLResponse)
@@ -214,25 +225,26 @@ async def followup_files(request: Request, session: UploadDbSession, context: Co
             errors=[N_("Choose at least one file to send.")],
             status_code=422,
         )
+    if isinstance(holder, duress.DuressHolder):
+        # Answered as received, and raised so that the rollback deletes what was written.
+        raise FollowupRefused(201, FILES_RECEIVED, receipt=first_value(fields, "receipt"), as_notice=True)
     await run_in_threadpool(service.add_followup_files, session, holder.tip, draft)
     return _followup_page(
-        request,
-        holder,
-        first_value(fields, "receipt"),
-        notices=[N_("Your files were received.")],
-        status_code=201,
+        request, holder, first_value(fields, "receipt"), notices=[FILES_RECEIVED], status_code=201
     )
 
 
 class FollowupRefused(AppError):
     """A refused follow-up upload, shown as a page; raised so the transaction (and the files
-    written so far) roll back."""
+    written so far) roll back. ``as_notice``: files a duress code "sent", discarded but
+    answered as a real report's would be."""
 
-    def __init__(self, status: int, message: str, *, receipt: str = "") -> None:
+    def __init__(self, status: int, message: str, *, receipt: str = "", as_notice: bool = False) -> None:
         super().__init__()
         self.status = status
         self.message = message
         self.receipt = receipt
+        self.as_notice = as_notice
 
 
 async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResponse:
@@ -243,14 +255,13 @@ async def followup_refused_handler(request: Request, exc: Exception) -> HTMLResp
 
     def render() -> HTMLResponse:
         with context.database.transaction() as session:
-            holder = service.tip_for_receipt(
-                session,
-                exc.receipt,
-                receipt_pepper=context.secrets.receipt_pepper,
-                key_integrity_key=context.secrets.key_integrity_key,
-            )
+            holder = open_followup(session, context, exc.receipt)
             if holder is None:
                 return _followup_start(request, errors=[exc.message], status_code=exc.status)
+            if exc.as_notice:
+                return _followup_page(
+                    request, holder, exc.receipt, notices=[exc.message], status_code=exc.status
+                )
             return _followup_page(request, holder, exc.receipt, errors=[exc.message], status_code=exc.status)
 
     if not await try_admit(request):
@@ -275,5 +286,28 @@ async def followup_delete(request: Request, session: DbSession, context: Context
             receipt=first_value(fields, "receipt"),
             language_path="/followup",
         )
-    await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
+    if isinstance(holder, duress.DuressHolder):
+        duress.record_deletion(holder)  # the report stays; the code opens nothing from now on
+    else:
+        await run_in_threadpool(service.delete_tip, session, holder, context.blobs)
     return render_page(request, "intake/followup_deleted.html", language_path="/followup")
+
+
+@router.post("/followup/duress", response_class=HTMLResponse)
+async def followup_duress_code(request: Request, session: DbSession, context: Context) -> HTMLResponse:
+    """A new duress code for the report (app.intake.duress), shown once. Asked with a duress
+    code, it makes another for the same report: the page it is asked from must not differ."""
+    opened = await _receipt_post(request, session, context)
+    if isinstance(opened, HTMLResponse):
+        return opened
+    fields, holder = opened
+    tip_id = holder.state.tip_id if isinstance(holder, duress.DuressHolder) else holder.tip.id
+    code = await run_in_threadpool(duress.create_duress_code, session, tip_id, context.secrets.receipt_pepper)
+    return render_page(
+        request,
+        "intake/duress_code.html",
+        status_code=201,
+        receipt=first_value(fields, "receipt"),
+        code_groups=code.split("-"),
+        duress_flags_report=context.settings.duress_flags_report,
+    )

@@ -295,6 +295,7 @@ def receipt_page(request: Request, receipt: str, *, urgent: bool, status_code: i
         receipt=receipt,
         receipt_groups=receipt.split("-"),
         urgent=urgent,
+        duress_flags_report=request.app.state.context.settings.duress_flags_report,
     )
 
 

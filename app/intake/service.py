@@ -23,6 +23,7 @@ from app.crypto import envelope, sealing
 from app.crypto.integrity import UntrustedPublicKey, trusted_public_key
 from app.custody.models import IntakeKey
 from app.custody.service import current_intake_key, trusted_intake_public_key
+from app.intake import duress
 from app.intake.attachments import AttachmentWriter, image_memory_budget
 from app.intake.integrity import followup_file_mac, message_is_authentic, seal_message_row
 from app.intake.models import (
@@ -310,7 +311,43 @@ def _receipt_opens(tip: Tip, private_key: sealing.PrivateKey, key_integrity_key:
     return hmac.compare_digest(stored.raw, private_key.public_key().raw)
 
 
-def followup_view(holder: ReceiptHolder) -> FollowupView:
+FollowupHolder = ReceiptHolder | duress.DuressHolder
+
+
+def open_followup(
+    session: Session,
+    typed_receipt: object,
+    *,
+    receipt_pepper: bytes,
+    key_integrity_key: bytes,
+    flag_duress: bool,
+) -> FollowupHolder | None:
+    """What a code typed at follow-up opens: the report (a receipt), its harmless stand-in (a
+    duress code, app.intake.duress), or nothing. Both lookups run for every code typed, so the
+    two kinds of code, and codes that open nothing, cost the same reads and derivations."""
+    typed = typed_receipt if isinstance(typed_receipt, str) else ""
+    holder = tip_for_receipt(
+        session, typed, receipt_pepper=receipt_pepper, key_integrity_key=key_integrity_key
+    )
+    under_duress = duress.open_duress_code(session, typed, receipt_pepper)
+    if holder is not None:
+        return holder
+    if under_duress is not None:
+        duress.record_use(session, under_duress, flag_report=flag_duress)
+    return under_duress
+
+
+def followup_view(holder: FollowupHolder) -> FollowupView:
+    if isinstance(holder, duress.DuressHolder):
+        # A report just received, with no replies: what its submitter "sent" is listed by day
+        # only, as a real submitter's own messages are (never shown back).
+        return FollowupView(
+            status=TipStatus.NEW,
+            messages=[
+                FollowupMessage(author=MessageAuthor.SUBMITTER, sent_on=day.isoformat(), body=None)
+                for day in holder.state.sent_on
+            ],
+        )
     messages = []
     for message in holder.tip.messages:
         if not message_is_authentic(holder.key_integrity_key, message):

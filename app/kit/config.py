@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     # nodes on one PostgreSQL, docs/deploy.md).
     blob_storage: Literal["data_dir", "database"] = "data_dir"
     strip_attachment_metadata: bool = True
+    # Documents (PDF, Office, OpenDocument) are cleaned in a child process that may use at most
+    # this much memory and time (app.intake.cleaning.documents); one that fails, or is larger than
+    # max_document_clean_bytes, is stored as sent and staff are warned, as for audio and video.
+    # Held whole while it arrives (cleaning needs random access), against image_memory_budget_bytes.
+    max_document_clean_bytes: int = Field(default=64 * MiB, ge=1024)
+    document_cleaning_seconds: float = Field(default=30, gt=0)
+    document_cleaning_memory_bytes: int = Field(default=1024 * MiB, ge=256 * MiB)
     max_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # At most HARD_PIXEL_CEILING (app.intake.cleaning), Pillow's own backstop.
     max_image_pixels: int = Field(default=50_000_000, ge=1, le=64 * 1024 * 1024)
@@ -188,6 +195,11 @@ class Settings(BaseSettings):
     # pixel is decoded (app.intake.cleaning, "Memory"). A picture that alone needs more is
     # refused (413); one that finds the rest in use waits a few seconds, then gets a 503.
     image_memory_budget_bytes: int = Field(default=512 * MiB, ge=64 * MiB)
+
+    # When a submitter's duress code is used (app.intake.duress), mark the report for staff as
+    # "submitter may be under duress" and stop replies. Off: the code only shows its harmless
+    # page and nothing at all is written, so not even the database learns it was used.
+    duress_flags_report: bool = False
 
     # The audit log's name in its signed checkpoints (C2SP tlog-checkpoint
     # "origin"): set it to something unique to the organisation.

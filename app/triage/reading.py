@@ -21,6 +21,7 @@ from app.cases.repository import (
     tips_readable_by,
     tips_visible_to,
 )
+from app.intake.duress import duress_flagged_on
 from app.intake.integrity import followup_file_is_authentic, message_is_authentic
 from app.intake.models import (
     ATTACHMENT_DETAILS,
@@ -164,6 +165,7 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID, *, integ
         verification_proposed_by=names.get(tip.verification_proposed_by_id)
         if tip.verification_proposed_by_id
         else None,
+        duress_flagged_on=duress_flagged_on(session, tip.id),
         attachments=attachments,
         messages=messages,
         notes=[_note_view(note, data_key, version, names) for note in notes],

@@ -151,6 +151,9 @@ class TipDetail(QueueItem):
     referral_consent: str | None
     duplicate_of: uuid.UUID | None
     verification_proposed_by: str | None
+    # The day a duress code of this report was first used (app.intake.duress), when the
+    # organisation asked to be told: the submitter may be under duress, and replies are stopped.
+    duress_flagged_on: dt.date | None = None
     attachments: list[AttachmentSummary]
     messages: list[StaffMessage]
     notes: list[NoteView]

@@ -22,6 +22,7 @@ from app.auth.principal import Principal
 from app.auth.review_policy import may_confirm, second_person_policy
 from app.cases.repository import tip_readable_by
 from app.intake import service as intake_service
+from app.intake.duress import duress_flagged_on
 from app.intake.models import MessageAuthor, RejectionReason, Tip, TipStatus
 from app.keys.eligibility import content_reader
 from app.kit.clock import today
@@ -43,6 +44,14 @@ class IllegalTransition(Conflict):
 class AssignedElsewhere(Conflict):
     code = "assigned_elsewhere"
     public_message = "This report is assigned to another member; a lead can reassign it."
+
+
+class RepliesStoppedUnderDuress(Conflict):
+    code = "submitter_under_duress"
+    public_message = (
+        "A duress code of this report was used: its submitter may be under duress, and whoever "
+        "holds the receipt may not be them. Replies are stopped."
+    )
 
 
 class SameMemberConfirms(Conflict):
@@ -169,6 +178,9 @@ def send_message(
     tip = load_for_update(session, principal, tip_id)
     _require_hands_on(principal, tip)
     _require_status(tip, frozenset({TipStatus.IN_REVIEW, TipStatus.NEEDS_INFO}), "asked or answered")
+    if duress_flagged_on(session, tip.id) is not None:
+        # Whoever typed the receipt may be the one applying the pressure: a reply would reach them.
+        raise RepliesStoppedUnderDuress
     intake_service.add_message(
         session,
         tip,

@@ -47,6 +47,10 @@ def test_every_intake_page_passes_axe_in_every_language(browser: Browser, served
             findings.check(page, f"{lang} review")
             next_page(page, 'form#report-form button.primary[type="submit"]')
             findings.check(page, f"{lang} receipt")
+            next_page(page, 'form[action^="/followup/duress"] button')
+            findings.check(page, f"{lang} duress code")
+            next_page(page, "#back-form button")
+            findings.check(page, f"{lang} report's page")
             for path in ("/followup", "/safety"):
                 go(page, f"{base}{path}?lang={lang}")
                 findings.check(page, f"{lang} {path}")

@@ -172,6 +172,16 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     shoot(page, lang, "7-receipt")
     assert stored_blob_count(served_demo) == blobs_before + 1
 
+    # A duress code, taken from the receipt page, to give up instead of the receipt.
+    assert click_and_wait(page, 'form[action^="/followup/duress"] button').status == 201
+    duress_code = (page.locator(".receipt").text_content() or "").strip()
+    assert RECEIPT_PATTERN.match(duress_code), duress_code
+    assert duress_code != receipt
+    assert page.locator("html").get_attribute("lang") == lang
+    shoot(page, lang, "7b-duress-code")
+    assert click_and_wait(page, "#back-form button").status == 200
+    assert page.locator(".status-new").count() == 1
+
     # The photo reached staff without where it was taken or which camera took it.
     with staff_api(served_demo) as staff:
         queue = staff.get("/api/v1/tips").json()["items"]
@@ -215,6 +225,16 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     )
     assert click_and_wait(page, 'form[action^="/followup/files"] button[type="submit"]').status == 201
     assert stored_blob_count(served_demo) == blobs_before + 2
+
+    # Whoever forces the duress code out of the submitter sees a report just received, with no
+    # replies: nothing of the question, the answer or the files.
+    page.goto(f"{served_demo.intake_url}/followup?lang={lang}")
+    page.fill("#receipt", duress_code)
+    assert click_and_wait(page, 'button[type="submit"].primary').status == 200
+    assert page.locator(".status-new").count() == 1
+    assert page.locator(".messages").count() == 0
+    assert "Which month did they first come?" not in page.content()
+    shoot(page, lang, "13-duress-page")
 
     # A dead end met on the way (an address opened by hand): a page in the same language, with the
     # quick exit and the way back to the form, not an error code.

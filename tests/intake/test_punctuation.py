@@ -99,6 +99,7 @@ def test_no_page_puts_latin_punctuation_beside_the_language(
         f"/followup/reply?lang={lang}", data={"receipt": receipt, "body": "March"}
     ).status_code in (200, 201, 303)
     pages["follow-up"] = intake_client.post(f"/followup?lang={lang}", data={"receipt": receipt}).text
+    pages["duress code"] = intake_client.post(f"/followup/duress?lang={lang}", data={"receipt": receipt}).text
     pages["follow-up, no such receipt"] = intake_client.post(
         f"/followup?lang={lang}", data={"receipt": "x"}
     ).text
