@@ -15,6 +15,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,13 @@ def organisation(db_session: Session, settings: Settings, server_secrets: Server
 
 @pytest.fixture
 def intake_client(settings: Settings, database: Database) -> Iterator[TestClient]:
+    with intake_client_with(settings, database) as client:
+        yield client
+
+
+@contextmanager
+def intake_client_with(settings: Settings, database: Database) -> Iterator[TestClient]:
+    """An intake test client on settings a test chose (``intake_client`` is on the defaults)."""
     with TestClient(
         create_intake_app(settings, database=database),
         base_url="https://testserver",

@@ -24,7 +24,7 @@ from app.crypto.integrity import UntrustedPublicKey, trusted_public_key
 from app.custody.models import IntakeKey
 from app.custody.service import current_intake_key, trusted_intake_public_key
 from app.intake import duress
-from app.intake.attachments import AttachmentWriter, image_memory_budget
+from app.intake.attachments import AttachmentWriter, DocumentCleaning, image_memory_budget
 from app.intake.integrity import followup_file_mac, message_is_authentic, seal_message_row
 from app.intake.models import (
     ATTACHMENT_DETAILS,
@@ -119,6 +119,11 @@ class UploadDraft(abc.ABC):
             max_image_bytes=settings.max_image_bytes,
             max_image_pixels=settings.max_image_pixels,
             image_memory=image_memory_budget(settings.image_memory_budget_bytes),
+            documents=DocumentCleaning(
+                max_bytes=settings.max_document_clean_bytes,
+                seconds=settings.document_cleaning_seconds,
+                memory_bytes=settings.document_cleaning_memory_bytes,
+            ),
         )
         self.attachments.append(writer)
         return writer

@@ -119,6 +119,7 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID, *, integ
                 added_on=attachment.added_on,
                 # Files from before metadata stripping existed carry no mark: treat them as not cleaned.
                 metadata_removed=details.get("metadata") == "removed",
+                not_cleaned=details.get("not_cleaned"),
             )
         )
     messages = [

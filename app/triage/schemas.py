@@ -126,6 +126,9 @@ class AttachmentSummary(BaseModel):
     added_on: dt.date
     # False: stored as sent, so it may still carry its author, device or location.
     metadata_removed: bool
+    # Why a document was stored as sent ("encrypted", "took too long", "too large to clean"…);
+    # None for files of kinds the service does not clean (recordings, videos) and cleaned ones.
+    not_cleaned: str | None = None
 
 
 class StaffMessage(BaseModel):

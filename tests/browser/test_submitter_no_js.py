@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
+import pikepdf
 import pytest
 from PIL import Image
 from playwright.sync_api import Page, Response
@@ -27,6 +28,8 @@ from app.kit.db import Database
 from app.kit.server_secrets import load_server_secrets
 from tests.browser.conftest import ServedDemo
 from tests.browser.test_staff_ui import demo_logins, one_time_code
+from tests.intake.test_document_cleaning import CAMERA, CANARY, identifying_pdf, images_of
+from tests.intake.test_document_cleaning import gps_photo as document_photo
 from tests.support.screenshots import screenshot_dir
 
 pytestmark = pytest.mark.serve
@@ -158,7 +161,9 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     fill_report(page, served_demo, lang, narrative)
     photo = tmp_path / "IMG_2231 my street.jpg"
     photo.write_bytes(gps_photo())
-    page.set_input_files("#files", str(photo))
+    letter = tmp_path / "letter from the station.pdf"
+    letter.write_bytes(identifying_pdf(document_photo()))
+    page.set_input_files("#files", [str(photo), str(letter)])
     shoot(page, lang, "6-review")
     blobs_before = stored_blob_count(served_demo)
 
@@ -170,7 +175,7 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
     assert page.locator(".emergency").is_visible()
     assert page.context.cookies() == []  # no cookie, at any step
     shoot(page, lang, "7-receipt")
-    assert stored_blob_count(served_demo) == blobs_before + 1
+    assert stored_blob_count(served_demo) == blobs_before + 2
 
     # A duress code, taken from the receipt page, to give up instead of the receipt.
     assert click_and_wait(page, 'form[action^="/followup/duress"] button').status == 201
@@ -193,13 +198,26 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
             raise AssertionError("the report is not in the caseworker's queue")
         assert (tip["host_city"], tip["urgent"], tip["perpetrators"]) == ("Dublin", True, ["service_station"])
         assert tip["language"] == lang
-        [attachment] = tip["attachments"]
-        assert attachment["metadata_removed"] is True
-        stored = staff.get(f"/api/v1/tips/{tip['id']}/attachments/{attachment['id']}").content
-    assert b"CanaryPhone" not in stored
-    assert b"CANARY-MODEL" not in stored
-    assert not Image.open(io.BytesIO(stored)).getexif()
-    assert Image.open(io.BytesIO(stored)).size == (320, 240)
+        assert all(attachment["metadata_removed"] for attachment in tip["attachments"])
+        stored = {
+            attachment["content_type"]: staff.get(
+                f"/api/v1/tips/{tip['id']}/attachments/{attachment['id']}"
+            ).content
+            for attachment in tip["attachments"]
+        }
+    assert set(stored) == {"image/jpeg", "application/pdf"}
+    assert b"CanaryPhone" not in stored["image/jpeg"]
+    assert b"CANARY-MODEL" not in stored["image/jpeg"]
+    assert not Image.open(io.BytesIO(stored["image/jpeg"])).getexif()
+    assert Image.open(io.BytesIO(stored["image/jpeg"])).size == (320, 240)
+    # The letter keeps its pages and its photo, but not who wrote it or where the photo was taken.
+    assert CANARY.encode() not in stored["application/pdf"]
+    assert CAMERA.encode() not in stored["application/pdf"]
+    with pikepdf.open(io.BytesIO(stored["application/pdf"])) as pdf:
+        assert len(pdf.pages) == 2
+        pictures = images_of(pdf)
+        assert pictures
+        assert not any(Image.open(io.BytesIO(picture)).getexif() for picture in pictures)
 
     # Later: a caseworker asks; the submitter comes back with the receipt, typed by hand.
     ask_the_submitter(served_demo, receipt, "Which month did they first come?")
@@ -224,7 +242,7 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
         ],
     )
     assert click_and_wait(page, 'form[action^="/followup/files"] button[type="submit"]').status == 201
-    assert stored_blob_count(served_demo) == blobs_before + 2
+    assert stored_blob_count(served_demo) == blobs_before + 3
 
     # Whoever forces the duress code out of the submitter sees a report just received, with no
     # replies: nothing of the question, the answer or the files.

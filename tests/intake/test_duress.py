@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from app.auth.models import Role
 from app.crypto.binding import bind
 from app.crypto.envelope import DecryptionError
-from app.entrypoints.apps import create_intake_app
 from app.intake import duress
 from app.intake.models import (
     DURESS_STATE,
@@ -36,7 +35,7 @@ from app.intake.service import add_message
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
-from tests.conftest import Backend, Client, Organisation
+from tests.conftest import Backend, Client, Organisation, intake_client_with
 from tests.intake.factories import make_tip
 from tests.intake.test_followup_pages import blob_names, gps_photo
 
@@ -75,11 +74,7 @@ def flagging_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def flagging_client(flagging_settings: Settings, database: Database) -> Iterator[TestClient]:
-    with TestClient(
-        create_intake_app(flagging_settings, database=database),
-        base_url="https://testserver",
-        raise_server_exceptions=False,
-    ) as client:
+    with intake_client_with(flagging_settings, database) as client:
         yield client
 
 

@@ -100,6 +100,14 @@ from its header; `memory_budget` holds those prices against the process's budget
 copies the pixels into a new file.
 """
 
+from app.intake.cleaning.documents import (
+    SNIFF_DOCUMENT_BYTES,
+    CleanedDocument,
+    DocumentKind,
+    DocumentNotCleaned,
+    clean_document,
+    sniff_document,
+)
 from app.intake.cleaning.errors import (
     ImageCleaningBusy,
     ImageExceedsMemoryBudget,
@@ -115,7 +123,11 @@ __all__ = [
     "CLEANING_WAIT_SECONDS",
     "HARD_PIXEL_CEILING",
     "SNIFF_BYTES",
+    "SNIFF_DOCUMENT_BYTES",
+    "CleanedDocument",
     "CleanedImage",
+    "DocumentKind",
+    "DocumentNotCleaned",
     "ImageCleaningBusy",
     "ImageExceedsMemoryBudget",
     "ImageMemoryBudget",
@@ -123,8 +135,10 @@ __all__ = [
     "ImageTooLarge",
     "MetadataOutcome",
     "UnreadableImage",
+    "clean_document",
     "clean_image",
     "clean_image_into",
     "cleaning_memory_bytes",
+    "sniff_document",
     "sniff_image",
 ]

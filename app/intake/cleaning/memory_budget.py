@@ -70,6 +70,11 @@ class ImageMemoryReservation:
     def held_bytes(self) -> int:
         return self._held
 
+    @property
+    def limit_bytes(self) -> int:
+        """The whole budget: more than this is never held, whatever else is in use."""
+        return self._budget.limit_bytes
+
     def grow_to(self, total_bytes: int) -> None:
         """Hold `total_bytes` in all (nothing to do if already holding as much).
 
