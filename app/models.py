@@ -14,6 +14,7 @@ from app.notify.models import (
     NotificationSettings,
 )
 from app.outbox.models import NotificationEvent
+from app.referrals.models import Referral, ReferralRecipient
 from app.stations.models import CaseStationLink, Station, StationSource, StationStatusChange
 from app.triage.models import SavedView, TipEvent, TipNote, TipSearchTerm, TipTag
 
@@ -39,6 +40,8 @@ __all__ = [
     "NotificationEvent",
     "NotificationPreference",
     "NotificationSettings",
+    "Referral",
+    "ReferralRecipient",
     "SavedView",
     "StaffAccount",
     "StaffSession",

@@ -96,6 +96,18 @@ EXPECTED_ACCESS: dict[tuple[str, str], tuple[frozenset[Role], int]] = {
     ("POST", "/cases"): (KEY_HOLDERS, 403),
     ("GET", "/cases/{case_id}"): (KEY_HOLDERS, 403),
     ("POST", "/cases/{case_id}/{action}"): (KEY_HOLDERS, 403),
+    # Referrals: leads keep the recipients registry and approve; key holders working on cases build.
+    ("GET", "/referrals/recipients"): (LEADS, 403),
+    ("POST", "/referrals/recipients"): (LEADS, 403),
+    ("POST", "/referrals/recipients/{recipient_id}/confirm"): (LEADS, 403),
+    ("POST", "/referrals/recipients/{recipient_id}/retire"): (LEADS, 403),
+    ("GET", "/cases/{case_id}/referrals/new"): (KEY_HOLDERS, 403),
+    ("POST", "/cases/{case_id}/referrals"): (KEY_HOLDERS, 403),
+    ("GET", "/cases/{case_id}/referrals"): (KEY_HOLDERS, 403),
+    ("GET", "/referrals/{referral_id}"): (KEY_HOLDERS, 403),
+    ("POST", "/referrals/{referral_id}/approve"): (LEADS, 403),
+    ("POST", "/referrals/{referral_id}/revoke"): (LEADS, 403),
+    ("GET", "/referrals/{referral_id}/bundle"): (KEY_HOLDERS, 403),
     # Labels: leads name and retire them; key holders put them on what they may read.
     ("GET", "/api/v1/labels"): (KEY_HOLDERS, 403),
     ("POST", "/api/v1/labels"): (LEADS, 403),

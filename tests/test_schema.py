@@ -25,6 +25,8 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         ("staff_accounts", "login_verifier"),
         ("staff_accounts", "public_key"),
         ("staff_accounts", "public_key_mac"),
+        ("referral_recipients", "public_key"),
+        ("referral_recipients", "public_key_mac"),
         ("staff_sessions", "token_hash"),
         ("account_links", "token_hash"),
         ("audit_checkpoints", "root_hash"),

@@ -28,7 +28,7 @@ CHECKPOINT_LOCK_KEY = 0x6461796C69676874  # "daylight"
 # Far more than concurrent appenders ever race for one number (see record()).
 MAX_APPEND_ATTEMPTS = 1000
 
-DetailValue = str | int | bool | None
+DetailValue = str | int | bool | None | list[str]
 
 
 class Outcome(StrEnum):

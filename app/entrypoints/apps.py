@@ -41,6 +41,7 @@ from app.kit.server_secrets import (
     without_audit_signing_key,
 )
 from app.notify.routes_web import router as notify_web_router
+from app.referrals.routes_web import router as referrals_web_router
 from app.reporting.routes_web import router as reporting_web_router
 from app.stations.routes_api import router as stations_router
 from app.stations.routes_web import router as stations_web_router
@@ -159,6 +160,7 @@ def create_staff_app(
     app.include_router(notify_web_router)
     # Before the tip and case pages: their /{action} routes would otherwise answer /labels.
     app.include_router(labels_web_router)
+    app.include_router(referrals_web_router)
     app.include_router(triage_desk_router)
     app.include_router(triage_web_router)
     app.include_router(cases_web_router)

@@ -27,7 +27,7 @@ from app.intake.schemas import (
     NUL_CHARACTER,
     TipSubmission,
 )
-from app.kit.taxonomy import ContactPreference, Perpetrator, ReferralConsent, Tactic
+from app.kit.taxonomy import ContactPreference, Perpetrator, ReferralConsent, ReferralForm, Tactic
 from app.web.i18n import N_
 
 PREFER_NOT_TO_SAY = "prefer_not_to_say"
@@ -46,6 +46,7 @@ SINGLE_VALUE_FIELDS = (
     "contact_preference",
     "contact_details",
     "referral_consent",
+    "referral_form",
 )
 REPORT_FIELDS = frozenset({*SINGLE_VALUE_FIELDS, *MULTI_VALUE_FIELDS})
 
@@ -137,6 +138,17 @@ CONSENT_CHOICES: tuple[tuple[ReferralConsent | None, str], ...] = (
     (None, N_("Prefer not to say (we treat this as no)")),
 )
 
+FORM_CHOICES: tuple[tuple[ReferralForm, str], ...] = (
+    (
+        ReferralForm.WITHOUT_IDENTIFYING_DETAILS,
+        N_(
+            "Without details that could identify me: we remove names, places and anything else that "
+            "points to you, and never pass on your files or how to reach you"
+        ),
+    ),
+    (ReferralForm.AS_SENT, N_("As I wrote it, with my files (never how to reach you)")),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -154,7 +166,11 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("who", N_("Who was behind it"), ("perpetrators", "station_id")),
     Step("story", N_("In your own words"), ("narrative", "urgent")),
-    Step("contact", N_("Contact and sharing"), ("contact_preference", "contact_details", "referral_consent")),
+    Step(
+        "contact",
+        N_("Contact and sharing"),
+        ("contact_preference", "contact_details", "referral_consent", "referral_form"),
+    ),
     Step("review", N_("Check and send"), ()),
 )
 STEP_KEYS = tuple(step.key for step in STEPS)
@@ -175,6 +191,7 @@ _FIELD_MESSAGES: dict[str, str] = {
     "contact_preference": N_("Choose one of the options."),
     "contact_details": N_("Tell us how to reach you, or choose to be contacted only through your receipt."),
     "referral_consent": N_("Choose one of the options."),
+    "referral_form": N_("Choose one of the options."),
     "language": N_("Choose a language from the list."),
     "station_id": N_("Choose a station from the list."),
 }

@@ -82,6 +82,7 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
     perpetrator_labels = {code.value: label for code, label in report_form.PERPETRATOR_CHOICES}
     contact_labels = {code.value: label for code, label, _ in report_form.CONTACT_CHOICES}
     consent_labels = {(code.value if code else ""): label for code, label in report_form.CONSENT_CHOICES}
+    form_labels = {code.value: label for code, label in report_form.FORM_CHOICES}
     countries = dict(_countries(language))
     months = dict(_months(language))
 
@@ -128,6 +129,11 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
             N_("Passing on your report"),
             "contact",
             [translate(consent_labels[consent_value])] if consent_value in consent_labels else [],
+        ),
+        SummaryItem(
+            N_("In which form"),
+            "contact",
+            chosen("referral_form", form_labels) if consent_value not in ("", "none") else [],
         ),
     ]
 
@@ -199,6 +205,7 @@ def show_step(
         perpetrator_choices=report_form.PERPETRATOR_CHOICES,
         contact_choices=report_form.CONTACT_CHOICES,
         consent_choices=report_form.CONSENT_CHOICES,
+        form_choices=report_form.FORM_CHOICES,
         countries=_countries(language),
         months=_months(language),
         years=report_form.incident_years(),

@@ -23,6 +23,7 @@ from app.kit.taxonomy import (
     Language,
     Perpetrator,
     ReferralConsent,
+    ReferralForm,
     Tactic,
 )
 
@@ -98,6 +99,7 @@ class TipSubmission(BaseModel):
         | None
     ) = Field(default=None, validate_default=True)
     referral_consent: ReferralConsent | None = None
+    referral_form: ReferralForm | None = None
 
     @field_validator("contact_details")
     @classmethod
@@ -126,6 +128,7 @@ class TipSubmission(BaseModel):
             "contact_preference": self.contact_preference.value,
             "contact_details": self.contact_details,
             "referral_consent": self.referral_consent.value if self.referral_consent else None,
+            "referral_form": self.referral_form.value if self.referral_form else None,
         }
 
 

@@ -42,6 +42,15 @@ class ReferralConsent(StrEnum):
     NONE = "none"
 
 
+class ReferralForm(StrEnum):
+    """In which form a report may be passed on, when it may be at all (app.referrals)."""
+
+    AS_SENT = "as_sent"
+    # Contact details and files never leave; the text only once a member has redacted what
+    # identifies the submitter and a lead has approved it. Also what an unanswered question means.
+    WITHOUT_IDENTIFYING_DETAILS = "without_identifying_details"
+
+
 class Language(StrEnum):
     ENGLISH = "en"
     SIMPLIFIED_CHINESE = "zh-Hans"

@@ -162,6 +162,7 @@ def read_tip(session: Session, principal: Principal, tip_id: uuid.UUID, *, integ
         contact_preference=answers.get("contact_preference", "receipt_only"),
         contact_details=answers.get("contact_details"),
         referral_consent=answers.get("referral_consent"),
+        referral_form=answers.get("referral_form"),
         duplicate_of=_visible_or_none(session, principal, tip.duplicate_of_id),
         verification_proposed_by=names.get(tip.verification_proposed_by_id)
         if tip.verification_proposed_by_id

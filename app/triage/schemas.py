@@ -152,6 +152,9 @@ class TipDetail(QueueItem):
     contact_preference: str
     contact_details: str | None
     referral_consent: str | None
+    # In which form it may be passed on (ReferralForm); None: not said, which means without
+    # identifying details.
+    referral_form: str | None = None
     duplicate_of: uuid.UUID | None
     verification_proposed_by: str | None
     # The day a duress code of this report was first used (app.intake.duress), when the

@@ -103,6 +103,7 @@ STAFF_NAVIGATION = (
     NavItem("labels", "Labels", "/labels", "view_queue"),
     NavItem("stations", "Stations", "/stations", "work_cases"),
     NavItem("statistics", "Statistics", "/statistics", "work_cases"),
+    NavItem("recipients", "Recipients", "/referrals/recipients", "lead_triage"),
     NavItem("keys", "Key grants", "/keys", "manage_key_grants"),
     NavItem("accounts", "Accounts", "/admin/accounts", "manage_accounts"),
     NavItem("witnesses", "Witnesses", "/admin/witnesses", "manage_accounts"),

@@ -36,6 +36,8 @@ from app.intake.models import Tip, TipAttachment, TipStatus
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
+from app.referrals.keys import generate_recipient_key
+from app.referrals.models import ReferralRecipient
 from app.stations.models import Confidence, LinkRelation, Station
 from tests.auth.factories import StaffMember, login, make_member
 from tests.auth.factories import form_login as post_login_form
@@ -138,6 +140,17 @@ AUDITED: dict[tuple[str, str], str] = {
     ("POST", "/tips/bulk"): "tips.bulk",
     ("POST", "/views"): "view.save",
     ("POST", "/views/{view_id}/delete"): "view.delete",
+    ("POST", "/referrals/recipients"): "referral_recipient.add",
+    ("GET", "/referrals/recipients"): "referral_recipients.list",
+    ("POST", "/referrals/recipients/{recipient_id}/confirm"): "referral_recipient.confirm",
+    ("POST", "/referrals/recipients/{recipient_id}/retire"): "referral_recipient.retire",
+    ("GET", "/cases/{case_id}/referrals/new"): "case.read",
+    ("POST", "/cases/{case_id}/referrals"): "referral.propose",
+    ("GET", "/cases/{case_id}/referrals"): "case.read",
+    ("GET", "/referrals/{referral_id}"): "referral.read",
+    ("POST", "/referrals/{referral_id}/approve"): "referral.approve",
+    ("GET", "/referrals/{referral_id}/bundle"): "referral.download",
+    ("POST", "/referrals/{referral_id}/revoke"): "referral.revoke",
 }
 # Routes that read or change no protected data: each with the reason.
 NOT_AUDITED: dict[tuple[str, str], str] = {
@@ -371,6 +384,136 @@ class Scenario:
 
 def form_login(client: TestClient, member: StaffMember) -> Response:
     return post_login_form(client, member)
+
+
+class ReferralRoutes:
+    """The referral routes in the order a referral goes, by two leads of their own holding the key
+    (the organisation's lead has signed in as often as its one-time codes allow): one adds the
+    recipients, the other confirms a key and proposes, the first approves, downloads and revokes."""
+
+    def __init__(self, s: Scenario) -> None:
+        self.s = s
+        self.adder = make_member(s.db, s.settings, s.secrets, Role.LEAD, grant=s.org.intake)
+        self.proposer = make_member(s.db, s.settings, s.secrets, Role.LEAD, grant=s.org.intake)
+        self.logins: dict[str, int] = {}
+        self.recipients: list[str] = []
+        self.fingerprints: list[str] = []
+        self.referral_id = self.case_id = ""
+        tip_id, _ = make_tip(
+            s.db, s.secrets, referral_consent="partners_only", referral_form="as_sent", narrative="Shared."
+        )
+        s.db.get_one(Tip, tip_id).status = TipStatus.VERIFIED
+        s.db.commit()
+        self.tip_id = tip_id
+
+    def sign_in(self, member: StaffMember) -> None:
+        session = self.s.client.get("/api/v1/auth/session")
+        if session.status_code == 200 and session.json()["username"] == member.username:
+            return
+        self.s.client.cookies.clear()
+        step = self.logins.get(member.username, 0)
+        self.logins[member.username] = step + 1
+        assert login(self.s.client, member, otp=member.otp(step)).status_code == 200
+
+    def add(self, name: str) -> Response:
+        self.sign_in(self.adder)
+        _, public_text = generate_recipient_key(name)
+        response = self.s.client.post(
+            "/referrals/recipients",
+            data={
+                "csrf_token": self.s.csrf("/referrals/recipients"),
+                "name": name,
+                "contact": "",
+                "kind": "partner",
+                "public_key": public_text,
+            },
+            follow_redirects=False,
+        )
+        known = set(self.recipients)
+        [added] = [
+            recipient
+            for recipient in self.s.db.scalars(select(ReferralRecipient))
+            if str(recipient.id) not in known
+        ]
+        self.recipients.append(str(added.id))
+        self.fingerprints.append(added.fingerprint)
+        return response
+
+    def retire(self) -> Response:
+        self.add("Retired partner")
+        return self.s.client.post(
+            f"/referrals/recipients/{self.recipients[-1]}/retire",
+            data={"csrf_token": self.s.csrf("/referrals/recipients")},
+            follow_redirects=False,
+        )
+
+    def confirm(self) -> Response:
+        self.sign_in(self.proposer)
+        return self.s.client.post(
+            f"/referrals/recipients/{self.recipients[0]}/confirm",
+            data={"csrf_token": self.s.csrf("/referrals/recipients"), "fingerprint": self.fingerprints[0]},
+            follow_redirects=False,
+        )
+
+    def new_page(self) -> Response:
+        self.sign_in(self.proposer)
+        created = self.s.client.post(
+            "/api/v1/cases", json={"title": "Referred", "tip_ids": [str(self.tip_id)]}
+        )
+        self.case_id = created.json()["id"]
+        return self.s.client.get(f"/cases/{self.case_id}/referrals/new")
+
+    def propose(self) -> Response:
+        self.sign_in(self.proposer)
+        response = self.s.client.post(
+            f"/cases/{self.case_id}/referrals",
+            data={
+                "csrf_token": self.s.csrf(f"/cases/{self.case_id}/referrals/new"),
+                "recipient": self.recipients[0],
+                "report": str(self.tip_id),
+                f"{self.tip_id}.field": ["answers", "narrative"],
+            },
+            follow_redirects=False,
+        )
+        self.referral_id = response.headers["location"].removeprefix("/referrals/")
+        return response
+
+    def approve(self) -> Response:
+        self.sign_in(self.adder)
+        return self.s.client.post(
+            f"/referrals/{self.referral_id}/approve",
+            data={"csrf_token": self.s.csrf(f"/referrals/{self.referral_id}")},
+            follow_redirects=False,
+        )
+
+    def download(self) -> Response:
+        return self.s.client.get(f"/referrals/{self.referral_id}/bundle")
+
+    def revoke(self) -> Response:
+        response = self.s.client.post(
+            f"/referrals/{self.referral_id}/revoke",
+            data={"csrf_token": self.s.csrf(f"/referrals/{self.referral_id}")},
+            follow_redirects=False,
+        )
+        self.s.client.cookies.clear()  # the next as_() signs the organisation's member in again
+        return response
+
+
+def referral_recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
+    referrals = ReferralRoutes(s)
+    return {
+        ("POST", "/referrals/recipients"): lambda: referrals.add("Partner organisation"),
+        ("GET", "/referrals/recipients"): lambda: s.client.get("/referrals/recipients"),
+        ("POST", "/referrals/recipients/{recipient_id}/retire"): referrals.retire,
+        ("POST", "/referrals/recipients/{recipient_id}/confirm"): referrals.confirm,
+        ("GET", "/cases/{case_id}/referrals/new"): referrals.new_page,
+        ("POST", "/cases/{case_id}/referrals"): referrals.propose,
+        ("GET", "/cases/{case_id}/referrals"): lambda: s.client.get(f"/cases/{referrals.case_id}/referrals"),
+        ("GET", "/referrals/{referral_id}"): lambda: s.client.get(f"/referrals/{referrals.referral_id}"),
+        ("POST", "/referrals/{referral_id}/approve"): referrals.approve,
+        ("GET", "/referrals/{referral_id}/bundle"): referrals.download,
+        ("POST", "/referrals/{referral_id}/revoke"): referrals.revoke,
+    }
 
 
 def recipes(s: Scenario) -> dict[tuple[str, str], Callable[[], Response]]:
@@ -728,7 +871,7 @@ def test_each_audited_route_writes_its_event(
         == 201
     )
     scenario = Scenario(staff_client, organisation, db_session, settings, server_secrets)
-    steps = recipes(scenario)
+    steps = recipes(scenario) | referral_recipes(scenario)
     assert set(steps) == set(AUDITED)
     for route, call in steps.items():
         before = db_session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) or 0

@@ -32,7 +32,7 @@ TOTP_STEP_SECONDS = 30
 STEP_MARGIN_SECONDS = 2.0
 NAVIGATION_BY_ROLE = {
     "caseworker": {"queue", "cases", "labels", "stations", "statistics", "account"},
-    "lead": {"queue", "cases", "labels", "stations", "statistics", "keys", "account"},
+    "lead": {"queue", "cases", "labels", "stations", "statistics", "recipients", "keys", "account"},
     "admin": {"accounts", "witnesses", "login_policy", "review_policy", "notifications", "account"},
     "auditor": {"audit", "account"},
 }

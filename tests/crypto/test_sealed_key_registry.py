@@ -47,7 +47,7 @@ def test_each_kind_names_the_table_its_contract_seals() -> None:
         assert {"id", "sealed_data_key", "intake_key_version"} <= set(table.columns.keys())
 
 
-def test_rotation_locks_tips_before_their_messages_and_files_then_cases_labels_and_views() -> None:
+def test_rotation_locks_tips_before_their_messages_and_files_then_cases_labels_views_and_referrals() -> None:
     assert [kind.name for kind in sealed_data_keys()] == [
         "tips",
         "messages",
@@ -55,6 +55,8 @@ def test_rotation_locks_tips_before_their_messages_and_files_then_cases_labels_a
         "cases",
         "labels",
         "saved views",
+        "referral recipients",
+        "referrals",
     ]
 
 

@@ -9,13 +9,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 
-from app.entrypoints.cli import accounts, audit, keys, operations, organisation, server, stations
+from app.entrypoints.cli import accounts, audit, keys, operations, organisation, referrals, server, stations
 from app.entrypoints.cli.common import settings_in_use
 from app.entrypoints.deployment import DeploymentRefused
 from app.kit.config import ENV_FILE_VARIABLE, EnvFileError, env_file_path, settings_from_env_file
 
 # In the order `daylight --help` lists the commands.
-COMMAND_GROUPS = (organisation, keys, accounts, audit, operations, stations, server)
+COMMAND_GROUPS = (organisation, keys, accounts, audit, operations, stations, referrals, server)
 
 ENV_FILE_HELP = (
     "the deployment's settings file (KEY=value lines, e.g. /etc/daylight/daylight.env, the one the "
