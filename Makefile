@@ -91,6 +91,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/row_macs.py
 	$(BIN)/python bench/login_burst.py
 	$(BIN)/python bench/image_cleaning.py
+	$(BIN)/python bench/referral.py
 	$(BIN)/python bench/load.py
 
 # Fonts for the screenshots only: the pages name system fonts (no web font over Tor), and a

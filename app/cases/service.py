@@ -112,6 +112,26 @@ def create_case(
     intake_key = current_intake_key(session)
     if intake_key is None or intake_key.version not in principal.keys.intake:
         raise NotFound
+    case = open_case(session, tips, request, server_secrets, creator_id=principal.account_id)
+    _record(session, principal, case, "create", detail=f"{len(tips)} reports")
+    session.flush()
+    return case
+
+
+def open_case(
+    session: Session,
+    tips: Sequence[Tip],
+    request: CaseCreate,
+    server_secrets: ServerSecrets,
+    *,
+    creator_id: uuid.UUID,
+) -> Case:
+    """The case's rows, sealed to the current intake key, with ``creator_id`` its first member;
+    the caller checked who may open it and records the event (a member's ``create_case``, or an
+    import of a referral from another organisation, app.referrals.importing)."""
+    intake_key = current_intake_key(session)
+    if intake_key is None:
+        raise NotFound
     intake_public = trusted_intake_public_key(intake_key, server_secrets.key_integrity_key)
     case_id, data_key, version = uuid.uuid4(), envelope.new_data_key(), intake_key.version
     row_id = str(case_id)
@@ -122,7 +142,7 @@ def create_case(
         restricted=request.restricted,
         host_country=request.host_country,
         created_on=today(),
-        created_by_id=principal.account_id,
+        created_by_id=creator_id,
         intake_key_version=version,
         content_key_version=version,
         sealed_data_key=CASE_DATA_KEY.seal(intake_public, data_key, row_id=row_id, key_version=version),
@@ -135,8 +155,7 @@ def create_case(
     session.flush()
     session.add_all([CaseTactic(case_id=case.id, tactic=tactic.value) for tactic in request.tactics])
     session.add_all([CaseTip(case_id=case.id, tip_id=tip.id) for tip in tips])
-    session.add(CaseMember(case_id=case.id, account_id=principal.account_id))
-    _record(session, principal, case, "create", detail=f"{len(tips)} reports")
+    session.add(CaseMember(case_id=case.id, account_id=creator_id))
     session.flush()
     return case
 

@@ -27,7 +27,7 @@ from app.intake.report_form import FieldError, ReportState, Step
 from app.intake.routes_api import InvalidSubmission, receive_form_tip
 from app.kit.db import READ_ONLY_OPTION
 from app.kit.errors import AppError
-from app.kit.taxonomy import COUNTRY_CODES, Language
+from app.kit.taxonomy import COUNTRY_CODES, Language, ReferralConsent
 from app.stations.models import Station
 from app.web.context import Context, UploadDbSession
 from app.web.forms import CrossSiteForm, posted_from_elsewhere, read_form_values
@@ -108,7 +108,7 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
         contact.append(state.first("contact_details"))
     consent_value = state.first("referral_consent")
     said = [state.first("narrative")] if state.first("narrative") else []
-    return [
+    summary = [
         SummaryItem(N_("What happened"), "what", chosen("tactics", tactic_labels)),
         SummaryItem(N_("Where"), "where", place),
         SummaryItem(N_("When"), "where", when),
@@ -130,12 +130,11 @@ def _summary(state: ReportState, language: Language, stations: dict[str, str]) -
             "contact",
             [translate(consent_labels[consent_value])] if consent_value in consent_labels else [],
         ),
-        SummaryItem(
-            N_("In which form"),
-            "contact",
-            chosen("referral_form", form_labels) if consent_value not in ("", "none") else [],
-        ),
     ]
+    if consent_value in (ReferralConsent.PARTNERS_ONLY, ReferralConsent.AUTHORITIES_AND_PARTNERS):
+        # Asked only of a report that may be passed on at all.
+        summary.append(SummaryItem(N_("In which form"), "contact", chosen("referral_form", form_labels)))
+    return summary
 
 
 # The registry is public, sourced data that changes by import: read at most this often per

@@ -156,6 +156,8 @@ class BundleReport:
     checkpoint_time: int | None = None
     witnessed_by: list[str] = field(default_factory=list)
     items: list[BundleEntry] = field(default_factory=list)
+    # SHA-256 (hex) of the manifest's exact bytes, once the index opened: what the approval names.
+    manifest_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -956,6 +958,66 @@ def _decrypted(handle: BinaryIO, verified: _Verified, position: int) -> Iterator
         _item_key(verified.content_key, verified.bundle_id, position),
         _item_aad(verified.bundle_id, position, entry.path),
     )
+
+
+class ItemChangedWhileRead(Exception):
+    """An item's plaintext did not hash to its index entry while it was read: the file changed (or was
+    damaged) after it was verified. Whatever the caller made of the item must be thrown away."""
+
+
+@contextlib.contextmanager
+def read_bundle(
+    path: Path,
+    private_key: sealing.PrivateKey,
+    *,
+    log_key: VerifierKey,
+    witness_keys: Sequence[WitnessKey] = (),
+    witnesses_required: int = 0,
+) -> Iterator[tuple[BundleReport, Iterator[tuple[BundleEntry, Iterator[bytes]]]]]:
+    """Verify the bundle at ``path`` (as `verify_bundle`) and, when it holds, offer its items to read
+    one after the other, decrypted as they are read, never on disk: for a program that stores them
+    at once under its own keys (a second Daylight importing a referral, app.referrals.importing).
+
+    Each item's chunks are checked against its SHA-256 as they stream: DecryptionError or
+    ItemChangedWhileRead is raised from the chunk iterator at the first chunk that fails or at the
+    end, so the caller's transaction rolls back. The items iterator is empty unless the report is ok.
+    """
+    _check_witness_policy(witness_keys, witnesses_required)
+    report = BundleReport()
+    problem = _regular_file_problem(path)
+    if problem is not None:
+        report.problems.append(problem)
+        yield report, iter(())
+        return
+    with path.open("rb") as handle:
+        try:
+            verified = _verify(handle, private_key, log_key, witness_keys, witnesses_required, report)
+        except _Malformed as exc:
+            report.problems.append(str(exc))
+            verified = None
+        report.ok = not report.problems
+        if verified is None or not report.ok:
+            yield report, iter(())
+            return
+        report.manifest_sha256 = hashlib.sha256(verified.manifest).hexdigest()
+
+        def checked(position: int) -> Iterator[bytes]:
+            assert verified is not None  # noqa: S101 - only offered once verified
+            entry = verified.entries[position]
+            digest, size = hashlib.sha256(), 0
+            for chunk in _decrypted(handle, verified, position):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+            if size != entry.size or digest.digest() != entry.sha256:
+                raise ItemChangedWhileRead(entry.path)
+
+        def items() -> Iterator[tuple[BundleEntry, Iterator[bytes]]]:
+            assert verified is not None  # noqa: S101 - only offered once verified
+            for position, entry in enumerate(verified.entries):
+                yield BundleEntry(entry.path, entry.size, entry.sha256.hex()), checked(position)
+
+        yield report, items()
 
 
 def open_bundle(

@@ -107,6 +107,7 @@ def fill_report(page: Page, served: ServedDemo, lang: str, narrative: str) -> No
 
     assert page.locator(".emergency").is_visible()  # "someone is in immediate danger" was ticked
     page.check('input[name="referral_consent"][value="partners_only"]')
+    page.check('input[name="referral_form"][value="without_identifying_details"]')
     shoot(page, lang, "5-contact")
     next_step(page, "review")
     assert "Dublin" in (page.locator(".review").text_content() or "")
@@ -198,6 +199,10 @@ def test_a_report_with_a_photo_then_a_reply_read_and_answered_without_javascript
             raise AssertionError("the report is not in the caseworker's queue")
         assert (tip["host_city"], tip["urgent"], tip["perpetrators"]) == ("Dublin", True, ["service_station"])
         assert tip["language"] == lang
+        assert (tip["referral_consent"], tip["referral_form"]) == (
+            "partners_only",
+            "without_identifying_details",
+        )
         assert all(attachment["metadata_removed"] for attachment in tip["attachments"])
         stored = {
             attachment["content_type"]: staff.get(

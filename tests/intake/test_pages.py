@@ -33,7 +33,11 @@ ANSWERS: dict[str, Any] = {
     ],
     "who": [("perpetrators", "service_station"), ("perpetrators", "police")],
     "story": [("narrative", "They phoned my mother & said <come home>."), ("urgent", "true")],
-    "contact": [("contact_preference", "receipt_only"), ("referral_consent", "partners_only")],
+    "contact": [
+        ("contact_preference", "receipt_only"),
+        ("referral_consent", "partners_only"),
+        ("referral_form", "as_sent"),
+    ],
 }
 
 
@@ -215,6 +219,7 @@ def test_the_whole_form_sends_a_report_with_every_answer_sealed(
         "contact_preference": "receipt_only",
         "contact_details": None,
         "referral_consent": "partners_only",
+        "referral_form": "as_sent",
     }
     narrative = TIP_NARRATIVE.open(
         data_key, tip.narrative_encrypted, row_id=str(tip.id), key_version=tip.intake_key_version

@@ -15,13 +15,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit_log.checkpoint import verifier_key
 from app.audit_log.models import AuditEvent
 from app.audit_log.signer import log_verifier
 from app.auth.models import Role
+from app.cases.models import Case, CaseEvent, CaseTip
 from app.crypto import sealing
-from app.intake.models import MessageAuthor, Tip
+from app.intake.models import MessageAuthor, Tip, TipStatus
 from app.intake.service import add_message
 from app.kit.config import Settings
+from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
 from app.referrals.bundle import open_bundle, verify_bundle
 from app.referrals.models import Referral, ReferralRecipient, ReferralStatus
@@ -363,8 +366,6 @@ def test_referral_open_works_on_a_machine_with_no_daylight(
     elsewhere = tmp_path / "recipient-laptop"
     elsewhere.mkdir()
     key_file = write_private_key_file(elsewhere, partner)
-    from app.audit_log.checkpoint import verifier_key
-
     log_key = log_verifier(settings, server_secrets)
     environment = {name: value for name, value in os.environ.items() if not name.startswith("DAYLIGHT_")} | {
         "HOME": str(elsewhere)
@@ -394,3 +395,98 @@ def test_referral_open_works_on_a_machine_with_no_daylight(
     assert str(referral_id) in opened.stdout
     assert (elsewhere / "case" / "manifest.json").exists()
     assert not (elsewhere / "data").exists()
+
+
+def test_a_second_daylight_imports_the_referral_as_a_case_with_its_provenance(
+    signed_in: Client,
+    organisation: Organisation,
+    case: ReferralCase,
+    partner: Recipient,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    tmp_path: Path,
+) -> None:
+    referral_id = full_referral(signed_in, organisation, case, partner)
+    lead = signed_in(organisation[Role.LEAD])
+    approve(lead, referral_id)
+    path = bundle_of(lead, referral_id, tmp_path)
+    key_file = write_private_key_file(tmp_path, partner)
+    log_key = log_verifier(settings, server_secrets)
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("DAYLIGHT_")}
+    receiving = tmp_path / "partner-daylight"
+    daylight = [sys.executable, "-m", "app"]
+    made = subprocess.run(
+        [*daylight, "demo", "--data-dir", str(receiving)], env=environment, capture_output=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    imported = subprocess.run(
+        [
+            *daylight,
+            "referral",
+            "import",
+            str(path),
+            "--key",
+            str(key_file),
+            "--verifier-key",
+            verifier_key(log_key.public_key, log_key.name),
+            "--data-dir",
+            str(receiving),
+            "--member",
+            "demo-caseworker",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert str(referral_id) in imported.stdout
+    their_settings = Settings(data_dir=receiving)
+    database = Database.from_settings(their_settings)
+    try:
+        with database.transaction() as session:
+            event = session.scalars(select(AuditEvent).where(AuditEvent.action == "referral.import")).one()
+            details = json.loads(event.details)
+            assert details["referral"] == str(referral_id)
+            assert details["reports"] == 2
+            assert details["sender"] == log_key.name
+            imported_case = session.get_one(Case, uuid.UUID(str(event.object_id)))
+            tips = session.scalars(select(CaseTip.tip_id).where(CaseTip.case_id == imported_case.id)).all()
+            assert len(tips) == 2
+            assert all(session.get_one(Tip, tip).status is TipStatus.VERIFIED for tip in tips)
+            timeline = session.scalars(select(CaseEvent.action).where(CaseEvent.case_id == imported_case.id))
+            assert "imported" in list(timeline)
+            # Stored under the receiving organisation's keys: nothing readable at rest.
+            stored = (
+                b"".join(session.get_one(Tip, tip).narrative_encrypted for tip in tips)
+                + imported_case.summary_encrypted
+            )
+            assert b"Urumqi" not in stored
+            assert log_key.name.encode() not in stored
+    finally:
+        database.engine.dispose()
+    # A tampered bundle imports nothing.
+    altered = bytearray(path.read_bytes())
+    altered[len(altered) // 2] ^= 1
+    path.write_bytes(bytes(altered))
+    refused = subprocess.run(
+        [
+            *daylight,
+            "referral",
+            "import",
+            str(path),
+            "--key",
+            str(key_file),
+            "--verifier-key",
+            verifier_key(log_key.public_key, log_key.name),
+            "--data-dir",
+            str(receiving),
+            "--member",
+            "demo-caseworker",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1

@@ -23,7 +23,10 @@ from typing import Any
 from app.audit_log.checkpoint import CheckpointError, VerifierKey, parse_verifier_key
 from app.audit_log.cosignature import WitnessKey, parse_witness_verifier_key
 from app.crypto import sealing
-from app.entrypoints.cli.common import Commands, add_group
+from app.crypto.errors import DecryptionError
+from app.entrypoints.cli.common import Commands, _data_dir, add_group, open_deployment
+from app.kit.blobs import blob_storage_for
+from app.kit.errors import InvalidInput
 from app.referrals import keys
 from app.referrals.bundle import (
     MANIFEST_FILE,
@@ -31,9 +34,12 @@ from app.referrals.bundle import (
     PROOF_FILE,
     BundleOutputError,
     BundleReport,
+    ItemChangedWhileRead,
     open_bundle,
+    read_bundle,
     verify_bundle,
 )
+from app.referrals.importing import import_referral, member_for_import
 
 # Shown in place of characters that could move the cursor, rewrite the terminal or reverse text.
 _REPLACEMENT = "\ufffd"
@@ -207,6 +213,52 @@ def cmd_referral_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_referral_import(args: argparse.Namespace) -> int:
+    """A referral from another organisation, verified, then imported as a new case here
+    (app.referrals.importing): its items go straight into this data dir's encrypted store."""
+    try:
+        log_key, witness_keys, required = _trusted_keys(args)
+        private_key = _private_key(args.key)
+    except _UsageError as exc:
+        print(f"daylight: {exc}", file=sys.stderr)
+        return 2
+    with open_deployment(args.data_dir) as deployment:
+        blobs = blob_storage_for(deployment.settings, deployment.database)
+        try:
+            with read_bundle(
+                args.bundle,
+                private_key,
+                log_key=log_key,
+                witness_keys=witness_keys,
+                witnesses_required=required,
+            ) as (report, items):
+                if not report.ok:
+                    return _problems(report, private_key)
+                with deployment.database.transaction() as session:
+                    member = member_for_import(session, args.member)
+                    case = import_referral(
+                        session,
+                        report,
+                        items,
+                        member=member,
+                        settings=deployment.settings,
+                        server_secrets=deployment.server_secrets,
+                        blobs=blobs,
+                    )
+                    case_ref, reports = case.ref, report.referral_id
+        except OSError as exc:
+            print(f"daylight: cannot read {args.bundle}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except InvalidInput as exc:
+            print(f"daylight: {exc.public_message}", file=sys.stderr)
+            return 2
+        except (DecryptionError, ItemChangedWhileRead):
+            print("INVALID: an item changed while it was read; nothing was imported", file=sys.stderr)
+            return 1
+    print(f"imported referral {reports} from {_shown(report.origin)} as case {case_ref}")
+    return 0
+
+
 def _print_summary(report: BundleReport, output: Path) -> None:
     """What the recipient reads first. The manifest's optional keys are shown when present, each read
     defensively: the bundle verified, but their shape is the sender's choice."""
@@ -297,3 +349,12 @@ def register(commands: Commands) -> None:
     _add_trust_options(opening)
     opening.add_argument("--output", type=Path, required=True, help="a new or empty folder for the items")
     opening.set_defaults(run=cmd_referral_open)
+    importing = referral.add_parser(
+        "import", help="verify a referral from another organisation, then import it here as a new case"
+    )
+    _add_trust_options(importing)
+    importing.add_argument("--data-dir", type=_data_dir, required=True)
+    importing.add_argument(
+        "--member", required=True, help="the username of a key holder here, the case's first member"
+    )
+    importing.set_defaults(run=cmd_referral_import)
