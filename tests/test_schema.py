@@ -52,6 +52,7 @@ NON_SECRET_BINARY_COLUMNS = frozenset(
         # Row MACs under the key-integrity key (app.crypto.integrity.row_mac): authenticity, no secret.
         ("tip_messages", "row_mac"),
         ("tip_attachments", "row_mac"),
+        ("referral_recipients", "row_mac"),
         ("staff_sessions", "row_mac"),
         # A passkey's credential id and COSE public key (public by design), and its row MAC.
         ("staff_passkeys", "credential_id"),

@@ -67,6 +67,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sqlalchemy import inspect
 
+import app.models  # noqa: F401 - every model, so every column naming a blob is registered (app.kit.blobs)
 from app.auth.password_keys import key_fingerprint
 from app.crypto import human_codes, sealing
 from app.crypto.binding import bind

@@ -19,6 +19,7 @@ from pathlib import Path
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, or_, select
 
+import app.models  # noqa: F401 - every model, so every column naming a blob is registered (app.kit.blobs)
 from app.audit_log.assessment import assess_log
 from app.audit_log.models import AuditEvent
 from app.audit_log.signer import log_verifier

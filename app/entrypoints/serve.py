@@ -35,6 +35,7 @@ from types import FrameType
 
 import uvicorn
 
+import app.models  # noqa: F401 - every model, so every column naming a blob is registered (app.kit.blobs)
 from app.audit_log.signer import SignerRun, local_signer
 from app.entrypoints.apps import create_intake_app, create_staff_app, serving_pool_size
 from app.entrypoints.integrity_backfill import backfill_row_macs

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, StreamColumn
 from app.crypto.sealed_keys import SealedDataKeys
+from app.kit.blobs import register_blob_names
 from app.kit.db import Base, enum_column_type
 
 # Each tip has its own random data key, sealed to the intake public key.
@@ -244,3 +245,7 @@ class TipDuressFlag(Base):
     tip_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tips.id", ondelete="CASCADE"), primary_key=True)
     # The day the code was first used; days only, like every submitter-side date.
     flagged_on: Mapped[dt.date] = mapped_column(Date)
+
+
+# Each attachment's ciphertext is the blob named by its row's id.
+register_blob_names(TipAttachment.id)

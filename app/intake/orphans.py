@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, SQLColumnExpression, and_, delete, exists, select
 from sqlalchemy.orm import aliased
 
-from app.intake.models import TipAttachment
-from app.kit.blobs import BlobChunk, BlobStore, chunk_days_certainly_before
+from app.intake import models as _registers_attachment_blobs  # noqa: F401 - TipAttachment.id
+from app.kit.blobs import BlobChunk, BlobStore, blob_naming_columns, chunk_days_certainly_before
 from app.kit.config import Settings
 from app.kit.db import Database
 
@@ -55,16 +55,20 @@ def _batches(ids: Iterable[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
 
 
 def blob_ids_named_by_rows(database: Database, candidates: Collection[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of `candidates` that an attachment row names (committed, as seen now)."""
+    """Those of `candidates` that a row names (an attachment, a referral's bundle: every column
+    registered with `register_blob_names`), committed, as seen now."""
     named: set[uuid.UUID] = set()
     for batch in _batches(candidates):
         with database.transaction() as session:
-            named.update(session.scalars(select(TipAttachment.id).where(TipAttachment.id.in_(batch))))
+            for column in blob_naming_columns():
+                named.update(session.scalars(select(column).where(column.in_(batch))))
     return named
 
 
 def _no_row_names(blob_id: SQLColumnExpression[uuid.UUID]) -> ColumnElement[bool]:
-    return ~exists().where(TipAttachment.id == blob_id)
+    if not blob_naming_columns():  # never "no row names it" for want of knowing the rows
+        raise RuntimeError("no column naming blobs is registered")
+    return and_(*(~exists().where(column == blob_id) for column in blob_naming_columns()))
 
 
 def _every_chunk_before(blob_id: SQLColumnExpression[uuid.UUID], day: dt.date) -> ColumnElement[bool]:

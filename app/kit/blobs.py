@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Date, Index, Integer, LargeBinary, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -280,3 +280,19 @@ def blob_storage_for(settings: Settings, database: Database) -> BlobStorage:
     if settings.blob_storage == "database":
         return DatabaseBlobStore(database)
     return BlobStore(settings.blobs_dir)
+
+
+# The columns whose values name blobs (an attachment row's id, a referral's sealed bundle), filled
+# by the features that own them as their models are imported: the orphan sweep deletes, and the
+# backup leaves out, only blobs that none of them names (app.intake.orphans).
+_BLOB_NAMING_COLUMNS: list[Any] = []
+
+
+def register_blob_names(column: Any) -> None:
+    """Declare a mapped column whose values are blob ids."""
+    if not any(column is known for known in _BLOB_NAMING_COLUMNS):
+        _BLOB_NAMING_COLUMNS.append(column)
+
+
+def blob_naming_columns() -> tuple[Any, ...]:
+    return tuple(_BLOB_NAMING_COLUMNS)

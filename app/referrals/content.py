@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +44,13 @@ REDACTION_MAX_CHARS = 500
 COVER_NOTE_MAX_CHARS = 20_000
 # Report fields a referral can include (whole-field redaction is leaving one out).
 REPORT_FIELDS = ("answers", "narrative", "messages", "notes")
+# Whom each answer to "May we pass on your report?" allows. The form names partner organisations
+# and the authorities, never journalists: no report goes to one.
+ALLOWED_KINDS: dict[ReferralConsent, frozenset[RecipientKind]] = {
+    ReferralConsent.PARTNERS_ONLY: frozenset({RecipientKind.PARTNER}),
+    ReferralConsent.AUTHORITIES_AND_PARTNERS: frozenset({RecipientKind.PARTNER, RecipientKind.AUTHORITY}),
+    ReferralConsent.NONE: frozenset(),
+}
 
 
 @dataclass(frozen=True)
@@ -132,25 +139,79 @@ class Item:
 @dataclass
 class Contents:
     items: list[Item]
+    cover_note: str  # redacted, as its item
     consent: list[dict[str, object]]
     withheld: list[dict[str, object]]
     station_links: list[dict[str, str]]
     case_ref: str
 
 
+def folded(text: str) -> tuple[str, list[int]]:
+    """The view of ``text`` that phrases are matched in, and for each of its characters the index
+    of the character of ``text`` it comes from.
+
+    Threat: a name that escapes redaction because it is written differently from the phrase the
+    member typed: composed or decomposed accents (NFKD on both sides), full-width or other
+    compatibility forms (the K of NFKD), letter case (casefold, so "STRASSE" finds "Straße"),
+    invisible format characters inside it (zero-width spaces and joiners, soft hyphens: dropped),
+    and any run of spaces, non-breaking spaces or line breaks between its words (one space)."""
+    view: list[str] = []
+    origin: list[int] = []
+    in_space = False
+    for index, character in enumerate(text):
+        if unicodedata.category(character) == "Cf":
+            continue
+        if character.isspace():
+            if not in_space:
+                view.append(" ")
+                origin.append(index)
+            in_space = True
+            continue
+        in_space = False
+        for piece in unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", character).casefold()):
+            view.append(piece)
+            origin.append(index)
+    return "".join(view), origin
+
+
 class Redactor:
-    """Replaces every occurrence of each phrase (case-insensitively) with the mark, counting."""
+    """Replaces every occurrence of each phrase, as `folded` sees them, with the mark, counting
+    the spans replaced. Occurrences that overlap (two phrases sharing a word) are merged into one
+    span, so that no fragment of either survives between two marks."""
 
     def __init__(self, phrases: Sequence[str]) -> None:
-        ordered = sorted({phrase for phrase in phrases if phrase}, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(re.escape(phrase) for phrase in ordered), re.IGNORECASE) if ordered else None
+        self._phrases = sorted(
+            {folded(phrase)[0].strip() for phrase in phrases} - {""}, key=len, reverse=True
         )
 
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        view, origin = folded(text)
+        spans: list[tuple[int, int]] = []
+        for phrase in self._phrases:
+            start = view.find(phrase)
+            while start != -1:
+                spans.append((origin[start], origin[start + len(phrase) - 1] + 1))
+                start = view.find(phrase, start + 1)
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
     def apply(self, text: str) -> tuple[str, int]:
-        if self._pattern is None:
-            return text, 0
-        return self._pattern.subn(REDACTION_MARK, text)
+        count = 0
+        # Again until nothing is found: a mark next to what was around a span cannot make a new
+        # occurrence out of the phrases typed, but the check costs little and proves it.
+        for _ in range(4):
+            spans = self._spans(text)
+            if not spans:
+                return text, count
+            for start, end in reversed(spans):
+                text = text[:start] + REDACTION_MARK + text[end:]
+            count += len(spans)
+        raise InvalidInput("The phrases to redact keep matching what their redaction leaves: shorten them.")
 
 
 def clean_redactions(lines: Iterable[str]) -> tuple[str, ...]:
@@ -177,7 +238,13 @@ def check_consent(tip: TipDetail, report: ReportSelection, recipient_kinds: Iter
     consent = tip.referral_consent
     if consent not in (ReferralConsent.PARTNERS_ONLY, ReferralConsent.AUTHORITIES_AND_PARTNERS):
         raise _refuse(f"Report {tip.ref} cannot be passed on: its submitter did not agree to it.")
-    if consent == ReferralConsent.PARTNERS_ONLY and RecipientKind.AUTHORITY in set(recipient_kinds):
+    refused_kinds = set(recipient_kinds) - ALLOWED_KINDS[ReferralConsent(consent)]
+    if RecipientKind.JOURNALIST in refused_kinds:
+        raise _refuse(
+            f"Report {tip.ref} cannot go to a journalist: submitters are asked about partner "
+            "organisations and the authorities only."
+        )
+    if refused_kinds:
         raise _refuse(
             f"Report {tip.ref} cannot go to the authorities: "
             "its submitter agreed to partner organisations only."
@@ -188,7 +255,10 @@ def check_consent(tip: TipDetail, report: ReportSelection, recipient_kinds: Iter
                 f"Report {tip.ref} may be passed on only without details that identify its submitter: "
                 "its files cannot be included."
             )
-        if {"narrative", "messages"} & set(report.fields) and not report.identifying_details_redacted:
+        # Notes too: they quote the submitter and the relatives they wrote about.
+        if {"narrative", "messages", "notes"} & set(
+            report.fields
+        ) and not report.identifying_details_redacted:
             raise _refuse(
                 f"Report {tip.ref} may be passed on only without details that identify its submitter: "
                 "redact them, then mark its text as checked."
@@ -300,10 +370,9 @@ def build_contents(
     case_tip_ids = {tip.id for tip in case.tips}
     redactor = Redactor(selection.redactions)
     items: list[Item] = []
-    if selection.cover_note.strip():
-        items.append(
-            _text_item("cover-note.txt", "cover_note", {}, selection.cover_note.strip() + "\n", redactor)
-        )
+    cover_note = redactor.apply(selection.cover_note.strip())[0]
+    if cover_note:
+        items.append(_text_item("cover-note.txt", "cover_note", {}, cover_note + "\n", redactor))
     links_by_id = {link.id: link for link in case.station_links if link.confirmed}
     if any(link_id not in links_by_id for link_id in selection.station_link_ids):
         raise _refuse("Choose station links this case has, confirmed.", "station_links")
@@ -381,8 +450,22 @@ def build_contents(
                         hash_now=hash_files,
                     )
                 )
+    if selection.case_summary and any(
+        entry["referral_form"] != ReferralForm.AS_SENT and not entry["identifying_details_redacted"]
+        for entry in consent
+    ):
+        raise _refuse(
+            "The case's title and summary may name a submitter who asked to be passed on without "
+            "identifying details: redact them, and mark that report's text as checked.",
+            "case_summary",
+        )
     return Contents(
-        items=items, consent=consent, withheld=withheld, station_links=station_links, case_ref=case.ref
+        items=items,
+        cover_note=cover_note,
+        consent=consent,
+        withheld=withheld,
+        station_links=station_links,
+        case_ref=case.ref,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.crypto.contracts import EnvelopeColumn, SealedColumn, SealedRecord
 from app.crypto.sealed_keys import SealedDataKeys
+from app.kit.blobs import register_blob_names
 from app.kit.db import Base, enum_column_type
 
 RECIPIENT_DATA_KEY = SealedColumn("referral_recipients", "sealed_data_key")
@@ -68,6 +69,11 @@ class ReferralRecipient(Base):
     )
     confirmed_on: Mapped[dt.date | None] = mapped_column(Date)
     retired_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The server's MAC over what decides whether a referral may be sealed to this row: its kind
+    # (authority or partner: the submitters' consent depends on it), its key's fingerprint, who
+    # confirmed it, whether it is retired (app.referrals.recipients). A database writer without
+    # the key-integrity key can change none of them unseen.
+    row_mac: Mapped[bytes] = mapped_column(LargeBinary)
     intake_key_version: Mapped[int] = mapped_column(ForeignKey("intake_keys.version"))
     content_key_version: Mapped[int] = mapped_column(Integer)
     sealed_data_key: Mapped[bytes] = mapped_column(LargeBinary)
@@ -118,3 +124,6 @@ RECIPIENT_SEALED_KEYS = SealedDataKeys(
 REFERRAL_SEALED_KEYS = SealedDataKeys(
     "referrals", Referral, REFERRAL_DATA_KEY, row_id=lambda referral: str(referral.id), lock_order=80
 )
+
+# A sealed bundle is kept as a blob until its referral's case is deleted.
+register_blob_names(Referral.bundle_blob_id)

@@ -11,7 +11,9 @@ names and contacts are sealed like a case's title.
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -24,16 +26,20 @@ from app.auth.accounts import usernames
 from app.auth.permissions import Permission
 from app.auth.principal import Principal
 from app.crypto import sealing
-from app.crypto.integrity import UntrustedPublicKey, public_key_mac, trusted_public_key
+from app.crypto.integrity import UntrustedPublicKey, public_key_mac, row_mac, trusted_public_key
 from app.custody.service import current_intake_key, trusted_intake_public_key
 from app.kit.clock import today
 from app.kit.errors import Conflict, Forbidden, IntegrityFailure, InvalidInput, NotFound
 from app.kit.server_secrets import ServerSecrets
+from app.referrals import keys
 from app.referrals.keys import RecipientKeyError, parse_public_key
 from app.referrals.models import RECIPIENT_RECORD, RecipientKind, ReferralRecipient
 from app.web.visible_text import is_deceptive
 
+RECIPIENT_RECORD_NAME = "referral_recipient/v1"
 NAME_MAX_CHARS = 200
+
+logger = logging.getLogger("daylight.referrals")
 CONTACT_MAX_CHARS = 500
 
 
@@ -83,6 +89,26 @@ def _clean_text(value: str, field: str, limit: int, *, required: bool) -> str:
 
 def _key_context(recipient_id: uuid.UUID) -> tuple[str, str]:
     return ("referral_recipients", str(recipient_id))
+
+
+def recipient_row_mac(integrity_key: bytes, recipient: ReferralRecipient) -> bytes:
+    """The MAC a recipient row must carry (app.crypto.integrity.row_mac)."""
+    return row_mac(
+        integrity_key,
+        RECIPIENT_RECORD_NAME,
+        str(recipient.id),
+        RecipientKind(recipient.kind).value,
+        recipient.fingerprint,
+        None if recipient.confirmed_by_id is None else str(recipient.confirmed_by_id),
+        "retired" if recipient.retired_on is not None else "current",
+    )
+
+
+def _require_authentic(recipient: ReferralRecipient, integrity_key: bytes) -> None:
+    """IntegrityFailure unless the server wrote this row's kind, key, confirmation and retirement."""
+    if not hmac.compare_digest(recipient_row_mac(integrity_key, recipient), recipient.row_mac or b""):
+        logger.error("a referral recipient failed its integrity check: integrity alert")
+        raise IntegrityFailure
 
 
 def add_recipient(
@@ -137,6 +163,7 @@ def add_recipient(
         sealed_data_key=sealed_key,
         details_encrypted=sealed_details,
     )
+    recipient.row_mac = recipient_row_mac(server_secrets.key_integrity_key, recipient)
     session.add(recipient)
     session.flush()
     # The fingerprint and kind, never the name or contact: auditors hold no key.
@@ -167,20 +194,23 @@ def confirm_recipient(
     they typed or pasted must be the stored key's: confirming without comparing is not possible."""
     require_lead(principal, "confirms a recipient")
     recipient = _recipient_for_update(session, recipient_id)
+    _require_authentic(recipient, integrity_key)
     if recipient.retired_on is not None:
         raise Conflict("This recipient is retired.")
     if recipient.confirmed_by_id is not None:
         raise Conflict("This recipient is already confirmed.")
     if recipient.added_by_id == principal.account_id:
         raise SameLeadConfirms
-    if "".join(fingerprint.split()).upper() != "".join(recipient.fingerprint.split()).upper():
+    # Against the fingerprint of the key the server stored (its MAC checked), not the column.
+    stored = keys.fingerprint(recipient_public_key(recipient, integrity_key))
+    if "".join(fingerprint.split()).upper() != "".join(stored.split()).upper():
         raise InvalidInput(
             "The fingerprint does not match this recipient's key. Compare it with the recipient again.",
             fields=[{"field": "fingerprint", "message": "does not match"}],
         )
-    recipient_public_key(recipient, integrity_key)  # the key is still the one the server stored
     recipient.confirmed_by_id = principal.account_id
     recipient.confirmed_on = today()
+    recipient.row_mac = recipient_row_mac(integrity_key, recipient)
     session.flush()
     audit.record(
         session,
@@ -193,13 +223,17 @@ def confirm_recipient(
     return recipient
 
 
-def retire_recipient(session: Session, principal: Principal, recipient_id: uuid.UUID) -> None:
-    """Offered no more; referrals already made to it keep naming it."""
+def retire_recipient(
+    session: Session, principal: Principal, recipient_id: uuid.UUID, *, integrity_key: bytes
+) -> None:
+    """Offered no more, and nothing more sealed to it; referrals already made keep naming it."""
     require_lead(principal, "retires a recipient")
     recipient = _recipient_for_update(session, recipient_id)
     if recipient.retired_on is not None:
         raise Conflict("This recipient is already retired.")
+    _require_authentic(recipient, integrity_key)
     recipient.retired_on = today()
+    recipient.row_mac = recipient_row_mac(integrity_key, recipient)
     session.flush()
     audit.record(
         session,
@@ -269,9 +303,12 @@ def recipient_views(
     return sorted(views, key=lambda view: view.name.casefold())
 
 
-def usable_recipient(session: Session, recipient_id: uuid.UUID) -> ReferralRecipient:
-    """A confirmed, current recipient (a referral is sealed to it), or InvalidInput."""
+def usable_recipient(session: Session, recipient_id: uuid.UUID, integrity_key: bytes) -> ReferralRecipient:
+    """A confirmed, current recipient whose row the server wrote (a referral is sealed to it), or
+    InvalidInput; IntegrityFailure for a row a database writer changed."""
     recipient = session.get(ReferralRecipient, recipient_id)
+    if recipient is not None:
+        _require_authentic(recipient, integrity_key)
     if recipient is None or recipient.confirmed_by_id is None or recipient.retired_on is not None:
         raise InvalidInput(
             "Choose recipients from the registry whose key a second lead has confirmed.",

@@ -175,7 +175,9 @@ async def retire_recipient_form(
     await read_form(request, context.settings, csrf_token=principal.csrf_token)
 
     def retire() -> str:
-        registry.retire_recipient(session, principal, recipient_id)
+        registry.retire_recipient(
+            session, principal, recipient_id, integrity_key=context.secrets.key_integrity_key
+        )
         return "/referrals/recipients"
 
     def act() -> Response:

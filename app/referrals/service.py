@@ -47,7 +47,7 @@ from app.kit.sequencing import next_position
 from app.kit.server_secrets import ServerSecrets
 from app.outbox import events as outbox
 from app.outbox.models import Audience, NoticeKind
-from app.referrals.bundle import BundleItem, BundleItemChanged, write_bundle
+from app.referrals.bundle import MAX_RECIPIENTS, BundleItem, BundleItemChanged, write_bundle
 from app.referrals.content import (
     COVER_NOTE_MAX_CHARS,
     Contents,
@@ -142,12 +142,13 @@ def _timeline(session: Session, principal: Principal, case_id: uuid.UUID, action
     )
 
 
-def _recipients(session: Session, ids: Sequence[uuid.UUID]) -> list[ReferralRecipient]:
-    if not ids:
+def _recipients(session: Session, ids: Sequence[uuid.UUID], integrity_key: bytes) -> list[ReferralRecipient]:
+    if not ids or len(set(ids)) > MAX_RECIPIENTS:
         raise InvalidInput(
-            "Choose at least one recipient.", fields=[{"field": "recipients", "message": "choose one"}]
+            f"Choose 1 to {MAX_RECIPIENTS} recipients.",
+            fields=[{"field": "recipients", "message": f"1 to {MAX_RECIPIENTS}"}],
         )
-    return [usable_recipient(session, recipient_id) for recipient_id in dict.fromkeys(ids)]
+    return [usable_recipient(session, recipient_id, integrity_key) for recipient_id in dict.fromkeys(ids)]
 
 
 def _manifest(
@@ -172,7 +173,7 @@ def _manifest(
         "withheld": contents.withheld,
         "redactions": redaction_summary(contents.items),
         "station_links": contents.station_links,
-        "cover_note": selection.cover_note.strip(),
+        "cover_note": contents.cover_note,
         "proposed_by": proposed_by,
         "proposed_on": proposed_on.isoformat(),
     }
@@ -194,7 +195,7 @@ def propose(
             f"The cover note is at most {COVER_NOTE_MAX_CHARS} characters.",
             fields=[{"field": "cover_note", "message": "too long"}],
         )
-    recipients = _recipients(session, selection.recipient_ids)
+    recipients = _recipients(session, selection.recipient_ids, server_secrets.key_integrity_key)
     contents = build_contents(
         session,
         principal,
@@ -412,7 +413,7 @@ def approve(
         hash_files=True,
     )
     for recipient in recipients:
-        usable_recipient(session, recipient.id)
+        usable_recipient(session, recipient.id, server_secrets.key_integrity_key)
         recipient_public_key(recipient, server_secrets.key_integrity_key)
     manifest = dict(spec["manifest"])  # type: ignore[call-overload]
     manifest["approved_by"] = principal.username
@@ -464,6 +465,9 @@ def seal(session: Session, principal: Principal, referral_id: uuid.UUID, sealing
         raise NotSealedYet from None
     spec = _spec(principal, referral)
     manifest_bytes = canonical_json(spec["manifest"])
+    for recipient_id in Selection.from_json(spec["selection"]).recipient_ids:  # type: ignore[arg-type]
+        # Retired (or its confirmation undone) since the approval: nothing is sealed to it.
+        usable_recipient(session, recipient_id, sealing.server_secrets.key_integrity_key)
     if hashlib.sha256(manifest_bytes).hexdigest() != referral.manifest_sha256:
         raise ContentChanged
     _, contents, recipients = _rebuilt(

@@ -24,6 +24,7 @@ from app.kit.server_secrets import load_server_secrets
 from app.referrals.bundle import open_bundle
 from app.referrals.keys import generate_recipient_key
 from app.referrals.models import ReferralRecipient
+from app.referrals.recipients import recipient_row_mac
 from tests.browser.conftest import ServedDemo
 from tests.browser.test_staff_ui import demo_logins, log_in, no_js_context_page, one_time_code, submit
 from tests.intake.test_followup_pages import gps_photo
@@ -113,12 +114,14 @@ def confirmed_by_a_second_lead(served: ServedDemo) -> None:
     tests/referrals) is written directly, in the demo admin's name."""
     settings = Settings(data_dir=served.data_dir)
     database = Database.from_settings(settings)
+    integrity_key = load_server_secrets(settings.secrets_dir).key_integrity_key
     try:
         with database.transaction() as session:
             admin = session.scalars(select(StaffAccount).where(StaffAccount.username == "demo-admin")).one()
             for recipient in session.scalars(select(ReferralRecipient)):
                 recipient.confirmed_by_id = admin.id
                 recipient.confirmed_on = recipient.added_on
+                recipient.row_mac = recipient_row_mac(integrity_key, recipient)
     finally:
         database.engine.dispose()
 

@@ -3,6 +3,7 @@ the recipients open, that verifies against the audit log and fails on any change
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -22,12 +23,14 @@ from app.auth.models import Role
 from app.cases.models import Case, CaseEvent, CaseTip
 from app.crypto import sealing
 from app.intake.models import MessageAuthor, Tip, TipStatus
+from app.intake.orphans import sweep_orphan_blobs
 from app.intake.service import add_message
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
 from app.referrals.bundle import open_bundle, verify_bundle
-from app.referrals.models import Referral, ReferralRecipient, ReferralStatus
+from app.referrals.content import REDACTION_MARK, Redactor, folded
+from app.referrals.models import RecipientKind, Referral, ReferralRecipient, ReferralStatus
 from tests.conftest import Client, Organisation
 from tests.intake.test_followup_pages import gps_photo
 from tests.referrals.factories import (
@@ -490,3 +493,136 @@ def test_a_second_daylight_imports_the_referral_as_a_case_with_its_provenance(
         check=False,
     )
     assert refused.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("phrase", "stored"),
+    [
+        ("Wang Lei", "Officer WANG  LEI came"),  # case, a double space
+        ("Wang Lei", "Wa\u200bng\u00a0Lei"),  # a zero-width space inside, a non-breaking space between
+        ("Wang Lei", "Wang\nLei"),  # a line break between
+        ("Müller", "Mu\u0308ller said"),  # decomposed in the text, composed in the phrase
+        ("Mu\u0308ller", "Müller said"),  # and the other way round
+        ("Ali", "ＡＬＩ here"),  # full-width letters
+        ("Straße", "STRASSE 5"),  # the case folding of ß
+        ("Soft", "So\u00adft"),  # a soft hyphen
+        ("ئەركىن", "ئەر\u200cكىن"),  # Uyghur with a zero-width non-joiner
+    ],
+)
+def test_redaction_finds_a_name_however_it_is_written(phrase: str, stored: str) -> None:
+    redacted, count = Redactor([phrase]).apply(stored)
+    assert count == 1
+    assert folded(phrase)[0].strip() not in folded(redacted)[0]
+    assert REDACTION_MARK in redacted
+
+
+def test_overlapping_phrases_leave_no_fragment_between_them() -> None:
+    redacted, count = Redactor(["Wang Lei", "Lei Ming"]).apply("It was Wang Lei Ming who called.")
+    assert redacted == f"It was {REDACTION_MARK} who called."
+    assert count == 1
+
+
+def test_the_cover_note_leaves_redacted_in_the_manifest_too(
+    signed_in: Client,
+    organisation: Organisation,
+    case: ReferralCase,
+    partner: Recipient,
+    settings: Settings,
+    server_secrets: ServerSecrets,
+    tmp_path: Path,
+) -> None:
+    caseworker, lead = signed_in(organisation[Role.CASEWORKER]), signed_in(organisation[Role.LEAD])
+    referral_id = proposed_id(
+        propose_form(
+            caseworker,
+            case.case_id,
+            [partner],
+            {case.as_sent: {"field": ["answers"]}},
+            cover_note=f"About {IDENTIFYING.upper()}, who called twice.",
+        )
+    )
+    approve(lead, referral_id)
+    path = bundle_of(lead, referral_id, tmp_path)
+    out = tmp_path / "opened"
+    assert open_bundle(path, partner.private_key, out, log_key=log_verifier(settings, server_secrets)).ok
+    for file in out.rglob("*"):
+        if file.is_file():
+            assert IDENTIFYING.casefold() not in file.read_text(errors="replace").casefold(), file.name
+    assert json.loads((out / "manifest.json").read_text())["cover_note"].startswith(f"About {REDACTION_MARK}")
+
+
+def test_no_report_goes_to_a_journalist_and_notes_need_the_redaction_mark(
+    signed_in: Client, organisation: Organisation, case: ReferralCase, db_session: Session
+) -> None:
+    lead = signed_in(organisation[Role.LEAD])
+    newsroom = add_recipient(lead, signed_in(case.second_lead), "Newsroom", "journalist")
+    caseworker = signed_in(organisation[Role.CASEWORKER])
+    refused = propose_form(caseworker, case.case_id, [newsroom], {case.as_sent: {"field": ["answers"]}})
+    assert refused.status_code == 422
+    assert "journalist" in refused.text
+    partner = add_recipient(lead, signed_in(case.second_lead), "Partner two")
+    notes = propose_form(caseworker, case.case_id, [partner], {case.anonymised: {"field": ["notes"]}})
+    assert notes.status_code == 422
+    assert db_session.scalar(select(func.count()).select_from(Referral)) == 0
+
+
+def test_a_recipient_retired_after_approval_is_not_sealed_to(
+    signed_in: Client, organisation: Organisation, case: ReferralCase, partner: Recipient, db_session: Session
+) -> None:
+    caseworker, lead = signed_in(organisation[Role.CASEWORKER]), signed_in(organisation[Role.LEAD])
+    referral_id = proposed_id(
+        propose_form(caseworker, case.case_id, [partner], {case.as_sent: {"field": ["answers"]}})
+    )
+    assert approve(lead, referral_id).status_code == 303
+    retired = lead.post(
+        f"/referrals/recipients/{partner.id}/retire",
+        data={"csrf_token": csrf(lead, "/referrals/recipients")},
+        follow_redirects=False,
+    )
+    assert retired.status_code == 303
+    assert lead.get(f"/referrals/{referral_id}/bundle").status_code == 422
+    db_session.expire_all()
+    assert db_session.get_one(Referral, referral_id).bundle_blob_id is None
+
+
+def test_a_recipients_kind_or_confirmation_changed_in_the_database_is_refused(
+    signed_in: Client, organisation: Organisation, case: ReferralCase, partner: Recipient, db_session: Session
+) -> None:
+    caseworker = signed_in(organisation[Role.CASEWORKER])
+    row = db_session.get_one(ReferralRecipient, partner.id)
+    row.kind = RecipientKind.AUTHORITY  # a police unit passed off as a partner, or the reverse
+    db_session.commit()
+    refused = propose_form(caseworker, case.case_id, [partner], {case.as_sent: {"field": ["answers"]}})
+    assert refused.status_code == 500
+    assert db_session.scalar(select(func.count()).select_from(Referral)) == 0
+
+
+def test_a_sealed_bundle_is_no_orphan_for_the_blob_sweep(
+    signed_in: Client,
+    organisation: Organisation,
+    case: ReferralCase,
+    partner: Recipient,
+    settings: Settings,
+    database: Database,
+    tmp_path: Path,
+) -> None:
+    referral_id = full_referral(signed_in, organisation, case, partner)
+    lead = signed_in(organisation[Role.LEAD])
+    approve(lead, referral_id)
+    first = bundle_of(lead, referral_id, tmp_path).read_bytes()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert sweep_orphan_blobs(settings, database, older_than=dt.timedelta(hours=1), now=later) == 0
+    again = lead.get(f"/referrals/{referral_id}/bundle")
+    assert again.status_code == 200
+    assert again.content == first
+
+
+def test_the_entry_points_that_sweep_or_back_up_blobs_know_every_column_naming_one() -> None:
+    script = (
+        "import app.entrypoints.serve, app.entrypoints.backup, app.entrypoints.doctor\n"
+        "from app.kit.blobs import blob_naming_columns\n"
+        "print(sorted(str(column) for column in blob_naming_columns()))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "TipAttachment.id" in shown.stdout
+    assert "Referral.bundle_blob_id" in shown.stdout

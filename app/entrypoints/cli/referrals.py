@@ -20,13 +20,15 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.audit_log.checkpoint import CheckpointError, VerifierKey, parse_verifier_key
 from app.audit_log.cosignature import WitnessKey, parse_witness_verifier_key
 from app.crypto import sealing
 from app.crypto.errors import DecryptionError
 from app.entrypoints.cli.common import Commands, _data_dir, add_group, open_deployment
 from app.kit.blobs import blob_storage_for
-from app.kit.errors import InvalidInput
+from app.kit.errors import AppError
 from app.referrals import keys
 from app.referrals.bundle import (
     MANIFEST_FILE,
@@ -249,9 +251,16 @@ def cmd_referral_import(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"daylight: cannot read {args.bundle}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        except InvalidInput as exc:
-            print(f"daylight: {exc.public_message}", file=sys.stderr)
+        except AppError as exc:
+            # Refused here (not a key holder; a file larger than this service accepts): nothing kept.
+            print(f"daylight: {exc.public_message}; nothing was imported", file=sys.stderr)
             return 2
+        except ValidationError:
+            print(
+                "daylight: a report in the bundle is not one this service accepts; nothing was imported",
+                file=sys.stderr,
+            )
+            return 1
         except (DecryptionError, ItemChangedWhileRead):
             print("INVALID: an item changed while it was read; nothing was imported", file=sys.stderr)
             return 1

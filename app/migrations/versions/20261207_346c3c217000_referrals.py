@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('confirmed_by_id', sa.Uuid(), nullable=True),
     sa.Column('confirmed_on', sa.Date(), nullable=True),
     sa.Column('retired_on', sa.Date(), nullable=True),
+    sa.Column('row_mac', sa.LargeBinary(), nullable=False),
     sa.Column('intake_key_version', sa.Integer(), nullable=False),
     sa.Column('content_key_version', sa.Integer(), nullable=False),
     sa.Column('sealed_data_key', sa.LargeBinary(), nullable=False),
