@@ -35,26 +35,29 @@ nothing (nothing can find them to delete them): a few hundred bytes each.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm import Session
 
 from app.crypto import human_codes
 from app.crypto.binding import bind
+from app.crypto.errors import DecryptionError
 from app.intake.models import DURESS_STATE, DuressCode, Tip, TipDuressFlag
 from app.intake.receipts import RECEIPT_BITS, normalize_receipt
 from app.kit.clock import today
 
 _LOOKUP_LABEL = "daylight/duress-code/v1"
 _STATE_KEY_LABEL = "daylight/duress-state-key/v1"
-# A report's harmless page lists at most this many "sent" days: the state stays small.
-_MAX_REMEMBERED_MESSAGES = 50
+logger = logging.getLogger("daylight.intake")
 
 
 def duress_lookup_hash(pepper: bytes, typed: str) -> bytes:
@@ -75,19 +78,20 @@ def _state_key(pepper: bytes, digits: str) -> bytes:
 
 @dataclass
 class DuressState:
-    """What only the code opens: its report, and what was done on the harmless page."""
+    """What only the code opens: its report, and what was done on the harmless page.
+
+    ``sent`` counts the messages "sent" per day (the page lists them as a real one lists a
+    submitter's messages: by day, without their text), with no cap, as a real report has none."""
 
     tip_id: uuid.UUID
-    sent_on: list[dt.date] = field(default_factory=list)
+    urgent: bool = False
+    sent: dict[str, int] = field(default_factory=dict)
     deleted: bool = False
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            {
-                "tip": str(self.tip_id),
-                "sent": [day.isoformat() for day in self.sent_on],
-                "deleted": self.deleted,
-            }
+            {"tip": str(self.tip_id), "urgent": self.urgent, "sent": self.sent, "deleted": self.deleted},
+            sort_keys=True,
         ).encode()
 
     @classmethod
@@ -95,14 +99,23 @@ class DuressState:
         raw = json.loads(data)
         return cls(
             tip_id=uuid.UUID(raw["tip"]),
-            sent_on=[dt.date.fromisoformat(day) for day in raw["sent"]],
+            urgent=bool(raw["urgent"]),
+            sent={str(day): int(count) for day, count in raw["sent"].items()},
             deleted=bool(raw["deleted"]),
         )
+
+    def sent_on(self) -> list[dt.date]:
+        return [dt.date.fromisoformat(day) for day in sorted(self.sent) for _ in range(self.sent[day])]
 
 
 @dataclass
 class DuressHolder:
-    """A duress code opened: its row, its state and the key to seal the state again."""
+    """A duress code opened: the row that holds its family's state, that state, and its key.
+
+    A code taken with a duress code (the harmless page offers it as the real page does) is an
+    alias of the first code of its family: it opens that code's state. Messages "sent" and a
+    "deletion" through any code of the family show through all of them, as they would through
+    the codes of a real report (a deletion with the receipt retires every code)."""
 
     row: DuressCode
     state: DuressState
@@ -112,57 +125,93 @@ class DuressHolder:
         self.row.sealed_state = DURESS_STATE.seal(self.key, self.state.to_bytes(), row_id=str(self.row.id))
 
 
-def create_duress_code(session: Session, tip_id: uuid.UUID, pepper: bytes) -> str:
-    """A new duress code for the tip, grouped for writing down.
-
-    Each call makes another: a submitter who lost the first can take a new one, and the server
-    cannot count a report's codes without linking them to it."""
+def _new_row(session: Session, pepper: bytes, content: bytes) -> str:
+    """A new code whose sealed state is ``content`` (a state, or an alias), and the code."""
     code = human_codes.random_code(RECEIPT_BITS)
     digits = normalize_receipt(code)
     assert digits is not None  # noqa: S101 - a fresh code has the receipt's form
     row = DuressCode(id=uuid.uuid4(), lookup_hash=duress_lookup_hash(pepper, code), sealed_state=b"")
-    holder = DuressHolder(row=row, state=DuressState(tip_id=tip_id), key=_state_key(pepper, digits))
-    holder.save()
+    row.sealed_state = DURESS_STATE.seal(_state_key(pepper, digits), content, row_id=str(row.id))
     session.add(row)
     session.flush()
     return code
 
 
+def create_duress_code(session: Session, tip: Tip, pepper: bytes) -> str:
+    """A new duress code for the tip (opened with its receipt), grouped for writing down.
+
+    Each call makes another: a submitter who lost the first can take a new one, and the server
+    cannot count a report's codes without linking them to it."""
+    return _new_row(session, pepper, DuressState(tip_id=tip.id, urgent=tip.urgent).to_bytes())
+
+
+def create_alias_code(session: Session, holder: DuressHolder, pepper: bytes) -> str:
+    """A new code taken with a duress code: it stands for the same harmless report."""
+    alias = {"alias_of": str(holder.row.id), "key": holder.key.hex()}
+    return _new_row(session, pepper, json.dumps(alias, sort_keys=True).encode())
+
+
+def _opened(session: Session, row: DuressCode, key: bytes) -> tuple[DuressCode, bytes, DuressState] | None:
+    """The family's state: this row's, or the one its alias names. None for a row that does not
+    open or parse (written by someone without the pepper): the same answer as no such code."""
+    try:
+        raw = json.loads(DURESS_STATE.open(key, row.sealed_state, row_id=str(row.id)))
+        if "alias_of" in raw:
+            row = session.scalars(
+                select(DuressCode).where(DuressCode.id == uuid.UUID(raw["alias_of"])).with_for_update()
+            ).one()
+            key = bytes.fromhex(raw["key"])
+            raw = json.loads(DURESS_STATE.open(key, row.sealed_state, row_id=str(row.id)))
+        return row, key, DuressState.from_bytes(json.dumps(raw).encode())
+    except (DecryptionError, ValueError, KeyError, TypeError, NoResultFound):
+        logger.error("a duress code's state did not open: integrity alert")
+        return None
+
+
 def open_duress_code(session: Session, typed: str, pepper: bytes) -> DuressHolder | None:
     """The duress code typed, if it is one whose report still exists and was not "deleted".
 
-    Called for every receipt typed, so that real receipts and duress codes cost the same."""
+    Called for every receipt typed, so that real receipts and duress codes cost the same. The
+    family's row is locked: two pages "sending" at once each count (PostgreSQL)."""
     lookup = duress_lookup_hash(pepper, typed)
-    row = session.scalars(select(DuressCode).where(DuressCode.lookup_hash == lookup)).first()
+    row = session.scalars(
+        select(DuressCode).where(DuressCode.lookup_hash == lookup).with_for_update()
+    ).first()
     digits = normalize_receipt(typed)
     if row is None or digits is None:
         return None
-    key = _state_key(pepper, digits)
-    state = DuressState.from_bytes(DURESS_STATE.open(key, row.sealed_state, row_id=str(row.id)))
+    opened = _opened(session, row, _state_key(pepper, digits))
+    if opened is None:
+        return None
+    family_row, key, state = opened
     if state.deleted or session.get(Tip, state.tip_id) is None:
         # Its report was deleted (by its submitter, or purged): the code opens nothing, as the
         # receipt opens nothing.
         return None
-    return DuressHolder(row=row, state=state, key=key)
+    return DuressHolder(row=family_row, state=state, key=key)
 
 
 def record_use(session: Session, holder: DuressHolder, *, flag_report: bool) -> None:
-    """Tell staff, if the organisation chose so: the report is marked and replies stop."""
-    if not flag_report:
+    """Tell staff, if the organisation chose so: the report is marked and replies stop.
+
+    Two first uses at once both insert; the second's conflict (or a report deleted meanwhile)
+    is swallowed in a savepoint: a 500 here would tell a duress code from a receipt."""
+    if not flag_report or session.get(TipDuressFlag, holder.state.tip_id) is not None:
         return
-    if session.get(TipDuressFlag, holder.state.tip_id) is None:
+    with contextlib.suppress(IntegrityError), session.begin_nested():
         session.add(TipDuressFlag(tip_id=holder.state.tip_id, flagged_on=today()))
         session.flush()
 
 
 def record_message(holder: DuressHolder) -> None:
-    """A message "sent" on the harmless page: only its day is kept, for the page to show."""
-    holder.state.sent_on = [*holder.state.sent_on, today()][-_MAX_REMEMBERED_MESSAGES:]
+    """A message "sent" on the harmless page: only its day is counted, for the page to show."""
+    day = today().isoformat()
+    holder.state.sent[day] = holder.state.sent.get(day, 0) + 1
     holder.save()
 
 
 def record_deletion(holder: DuressHolder) -> None:
-    """The harmless page's report "deleted": the code opens nothing from now on."""
+    """The harmless page's report "deleted": no code of the family opens anything from now on."""
     holder.state.deleted = True
     holder.save()
 

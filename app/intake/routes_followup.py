@@ -155,7 +155,7 @@ async def receipt_again(request: Request, session: DbSession, context: Context) 
     digits = normalize_receipt(first_value(fields, "receipt"))
     assert digits is not None  # noqa: S101 - a receipt that opened a report normalises
     # Shown as the service writes receipts, not as it was typed.
-    urgent = isinstance(holder, service.ReceiptHolder) and holder.tip.urgent
+    urgent = holder.state.urgent if isinstance(holder, duress.DuressHolder) else holder.tip.urgent
     return receipt_page(request, human_codes.group(digits), urgent=urgent)
 
 
@@ -301,8 +301,11 @@ async def followup_duress_code(request: Request, session: DbSession, context: Co
     if isinstance(opened, HTMLResponse):
         return opened
     fields, holder = opened
-    tip_id = holder.state.tip_id if isinstance(holder, duress.DuressHolder) else holder.tip.id
-    code = await run_in_threadpool(duress.create_duress_code, session, tip_id, context.secrets.receipt_pepper)
+    pepper = context.secrets.receipt_pepper
+    if isinstance(holder, duress.DuressHolder):
+        code = await run_in_threadpool(duress.create_alias_code, session, holder, pepper)
+    else:
+        code = await run_in_threadpool(duress.create_duress_code, session, holder.tip, pepper)
     return render_page(
         request,
         "intake/duress_code.html",

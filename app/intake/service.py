@@ -350,7 +350,7 @@ def followup_view(holder: FollowupHolder) -> FollowupView:
             status=TipStatus.NEW,
             messages=[
                 FollowupMessage(author=MessageAuthor.SUBMITTER, sent_on=day.isoformat(), body=None)
-                for day in holder.state.sent_on
+                for day in holder.state.sent_on()
             ],
         )
     messages = []

@@ -4,8 +4,10 @@ bounds are stored exactly as sent, and staff are told why."""
 
 from __future__ import annotations
 
+import errno
 import io
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pikepdf
 import pytest
@@ -14,6 +16,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role
+from app.intake.cleaning import documents
 from app.kit.config import Settings
 from app.kit.db import Database
 from app.kit.server_secrets import ServerSecrets
@@ -171,3 +174,22 @@ def test_a_pdf_added_at_follow_up_is_cleaned_too(
     assert CAMERA.encode() not in stored
     page = staff_client.get(f"/tips/{tip_id}")
     assert "metadata removed" in page.text
+
+
+def test_a_cleaner_that_cannot_start_keeps_the_upload_as_sent_not_a_500(
+    intake_client: TestClient,
+    staff_client: TestClient,
+    organisation: Organisation,
+    photo: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_more_processes(*args: object, **kwargs: object) -> NoReturn:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(documents.subprocess, "Popen", no_more_processes)
+    original = identifying_pdf(photo)
+    [(attachment, stored)] = sent_and_downloaded(
+        intake_client, staff_client, organisation, [("letter.pdf", original, PDF)]
+    )
+    assert stored == original
+    assert attachment["not_cleaned"] == "the cleaner did not run"

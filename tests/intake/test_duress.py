@@ -4,6 +4,7 @@ the database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -346,3 +347,94 @@ def test_the_database_alone_does_not_link_a_duress_code_to_its_report(
     if backend.name == "sqlite":
         with pytest.raises((OperationalError, ProgrammingError)):
             db_session.execute(text("SELECT rowid FROM duress_codes")).all()
+
+
+def test_a_code_taken_with_a_duress_code_behaves_as_a_code_of_the_same_report(
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
+    """With a real receipt, deleting the report retires every code taken from it; a coercer who
+    tries that with the codes of a duress code must see the same."""
+    _, receipt = make_tip(db_session, server_secrets)
+    db_session.commit()
+    first = take_duress_code(intake_client, receipt)
+    second = take_duress_code(intake_client, first)
+    third = take_duress_code(intake_client, second)
+    assert intake_client.post("/followup/reply", data={"receipt": second, "body": "x"}).status_code == 201
+    seen = {
+        code: intake_client.post("/api/v1/followup", json={"receipt": code}).json() for code in (first, third)
+    }
+    assert seen[first] == seen[third]
+    assert len(seen[first]["messages"]) == 1
+    assert (
+        intake_client.post("/followup/delete", data={"receipt": third, "confirm": "yes"}).status_code == 200
+    )
+    for code in (first, second, third):
+        assert intake_client.post("/followup", data={"receipt": code}).status_code == 401
+    assert intake_client.post("/followup", data={"receipt": receipt}).status_code == 200
+
+
+def test_the_receipt_page_of_an_urgent_report_is_the_same_with_its_duress_code(
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
+    _, receipt = make_tip(db_session, server_secrets, urgent=True)
+    db_session.commit()
+    code = take_duress_code(intake_client, receipt)
+    real = intake_client.post("/receipt", data={"receipt": receipt})
+    under_duress = intake_client.post("/receipt", data={"receipt": code})
+    assert "If someone is in immediate danger" in under_duress.text
+
+    def without_the_code(page: str, shown: str) -> str:
+        return CODE.sub("", with_code_blanked(page, shown))
+
+    assert without_the_code(under_duress.text, code) == without_the_code(real.text, receipt)
+
+
+def test_every_message_sent_with_a_duress_code_is_listed_as_a_real_one_would_be(
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
+    _, receipt = make_tip(db_session, server_secrets)
+    db_session.commit()
+    code = take_duress_code(intake_client, receipt)
+    holder = duress.open_duress_code(db_session, code, server_secrets.receipt_pepper)
+    assert holder is not None
+    for _ in range(60):
+        duress.record_message(holder)
+    db_session.commit()
+    listed = intake_client.post("/api/v1/followup", json={"receipt": code}).json()["messages"]
+    assert len(listed) == 60
+
+
+def test_a_duress_row_that_does_not_open_is_an_unknown_code_not_a_500(
+    intake_client: TestClient, organisation: Organisation, db_session: Session, server_secrets: ServerSecrets
+) -> None:
+    _, receipt = make_tip(db_session, server_secrets)
+    db_session.commit()
+    code = take_duress_code(intake_client, receipt)
+    row = db_session.scalars(select(DuressCode)).one()
+    row.sealed_state = row.sealed_state[:-1] + bytes([row.sealed_state[-1] ^ 1])
+    db_session.commit()
+    refused = intake_client.post("/followup", data={"receipt": code})
+    assert refused.status_code == 401
+    assert "No report matches this receipt" in refused.text
+
+
+def test_a_flag_another_request_wrote_meanwhile_is_no_error(
+    flagging_client: TestClient,
+    organisation: Organisation,
+    db_session: Session,
+    server_secrets: ServerSecrets,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two first uses at once: both see no flag, both insert; the second must not be a 500."""
+    tip_id, receipt = make_tip(db_session, server_secrets)
+    db_session.commit()
+    code = take_duress_code(flagging_client, receipt)
+    db_session.add(TipDuressFlag(tip_id=tip_id, flagged_on=dt.date.today()))
+    db_session.commit()
+    real_get = Session.get
+
+    def not_seen_yet(session: Session, entity: object, ident: object, **kwargs: object) -> object:
+        return None if entity is TipDuressFlag else real_get(session, entity, ident, **kwargs)  # type: ignore[arg-type, call-overload]
+
+    monkeypatch.setattr(Session, "get", not_seen_yet)
+    assert flagging_client.post("/followup", data={"receipt": code}).status_code == 200

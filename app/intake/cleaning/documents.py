@@ -45,6 +45,7 @@ importing the app package (Pillow, and FastAPI and SQLAlchemy through `app.kit.e
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import selectors
@@ -110,6 +111,9 @@ class NotCleanedReason(StrEnum):
     TOOK_TOO_LONG = "took too long"
     TOO_MUCH_MEMORY = "needed too much memory"
     OUTPUT_TOO_LARGE = "output too large"
+    # Not the file's fault: the cleaner could not be started, or failed before reading anything
+    # (a missing library on this server). Logged as an error for the operator.
+    CLEANER_FAILED = "the cleaner did not run"
 
 
 class DocumentNotCleaned(Exception):
@@ -137,6 +141,8 @@ def sniff_document(head: bytes) -> DocumentKind | None:
 
 # --------------------------------------------------------------------------- protocol with the child
 
+logger = logging.getLogger("daylight.intake")
+
 WORKER_MODULE: Final = "app.intake.cleaning.document_worker"
 # How the child says why it stopped. Clear of Python's own codes (1 for an uncaught exception, 2
 # for a usage error, 120 for a failed flush at exit) and of the shell's 128 + signal, so that a
@@ -151,6 +157,7 @@ EXIT_CODES: Final[Mapping[NotCleanedReason, int]] = {
     NotCleanedReason.OUTPUT_TOO_LARGE: 76,
 }
 _REASON_OF_EXIT: Final = {code: reason for reason, code in EXIT_CODES.items()}
+_PYTHON_FAILED: Final = frozenset({1, 2})
 # A child killed by a signal: SIGXCPU is its own CPU limit; SIGKILL that we did not send is the
 # kernel's OOM killer (the CPU limit's hard ceiling is a second past the soft one, whose SIGXCPU
 # kills first). Anything else (SIGSEGV, SIGABRT, SIGBUS) is a parser that crashed on the file.
@@ -219,15 +226,20 @@ def _run_worker(command: list[str], data: bytes, seconds: float, max_stdout: int
     `max_stdout` bytes; its standard error is read (so it cannot block on a full pipe) and thrown
     away: it can quote the submitted file, and none of it may reach a reason or a log."""
     deadline = time.monotonic() + seconds
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        close_fds=True,
-        env=_worker_environment(),
-        cwd="/",
-    )
+    try:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            env=_worker_environment(),
+            cwd="/",
+        )
+    except OSError as exc:
+        # Out of processes or memory, or no interpreter: the upload is kept as sent, not a 500.
+        logger.error("the document cleaner could not be started: %s", type(exc).__name__)
+        raise DocumentNotCleaned(NotCleanedReason.CLEANER_FAILED) from None
     try:
         output = _exchange(process, data, deadline, max_stdout)
         returncode = process.wait(timeout=max(deadline - time.monotonic(), 0))
@@ -287,6 +299,12 @@ def _exchange(process: subprocess.Popen[bytes], data: bytes, deadline: float, ma
 
 
 def _reason_for_exit(returncode: int) -> NotCleanedReason:
+    if returncode in _PYTHON_FAILED:
+        # Python's own codes: an uncaught exception or a usage error, before or outside the
+        # cleaning's own refusals (pikepdf or lxml not importable, say). Every document would be
+        # stored as sent: the operator must hear of it.
+        logger.error("the document cleaner failed to run (exit code %d)", returncode)
+        return NotCleanedReason.CLEANER_FAILED
     if returncode < 0:
         try:
             return _REASON_OF_SIGNAL.get(signal.Signals(-returncode), NotCleanedReason.UNREADABLE)

@@ -245,8 +245,13 @@ _ODF_PRINTER_SETTINGS: Final = frozenset(
         "CurrentDatabaseDataSource",
         "CurrentDatabaseCommand",
         "CurrentDatabaseCommandType",
+        # LibreOffice's editing-session ids, as Word's rsids: they link copies of a document.
+        "Rsid",
+        "RsidRoot",
     }
 )
+# LibreOffice writes an rsid on paragraphs and text styles (officeooo:rsid, :paragraph-rsid).
+_LIBREOFFICE_NS: Final = "http://openoffice.org/2009/office"
 _ODF_SIGNATURES: Final = frozenset({"meta-inf/documentsignatures.xml", "meta-inf/macrosignatures.xml"})
 
 # Picture formats that can carry EXIF or GPS and that nothing here cleans.
@@ -686,6 +691,9 @@ def _empty_odf_meta(root: _Element) -> None:
 def _clean_odf_body(root: _Element) -> None:
     _remove_elements(root, lambda element: element.tag == f"{{{_ODF_META}}}creator-initials")
     for element in _elements(root):
+        for name in [name for name in element.attrib if _namespace(name) == _LIBREOFFICE_NS]:
+            if _local(name).endswith("rsid"):
+                del element.attrib[name]
         if element.tag == f"{{{_ODF_DC}}}creator":
             _replace_text(element, "")
         elif element.tag == f"{{{_ODF_DC}}}date":
