@@ -26,6 +26,9 @@ UNKNOWN_CONTENT_TYPE = "application/octet-stream"
 # are complete) for at most cleaning.CLEANING_WAIT_SECONDS, then get a 503: a stream of costly
 # pictures must not build a queue that every other submission waits minutes in.
 _CLEANING_SLOTS = threading.BoundedSemaphore(2)
+# Documents have slots of their own: a crafted document may keep its child busy for the whole of
+# document_cleaning_seconds, and two of them must not make every photo wait for a slot.
+_DOCUMENT_SLOTS = threading.BoundedSemaphore(1)
 # Enough of a file's first bytes to tell a picture or a document from anything else.
 _SNIFF_WINDOW = max(cleaning.SNIFF_BYTES, cleaning.SNIFF_DOCUMENT_BYTES)
 # The encryptor's chunk: a re-encoded picture is encrypted in pieces of this size as the encoder
@@ -219,8 +222,8 @@ class AttachmentWriter:
         assert self._held is not None  # noqa: S101
         assert self._documents is not None  # noqa: S101
         assert self._document_kind is not None  # noqa: S101
-        # The same slots as pictures: a document's child process takes a core as a picture does.
-        if not _CLEANING_SLOTS.acquire(timeout=cleaning.CLEANING_WAIT_SECONDS):
+        # One document at a time per process: its child takes a core, as a picture does.
+        if not _DOCUMENT_SLOTS.acquire(timeout=cleaning.CLEANING_WAIT_SECONDS):
             raise cleaning.ImageCleaningBusy
         try:
             output_limit = self._documents.output_limit(self.size, self._max_bytes)
@@ -245,16 +248,16 @@ class AttachmentWriter:
             self.content_type = cleaned.content_type
             self.metadata = cleaning.MetadataOutcome.REMOVED
         finally:
-            _CLEANING_SLOTS.release()
+            _DOCUMENT_SLOTS.release()
 
-    def _encrypt_cleaned(self, data: bytes) -> None:
+    def _encrypt_cleaned(self, data: bytes | bytearray) -> None:
         self.size += len(data)
         if self.size > self._max_bytes:
             # A few hundred kilobytes can decode to pixels that re-encode to hundreds of
             # megabytes (noise survives no compressor): the file limit holds for what is stored.
             raise cleaning.ImageTooLarge
         for start in range(0, len(data), _CLEANED_PIECE_BYTES):
-            self._sink.write(self._encryptor.update(data[start : start + _CLEANED_PIECE_BYTES]))
+            self._sink.write(self._encryptor.update(bytes(data[start : start + _CLEANED_PIECE_BYTES])))
 
     def abort(self) -> None:
         self._held = None

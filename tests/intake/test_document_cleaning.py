@@ -634,6 +634,20 @@ def identifying_xlsx() -> bytes:
                     "<text>Check this figure</text></threadedComment></ThreadedComments>"
                 ),
             ),
+            # The last printer's DEVMODE: its name, in UTF-16, in the first 64 bytes.
+            (
+                "xl/printerSettings/printerSettings1.bin",
+                CANARY.encode("utf-16-le").ljust(64, b"\0") + bytes(156),
+            ),
+            (
+                "xl/connections.xml",
+                xml(
+                    '<connections xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                    '<connection id="1" name="Query" odcFile="C:\\Users\\CanaryUser\\Documents\\q.odc">'
+                    '<dbPr connection="Provider=SQLOLEDB;User ID=CanaryUser;Password=secret;Data Source=db"/>'
+                    "</connection></connections>"
+                ),
+            ),
         ]
     )
 
@@ -785,6 +799,12 @@ def test_xlsx_comment_authors_and_paths_are_removed() -> None:
     assert b"AlternateContent" not in parts["xl/workbook.xml"]
     assert b"dT=" not in parts["xl/threadedComments/threadedComment1.xml"]
     assert b'<sheet name="Sheet1"' in parts["xl/workbook.xml"]
+    printer = parts["xl/printerSettings/printerSettings1.bin"]
+    assert CANARY.encode("utf-16-le") not in printer
+    assert len(printer) == 64 + 156, "the rest of the printer settings is kept"
+    assert b"odcFile" not in parts["xl/connections.xml"]
+    assert b"secret" not in parts["xl/connections.xml"]
+    assert b"Data Source=db" in parts["xl/connections.xml"]
 
 
 def animated_gif_with_comment() -> bytes:

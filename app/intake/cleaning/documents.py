@@ -124,7 +124,7 @@ class DocumentNotCleaned(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CleanedDocument:
-    data: bytes
+    data: bytes | bytearray
     content_type: str  # one of DOCUMENT_CONTENT_TYPES
 
 
@@ -221,7 +221,7 @@ def _worker_environment() -> dict[str, str]:
     }
 
 
-def _run_worker(command: list[str], data: bytes, seconds: float, max_stdout: int) -> tuple[int, bytes]:
+def _run_worker(command: list[str], data: bytes, seconds: float, max_stdout: int) -> tuple[int, bytearray]:
     """Feed `data` to the child and collect its standard output, within `seconds` overall and
     `max_stdout` bytes; its standard error is read (so it cannot block on a full pipe) and thrown
     away: it can quote the submitted file, and none of it may reach a reason or a log."""
@@ -255,7 +255,7 @@ def _run_worker(command: list[str], data: bytes, seconds: float, max_stdout: int
     return returncode, output
 
 
-def _exchange(process: subprocess.Popen[bytes], data: bytes, deadline: float, max_stdout: int) -> bytes:
+def _exchange(process: subprocess.Popen[bytes], data: bytes, deadline: float, max_stdout: int) -> bytearray:
     stdin, stdout, stderr = process.stdin, process.stdout, process.stderr
     if stdin is None or stdout is None or stderr is None:
         raise RuntimeError("the document worker was started without its pipes")
@@ -295,7 +295,8 @@ def _exchange(process: subprocess.Popen[bytes], data: bytes, deadline: float, ma
                     if len(output) > max_stdout:
                         # Stop reading at the cap: the child promised not to send this much.
                         raise DocumentNotCleaned(NotCleanedReason.OUTPUT_TOO_LARGE)
-    return bytes(output)
+    # The buffer itself, not a copy: the caller's memory reservation counts one output.
+    return output
 
 
 def _reason_for_exit(returncode: int) -> NotCleanedReason:
@@ -313,14 +314,14 @@ def _reason_for_exit(returncode: int) -> NotCleanedReason:
     return _REASON_OF_EXIT.get(returncode, NotCleanedReason.UNREADABLE)
 
 
-def _parse_answer(output: bytes, max_output_bytes: int) -> CleanedDocument:
+def _parse_answer(output: bytearray, max_output_bytes: int) -> CleanedDocument:
     newline = output.find(b"\n", 0, _MAX_HEADER_BYTES)
     if newline < 0:
         raise DocumentNotCleaned(NotCleanedReason.UNREADABLE)
     content_type = output[:newline].decode("ascii", errors="replace")
     if content_type not in DOCUMENT_CONTENT_TYPES:
         raise DocumentNotCleaned(NotCleanedReason.UNREADABLE)
-    document = output[newline + 1 :]
-    if len(document) > max_output_bytes:
+    del output[: newline + 1]  # in place: the document is not copied again
+    if len(output) > max_output_bytes:
         raise DocumentNotCleaned(NotCleanedReason.OUTPUT_TOO_LARGE)
-    return CleanedDocument(data=document, content_type=content_type)
+    return CleanedDocument(data=output, content_type=content_type)

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -250,6 +251,11 @@ _ODF_PRINTER_SETTINGS: Final = frozenset(
         "RsidRoot",
     }
 )
+# Word, Excel and PowerPoint keep the last printer's DEVMODE in these parts.
+_PRINTER_SETTINGS_PART: Final = re.compile(r"(?:word|xl|ppt)/printersettings/printersettings[0-9]*\.bin")
+_DEVMODE_NAME_BYTES: Final = 64
+# User and password parts of an ODBC/OLE DB connection string.
+_CREDENTIALS: Final = re.compile(r"(?i)\b(?:user id|uid|user|password|pwd)\s*=\s*[^;]*;?")
 # LibreOffice writes an rsid on paragraphs and text styles (officeooo:rsid, :paragraph-rsid).
 _LIBREOFFICE_NS: Final = "http://openoffice.org/2009/office"
 _ODF_SIGNATURES: Final = frozenset({"meta-inf/documentsignatures.xml", "meta-inf/macrosignatures.xml"})
@@ -464,6 +470,8 @@ class _OfficeOpenXml:
             return _rewrite(content, _unlist_signatures)
         if self.signed and folded == "_rels/.rels":
             return _rewrite(content, _unrelate_signatures)
+        if _PRINTER_SETTINGS_PART.fullmatch(folded):
+            return _without_printer_name(content)
         rule = self._rule(folded)
         if rule is not None:
             return _rewrite(content, rule)
@@ -499,11 +507,36 @@ def _sheet_rule(inside: str, base: str, *, main: bool) -> Callable[[_Element], N
         return _remove_attributes(
             {"pivotCacheDefinition"}, {"refreshedBy", "refreshedDate", "refreshedDateIso"}
         )
+    if inside == "connections.xml":
+        return _clean_connections
     if inside == "revisions/usernames.xml":
         return _set_attributes({"userInfo"}, {"name": ""})
     if inside == "revisions/revisionheaders.xml":
         return _set_attributes({"header"}, {"userName": "", "dateTime": _FIXED_XML_TIME})
     return None
+
+
+def _clean_connections(root: _Element) -> None:
+    """Excel's data connections: the .odc file's path (a user folder) and the credentials a
+    connection string may carry."""
+    for element in _elements(root):
+        if _local(element.tag) == "connection":
+            for name in ("odcFile", "sourceFile"):
+                element.attrib.pop(name, None)
+        value = element.get("connection")
+        if value is not None:
+            element.set("connection", _CREDENTIALS.sub("", value))
+
+
+def _without_printer_name(content: bytes) -> bytes:
+    """A printer settings part is a Windows DEVMODE: its first 64 bytes are the printer's name
+    (often a person's, or an office's), overwritten with zeros; the rest (paper, orientation) is
+    kept, so that Office opens the file without a repair."""
+    return (
+        bytes(_DEVMODE_NAME_BYTES) + content[_DEVMODE_NAME_BYTES:]
+        if len(content) >= _DEVMODE_NAME_BYTES
+        else b""
+    )
 
 
 def _presentation_rule(inside: str, base: str) -> Callable[[_Element], None] | None:
