@@ -50,6 +50,13 @@ def _step(session: Session, change: Callable[[], str], refused: Callable[[AppErr
     return RedirectResponse(done, status_code=303)
 
 
+async def _in_worker(
+    session: Session, change: Callable[[], str], refused: Callable[[AppError], Response]
+) -> Response:
+    """`_step`, in a worker thread (it decrypts, reads files and may sign a checkpoint)."""
+    return await run_in_threadpool(_step, session, change, refused)
+
+
 def sign_if_held(session: Session, context: AppContext) -> None:
     """A checkpoint over every event so far (the approval's included), in this transaction, when
     this process holds the audit signing key. A refusal (the stored log does not extend what was
@@ -100,6 +107,15 @@ def _recipients_page(
     )
 
 
+def _recipients_refused(
+    request: Request, principal: Principal, session: Session, typed: dict[str, str] | None = None
+) -> Callable[[AppError], Response]:
+    """The recipients page again, with why a change was refused (and what was typed)."""
+    return lambda exc: _recipients_page(
+        request, principal, session, error=exc.public_message, status_code=exc.status, typed=typed
+    )
+
+
 @router.get("/referrals/recipients", response_class=HTMLResponse)
 def recipients_page(request: Request, principal: Lead, session: DbSession) -> HTMLResponse:
     return _recipients_page(request, principal, session)
@@ -127,17 +143,8 @@ async def add_recipient_form(
         )
         return "/referrals/recipients"
 
-    def act() -> Response:
-        typed = {name: fields.get(name, "")[:4000] for name in ("name", "contact", "kind", "public_key")}
-        return _step(
-            session,
-            add,
-            lambda exc: _recipients_page(
-                request, principal, session, error=exc.public_message, status_code=exc.status, typed=typed
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    typed = {name: fields.get(name, "")[:4000] for name in ("name", "contact", "kind", "public_key")}
+    return await _in_worker(session, add, _recipients_refused(request, principal, session, typed))
 
 
 @router.post("/referrals/recipients/{recipient_id}/confirm", response_class=HTMLResponse)
@@ -156,16 +163,7 @@ async def confirm_recipient_form(
         )
         return "/referrals/recipients"
 
-    def act() -> Response:
-        return _step(
-            session,
-            confirm,
-            lambda exc: _recipients_page(
-                request, principal, session, error=exc.public_message, status_code=exc.status
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    return await _in_worker(session, confirm, _recipients_refused(request, principal, session))
 
 
 @router.post("/referrals/recipients/{recipient_id}/retire", response_class=HTMLResponse)
@@ -180,16 +178,7 @@ async def retire_recipient_form(
         )
         return "/referrals/recipients"
 
-    def act() -> Response:
-        return _step(
-            session,
-            retire,
-            lambda exc: _recipients_page(
-                request, principal, session, error=exc.public_message, status_code=exc.status
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    return await _in_worker(session, retire, _recipients_refused(request, principal, session))
 
 
 # --- Building a referral from a case --------------------------------------------------------------
@@ -278,22 +267,13 @@ async def propose_referral_form(
         )
         return f"/referrals/{referral.id}"
 
-    def act() -> Response:
-        return _step(
-            session,
-            propose,
-            lambda exc: _new_referral_page(
-                request,
-                principal,
-                session,
-                context,
-                case_id,
-                error=exc.public_message,
-                status_code=exc.status,
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    return await _in_worker(
+        session,
+        propose,
+        lambda exc: _new_referral_page(
+            request, principal, session, context, case_id, error=exc.public_message, status_code=exc.status
+        ),
+    )
 
 
 @router.get("/cases/{case_id}/referrals", response_class=HTMLResponse)
@@ -353,6 +333,15 @@ def _referral_page(
     )
 
 
+def _referral_refused(
+    request: Request, principal: Principal, session: Session, context: AppContext, referral_id: uuid.UUID
+) -> Callable[[AppError], Response]:
+    """The referral's page again, with why a step was refused."""
+    return lambda exc: _referral_page(
+        request, principal, session, context, referral_id, error=exc.public_message, status_code=exc.status
+    )
+
+
 @router.get("/referrals/{referral_id}", response_class=HTMLResponse)
 def referral_page(
     referral_id: uuid.UUID, request: Request, principal: CaseWorker, session: DbSession, context: Context
@@ -373,22 +362,9 @@ async def approve_referral_form(
         sign_if_held(session, context)
         return f"/referrals/{referral_id}"
 
-    def act() -> Response:
-        return _step(
-            session,
-            approve,
-            lambda exc: _referral_page(
-                request,
-                principal,
-                session,
-                context,
-                referral_id,
-                error=exc.public_message,
-                status_code=exc.status,
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    return await _in_worker(
+        session, approve, _referral_refused(request, principal, session, context, referral_id)
+    )
 
 
 @router.post("/referrals/{referral_id}/revoke", response_class=HTMLResponse)
@@ -401,22 +377,9 @@ async def revoke_referral_form(
         service.revoke(session, principal, referral_id)
         return f"/referrals/{referral_id}"
 
-    def act() -> Response:
-        return _step(
-            session,
-            revoke,
-            lambda exc: _referral_page(
-                request,
-                principal,
-                session,
-                context,
-                referral_id,
-                error=exc.public_message,
-                status_code=exc.status,
-            ),
-        )
-
-    return await run_in_threadpool(act)
+    return await _in_worker(
+        session, revoke, _referral_refused(request, principal, session, context, referral_id)
+    )
 
 
 def bundle_file_name(referral_id: uuid.UUID) -> str:

@@ -422,26 +422,21 @@ def test_a_second_daylight_imports_the_referral_as_a_case_with_its_provenance(
         [*daylight, "demo", "--data-dir", str(receiving)], env=environment, capture_output=True, check=False
     )
     assert made.returncode == 0, made.stderr
-    imported = subprocess.run(
-        [
-            *daylight,
-            "referral",
-            "import",
-            str(path),
-            "--key",
-            str(key_file),
-            "--verifier-key",
-            verifier_key(log_key.public_key, log_key.name),
-            "--data-dir",
-            str(receiving),
-            "--member",
-            "demo-caseworker",
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    import_command = [
+        *daylight,
+        "referral",
+        "import",
+        str(path),
+        "--key",
+        str(key_file),
+        "--verifier-key",
+        verifier_key(log_key.public_key, log_key.name),
+        "--data-dir",
+        str(receiving),
+        "--member",
+        "demo-caseworker",
+    ]
+    imported = subprocess.run(import_command, env=environment, capture_output=True, text=True, check=False)
     assert imported.returncode == 0, imported.stderr
     assert str(referral_id) in imported.stdout
     their_settings = Settings(data_dir=receiving)
@@ -472,26 +467,7 @@ def test_a_second_daylight_imports_the_referral_as_a_case_with_its_provenance(
     altered = bytearray(path.read_bytes())
     altered[len(altered) // 2] ^= 1
     path.write_bytes(bytes(altered))
-    refused = subprocess.run(
-        [
-            *daylight,
-            "referral",
-            "import",
-            str(path),
-            "--key",
-            str(key_file),
-            "--verifier-key",
-            verifier_key(log_key.public_key, log_key.name),
-            "--data-dir",
-            str(receiving),
-            "--member",
-            "demo-caseworker",
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    refused = subprocess.run(import_command, env=environment, capture_output=True, text=True, check=False)
     assert refused.returncode == 1
 
 
